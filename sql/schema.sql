@@ -1,0 +1,136 @@
+-- schema.sql — the tpa-dist database: one file, one writer (the driver), any number of readers.
+-- Produces: tables runs, settings, models, tensors, matrix_analysis, spectra (created if absent).
+-- Keys make every write idempotent: re-running a submit never duplicates a row.
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id          VARCHAR PRIMARY KEY,
+    argv            VARCHAR,
+    config          JSON,         -- the resolved job (models, settings, workers)
+    versions        JSON,         -- tpa-dist, ray, torch, numpy, duckdb, python
+    host            VARCHAR,
+    started_at      TIMESTAMP,
+    finished_at     TIMESTAMP,
+    status          VARCHAR,      -- running | ok | failed | interrupted
+    matrices_total  INTEGER,
+    matrices_done   INTEGER,
+    matrices_failed INTEGER,
+    matrices_reused INTEGER,      -- already stored for the same model, revision and settings
+    bytes_done      BIGINT,
+    seconds         DOUBLE,       -- wall time of the analysis, Ray start-up excluded
+    ray_startup_s   DOUBLE,
+    matrices_per_s  DOUBLE,
+    bytes_per_s     DOUBLE,
+    throughput      JSON,         -- per device: matrices, bytes, seconds
+    summary         VARCHAR
+);
+
+CREATE TABLE IF NOT EXISTS settings (
+    settings_id VARCHAR PRIMARY KEY,
+    settings    JSON
+);
+
+CREATE TABLE IF NOT EXISTS models (
+    model_id     VARCHAR NOT NULL,
+    revision     VARCHAR NOT NULL,  -- commit sha for Hub models, local-<fingerprint> for folders
+    source_path  VARCHAR,
+    architecture VARCHAR,
+    config       JSON,
+    config_error VARCHAR,
+    num_shards   INTEGER,
+    num_tensors  INTEGER,
+    num_params   BIGINT,
+    status       VARCHAR,           -- ok | error
+    error        VARCHAR,
+    run_id       VARCHAR,
+    PRIMARY KEY (model_id, revision)
+);
+
+CREATE TABLE IF NOT EXISTS tensors (
+    model_id     VARCHAR NOT NULL,
+    revision     VARCHAR NOT NULL,
+    param_name   VARCHAR NOT NULL,
+    shard        VARCHAR,
+    dtype        VARCHAR,
+    shape        BIGINT[],
+    ndim         INTEGER,
+    numel        BIGINT,
+    nbytes       BIGINT,
+    layer_index  INTEGER,
+    block_type   VARCHAR,
+    expert_index INTEGER,
+    PRIMARY KEY (model_id, revision, param_name)
+);
+
+CREATE TABLE IF NOT EXISTS matrix_analysis (
+    model_id            VARCHAR NOT NULL,
+    revision            VARCHAR NOT NULL,
+    settings_id         VARCHAR NOT NULL,
+    matrix_key          VARCHAR NOT NULL,  -- param_name, or param_name[e] for an expert slice
+    param_name          VARCHAR NOT NULL,
+    expert_index        INTEGER,
+    layer_index         INTEGER,
+    block_type          VARCHAR,
+    kind                VARCHAR,           -- matrix | vector (1-D) | tensor (other ranks): stats only
+    shape               VARCHAR,
+    rows                BIGINT,
+    cols                BIGINT,
+    numel               BIGINT,
+    dtype               VARCHAR,
+    shard               VARCHAR,
+    nbytes              BIGINT,
+    design_rank         INTEGER,
+    actual_rank         INTEGER,
+    rank_ratio          DOUBLE,
+    svd_90_percent_rank INTEGER,
+    svd_90_percent_ratio DOUBLE,
+    energy_rank_50      INTEGER,
+    energy_rank_90      INTEGER,
+    energy_rank_95      INTEGER,
+    energy_rank_99      INTEGER,
+    mean                DOUBLE,
+    std                 DOUBLE,
+    var                 DOUBLE,
+    min                 DOUBLE,
+    max                 DOUBLE,
+    sparsity            DOUBLE,
+    sparsity_threshold  DOUBLE,
+    spectral_norm       DOUBLE,
+    frobenius_norm      DOUBLE,
+    nuclear_norm        DOUBLE,
+    stable_rank         DOUBLE,
+    effective_rank      DOUBLE,
+    condition_number    DOUBLE,            -- NULL when the matrix is singular (σ_min = 0)
+    alpha               DOUBLE,
+    D                   DOUBLE,
+    xmin                DOUBLE,
+    xmax                DOUBLE,
+    num_pl_spikes       INTEGER,
+    lambda_max          DOUBLE,
+    alpha_weighted      DOUBLE,
+    log_norm            DOUBLE,
+    log_spectral_norm   DOUBLE,
+    log_alpha_norm      DOUBLE,
+    entropy             DOUBLE,
+    status              VARCHAR NOT NULL,  -- ok | error
+    error               VARCHAR,
+    method              VARCHAR,
+    device              VARCHAR,
+    fallback_reason     VARCHAR,
+    node                VARCHAR,
+    worker              VARCHAR,
+    seconds             DOUBLE,
+    run_id              VARCHAR,
+    created_at          TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (model_id, revision, settings_id, matrix_key)
+);
+
+CREATE TABLE IF NOT EXISTS spectra (
+    model_id        VARCHAR NOT NULL,
+    revision        VARCHAR NOT NULL,
+    settings_id     VARCHAR NOT NULL,
+    matrix_key      VARCHAR NOT NULL,
+    param_name      VARCHAR NOT NULL,
+    expert_index    INTEGER,
+    singular_values DOUBLE[],              -- the whole spectrum, descending
+    PRIMARY KEY (model_id, revision, settings_id, matrix_key)
+);

@@ -1,0 +1,32 @@
+-- views.sql — read-side views over the tables of schema.sql (recreated on every open for writing).
+-- transformer_matrix_analysis: the seed tool's CSV, exactly its columns and order; one row per
+--   analyzed matrix (expert slices as param_name[e]), sorted by numeric layer_index, non-layer rows last.
+
+CREATE OR REPLACE VIEW transformer_matrix_analysis AS
+SELECT
+    mo.source_path AS model_path,
+    ma.model_id,
+    ma.revision,
+    ma.matrix_key AS param_name,
+    ma.layer_index,
+    ma.block_type,
+    ma.shape,
+    ma.rows,
+    ma.cols,
+    ma.design_rank,
+    ma.actual_rank,
+    ma.rank_ratio,
+    ma.svd_90_percent_rank,
+    ma.svd_90_percent_ratio,
+    ma.mean,
+    ma.std,
+    ma.var,
+    ma.min,
+    ma.max,
+    ma.sparsity,
+    ma.dtype,
+    ma.created_at
+FROM matrix_analysis ma
+LEFT JOIN models mo USING (model_id, revision)
+WHERE ma.kind = 'matrix' AND ma.status = 'ok'
+ORDER BY ma.model_id, ma.layer_index NULLS LAST, ma.param_name, ma.expert_index NULLS FIRST;

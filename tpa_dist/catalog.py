@@ -1,0 +1,178 @@
+"""The lazy model catalog: every tensor of a safetensors folder, from headers and index alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .classify import classify
+from .errors import HeaderError, ModelFolderError, UnsupportedFormatError
+from .safetensors_header import FileHeader, read_header
+
+INDEX_FILE = "model.safetensors.index.json"
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+MAX_JSON_BYTES = 50_000_000
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor: its location (file + byte range), storage, and classification."""
+
+    name: str
+    shard: str  # file name relative to the model folder
+    path: str  # absolute path of the shard
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    nbytes: int
+    layer_index: int | None
+    block_type: str
+    expert_index: int | None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class ModelCatalog:
+    """A checkpoint folder: shard list, config.json, and tensors read lazily shard by shard."""
+
+    root: Path
+    shards: list[str]
+    config: dict[str, object]
+    config_error: str | None = None
+    _index: dict[str, str] | None = None
+    _headers: dict[str, FileHeader] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> str | None:
+        archs = self.config.get("architectures")
+        if isinstance(archs, list) and archs and isinstance(archs[0], str):
+            return archs[0]
+        model_type = self.config.get("model_type")
+        return model_type if isinstance(model_type, str) else None
+
+    def header(self, shard: str) -> FileHeader:
+        """The validated header of one shard (read once, cached)."""
+        if shard not in self._headers:
+            self._headers[shard] = read_header(self.root / shard)
+        return self._headers[shard]
+
+    def iter_tensors(self) -> Iterator[TensorInfo]:
+        """Every tensor, shard by shard, reading each header only when reached."""
+        for shard in self.shards:
+            header = self.header(shard)
+            names = {e.name for e in header.tensors}
+            if self._index is not None:
+                missing = sorted(n for n, s in self._index.items() if s == shard and n not in names)
+                if missing:
+                    raise ModelFolderError(
+                        str(self.root / shard),
+                        f"{len(missing)} tensor(s) listed in {INDEX_FILE} are absent from the shard, "
+                        f"e.g. {missing[0]!r}",
+                    )
+            for entry in header.tensors:
+                cls = classify(entry.name)
+                yield TensorInfo(
+                    entry.name, shard, header.path, entry.dtype, entry.shape, entry.start, entry.nbytes,
+                    cls.layer_index, cls.block_type, cls.expert_index,
+                )
+
+    def tensors(self) -> list[TensorInfo]:
+        return list(self.iter_tensors())
+
+    def fingerprint(self) -> str:
+        """A content fingerprint of the checkpoint: headers, sizes and mtimes of every shard."""
+        digest = hashlib.sha256()
+        for shard in self.shards:
+            st = (self.root / shard).stat()
+            digest.update(shard.encode())
+            digest.update(self.header(shard).header_bytes)
+            digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        return digest.hexdigest()[:16]
+
+
+def _read_json(path: Path, what: str) -> object:
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ModelFolderError(str(path), f"{what} is {size} bytes, larger than the {MAX_JSON_BYTES}-byte limit")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelFolderError(str(path), f"{what} is not valid JSON: {exc}") from None
+
+
+def _safe_shard(root: Path, name: object, index_path: Path) -> str:
+    """Validate a weight_map file name: relative, inside the folder, no escaping symlink."""
+    if not isinstance(name, str) or not name:
+        raise ModelFolderError(str(index_path), f"weight_map entry {name!r} is not a file name")
+    if os.path.isabs(name) or ".." in Path(name).parts or "\\" in name:
+        raise ModelFolderError(str(index_path), f"weight_map entry {name!r} points outside the model folder")
+    target = root / name
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(target)]) != real_root:
+        raise ModelFolderError(str(index_path), f"weight_map entry {name!r} is a link leading outside the model folder")
+    if not target.is_file():
+        raise ModelFolderError(str(index_path), f"weight_map names shard {name!r}, which does not exist")
+    return name
+
+
+def _read_config(root: Path) -> tuple[dict[str, object], str | None]:
+    path = root / "config.json"
+    if not path.exists():
+        return {}, "config.json missing: analysis uses tensor names alone"
+    try:
+        config = _read_json(path, "config.json")
+    except ModelFolderError as exc:
+        return {}, str(exc)
+    if not isinstance(config, dict):
+        return {}, f"{path}: config.json is not a JSON object"
+    return config, None
+
+
+def open_model(path: str | os.PathLike[str]) -> ModelCatalog:
+    """Open a local checkpoint folder (single file or sharded); raise a named error if it is not one."""
+    root = Path(path).expanduser().resolve()
+    if root.is_file() and root.suffix == ".safetensors":
+        config, config_error = _read_config(root.parent)
+        return ModelCatalog(root.parent, [root.name], config, config_error)
+    if not root.is_dir():
+        raise ModelFolderError(str(root), "not a folder or .safetensors file")
+    config, config_error = _read_config(root)
+    index_path = root / INDEX_FILE
+    if index_path.exists():
+        index = _read_json(index_path, INDEX_FILE)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ModelFolderError(str(index_path), "has no weight_map object")
+        shards = sorted({_safe_shard(root, v, index_path) for v in weight_map.values()})
+        clean = {str(k): str(v) for k, v in weight_map.items()}
+        return ModelCatalog(root, shards, config, config_error, clean)
+    shards = sorted(p.name for p in root.glob("*.safetensors") if p.is_file())
+    if shards:
+        return ModelCatalog(root, shards, config, config_error)
+    pickles = sorted(p.name for pattern in PICKLE_PATTERNS for p in root.glob(pattern))
+    if pickles:
+        raise UnsupportedFormatError(
+            str(root),
+            f"only pickle checkpoints found ({', '.join(pickles[:3])}); tpa-dist never unpickles untrusted "
+            "files. Convert to safetensors first (e.g. the `convert` Space of huggingface/safetensors, or "
+            "`safetensors.torch.save_file(torch.load(f, weights_only=True), 'model.safetensors')` in a "
+            "sandbox you trust)",
+        )
+    raise ModelFolderError(str(root), "no *.safetensors files and no model.safetensors.index.json")
+
+
+__all__ = ["HeaderError", "ModelCatalog", "TensorInfo", "open_model"]

@@ -1,0 +1,95 @@
+"""The `tpa-dist` command line: thin wrappers over the library (submit, inspect, synth, sql)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from .errors import TpaError
+from .jobs import Job, load_job
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(verbose: bool) -> None:
+    """tpa-dist: exact spectra, ranks and heavy-tail metrics of LLM weights, on Ray, into DuckDB."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+@main.command()
+@click.argument("job_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--models", help="Comma-separated: local folders, synth:PRESET, or Hub ids org/name[@rev].")
+@click.option("--db", help="DuckDB file [default: data/tpa.duckdb].")
+@click.option("--output-dir", help="Folder for the CSV/report files [default: data/outputs].")
+@click.option("--cpu-only", "--use-cpu", "cpu_only", is_flag=True, default=None, help="Never use GPUs.")
+@click.option("--num-workers", type=int, help="Worker actors [default: cluster CPUs / threads].")
+@click.option("--threads-per-worker", type=int, help="BLAS threads per worker [default: 1].")
+@click.option("--address", help="Address of a running Ray cluster [default: start a local one].")
+@click.option("--sparsity-threshold", type=float, help="|w| at or below this counts as zero [1e-8].")
+@click.option("--block-mib", type=int, help="Per-worker memory budget of one streamed block [64].")
+@click.option("--force", is_flag=True, default=None, help="Recompute matrices already stored.")
+@click.option("--no-progress", is_flag=True, help="Plain log lines instead of a progress bar.")
+def submit(job_file: str | None, models: str | None, no_progress: bool, **options: object) -> None:
+    """Analyze every weight matrix of every model and store the results."""
+    from .driver import submit as run_submit
+
+    try:
+        job = load_job(job_file) if job_file else Job()
+        if models:
+            options["models"] = tuple(m.strip() for m in models.split(",") if m.strip())
+        job = job.with_overrides(**options, progress=False if no_progress else None, argv=tuple(sys.argv))
+        if not job.models:
+            raise click.UsageError("no models: give --models or a job file")
+        summary = run_submit(job)
+    except TpaError as exc:
+        _fail(exc)
+    click.echo(summary.describe())
+    sys.exit(0 if summary.ok else 1)
+
+
+@main.command()
+@click.argument("model")
+def inspect(model: str) -> None:
+    """List every tensor (shard, dtype, shape, layer, block type) from headers only."""
+    from .inspect import format_inventory, inventory
+
+    try:
+        click.echo(format_inventory(inventory(model)))
+    except TpaError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.argument("preset")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@click.option("--seed", default=0, show_default=True)
+def synth(preset: str, out: str, seed: int) -> None:
+    """Write a synthetic checkpoint with a real family's names, shapes, dtypes and sharding."""
+    from .synth import write_synthetic
+    from .synth_presets import PRESETS
+
+    if preset not in PRESETS:
+        raise click.BadParameter(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    click.echo(write_synthetic(preset, out, seed=seed))
+
+
+@main.command()
+@click.argument("query")
+@click.option("--db", default="data/tpa.duckdb", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def sql(query: str, db: str, fmt: str) -> None:
+    """Run a read-only SQL query against the results database."""
+    from .query import format_result, run_query
+
+    try:
+        click.echo(format_result(run_query(db, query), fmt))
+    except TpaError as exc:
+        _fail(exc)

@@ -1,0 +1,54 @@
+"""Named exceptions: every failure a user can cause says which file/tensor and what to do."""
+
+from __future__ import annotations
+
+
+class TpaError(Exception):
+    """Base class of every error tpa-dist raises on purpose."""
+
+
+class HeaderError(TpaError):
+    """A safetensors header is malformed, truncated or inconsistent with the file."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: invalid safetensors header: {problem}")
+
+
+class ModelFolderError(TpaError):
+    """A model folder (or its shard index) cannot be read as a safetensors checkpoint."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class UnsupportedFormatError(ModelFolderError):
+    """The checkpoint exists only in a format we refuse to load (pickle-based)."""
+
+
+class TensorDataError(TpaError):
+    """A tensor's values cannot be analyzed (NaN/Inf, unknown dtype, short read)."""
+
+    def __init__(self, tensor: str, problem: str) -> None:
+        self.tensor = tensor
+        self.problem = problem
+        super().__init__(f"tensor {tensor}: {problem}")
+
+
+class JobFileError(TpaError):
+    """A job file (TOML) is missing, malformed or names unknown settings."""
+
+
+class UnknownModelSpecError(TpaError):
+    """A --models entry is neither a local folder, a synth: preset nor a Hub id."""
+
+
+class StoreError(TpaError):
+    """The DuckDB database cannot be opened or written."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds DuckDB's single-writer lock on the database file."""

@@ -1,0 +1,146 @@
+"""The DuckDB store: schema, the driver's single-writer connection, and transactional batch writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from .catalog import TensorInfo
+from .errors import StoreError, StoreLockedError
+
+
+@cache
+def sql_dir() -> Path:
+    """The project's sql/ folder: beside the package in a checkout, packaged as tpa_dist.sql in a wheel."""
+    checkout = Path(__file__).resolve().parent.parent / "sql"
+    if (checkout / "schema.sql").is_file():
+        return checkout
+    return Path(str(resources.files("tpa_dist.sql")))
+
+
+@cache
+def sql_text(name: str) -> str:
+    """The text of a project .sql file, e.g. ``schema.sql`` or ``store/insert_batch.sql``."""
+    return (sql_dir() / name).read_text(encoding="utf-8")
+
+
+def _statements(text: str) -> list[str]:
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def connect_db(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the database; a lock held by another process becomes StoreLockedError with advice."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise StoreError(f"{path}: no such database (run `tpa-dist submit` first)")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreLockedError(
+                f"{path} is locked by another process (a running `tpa-dist submit` is the single writer). "
+                "Wait for it to finish, or query a copy: `cp DB /tmp/snap.duckdb`."
+            ) from None
+        raise StoreError(f"{path}: cannot open database: {exc}") from None
+
+
+class Store:
+    """The driver's writer connection. Every batch is one transaction: whole or absent."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.con = connect_db(self.path)
+        for stmt in _statements(sql_text("schema.sql")) + _statements(sql_text("views.sql")):
+            self.con.execute(stmt)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _run(self, name: str, params: dict[str, object]) -> None:
+        for stmt in _statements(sql_text(name)):
+            self.con.execute(stmt, params)
+
+    def start_run(self, run_id: str, argv: str, config: dict, versions: dict, host: str) -> None:
+        self._run("store/run_start.sql", dict(run_id=run_id, argv=argv, config=json.dumps(config),
+                                               versions=json.dumps(versions), host=host))
+
+    def progress(self, run_id: str, total: int, done: int, failed: int, nbytes: int) -> None:
+        self._run("store/run_progress.sql", dict(run_id=run_id, total=total, done=done, failed=failed, bytes=nbytes))
+
+    def finish_run(self, run_id: str, **fields: object) -> None:
+        params = dict(fields, run_id=run_id)
+        params["throughput"] = json.dumps(params.get("throughput") or {})
+        self._run("store/run_finish.sql", params)
+
+    def upsert_settings(self, settings_id: str, settings: dict) -> None:
+        self._run("store/upsert_settings.sql", dict(settings_id=settings_id, settings=json.dumps(settings)))
+
+    def upsert_model(self, **fields: object) -> None:
+        fields["config"] = json.dumps(fields.get("config") or {})
+        self._run("store/upsert_model.sql", fields)
+
+    def insert_tensors(self, model_id: str, revision: str, tensors: Sequence[TensorInfo]) -> None:
+        table = pa.Table.from_pylist([
+            {"model_id": model_id, "revision": revision, "param_name": t.name, "shard": t.shard, "dtype": t.dtype,
+             "shape": list(t.shape), "ndim": t.ndim, "numel": t.numel, "nbytes": t.nbytes,
+             "layer_index": t.layer_index, "block_type": t.block_type, "expert_index": t.expert_index}
+            for t in tensors
+        ])
+        with self.transaction():
+            self.con.register("batch_tensors", table)
+            self._run("store/insert_tensors.sql", {})
+            self.con.unregister("batch_tensors")
+
+    def done_keys(self, model_id: str, revision: str, settings_id: str) -> set[str]:
+        rows = self.con.execute(sql_text("store/done_matrices.sql"),
+                                dict(model_id=model_id, revision=revision, settings_id=settings_id)).fetchall()
+        return {r[0] for r in rows}
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.con)
+
+    def write_batch(self, rows: list[dict], spectra: list[tuple[dict, np.ndarray]]) -> None:
+        """Store result rows and their spectra atomically."""
+        if not rows:
+            return
+        batch_rows = pa.Table.from_pylist(rows)
+        values = [np.asarray(sv, dtype=np.float64) for _, sv in spectra]
+        offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
+        flat = np.concatenate(values) if values else np.zeros(0)
+        batch_spectra = pa.table({
+            "model_id": [r["model_id"] for r, _ in spectra],
+            "revision": [r["revision"] for r, _ in spectra],
+            "settings_id": [r["settings_id"] for r, _ in spectra],
+            "matrix_key": [r["matrix_key"] for r, _ in spectra],
+            "param_name": [r["param_name"] for r, _ in spectra],
+            "expert_index": pa.array([r["expert_index"] for r, _ in spectra], pa.int32()),
+            "singular_values": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float64())),
+        })
+        with self.transaction():
+            self.con.register("batch_rows", batch_rows)
+            self.con.register("batch_spectra", batch_spectra)
+            self._run("store/insert_batch.sql", {})
+            self.con.unregister("batch_rows")
+            self.con.unregister("batch_spectra")
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def __enter__(self) -> duckdb.DuckDBPyConnection:
+        self.con.execute("BEGIN TRANSACTION")
+        return self.con
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,98 @@
+"""Turn catalog tensors into analysis tasks (one per matrix or expert slice) and batch them for workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+from .catalog import TensorInfo
+from .dtypes import ITEMSIZE
+from .reader import Region
+
+METHOD_VERSION = "gram_eigvalsh_f64/1"
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Settings that change results; their hash keys stored rows, so a resume never mixes settings."""
+
+    sparsity_threshold: float = 1e-8
+
+    def settings_id(self) -> str:
+        payload = json.dumps({**asdict(self), "method": METHOD_VERSION}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "method": METHOD_VERSION}
+
+
+@dataclass(frozen=True)
+class MatrixTask:
+    """Everything a worker needs to read and analyze one matrix (or a non-matrix tensor's statistics)."""
+
+    model_id: str
+    revision: str
+    matrix_key: str  # param_name, or param_name[e] for an expert slice of a 3-D tensor
+    param_name: str
+    kind: str  # matrix | vector | tensor
+    region: Region
+    shape: tuple[int, ...]
+    shard: str
+    dtype: str
+    layer_index: int | None
+    block_type: str
+    expert_index: int | None
+
+    @property
+    def nbytes(self) -> int:
+        return self.region.nbytes
+
+    @property
+    def cost(self) -> float:
+        """Relative compute cost: Gram flops m·n² plus eigvalsh n³ (n the smaller side)."""
+        if self.kind != "matrix":
+            return float(self.region.rows)
+        m, n = max(self.region.rows, self.region.cols), min(self.region.rows, self.region.cols)
+        return float(m) * n * n + 4.0 * n**3
+
+
+def tasks_for_tensor(model_id: str, revision: str, t: TensorInfo) -> Iterator[MatrixTask]:
+    """One task per 2-D matrix, one per expert slice of a 3-D expert tensor, one stats task otherwise."""
+    common = dict(model_id=model_id, revision=revision, param_name=t.name, shape=t.shape, shard=t.shard,
+                  dtype=t.dtype, layer_index=t.layer_index, block_type=t.block_type)
+    if t.ndim == 2:
+        region = Region(t.name, t.path, t.start, t.dtype, t.shape[0], t.shape[1])
+        yield MatrixTask(matrix_key=t.name, kind="matrix", region=region, expert_index=t.expert_index, **common)
+    elif t.ndim == 3 and (t.block_type == "moe" or "expert" in t.name):
+        experts, rows, cols = t.shape
+        step = rows * cols * ITEMSIZE[t.dtype]
+        for e in range(experts):
+            key = f"{t.name}[{e}]"
+            region = Region(key, t.path, t.start + e * step, t.dtype, rows, cols)
+            yield MatrixTask(matrix_key=key, kind="matrix", region=region, expert_index=e, **common)
+    else:
+        region = Region(t.name, t.path, t.start, t.dtype, t.numel, 1)
+        kind = "vector" if t.ndim == 1 else "tensor"
+        yield MatrixTask(matrix_key=t.name, kind=kind, region=region, expert_index=t.expert_index, **common)
+
+
+def batch_tasks(tasks: Iterable[MatrixTask], *, max_tasks: int = 64, min_cost: float = 2e8) -> list[list[MatrixTask]]:
+    """Largest first; small tasks grouped so each batch is worth a round trip to a worker."""
+    ordered = sorted(tasks, key=lambda t: t.cost, reverse=True)
+    batches: list[list[MatrixTask]] = []
+    current: list[MatrixTask] = []
+    cost = 0.0
+    for task in ordered:
+        if task.cost >= min_cost:
+            batches.append([task])
+            continue
+        current.append(task)
+        cost += task.cost
+        if cost >= min_cost or len(current) >= max_tasks:
+            batches.append(current)
+            current, cost = [], 0.0
+    if current:
+        batches.append(current)
+    return batches
