@@ -43,37 +43,34 @@ def _fit_standard(x: np.ndarray) -> tuple[float, float, float]:
 
 
 def _fit_small(x: np.ndarray, k_min: int = 8) -> tuple[float, float, float]:
-    """weightwatcher's small-N estimator: bias-corrected MLE, xmin by D − 0.868/√n."""
+    """weightwatcher's small-N path: bias-corrected MLE on tails of ≥ k_min points; xmin by minimum D.
+
+    (weightwatcher scores candidates by D − 0.868/√n inside its small-N routine, but its WWFit then
+    re-selects by minimum D; we reproduce what it reports.)
+    """
     n_total = len(x)
     logx = np.log(x)
-    best = (math.inf, 0, 1.0 + 0.0, 1.0)  # (J, i, alpha, D)
     alphas = np.zeros(n_total - 1)
     ds = np.ones(n_total - 1)
+    found = False
     for i in range(n_total - 1):
         n = n_total - i
-        if n < k_min:
-            continue
         s = float(np.sum(logx[i:]) - n * logx[i])
+        if n < k_min or s <= 1e-12:
+            continue
+        alphas[i] = 1.0 + (n - 1.0) / s
+        if alphas[i] <= 1.0:
+            continue
+        ds[i] = float(np.max(np.abs(np.arange(n) / n - (1.0 - (x[i:] / x[i]) ** (1.0 - alphas[i])))))
+        found = True
+    if not found:
+        s = float(np.sum(logx) - n_total * logx[0])
         if s <= 1e-12:
-            continue
-        alpha = 1.0 + (n - 1.0) / s
-        alphas[i] = alpha
-        if alpha <= 1.0:
-            continue
-        d = float(np.max(np.abs(np.arange(n) / n - (1.0 - (x[i:] / x[i]) ** (1.0 - alpha)))))
-        ds[i] = d
-        score = d - 0.868 / math.sqrt(n)
-        if score < best[0]:
-            best = (score, i, alpha, d)
-    if math.isfinite(best[0]):
-        return best[2], float(x[best[1]]), best[3]
-    n = n_total
-    s = float(np.sum(logx) - n * logx[0])
-    if s <= 1e-12:
-        return 1.0, float(x[0]), 1.0
-    alpha = 1.0 + (n - 1.0) / s
-    d = float(np.max(np.abs(np.arange(n) / n - (1.0 - (x / x[0]) ** (1.0 - alpha)))))
-    return alpha, float(x[0]), d
+            return math.nan, float(x[0]), 1.0
+        alphas[0] = 1.0 + (n_total - 1.0) / s
+        ds[0] = float(np.max(np.abs(np.arange(n_total) / n_total - (1.0 - (x / x[0]) ** (1.0 - alphas[0])))))
+    best = int(np.argmin(ds))
+    return float(alphas[best]), float(x[best]), float(ds[best])
 
 
 def heavy_tail_metrics(sv: np.ndarray) -> dict[str, float | int | None]:

@@ -95,7 +95,7 @@ def _split_shards(specs: list[TensorSpec], n: int) -> list[list[TensorSpec]]:
     return shards
 
 
-def _write_shard(path: Path, specs: list[TensorSpec], seed: int) -> int:
+def _write_shard(path: Path, specs: list[TensorSpec], seed: int, values: bool = True) -> int:
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
     offset = 0
     for s in specs:
@@ -108,7 +108,9 @@ def _write_shard(path: Path, specs: list[TensorSpec], seed: int) -> int:
     with open(tmp, "wb") as fh:
         fh.write(len(raw).to_bytes(8, "little"))
         fh.write(raw)
-        for s in specs:
+        if not values:  # headers only: a sparse file of the right size (catalog/planner tests)
+            fh.truncate(8 + len(raw) + offset)
+        for s in specs if values else ():
             for block in _matrix_slices(s, seed):
                 fh.write(_encode(block, s.dtype))
     tmp.replace(path)
@@ -125,15 +127,19 @@ def planted_ranks(p: Preset) -> dict[str, int]:
     return out
 
 
-def write_synthetic(name: str, out_dir: str | Path, seed: int = 0) -> Path:
-    """Write preset `name` into `out_dir` (created); return the folder. Idempotent for the same seed."""
+def write_synthetic(name: str, out_dir: str | Path, seed: int = 0, values: bool = True) -> Path:
+    """Write preset `name` into `out_dir` (created); return the folder. Idempotent for the same seed.
+
+    With ``values=False`` the shards are sparse files holding only real headers (zero-valued data).
+    """
     p = preset(name)
     out = Path(out_dir)
     manifest_path = out / MANIFEST
     if manifest_path.exists():
         try:
             done = json.loads(manifest_path.read_text())
-            if done.get("preset") == name and done.get("seed") == seed and done.get("complete"):
+            if (done.get("preset"), done.get("seed"), done.get("values", True), done.get("complete")) == (
+                    name, seed, values, True):
                 return out
         except ValueError:
             pass
@@ -143,7 +149,7 @@ def write_synthetic(name: str, out_dir: str | Path, seed: int = 0) -> Path:
     total = 0
     for i, group in enumerate(groups, start=1):
         fname = "model.safetensors" if len(groups) == 1 else f"model-{i:05d}-of-{len(groups):05d}.safetensors"
-        total += _write_shard(out / fname, group, seed)
+        total += _write_shard(out / fname, group, seed, values)
         weight_map.update({s.name: fname for s in group})
     if len(groups) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
@@ -151,6 +157,7 @@ def write_synthetic(name: str, out_dir: str | Path, seed: int = 0) -> Path:
     (out / "config.json").write_text(json.dumps(p.config, indent=2))
     (out / "generation_config.json").write_text(json.dumps({"do_sample": False, "max_new_tokens": 32}))
     write_tokenizer(out, p.tokenizer, p.vocab_size)
-    manifest = {"preset": name, "seed": seed, "planted_ranks": planted_ranks(p), "complete": True}
+    manifest = {"preset": name, "seed": seed, "values": values, "planted_ranks": planted_ranks(p),
+                "complete": True}
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return out

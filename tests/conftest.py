@@ -1,0 +1,55 @@
+"""Shared fixtures: one Ray instance per test session, a private synth cache, safetensors writers."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["TPA_DIST_CACHE"] = str(tmp_path_factory.mktemp("tpa-cache"))
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray for the whole session (each start costs seconds); never `ray stop`."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+
+
+@pytest.fixture(scope="session")
+def synth_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tpa_dist.synth import write_synthetic
+
+    root = tmp_path_factory.mktemp("synth")
+    names = ["tiny-llama", "tiny-qwen3", "tiny-mixtral", "tiny-moe-fused", "tiny-gpt2", "tiny-bert"]
+    return {n: write_synthetic(n, root / n) for n in names}
+
+
+def write_safetensors(path: Path, tensors: dict[str, tuple[str, np.ndarray | bytes, tuple[int, ...]]],
+                      header_override: dict | None = None) -> Path:
+    """Write a safetensors file by hand: name -> (dtype, raw little-endian bytes or array, shape)."""
+    header: dict[str, object] = {}
+    blobs = []
+    offset = 0
+    for name, (dtype, data, shape) in tensors.items():
+        raw = data if isinstance(data, bytes) else np.ascontiguousarray(data).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    if header_override:
+        header.update(header_override)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    return path
