@@ -45,7 +45,9 @@ _FP8_TABLES: dict[str, np.ndarray] = {}
 def decode(raw: np.ndarray, dtype: str, out_dtype: type = np.float64) -> np.ndarray:
     """Decode stored bits to `out_dtype` exactly (every stored float is representable in float64)."""
     if dtype == "BF16":
-        return (raw.astype(np.uint32) << 16).view(np.float32).astype(out_dtype, copy=False)
+        bits = raw.astype(np.uint32)
+        bits <<= 16  # in place: one temporary, not two
+        return bits.view(np.float32).astype(out_dtype, copy=False)
     if dtype in ("F8_E4M3", "F8_E5M2"):
         table = _FP8_TABLES.get(dtype)
         if table is None:

@@ -25,11 +25,12 @@ class RunningStats:
         n = block.size
         if n == 0:
             return
-        bmean = float(block.mean())
-        if not math.isfinite(bmean):
+        flat = block.reshape(-1)
+        bmean = float(flat.sum()) / n
+        if not math.isfinite(bmean):  # NaN and ±Inf propagate into the sum
             self.finite = False
             return
-        bm2 = float(np.square(block - bmean).sum())
+        bm2 = max(0.0, float(np.dot(flat, flat)) - n * bmean * bmean)  # no block-sized temporaries
         delta = bmean - self.mean
         total = self.count + n
         self.mean += delta * n / total
@@ -37,7 +38,8 @@ class RunningStats:
         self.count = total
         self.minimum = min(self.minimum, float(block.min()))
         self.maximum = max(self.maximum, float(block.max()))
-        self.small += int(np.count_nonzero(np.abs(block) <= self.sparsity_threshold))
+        thr = self.sparsity_threshold
+        self.small += int(np.count_nonzero((flat <= thr) & (flat >= -thr)))
 
     @property
     def var(self) -> float:
