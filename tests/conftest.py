@@ -36,8 +36,9 @@ def synth_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {n: write_synthetic(n, root / n) for n in names}
 
 
-def write_safetensors(path: Path, tensors: dict[str, tuple[str, np.ndarray | bytes, tuple[int, ...]]],
-                      header_override: dict | None = None) -> Path:
+def write_safetensors(
+    path: Path, tensors: dict[str, tuple[str, np.ndarray | bytes, tuple[int, ...]]], header_override: dict | None = None
+) -> Path:
     """Write a safetensors file by hand: name -> (dtype, raw little-endian bytes or array, shape)."""
     header: dict[str, object] = {}
     blobs = []

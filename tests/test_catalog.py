@@ -50,36 +50,39 @@ def test_layer_zero_and_block_types(synth_models):
     assert by_name["model.embed_tokens.weight"].layer_index is None
 
 
-@pytest.mark.parametrize("name, layer, block, expert", [
-    ("model.layers.0.self_attn.q_proj.weight", 0, "q_proj", None),
-    ("model.layers.12.mlp.down_proj.weight", 12, "down_proj", None),
-    ("model.layers.3.block_sparse_moe.experts.7.w1.weight", 3, "moe", 7),
-    ("model.layers.3.block_sparse_moe.gate.weight", 3, "router", None),
-    ("model.layers.2.mlp.gate.weight", 2, "router", None),
-    ("model.layers.1.mlp.experts.gate_up_proj", 1, "moe", None),
-    ("h.0.attn.c_attn.weight", 0, "qkv_proj", None),
-    ("h.0.attn.c_proj.weight", 0, "o_proj", None),
-    ("h.0.mlp.c_fc.weight", 0, "up_proj", None),
-    ("h.0.mlp.c_proj.weight", 0, "down_proj", None),
-    ("h.0.attn.c_attn.bias", 0, "bias", None),
-    ("wte.weight", None, "embedding", None),
-    ("wpe.weight", None, "position_embedding", None),
-    ("bert.encoder.layer.0.attention.self.query.weight", 0, "q_proj", None),
-    ("bert.encoder.layer.0.attention.self.key.weight", 0, "k_proj", None),
-    ("bert.encoder.layer.0.attention.self.value.weight", 0, "v_proj", None),
-    ("bert.encoder.layer.0.attention.output.dense.weight", 0, "o_proj", None),
-    ("bert.encoder.layer.0.intermediate.dense.weight", 0, "up_proj", None),
-    ("bert.encoder.layer.0.output.dense.weight", 0, "down_proj", None),
-    ("bert.encoder.layer.0.output.LayerNorm.weight", 0, "norm", None),
-    ("bert.embeddings.word_embeddings.weight", None, "embedding", None),
-    ("bert.embeddings.position_embeddings.weight", None, "position_embedding", None),
-    ("model.layers.5.self_attn.qkv_proj.weight", 5, "qkv_proj", None),
-    ("model.layers.5.mlp.gate_up_proj.weight", 5, "gate_up_proj", None),
-    ("lm_head.weight", None, "output", None),
-    ("output.weight", None, "output", None),
-    ("model.norm.weight", None, "norm", None),
-    ("totally.unknown.thing", None, "other", None),
-])
+@pytest.mark.parametrize(
+    "name, layer, block, expert",
+    [
+        ("model.layers.0.self_attn.q_proj.weight", 0, "q_proj", None),
+        ("model.layers.12.mlp.down_proj.weight", 12, "down_proj", None),
+        ("model.layers.3.block_sparse_moe.experts.7.w1.weight", 3, "moe", 7),
+        ("model.layers.3.block_sparse_moe.gate.weight", 3, "router", None),
+        ("model.layers.2.mlp.gate.weight", 2, "router", None),
+        ("model.layers.1.mlp.experts.gate_up_proj", 1, "moe", None),
+        ("h.0.attn.c_attn.weight", 0, "qkv_proj", None),
+        ("h.0.attn.c_proj.weight", 0, "o_proj", None),
+        ("h.0.mlp.c_fc.weight", 0, "up_proj", None),
+        ("h.0.mlp.c_proj.weight", 0, "down_proj", None),
+        ("h.0.attn.c_attn.bias", 0, "bias", None),
+        ("wte.weight", None, "embedding", None),
+        ("wpe.weight", None, "position_embedding", None),
+        ("bert.encoder.layer.0.attention.self.query.weight", 0, "q_proj", None),
+        ("bert.encoder.layer.0.attention.self.key.weight", 0, "k_proj", None),
+        ("bert.encoder.layer.0.attention.self.value.weight", 0, "v_proj", None),
+        ("bert.encoder.layer.0.attention.output.dense.weight", 0, "o_proj", None),
+        ("bert.encoder.layer.0.intermediate.dense.weight", 0, "up_proj", None),
+        ("bert.encoder.layer.0.output.dense.weight", 0, "down_proj", None),
+        ("bert.encoder.layer.0.output.LayerNorm.weight", 0, "norm", None),
+        ("bert.embeddings.word_embeddings.weight", None, "embedding", None),
+        ("bert.embeddings.position_embeddings.weight", None, "position_embedding", None),
+        ("model.layers.5.self_attn.qkv_proj.weight", 5, "qkv_proj", None),
+        ("model.layers.5.mlp.gate_up_proj.weight", 5, "gate_up_proj", None),
+        ("lm_head.weight", None, "output", None),
+        ("output.weight", None, "output", None),
+        ("model.norm.weight", None, "norm", None),
+        ("totally.unknown.thing", None, "other", None),
+    ],
+)
 def test_classification(name, layer, block, expert):
     c = classify(name)
     assert (c.layer_index, c.block_type, c.expert_index) == (layer, block, expert)
@@ -92,15 +95,19 @@ def _two_shard_folder(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("entry, message", [
-    ("missing.safetensors", "does not exist"),
-    ("../outside.safetensors", "outside the model folder"),
-    ("/etc/passwd", "outside the model folder"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("missing.safetensors", "does not exist"),
+        ("../outside.safetensors", "outside the model folder"),
+        ("/etc/passwd", "outside the model folder"),
+    ],
+)
 def test_untrusted_index_entries(tmp_path, entry, message):
     folder = _two_shard_folder(tmp_path)
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"x": "s1.safetensors",
-                                                                                    "y": entry}}))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"x": "s1.safetensors", "y": entry}})
+    )
     with pytest.raises(ModelFolderError, match=message):
         open_model(folder)
 
@@ -119,8 +126,9 @@ def test_symlink_escaping_folder(tmp_path):
 
 def test_index_lists_tensor_absent_from_shard(tmp_path):
     folder = _two_shard_folder(tmp_path)
-    (folder / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {"x": "s1.safetensors", "y": "s2.safetensors", "ghost": "s1.safetensors"}}))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"x": "s1.safetensors", "y": "s2.safetensors", "ghost": "s1.safetensors"}})
+    )
     with pytest.raises(ModelFolderError, match="'ghost'"):
         open_model(folder).tensors()
 
@@ -131,8 +139,9 @@ def test_pickle_only_checkpoint_refused(tmp_path):
         open_model(tmp_path)
 
 
-@pytest.mark.parametrize("content, message", [(None, "missing"), ("{not json", "not valid JSON"),
-                                              ("[1]", "not a JSON object")])
+@pytest.mark.parametrize(
+    "content, message", [(None, "missing"), ("{not json", "not valid JSON"), ("[1]", "not a JSON object")]
+)
 def test_config_missing_or_malformed_still_catalogs(tmp_path, content, message):
     write_safetensors(tmp_path / "model.safetensors", {"a.weight": ("F32", np.ones((2, 2), np.float32), (2, 2))})
     if content is not None:

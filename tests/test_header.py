@@ -32,7 +32,7 @@ def test_valid_header_matches_safetensors_library(tmp_path):
     ref = load_file(str(path))
     raw = path.read_bytes()
     for entry in header.tensors:
-        got = np.frombuffer(raw[entry.start:entry.start + entry.nbytes], dtype=ref[entry.name].dtype)
+        got = np.frombuffer(raw[entry.start : entry.start + entry.nbytes], dtype=ref[entry.name].dtype)
         assert np.array_equal(got.reshape(entry.shape), ref[entry.name])
 
 
@@ -44,10 +44,20 @@ def test_valid_header_matches_safetensors_library(tmp_path):
         (b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}', b"\0" * 4, None, "outside the data area"),
         (b'{"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}', b"\0" * 8, None, "needs 12"),
         (b'{"a": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}}', b"\0" * 8, None, "unknown dtype"),
-        (b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
-         b'"b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}', b"\0" * 12, None, "overlap"),
-        (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
-         b'"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}', b"\0" * 8, None, "duplicate tensor name"),
+        (
+            b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+            b'"b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}',
+            b"\0" * 12,
+            None,
+            "overlap",
+        ),
+        (
+            b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
+            b'"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}',
+            b"\0" * 8,
+            None,
+            "duplicate tensor name",
+        ),
         (b'{"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}', b"\0" * 4, None, "non-negative"),
         (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0]}}', b"\0" * 4, None, "data_offsets"),
         (b"{}", b"", 10**6, "larger than the file"),
@@ -85,15 +95,28 @@ def test_fuzzed_headers_raise_only_header_error(tmp_path, blob, hlen):
         pass
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=5),
-                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
-                           max_leaves=10)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+    max_leaves=10,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.dictionaries(st.text(max_size=8), json_values | st.fixed_dictionaries(
-    {"dtype": st.sampled_from(["F32", "BF16", "X"]), "shape": st.lists(st.integers(-2, 5), max_size=3),
-     "data_offsets": st.lists(st.integers(-2, 64), max_size=3)}), max_size=4))
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        json_values
+        | st.fixed_dictionaries(
+            {
+                "dtype": st.sampled_from(["F32", "BF16", "X"]),
+                "shape": st.lists(st.integers(-2, 5), max_size=3),
+                "data_offsets": st.lists(st.integers(-2, 64), max_size=3),
+            }
+        ),
+        max_size=4,
+    )
+)
 def test_fuzzed_json_headers_raise_only_header_error(tmp_path, doc):
     path = _raw_file(tmp_path, json.dumps(doc).encode(), b"\0" * 64)
     try:

@@ -32,8 +32,9 @@ print(json.dumps({"base_kib": base, "peak_kib": peak, "status": row["status"], "
 
 
 def _probe(folder, block_bytes: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(folder), str(block_bytes)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(folder), str(block_bytes)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

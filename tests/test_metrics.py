@@ -20,9 +20,16 @@ def _reference(w: np.ndarray) -> dict[str, float]:
     tol = s.max() * max(rows, cols) * np.finfo(np.float32).eps
     rank = int(np.sum(s > tol))
     e = s**2
-    out = {"design_rank": min(rows, cols), "actual_rank": rank, "rank_ratio": rank / min(rows, cols),
-           "spectral_norm": s[0], "frobenius_norm": np.linalg.norm(w, "fro"), "nuclear_norm": np.linalg.norm(w, "nuc"),
-           "stable_rank": e.sum() / e[0], "condition_number": s[0] / s[-1]}
+    out = {
+        "design_rank": min(rows, cols),
+        "actual_rank": rank,
+        "rank_ratio": rank / min(rows, cols),
+        "spectral_norm": s[0],
+        "frobenius_norm": np.linalg.norm(w, "fro"),
+        "nuclear_norm": np.linalg.norm(w, "nuc"),
+        "stable_rank": e.sum() / e[0],
+        "condition_number": s[0] / s[-1],
+    }
     for level in (50, 90, 95, 99):
         k = 1
         while e[:k].sum() < level / 100 * e.sum():

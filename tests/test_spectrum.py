@@ -43,7 +43,8 @@ CASES = {
     "planted_rank3_wide_f16": lambda rng: _planted(30, 250, 3, rng).half(),
     "zero": lambda rng: torch.zeros(50, 20),
     "f64_ill_conditioned": lambda rng: torch.from_numpy(
-        sl.qr(rng.standard_normal((120, 60)), mode="economic")[0] @ np.diag(np.logspace(0, -12, 60))),
+        sl.qr(rng.standard_normal((120, 60)), mode="economic")[0] @ np.diag(np.logspace(0, -12, 60))
+    ),
     "single_row": lambda rng: torch.from_numpy(rng.standard_normal((1, 33))).float(),
 }
 
@@ -74,8 +75,7 @@ def test_spectrum_matches_scipy(tmp_path, case, block_bytes):
 def test_3d_expert_tensor_is_analyzed_per_expert(tmp_path):
     rng = np.random.default_rng(3)
     experts = torch.stack([_planted(48, 32, r, rng) for r in (2, 5, 9)]).bfloat16()
-    info = _store(tmp_path, {"model.layers.0.mlp.experts.down_proj": experts})[
-        "model.layers.0.mlp.experts.down_proj"]
+    info = _store(tmp_path, {"model.layers.0.mlp.experts.down_proj": experts})["model.layers.0.mlp.experts.down_proj"]
     tasks = list(tasks_for_tensor("m", "r", info))
     assert [t.matrix_key for t in tasks] == [f"model.layers.0.mlp.experts.down_proj[{e}]" for e in range(3)]
     assert [t.expert_index for t in tasks] == [0, 1, 2]
@@ -111,5 +111,6 @@ def test_every_synthetic_matrix_matches_scipy(synth_models):
                 from tpa_dist.reader import read_all
 
                 values = read_all(task.region)
-                _assert_spectrum_close(matrix_spectrum(task.region, block_bytes=4096).singular_values,
-                                       sl.svdvals(values))
+                _assert_spectrum_close(
+                    matrix_spectrum(task.region, block_bytes=4096).singular_values, sl.svdvals(values)
+                )

@@ -38,8 +38,12 @@ def _expected_matrices(folder) -> set[str]:
 @pytest.fixture(scope="module")
 def four_run(ray_session, synth_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    job = Job(models=tuple(str(synth_models[n]) for n in FOUR), db=str(out / "tpa.duckdb"),
-              output_dir=str(out / "outputs"), progress=False)
+    job = Job(
+        models=tuple(str(synth_models[n]) for n in FOUR),
+        db=str(out / "tpa.duckdb"),
+        output_dir=str(out / "outputs"),
+        progress=False,
+    )
     return job, submit(job)
 
 
@@ -50,27 +54,33 @@ def test_every_matrix_exactly_once_and_planted_ranks(four_run, synth_models):
     try:
         for name in FOUR:
             folder = synth_models[name]
-            rows = con.execute("SELECT matrix_key, count(*) FROM matrix_analysis WHERE model_id = ? AND kind = 'matrix' "
-                               "GROUP BY matrix_key", [folder.name]).fetchall()
+            rows = con.execute(
+                "SELECT matrix_key, count(*) FROM matrix_analysis WHERE model_id = ? AND kind = 'matrix' "
+                "GROUP BY matrix_key",
+                [folder.name],
+            ).fetchall()
             assert {k for k, _ in rows} == _expected_matrices(folder)
             assert all(c == 1 for _, c in rows)
             planted = json.loads((folder / MANIFEST).read_text())["planted_ranks"]
             assert planted
             for key, rank in planted.items():
-                got = con.execute("SELECT actual_rank FROM matrix_analysis WHERE model_id = ? AND matrix_key = ?",
-                                  [folder.name, key]).fetchone()
+                got = con.execute(
+                    "SELECT actual_rank FROM matrix_analysis WHERE model_id = ? AND matrix_key = ?", [folder.name, key]
+                ).fetchone()
                 assert got == (rank,), key
         # every matrix has its whole spectrum, descending, length min(rows, cols)
         bad = con.execute("""SELECT count(*) FROM matrix_analysis m JOIN spectra s USING (model_id, revision,
                              settings_id, matrix_key) WHERE len(s.singular_values) != m.design_rank
                              OR s.singular_values[1] != m.spectral_norm""").fetchone()[0]
         assert bad == 0
-        n_spectra, n_mat = con.execute("SELECT (SELECT count(*) FROM spectra), (SELECT count(*) FROM matrix_analysis "
-                                       "WHERE kind = 'matrix')").fetchone()
+        n_spectra, n_mat = con.execute(
+            "SELECT (SELECT count(*) FROM spectra), (SELECT count(*) FROM matrix_analysis WHERE kind = 'matrix')"
+        ).fetchone()
         assert n_spectra == n_mat
         # 1-D tensors: statistics only
-        vec = con.execute("SELECT count(*), count(actual_rank), count(mean) FROM matrix_analysis "
-                          "WHERE kind = 'vector'").fetchone()
+        vec = con.execute(
+            "SELECT count(*), count(actual_rank), count(mean) FROM matrix_analysis WHERE kind = 'vector'"
+        ).fetchone()
         assert vec[0] > 0 and vec[1] == 0 and vec[2] == vec[0]
         run = con.execute("SELECT status, matrices_done, matrices_failed, versions FROM runs").fetchone()
         assert run[0] == "ok" and run[2] == 0 and "ray" in json.loads(run[3])
@@ -86,14 +96,35 @@ def test_seed_csv_and_view(four_run):
         reader = csv.reader(fh)
         header = next(reader)
         body = list(reader)
-    assert header == ["model_path", "model_id", "revision", "param_name", "layer_index", "block_type", "shape", "rows",
-                      "cols", "design_rank", "actual_rank", "rank_ratio", "svd_90_percent_rank",
-                      "svd_90_percent_ratio", "mean", "std", "var", "min", "max", "sparsity", "dtype", "created_at"]
+    assert header == [
+        "model_path",
+        "model_id",
+        "revision",
+        "param_name",
+        "layer_index",
+        "block_type",
+        "shape",
+        "rows",
+        "cols",
+        "design_rank",
+        "actual_rank",
+        "rank_ratio",
+        "svd_90_percent_rank",
+        "svd_90_percent_ratio",
+        "mean",
+        "std",
+        "var",
+        "min",
+        "max",
+        "sparsity",
+        "dtype",
+        "created_at",
+    ]
     for model in {r[1] for r in body}:
         layers = [r[4] for r in body if r[1] == model]
         numeric = [int(x) for x in layers if x != ""]
         assert numeric == sorted(numeric) and 0 in numeric
-        assert layers[len(numeric):] == [""] * (len(layers) - len(numeric))  # non-layer rows last
+        assert layers[len(numeric) :] == [""] * (len(layers) - len(numeric))  # non-layer rows last
 
 
 def test_resume_reuses_and_force_recomputes(four_run):
@@ -103,8 +134,9 @@ def test_resume_reuses_and_force_recomputes(four_run):
     forced = submit(job.with_overrides(force=True, models=job.models[:1]))
     assert forced.done == forced.total > 0
     con = duckdb.connect(job.db, read_only=True)
-    dupes = con.execute("SELECT count(*) - count(DISTINCT (model_id, revision, settings_id, matrix_key)) "
-                        "FROM matrix_analysis").fetchone()[0]
+    dupes = con.execute(
+        "SELECT count(*) - count(DISTINCT (model_id, revision, settings_id, matrix_key)) FROM matrix_analysis"
+    ).fetchone()[0]
     con.close()
     assert dupes == 0
 
@@ -115,16 +147,23 @@ def test_bad_tensor_and_bad_model_do_not_lose_the_rest(ray_session, synth_models
     nan[2, 3] = np.nan
     model = tmp_path / "mixed"
     model.mkdir()
-    write_safetensors(model / "model.safetensors", {
-        "model.layers.0.self_attn.q_proj.weight": ("F32", good, (16, 8)),
-        "model.layers.0.self_attn.k_proj.weight": ("F32", nan, (16, 8)),
-        "model.layers.0.self_attn.v_proj.weight": ("F32", b"", (0, 8)),
-    })
+    write_safetensors(
+        model / "model.safetensors",
+        {
+            "model.layers.0.self_attn.q_proj.weight": ("F32", good, (16, 8)),
+            "model.layers.0.self_attn.k_proj.weight": ("F32", nan, (16, 8)),
+            "model.layers.0.self_attn.v_proj.weight": ("F32", b"", (0, 8)),
+        },
+    )
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.safetensors").write_bytes(b"\xff" * 4)
-    job = Job(models=(str(model), str(broken), str(synth_models["tiny-gpt2"])), db=str(tmp_path / "t.duckdb"),
-              output_dir=str(tmp_path / "out"), progress=False)
+    job = Job(
+        models=(str(model), str(broken), str(synth_models["tiny-gpt2"])),
+        db=str(tmp_path / "t.duckdb"),
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+    )
     summary = submit(job)
     assert not summary.ok
     text = summary.describe()
@@ -132,8 +171,11 @@ def test_bad_tensor_and_bad_model_do_not_lose_the_rest(ray_session, synth_models
     assert "broken" in text and "too short" in text
     con = duckdb.connect(job.db, read_only=True)
     rows = dict(con.execute("SELECT matrix_key, status FROM matrix_analysis WHERE model_id = 'mixed'").fetchall())
-    assert rows == {"model.layers.0.self_attn.q_proj.weight": "ok", "model.layers.0.self_attn.k_proj.weight": "error",
-                    "model.layers.0.self_attn.v_proj.weight": "error"}
+    assert rows == {
+        "model.layers.0.self_attn.q_proj.weight": "ok",
+        "model.layers.0.self_attn.k_proj.weight": "error",
+        "model.layers.0.self_attn.v_proj.weight": "error",
+    }
     gpt2 = con.execute("SELECT count(*) FROM matrix_analysis WHERE model_id = 'tiny-gpt2' AND status = 'ok'").fetchone()
     assert gpt2[0] == 30
     assert con.execute("SELECT status FROM models WHERE model_id = ?", [str(broken)]).fetchone() == ("error",)
@@ -146,9 +188,17 @@ def test_cli_submit_sql_inspect_synth(ray_session, tmp_path, monkeypatch):
     res = runner.invoke(main, ["submit", "--models", "synth:tiny-qwen3,synth:tiny-moe-fused", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert "0 failed" in res.output
-    res = runner.invoke(main, ["sql", "--db", "data/tpa.duckdb", "--format", "json",
-                               "SELECT matrix_key, actual_rank FROM matrix_analysis WHERE actual_rank < design_rank "
-                               "ORDER BY matrix_key"])
+    res = runner.invoke(
+        main,
+        [
+            "sql",
+            "--db",
+            "data/tpa.duckdb",
+            "--format",
+            "json",
+            "SELECT matrix_key, actual_rank FROM matrix_analysis WHERE actual_rank < design_rank ORDER BY matrix_key",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output) == [
         {"matrix_key": "model.layers.1.mlp.down_proj.weight", "actual_rank": 7},

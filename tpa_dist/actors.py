@@ -1,34 +1,59 @@
-"""Ray workers: each actor analyzes batches of tasks, reading its tensors itself from the byte ranges."""
+"""Ray workers: each actor analyzes batches of tasks, reading its tensors itself from the byte ranges.
+
+CPU workers compute with numpy/LAPACK; GPU workers with torch on CUDA (decoding bf16/fp16 on the card).
+Fault-injection settings (documented in the README, used by the tests) are read from the environment:
+TPA_DIST_FAKE_GPU=1 runs the GPU code path on the CPU when CUDA is absent; TPA_DIST_INJECT_OOM_BYTES=N
+makes the GPU path raise CUDA OOM above N bytes; TPA_DIST_INJECT_KILL=substring SIGKILLs the worker when it
+starts a matching matrix (once, recorded in TPA_DIST_INJECT_KILL_MARKER); TPA_DIST_INJECT_DELAY_S slows
+every task.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import time
+from pathlib import Path
 
 import numpy as np
 
 from .analysis import analyze_task
 from .tasks import MatrixTask
 
+INJECT_PREFIX = "TPA_DIST_"
+
+
+def gpu_compute_device() -> tuple[str, str, int]:
+    """(compute device, label, free bytes) for a GPU worker; ("", "unavailable", 0) without CUDA."""
+    import torch
+
+    if torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info()
+        return "cuda", f"cuda:{torch.cuda.get_device_name()}", int(free)
+    if os.environ.get("TPA_DIST_FAKE_GPU") == "1":
+        return "torch-cpu", "fake-gpu", int(float(os.environ.get("TPA_DIST_FAKE_GPU_MEMORY", 16 * 2**30)))
+    return "", "unavailable", 0
+
 
 class AnalysisWorker:
     """One analysis process with a fixed BLAS thread count (run as a Ray actor)."""
 
-    def __init__(self, settings_id: str, sparsity_threshold: float, block_bytes: int, threads: int,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, settings_id: str, sparsity_threshold: float, block_bytes: int, threads: int, gpu: bool = False
+    ) -> None:
+        import torch
         from threadpoolctl import threadpool_limits
 
         self._limits = threadpool_limits(limits=threads)
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
+        torch.set_num_threads(threads)
         self.settings_id = settings_id
         self.sparsity_threshold = sparsity_threshold
         self.block_bytes = block_bytes
-        self.device = device
+        if gpu:
+            self.compute, self.device, self.free_bytes = gpu_compute_device()
+        else:
+            self.compute, self.device, self.free_bytes = "cpu", "cpu", 0
         self.host = socket.gethostname()
         try:
             import ray
@@ -38,15 +63,32 @@ class AnalysisWorker:
             self.node = self.host
         self.worker = f"{self.host}:{os.getpid()}"
 
-    def describe(self) -> dict[str, str]:
-        return {"node": self.node, "host": self.host, "worker": self.worker, "device": self.device}
+    def describe(self) -> dict[str, object]:
+        return {
+            "node": self.node,
+            "host": self.host,
+            "worker": self.worker,
+            "device": self.device,
+            "free_bytes": self.free_bytes,
+        }
+
+    def _inject(self, task: MatrixTask) -> None:
+        delay = os.environ.get("TPA_DIST_INJECT_DELAY_S")
+        if delay:
+            time.sleep(float(delay))
+        target = os.environ.get("TPA_DIST_INJECT_KILL")
+        marker = os.environ.get("TPA_DIST_INJECT_KILL_MARKER")
+        if target and marker and target in task.matrix_key and not Path(marker).exists():
+            Path(marker).write_text(f"{self.worker} {task.matrix_key}\n")
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def analyze(self, tasks: list[MatrixTask]) -> list[tuple[dict, np.ndarray | None]]:
         out = []
         for task in tasks:
-            row, sv = analyze_task(task, self.settings_id, self.sparsity_threshold,
-                                   block_bytes=self.block_bytes, device=self.device)
-            row["node"] = self.node
-            row["worker"] = self.worker
+            self._inject(task)
+            row, sv = analyze_task(
+                task, self.settings_id, self.sparsity_threshold, block_bytes=self.block_bytes, device=self.compute
+            )
+            row.update(node=self.node, worker=self.worker, device=self.device)
             out.append((row, sv))
         return out

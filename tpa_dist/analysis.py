@@ -13,24 +13,49 @@ import numpy as np
 from .errors import TpaError
 from .metrics import spectral_metrics
 from .spectrum import DEFAULT_BLOCK_BYTES, matrix_spectrum, vector_stats
-from .tasks import MatrixTask, METHOD_VERSION
+from .tasks import METHOD_VERSION, MatrixTask
 
 
 def _base_row(task: MatrixTask, settings_id: str) -> dict[str, object]:
     r = task.region
     return {
-        "model_id": task.model_id, "revision": task.revision, "settings_id": settings_id,
-        "matrix_key": task.matrix_key, "param_name": task.param_name, "expert_index": task.expert_index,
-        "layer_index": task.layer_index, "block_type": task.block_type, "kind": task.kind,
+        "model_id": task.model_id,
+        "revision": task.revision,
+        "settings_id": settings_id,
+        "matrix_key": task.matrix_key,
+        "param_name": task.param_name,
+        "expert_index": task.expert_index,
+        "layer_index": task.layer_index,
+        "block_type": task.block_type,
+        "kind": task.kind,
         "shape": "(" + ", ".join(str(d) for d in task.shape) + ("," if len(task.shape) == 1 else "") + ")",
         "rows": r.rows if task.kind == "matrix" else None,
         "cols": r.cols if task.kind == "matrix" else None,
-        "numel": r.rows * r.cols, "dtype": task.dtype, "shard": task.shard, "nbytes": r.nbytes,
+        "numel": r.rows * r.cols,
+        "dtype": task.dtype,
+        "shard": task.shard,
+        "nbytes": r.nbytes,
     }
 
 
-def analyze_task(task: MatrixTask, settings_id: str, sparsity_threshold: float, *,
-                 block_bytes: int = DEFAULT_BLOCK_BYTES, device: str = "cpu") -> tuple[dict, np.ndarray | None]:
+def _free_cuda() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def analyze_task(
+    task: MatrixTask,
+    settings_id: str,
+    sparsity_threshold: float,
+    *,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    device: str = "cpu",
+) -> tuple[dict, np.ndarray | None]:
     """(matrix_analysis row, singular values or None); errors become status='error' rows."""
     row = _base_row(task, settings_id)
     row.update(sparsity_threshold=sparsity_threshold, device=device, method=None, status="ok", error=None)
@@ -38,17 +63,25 @@ def analyze_task(task: MatrixTask, settings_id: str, sparsity_threshold: float, 
     sv = None
     try:
         if task.kind == "matrix":
-            res = matrix_spectrum(task.region, sparsity_threshold=sparsity_threshold, block_bytes=block_bytes,
-                                  device=device)
+            res = matrix_spectrum(
+                task.region, sparsity_threshold=sparsity_threshold, block_bytes=block_bytes, device=device
+            )
             sv = res.singular_values
             row.update(res.stats.as_row())
             row.update(spectral_metrics(sv, task.region.rows, task.region.cols))
             row["method"] = METHOD_VERSION
         else:
-            row.update(vector_stats(task.region, sparsity_threshold=sparsity_threshold,
-                                    block_bytes=block_bytes).as_row())
+            row.update(
+                vector_stats(task.region, sparsity_threshold=sparsity_threshold, block_bytes=block_bytes).as_row()
+            )
     except TpaError as exc:
         row.update(status="error", error=str(exc))
+        sv = None
+    except RuntimeError as exc:
+        if type(exc).__name__ != "OutOfMemoryError":
+            raise
+        _free_cuda()
+        row.update(status="oom", error=f"tensor {task.matrix_key}: {exc}")  # the driver re-runs it on a CPU
         sv = None
     except (OSError, ValueError, MemoryError) as exc:
         row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")

@@ -86,8 +86,16 @@ class ModelCatalog:
             for entry in header.tensors:
                 cls = classify(entry.name)
                 yield TensorInfo(
-                    entry.name, shard, header.path, entry.dtype, entry.shape, entry.start, entry.nbytes,
-                    cls.layer_index, cls.block_type, cls.expert_index,
+                    entry.name,
+                    shard,
+                    header.path,
+                    entry.dtype,
+                    entry.shape,
+                    entry.start,
+                    entry.nbytes,
+                    cls.layer_index,
+                    cls.block_type,
+                    cls.expert_index,
                 )
 
     def tensors(self) -> list[TensorInfo]:

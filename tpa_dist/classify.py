@@ -33,8 +33,10 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(^|\.)(down_proj|mlp\.c_proj|output\.dense|w2|fc2)\.weight$"), "down_proj"),
     (re.compile(r"(position_embeddings|(^|\.)wpe)\.weight$"), "position_embedding"),
     (re.compile(r"token_type_embeddings\.weight$"), "token_type_embedding"),
-    (re.compile(r"(embed_tokens|word_embeddings|tok_embeddings|(^|\.)wte|embed_in|(^|\.)embeddings?)\.weight$"),
-     "embedding"),
+    (
+        re.compile(r"(embed_tokens|word_embeddings|tok_embeddings|(^|\.)wte|embed_in|(^|\.)embeddings?)\.weight$"),
+        "embedding",
+    ),
     (re.compile(r"^(lm_head|output|embed_out|cls\.predictions\.decoder)\.weight$"), "output"),
     (re.compile(r"(^|\.)lm_head\.weight$"), "output"),
 ]

@@ -20,8 +20,9 @@ def _fail(exc: Exception) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool) -> None:
     """tpa-dist: exact spectra, ranks and heavy-tail metrics of LLM weights, on Ray, into DuckDB."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
+    )
 
 
 @main.command()

@@ -13,24 +13,22 @@ import socket
 import sys
 import time
 import uuid
-from collections import deque
 from dataclasses import asdict, dataclass, field
 
 from . import __version__
 from .catalog import open_model
 from .errors import TpaError
 from .jobs import Job
-from .progress import Progress
+from .progress import Progress, write_live_progress
+from .scheduler import MAX_BATCH_ATTEMPTS, Scheduler, make_pools
 from .sources import ModelSource, resolve
 from .store import Store
-from .tasks import AnalysisSettings, MatrixTask, batch_tasks, tasks_for_tensor
+from .tasks import AnalysisSettings, MatrixTask, tasks_for_tensor
 
 log = logging.getLogger("tpa_dist")
 
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 2.0
-INFLIGHT_PER_WORKER = 2
-MAX_BATCH_ATTEMPTS = 3
 
 
 @dataclass
@@ -52,15 +50,18 @@ class RunSummary:
 
     def describe(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"run {self.run_id}: {self.done}/{self.total} analyzed ({self.reused} reused from earlier runs), "
-                 f"{self.failed} failed, {self.bytes / 2**20:.1f} MiB in {self.seconds:.1f}s ({rate:.1f} mat/s; "
-                 f"Ray start-up {self.ray_startup_s:.1f}s)"]
+        lines = [
+            f"run {self.run_id}: {self.done}/{self.total} analyzed ({self.reused} reused from earlier runs), "
+            f"{self.failed} failed, {self.bytes / 2**20:.1f} MiB in {self.seconds:.1f}s ({rate:.1f} mat/s; "
+            f"Ray start-up {self.ray_startup_s:.1f}s)"
+        ]
         if self.failures:
             lines.append(f"{len(self.failures)} failure(s):")
             lines += [f"  - {msg}" for msg in self.failures[:20]]
             if len(self.failures) > 20:
-                lines.append(f"  ... and {len(self.failures) - 20} more (SELECT * FROM matrix_analysis "
-                             f"WHERE status = 'error')")
+                lines.append(
+                    f"  ... and {len(self.failures) - 20} more (SELECT * FROM matrix_analysis WHERE status = 'error')"
+                )
         return "\n".join(lines)
 
 
@@ -69,8 +70,13 @@ def versions() -> dict[str, str]:
     import numpy
     import ray
 
-    out = {"tpa_dist": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
-           "duckdb": duckdb.__version__, "ray": ray.__version__}
+    out = {
+        "tpa_dist": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "duckdb": duckdb.__version__,
+        "ray": ray.__version__,
+    }
     try:
         import torch
 
@@ -89,22 +95,10 @@ def _start_ray(job: Job) -> float:
     if job.address:
         ray.init(address=job.address, logging_level=logging.WARNING, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        ray.init(
+            num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
+        )
     return time.perf_counter() - t0
-
-
-def _make_workers(job: Job, settings: AnalysisSettings) -> list:
-    import ray
-
-    from .actors import AnalysisWorker
-
-    threads = max(1, job.threads_per_worker)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    count = job.num_workers or max(1, cpus // threads)
-    cls = ray.remote(AnalysisWorker).options(num_cpus=threads, max_restarts=4, max_task_retries=2)
-    return [cls.remote(settings.settings_id(), settings.sparsity_threshold, job.block_mib << 20, threads, "cpu")
-            for _ in range(count)]
 
 
 class Driver:
@@ -120,11 +114,20 @@ class Driver:
         catalog = open_model(source.path)
         tensors = catalog.tensors()
         revision = source.revision or f"local-{catalog.fingerprint()}"
-        store.upsert_model(model_id=source.model_id, revision=revision, source_path=str(source.path),
-                           architecture=catalog.architecture, config=catalog.config,
-                           config_error=catalog.config_error, num_shards=len(catalog.shards),
-                           num_tensors=len(tensors), num_params=sum(t.numel for t in tensors), status="ok",
-                           error=None, run_id=self.summary.run_id)
+        store.upsert_model(
+            model_id=source.model_id,
+            revision=revision,
+            source_path=str(source.path),
+            architecture=catalog.architecture,
+            config=catalog.config,
+            config_error=catalog.config_error,
+            num_shards=len(catalog.shards),
+            num_tensors=len(tensors),
+            num_params=sum(t.numel for t in tensors),
+            status="ok",
+            error=None,
+            run_id=self.summary.run_id,
+        )
         store.insert_tensors(source.model_id, revision, tensors)
         tasks = [task for t in tensors for task in tasks_for_tensor(source.model_id, revision, t)]
         done = set() if self.job.force else store.done_keys(source.model_id, revision, self.settings_id)
@@ -144,18 +147,33 @@ class Driver:
                 tasks += self._plan_model(store, source)
             except TpaError as exc:
                 self.summary.failures.append(f"model {spec}: {exc}")
-                store.upsert_model(model_id=spec, revision="unresolved", source_path=None, architecture=None,
-                                   config=None, config_error=None, num_shards=None, num_tensors=None,
-                                   num_params=None, status="error", error=str(exc), run_id=self.summary.run_id)
+                store.upsert_model(
+                    model_id=spec,
+                    revision="unresolved",
+                    source_path=None,
+                    architecture=None,
+                    config=None,
+                    config_error=None,
+                    num_shards=None,
+                    num_tensors=None,
+                    num_params=None,
+                    status="error",
+                    error=str(exc),
+                    run_id=self.summary.run_id,
+                )
                 log.error("model %s skipped: %s", spec, exc)
         return tasks
 
     def run(self) -> RunSummary:
         store = Store(self.job.db)
         try:
-            store.start_run(self.summary.run_id, " ".join(self.job.argv or sys.argv),
-                            {k: v for k, v in asdict(self.job).items() if k != "argv"}, versions(),
-                            socket.gethostname())
+            store.start_run(
+                self.summary.run_id,
+                " ".join(self.job.argv or sys.argv),
+                {k: v for k, v in asdict(self.job).items() if k != "argv"},
+                versions(),
+                socket.gethostname(),
+            )
             store.upsert_settings(self.settings_id, self.settings.as_dict())
             tasks = self.plan(store)
             status = "ok"
@@ -167,8 +185,9 @@ class Driver:
                     self._execute(store, tasks)
             except KeyboardInterrupt:
                 status = "interrupted"
-                self.summary.failures.append("interrupted (Ctrl-C): stored batches are kept; "
-                                             "run the same submit again to resume")
+                self.summary.failures.append(
+                    "interrupted (Ctrl-C): stored batches are kept; run the same submit again to resume"
+                )
                 raise
             finally:
                 self.summary.seconds = time.perf_counter() - t0
@@ -181,67 +200,83 @@ class Driver:
 
     def _finish(self, store: Store, status: str) -> None:
         s = self.summary
-        store.finish_run(s.run_id, status=status, total=s.total, done=s.done, failed=s.failed, reused=s.reused,
-                         bytes=s.bytes, seconds=s.seconds, ray_startup_s=s.ray_startup_s,
-                         mps=s.done / s.seconds if s.seconds else None,
-                         bps=s.bytes / s.seconds if s.seconds else None,
-                         throughput=getattr(self, "_by_device", {}), summary=s.describe())
+        store.finish_run(
+            s.run_id,
+            status=status,
+            total=s.total,
+            done=s.done,
+            failed=s.failed,
+            reused=s.reused,
+            bytes=s.bytes,
+            seconds=s.seconds,
+            ray_startup_s=s.ray_startup_s,
+            mps=s.done / s.seconds if s.seconds else None,
+            bps=s.bytes / s.seconds if s.seconds else None,
+            throughput=getattr(self, "_by_device", {}),
+            summary=s.describe(),
+        )
 
     def _execute(self, store: Store, tasks: list[MatrixTask]) -> None:
         import ray
-        from ray.exceptions import RayActorError, WorkerCrashedError
 
-        workers = _make_workers(self.job, self.settings)
-        batches = deque((b, 1) for b in batch_tasks(tasks))
+        block_bytes = self.job.block_mib << 20
+        pools = make_pools(
+            settings_id=self.settings_id,
+            sparsity_threshold=self.settings.sparsity_threshold,
+            block_bytes=block_bytes,
+            threads=max(1, self.job.threads_per_worker),
+            num_workers=self.job.num_workers,
+            cpu_only=self.job.cpu_only,
+            gpus_per_worker=self.job.gpus_per_worker,
+        )
+        log.info(
+            "workers: %d GPU, %d CPU (%d BLAS thread(s) each)",
+            len(pools.gpu),
+            len(pools.cpu),
+            max(1, self.job.threads_per_worker),
+        )
         progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)
-        load = {i: 0 for i in range(len(workers))}
-        inflight: dict = {}
-        rows: list[dict] = []
-        spectra: list = []
-        last_flush = time.monotonic()
         self._by_device: dict[str, dict[str, float]] = {}
+        buffer: dict[str, list] = {"rows": [], "spectra": []}
+        last_flush = [time.monotonic()]
 
         def flush() -> None:
-            nonlocal rows, spectra, last_flush
-            store.write_batch(rows, spectra)
-            store.progress(self.summary.run_id, self.summary.total, self.summary.done + self.summary.reused,
-                           self.summary.failed, self.summary.bytes)
-            rows, spectra, last_flush = [], [], time.monotonic()
+            store.write_batch(buffer["rows"], buffer["spectra"])
+            store.progress(
+                self.summary.run_id,
+                self.summary.total,
+                self.summary.done + self.summary.reused,
+                self.summary.failed,
+                self.summary.bytes,
+            )
+            write_live_progress(self.job.db, self.summary, progress)
+            buffer["rows"], buffer["spectra"] = [], []
+            last_flush[0] = time.monotonic()
 
+        def on_results(results: list, reason: str | None) -> None:
+            self._collect(results, buffer["rows"], buffer["spectra"], progress, reason)
+
+        def on_idle() -> None:
+            rows = buffer["rows"]
+            if len(rows) >= FLUSH_ROWS or (rows and time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
+                flush()
+
+        scheduler = Scheduler(pools, block_bytes, on_results, on_idle)
+        scheduler.plan(tasks)
         try:
-            while batches or inflight:
-                for i in sorted(load, key=load.get):
-                    if not batches or load[i] >= INFLIGHT_PER_WORKER:
-                        continue
-                    batch, attempt = batches.popleft()
-                    inflight[workers[i].analyze.remote(batch)] = (i, batch, attempt)
-                    load[i] += 1
-                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
-                for ref in ready:
-                    i, batch, attempt = inflight.pop(ref)
-                    load[i] -= 1
-                    try:
-                        results = ray.get(ref)
-                    except (RayActorError, WorkerCrashedError) as exc:
-                        if attempt < MAX_BATCH_ATTEMPTS:
-                            log.warning("worker lost (%s); re-running %d task(s)", type(exc).__name__, len(batch))
-                            batches.append((batch, attempt + 1))
-                            continue
-                        results = [(_lost_row(t, self.settings_id, exc), None) for t in batch]
-                    self._collect(results, rows, spectra, progress)
-                if len(rows) >= FLUSH_ROWS or (rows and time.monotonic() - last_flush >= FLUSH_SECONDS):
-                    flush()
+            scheduler.run(lambda t, exc: _lost_row(t, self.settings_id, exc))
             flush()
         finally:
             progress.close()
-            for w in workers:
-                ray.kill(w)
+            for actor in pools.all():
+                ray.kill(actor)
 
-    def _collect(self, results: list, rows: list, spectra: list, progress: Progress) -> None:
+    def _collect(self, results: list, rows: list, spectra: list, progress: Progress, reason: str | None) -> None:
         failed = nbytes = 0
         device = "cpu"
         for row, sv in results:
             row["run_id"] = self.summary.run_id
+            row["fallback_reason"] = reason
             rows.append(row)
             device = row.get("device") or device
             stats = self._by_device.setdefault(device, {"matrices": 0, "bytes": 0, "seconds": 0.0})
@@ -264,8 +299,12 @@ def _lost_row(task: MatrixTask, settings_id: str, exc: BaseException) -> dict:
     from .analysis import _base_row
 
     row = _base_row(task, settings_id)
-    row.update(status="error", error=f"tensor {task.matrix_key}: worker lost {MAX_BATCH_ATTEMPTS} times "
-                                     f"({type(exc).__name__})", device="cpu", seconds=None)
+    row.update(
+        status="error",
+        error=f"tensor {task.matrix_key}: worker lost {MAX_BATCH_ATTEMPTS} times ({type(exc).__name__})",
+        device="cpu",
+        seconds=None,
+    )
     return row
 
 

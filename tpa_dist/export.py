@@ -15,7 +15,9 @@ def write_seed_csv(db: str | Path, models: list[tuple[str, str]], output_dir: st
     out.mkdir(parents=True, exist_ok=True)
     con = connect_db(db, read_only=True)
     try:
-        table = con.sql(sql_text("store/seed_csv.sql"), params={"keys": [f"{m}@{r}" for m, r in models]}).to_arrow_table()
+        table = con.sql(
+            sql_text("store/seed_csv.sql"), params={"keys": [f"{m}@{r}" for m, r in models]}
+        ).to_arrow_table()
     finally:
         con.close()
     path = out / "transformer_matrix_analysis.csv"

@@ -77,7 +77,8 @@ def heavy_tail_metrics(sv: np.ndarray) -> dict[str, float | int | None]:
     """WeightWatcher's default per-layer metrics from singular values (any order)."""
     evals = np.sort(np.asarray(sv, dtype=np.float64) ** 2)
     out: dict[str, float | int | None] = dict.fromkeys(
-        ("alpha", "D", "xmin", "xmax", "num_pl_spikes", "alpha_weighted", "log_alpha_norm"), None)
+        ("alpha", "D", "xmin", "xmax", "num_pl_spikes", "alpha_weighted", "log_alpha_norm"), None
+    )
     lam_max = float(evals[-1]) if len(evals) else 0.0
     total = float(evals.sum())
     out["lambda_max"] = lam_max
@@ -87,8 +88,13 @@ def heavy_tail_metrics(sv: np.ndarray) -> dict[str, float | int | None]:
     if len(data) >= max(MIN_EVALS, 2) and data[-1] > data[0]:
         alpha, xmin, d = _fit_small(data) if len(data) < SMALL_N else _fit_standard(data)
         if math.isfinite(alpha):
-            out.update(alpha=alpha, D=d, xmin=xmin, xmax=float(data[-1]),
-                       num_pl_spikes=int(np.count_nonzero(evals >= xmin)),
-                       alpha_weighted=alpha * math.log10(lam_max),
-                       log_alpha_norm=math.log10(float(np.sum(evals ** alpha))))
+            out.update(
+                alpha=alpha,
+                D=d,
+                xmin=xmin,
+                xmax=float(data[-1]),
+                num_pl_spikes=int(np.count_nonzero(evals >= xmin)),
+                alpha_weighted=alpha * math.log10(lam_max),
+                log_alpha_norm=math.log10(float(np.sum(evals**alpha))),
+            )
     return out

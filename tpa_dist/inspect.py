@@ -35,8 +35,10 @@ def format_inventory(inv: Inventory) -> str:
         lines.append(f"{t.name:<60} {t.shard:<34} {t.dtype:<7} {shape:<22} {layer:>5} {t.block_type}")
     total = sum(t.numel for t in inv.tensors)
     lines.append("")
-    lines.append(f"{len(inv.tensors)} tensors in {len(inv.catalog.shards)} shard(s), {total:,} parameters"
-                 + (f", architecture {inv.catalog.architecture}" if inv.catalog.architecture else ""))
+    lines.append(
+        f"{len(inv.tensors)} tensors in {len(inv.catalog.shards)} shard(s), {total:,} parameters"
+        + (f", architecture {inv.catalog.architecture}" if inv.catalog.architecture else "")
+    )
     for block, n in inv.params_by_block().items():
         lines.append(f"  {block:<22} {n:>16,}  {100 * n / max(total, 1):5.1f}%")
     return "\n".join(lines)

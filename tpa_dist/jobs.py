@@ -24,6 +24,7 @@ class Job:
     cpu_only: bool = False
     num_workers: int | None = None  # default: all CPUs of the cluster / threads_per_worker
     threads_per_worker: int = 1
+    gpus_per_worker: float = 1.0
     address: str | None = None
     sparsity_threshold: float = 1e-8
     block_mib: int = 64  # memory budget of one streamed block, per worker
@@ -37,8 +38,11 @@ class Job:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
-_SECTIONS = {"job": {"db", "output_dir"}, "analysis": {"sparsity_threshold", "block_mib", "seed", "force"},
-             "workers": {"cpu_only", "num_workers", "threads_per_worker", "address"}}
+_SECTIONS = {
+    "job": {"db", "output_dir"},
+    "analysis": {"sparsity_threshold", "block_mib", "seed", "force"},
+    "workers": {"cpu_only", "num_workers", "threads_per_worker", "gpus_per_worker", "address"},
+}
 
 
 def _model_entries(raw: object, path: Path) -> tuple[str, ...]:

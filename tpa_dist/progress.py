@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
 log = logging.getLogger("tpa_dist")
 
@@ -31,8 +34,10 @@ class Progress:
         if self.bar is not None:
             self.bar.update(n)
             devs = " ".join(f"{d}={c}" for d, c in sorted(self.by_device.items()))
-            self.bar.set_postfix_str(f"{self.bytes / 2**30:.2f}/{self.total_bytes / 2**30:.2f} GiB {devs}"
-                                     + (f" failed={self.failed}" if self.failed else ""))
+            self.bar.set_postfix_str(
+                f"{self.bytes / 2**30:.2f}/{self.total_bytes / 2**30:.2f} GiB {devs}"
+                + (f" failed={self.failed}" if self.failed else "")
+            )
             return
         now = time.monotonic()
         if now - self._last_log >= self.interval_s or self.done == self.total:
@@ -40,10 +45,45 @@ class Progress:
             elapsed = now - self.start
             rate = self.done / elapsed if elapsed > 0 else 0.0
             eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-            log.info("progress %d/%d matrices, %.2f/%.2f GiB, %.1f mat/s, ETA %.0fs, failed %d, %s",
-                     self.done, self.total, self.bytes / 2**30, self.total_bytes / 2**30, rate, eta, self.failed,
-                     self.by_device)
+            log.info(
+                "progress %d/%d matrices, %.2f/%.2f GiB, %.1f mat/s, ETA %.0fs, failed %d, %s",
+                self.done,
+                self.total,
+                self.bytes / 2**30,
+                self.total_bytes / 2**30,
+                rate,
+                eta,
+                self.failed,
+                self.by_device,
+            )
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def live_progress_path(db: str | os.PathLike[str]) -> Path:
+    """The JSON file beside the database where a running submit publishes its progress."""
+    return Path(f"{db}.progress.json")
+
+
+def write_live_progress(db: str | os.PathLike[str], summary, progress: Progress) -> None:  # noqa: ANN001
+    """Atomically publish a run's counters, readable while DuckDB's writer lock is held."""
+    elapsed = time.monotonic() - progress.start
+    doc = {
+        "run_id": summary.run_id,
+        "pid": os.getpid(),
+        "updated": time.time(),
+        "total": summary.total,
+        "done": summary.done,
+        "reused": summary.reused,
+        "failed": summary.failed,
+        "bytes": summary.bytes,
+        "elapsed_s": elapsed,
+        "by_device": progress.by_device,
+        "matrices_per_s": progress.done / elapsed if elapsed > 0 else None,
+    }
+    path = live_progress_path(db)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)

@@ -35,8 +35,9 @@ def format_result(result: tuple[list[str], list[tuple]], fmt: str) -> str:
         writer.writerow(cols)
         writer.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    cells = [cols] + [["NULL" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r]
-                      for r in rows]
+    cells = [cols] + [
+        ["NULL" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v)) for v in r] for r in rows
+    ]
     widths = [min(60, max(len(row[i]) for row in cells)) for i in range(len(cols))]
     lines = [" | ".join(c[:60].ljust(w) for c, w in zip(row, widths)) for row in cells]
     lines.insert(1, "-+-".join("-" * w for w in widths))

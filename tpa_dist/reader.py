@@ -46,8 +46,9 @@ class _Mapping:
 
     def array(self) -> np.ndarray:
         r = self.region
-        return np.frombuffer(self.mm, dtype=raw_numpy_dtype(r.dtype), count=r.rows * r.cols,
-                             offset=self.skip).reshape(r.rows, r.cols)
+        return np.frombuffer(self.mm, dtype=raw_numpy_dtype(r.dtype), count=r.rows * r.cols, offset=self.skip).reshape(
+            r.rows, r.cols
+        )
 
     def release(self) -> None:
         if hasattr(mmap, "MADV_DONTNEED"):
@@ -57,11 +58,14 @@ class _Mapping:
         self.mm.close()
 
 
-def iter_blocks(region: Region, max_block_bytes: int, transpose: bool = False) -> Iterator[np.ndarray]:
+def iter_blocks(
+    region: Region, max_block_bytes: int, transpose: bool = False, decoded: bool = True
+) -> Iterator[np.ndarray]:
     """Yield float64 row blocks of the matrix (of its transpose when `transpose`), each ≤ max_block_bytes.
 
     Blocks of the transpose are column blocks of the stored row-major matrix. Pages already read are
     released after every block, so resident memory stays bounded by the block size, not the matrix.
+    With ``decoded=False`` blocks are copies of the stored bits (for decoding on a GPU).
     """
     if region.rows == 0 or region.cols == 0:
         raise TensorDataError(region.name, f"has a zero-sized dimension (shape {region.rows}x{region.cols})")
@@ -72,8 +76,8 @@ def iter_blocks(region: Region, max_block_bytes: int, transpose: bool = False) -
     try:
         for b0 in range(0, length, step):
             raw = mapping.array()
-            part = raw[:, b0:b0 + step].T if transpose else raw[b0:b0 + step]
-            block = decode(part, region.dtype, np.float64)
+            part = raw[:, b0 : b0 + step].T if transpose else raw[b0 : b0 + step]
+            block = decode(part, region.dtype, np.float64) if decoded else part
             if block.base is not None or not block.flags.c_contiguous:
                 block = np.array(block, order="C", copy=True)  # never hand out a view of the mapping
             del raw, part

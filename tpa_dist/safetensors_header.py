@@ -64,11 +64,7 @@ def _entry(path: str, name: str, spec: object, data_start: int, data_len: int) -
     if len(shape) > 8:
         raise HeaderError(path, f"tensor {name!r}: {len(shape)} dimensions is implausible")
     offsets = spec.get("data_offsets")
-    if (
-        not isinstance(offsets, list)
-        or len(offsets) != 2
-        or any(_as_int(o) is None for o in offsets)
-    ):
+    if not isinstance(offsets, list) or len(offsets) != 2 or any(_as_int(o) is None for o in offsets):
         raise HeaderError(path, f"tensor {name!r}: data_offsets {offsets!r} is not [begin, end]")
     begin, end = offsets
     if not 0 <= begin <= end <= data_len:

@@ -9,9 +9,19 @@ from pathlib import Path
 from .errors import UnknownModelSpecError
 
 #: What the analysis reads from a Hub repo; weights in pickle formats are never fetched.
-HUB_ALLOW_PATTERNS = ["*.safetensors", "model.safetensors.index.json", "config.json", "generation_config.json",
-                      "tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model",
-                      "special_tokens_map.json", "merges.txt", "vocab.json"]
+HUB_ALLOW_PATTERNS = [
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "merges.txt",
+    "vocab.json",
+]
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,7 @@ def resolve(spec: str, seed: int = 0) -> ModelSource:
     repo_id, revision = split_revision(spec)
     if repo_id.count("/") == 1 and all(repo_id.split("/")):
         return _download(spec, repo_id, revision)
-    raise UnknownModelSpecError(
-        f"{spec!r} is not a local folder, a synth:PRESET, or a Hub id like org/name[@revision]")
+    raise UnknownModelSpecError(f"{spec!r} is not a local folder, a synth:PRESET, or a Hub id like org/name[@revision]")
 
 
 def _download(spec: str, repo_id: str, revision: str | None) -> ModelSource:
@@ -63,10 +72,10 @@ def _download(spec: str, repo_id: str, revision: str | None) -> ModelSource:
         path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=HUB_ALLOW_PATTERNS))
     except GatedRepoError:
         raise UnknownModelSpecError(
-            f"{repo_id}: gated repository — accept its licence on the Hub and set HF_TOKEN") from None
+            f"{repo_id}: gated repository — accept its licence on the Hub and set HF_TOKEN"
+        ) from None
     except RepositoryNotFoundError:
-        raise UnknownModelSpecError(
-            f"{repo_id}: not found (or private: set HF_TOKEN) — check the id") from None
+        raise UnknownModelSpecError(f"{repo_id}: not found (or private: set HF_TOKEN) — check the id") from None
     except RevisionNotFoundError:
         raise UnknownModelSpecError(f"{repo_id}: revision {revision!r} not found") from None
     return ModelSource(spec, repo_id, path, "hub", revision=path.name)

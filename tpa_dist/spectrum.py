@@ -9,13 +9,14 @@ the condition number, which bounds the absolute error of every σ by ~sqrt(n·ep
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import TensorDataError
 from .reader import Region, iter_blocks
 from .stats import RunningStats
-from .errors import TensorDataError
 
 DEFAULT_BLOCK_BYTES = 64 << 20
 
@@ -28,20 +29,54 @@ class SpectrumResult:
     device: str
 
 
-def _torch_gram(region: Region, block_bytes: int, transpose: bool, n: int, stats: RunningStats,
-                device: str) -> np.ndarray:
+_TORCH_VIEW = {
+    "BF16": ("<i2", "bfloat16"),
+    "F16": ("<f2", None),
+    "F32": ("<f4", None),
+    "F64": ("<f8", None),
+    "F8_E4M3": ("u1", "float8_e4m3fn"),
+    "F8_E5M2": ("u1", "float8_e5m2"),
+}
+
+
+def _to_device(raw: np.ndarray, dtype: str, device: str):  # noqa: ANN202 - torch.Tensor
+    """Stored bits -> float64 tensor on `device`; the narrow dtype crosses the bus, decoding runs there."""
     import torch
 
+    if dtype not in _TORCH_VIEW:
+        from .dtypes import decode
+
+        return torch.from_numpy(decode(raw, dtype, np.float64)).to(device)
+    np_view, torch_view = _TORCH_VIEW[dtype]
+    t = torch.from_numpy(raw.view(np_view))
+    if torch_view:
+        t = t.view(getattr(torch, torch_view))
+    return t.to(device, non_blocking=False).to(torch.float64)
+
+
+def inject_oom(region: Region) -> None:
+    """Fault injection for tests: TPA_DIST_INJECT_OOM_BYTES=N makes the GPU path raise OOM above N bytes."""
+    limit = os.environ.get("TPA_DIST_INJECT_OOM_BYTES")
+    if limit is not None and region.nbytes > int(limit):
+        import torch
+
+        raise torch.cuda.OutOfMemoryError(f"injected CUDA OOM for {region.name} ({region.nbytes} bytes)")
+
+
+def _torch_gram(
+    region: Region, block_bytes: int, transpose: bool, n: int, stats: RunningStats, device: str
+) -> np.ndarray:
+    import torch
+
+    inject_oom(region)
     gram = torch.zeros((n, n), dtype=torch.float64, device=device)
-    for block in iter_blocks(region, block_bytes, transpose):
-        stats.update(block)
+    for raw in iter_blocks(region, block_bytes, transpose, decoded=False):
+        b = _to_device(raw, region.dtype, device)
+        stats.update_torch(b)
         if not stats.finite:
-            break
-        b = torch.from_numpy(block).to(device, non_blocking=False)
+            return np.zeros((0,))
         gram.addmm_(b.T, b)
         del b
-    if not stats.finite:
-        return np.zeros((0,))
     lam = torch.linalg.eigvalsh(gram)
     return lam.cpu().numpy()
 
@@ -56,24 +91,26 @@ def _numpy_gram(region: Region, block_bytes: int, transpose: bool, n: int, stats
     return np.linalg.eigvalsh(gram)
 
 
-def matrix_spectrum(region: Region, *, sparsity_threshold: float = 1e-8,
-                    block_bytes: int = DEFAULT_BLOCK_BYTES, device: str = "cpu") -> SpectrumResult:
+def matrix_spectrum(
+    region: Region, *, sparsity_threshold: float = 1e-8, block_bytes: int = DEFAULT_BLOCK_BYTES, device: str = "cpu"
+) -> SpectrumResult:
     """Singular values (descending) and element statistics of one stored matrix, in one streaming pass."""
     transpose = region.rows < region.cols  # Gram of the smaller side
     n = min(region.rows, region.cols)
     stats = RunningStats(sparsity_threshold)
     if device == "cpu":
         lam = _numpy_gram(region, block_bytes, transpose, n, stats)
-    else:
-        lam = _torch_gram(region, block_bytes, transpose, n, stats, device)
+    else:  # "cuda", "cuda:1", or "torch-cpu" (the GPU code path run on the CPU: fake-GPU tests)
+        lam = _torch_gram(region, block_bytes, transpose, n, stats, "cpu" if device == "torch-cpu" else device)
     if not stats.finite:
         raise TensorDataError(region.name, "contains NaN or Inf values")
     sv = np.sqrt(np.clip(lam, 0.0, None))[::-1].copy()
     return SpectrumResult(sv, stats, "gram_eigvalsh_f64", device)
 
 
-def vector_stats(region: Region, *, sparsity_threshold: float = 1e-8,
-                 block_bytes: int = DEFAULT_BLOCK_BYTES) -> RunningStats:
+def vector_stats(
+    region: Region, *, sparsity_threshold: float = 1e-8, block_bytes: int = DEFAULT_BLOCK_BYTES
+) -> RunningStats:
     """Element statistics of a tensor read as flat values (1-D and other non-matrix tensors)."""
     stats = RunningStats(sparsity_threshold)
     for block in iter_blocks(region, block_bytes):

@@ -71,8 +71,10 @@ class Store:
             self.con.execute(stmt, params)
 
     def start_run(self, run_id: str, argv: str, config: dict, versions: dict, host: str) -> None:
-        self._run("store/run_start.sql", dict(run_id=run_id, argv=argv, config=json.dumps(config),
-                                               versions=json.dumps(versions), host=host))
+        self._run(
+            "store/run_start.sql",
+            dict(run_id=run_id, argv=argv, config=json.dumps(config), versions=json.dumps(versions), host=host),
+        )
 
     def progress(self, run_id: str, total: int, done: int, failed: int, nbytes: int) -> None:
         self._run("store/run_progress.sql", dict(run_id=run_id, total=total, done=done, failed=failed, bytes=nbytes))
@@ -90,20 +92,34 @@ class Store:
         self._run("store/upsert_model.sql", fields)
 
     def insert_tensors(self, model_id: str, revision: str, tensors: Sequence[TensorInfo]) -> None:
-        table = pa.Table.from_pylist([
-            {"model_id": model_id, "revision": revision, "param_name": t.name, "shard": t.shard, "dtype": t.dtype,
-             "shape": list(t.shape), "ndim": t.ndim, "numel": t.numel, "nbytes": t.nbytes,
-             "layer_index": t.layer_index, "block_type": t.block_type, "expert_index": t.expert_index}
-            for t in tensors
-        ])
+        table = pa.Table.from_pylist(
+            [
+                {
+                    "model_id": model_id,
+                    "revision": revision,
+                    "param_name": t.name,
+                    "shard": t.shard,
+                    "dtype": t.dtype,
+                    "shape": list(t.shape),
+                    "ndim": t.ndim,
+                    "numel": t.numel,
+                    "nbytes": t.nbytes,
+                    "layer_index": t.layer_index,
+                    "block_type": t.block_type,
+                    "expert_index": t.expert_index,
+                }
+                for t in tensors
+            ]
+        )
         with self.transaction():
             self.con.register("batch_tensors", table)
             self._run("store/insert_tensors.sql", {})
             self.con.unregister("batch_tensors")
 
     def done_keys(self, model_id: str, revision: str, settings_id: str) -> set[str]:
-        rows = self.con.execute(sql_text("store/done_matrices.sql"),
-                                dict(model_id=model_id, revision=revision, settings_id=settings_id)).fetchall()
+        rows = self.con.execute(
+            sql_text("store/done_matrices.sql"), dict(model_id=model_id, revision=revision, settings_id=settings_id)
+        ).fetchall()
         return {r[0] for r in rows}
 
     def transaction(self) -> _Transaction:
@@ -117,15 +133,17 @@ class Store:
         values = [np.asarray(sv, dtype=np.float64) for _, sv in spectra]
         offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
         flat = np.concatenate(values) if values else np.zeros(0)
-        batch_spectra = pa.table({
-            "model_id": [r["model_id"] for r, _ in spectra],
-            "revision": [r["revision"] for r, _ in spectra],
-            "settings_id": [r["settings_id"] for r, _ in spectra],
-            "matrix_key": [r["matrix_key"] for r, _ in spectra],
-            "param_name": [r["param_name"] for r, _ in spectra],
-            "expert_index": pa.array([r["expert_index"] for r, _ in spectra], pa.int32()),
-            "singular_values": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float64())),
-        })
+        batch_spectra = pa.table(
+            {
+                "model_id": [r["model_id"] for r, _ in spectra],
+                "revision": [r["revision"] for r, _ in spectra],
+                "settings_id": [r["settings_id"] for r, _ in spectra],
+                "matrix_key": [r["matrix_key"] for r, _ in spectra],
+                "param_name": [r["param_name"] for r, _ in spectra],
+                "expert_index": pa.array([r["expert_index"] for r, _ in spectra], pa.int32()),
+                "singular_values": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float64())),
+            }
+        )
         with self.transaction():
             self.con.register("batch_rows", batch_rows)
             self.con.register("batch_spectra", batch_spectra)

@@ -58,8 +58,7 @@ def _matrix_slices(spec: TensorSpec, seed: int) -> Iterator[np.ndarray]:
     shape = spec.shape
     if len(shape) == 3:
         for e in range(shape[0]):
-            sub = TensorSpec(f"{spec.name}[{e}]", shape[1:], spec.dtype, spec.kind if e == 1 else "trained",
-                             spec.rank)
+            sub = TensorSpec(f"{spec.name}[{e}]", shape[1:], spec.dtype, spec.kind if e == 1 else "trained", spec.rank)
             yield from _matrix_slices(sub, seed)
         return
     if spec.kind == "zero":
@@ -139,7 +138,11 @@ def write_synthetic(name: str, out_dir: str | Path, seed: int = 0, values: bool 
         try:
             done = json.loads(manifest_path.read_text())
             if (done.get("preset"), done.get("seed"), done.get("values", True), done.get("complete")) == (
-                    name, seed, values, True):
+                name,
+                seed,
+                values,
+                True,
+            ):
                 return out
         except ValueError:
             pass
@@ -157,7 +160,6 @@ def write_synthetic(name: str, out_dir: str | Path, seed: int = 0, values: bool 
     (out / "config.json").write_text(json.dumps(p.config, indent=2))
     (out / "generation_config.json").write_text(json.dumps({"do_sample": False, "max_new_tokens": 32}))
     write_tokenizer(out, p.tokenizer, p.vocab_size)
-    manifest = {"preset": name, "seed": seed, "values": values, "planted_ranks": planted_ranks(p),
-                "complete": True}
+    manifest = {"preset": name, "seed": seed, "values": values, "planted_ranks": planted_ranks(p), "complete": True}
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return out

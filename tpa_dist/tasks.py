@@ -60,8 +60,16 @@ class MatrixTask:
 
 def tasks_for_tensor(model_id: str, revision: str, t: TensorInfo) -> Iterator[MatrixTask]:
     """One task per 2-D matrix, one per expert slice of a 3-D expert tensor, one stats task otherwise."""
-    common = dict(model_id=model_id, revision=revision, param_name=t.name, shape=t.shape, shard=t.shard,
-                  dtype=t.dtype, layer_index=t.layer_index, block_type=t.block_type)
+    common = dict(
+        model_id=model_id,
+        revision=revision,
+        param_name=t.name,
+        shape=t.shape,
+        shard=t.shard,
+        dtype=t.dtype,
+        layer_index=t.layer_index,
+        block_type=t.block_type,
+    )
     if t.ndim == 2:
         region = Region(t.name, t.path, t.start, t.dtype, t.shape[0], t.shape[1])
         yield MatrixTask(matrix_key=t.name, kind="matrix", region=region, expert_index=t.expert_index, **common)

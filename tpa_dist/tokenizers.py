@@ -7,8 +7,36 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-_ONSETS = ["", "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "st", "th",
-           "ch", "sh", "pr", "tr", "gr", "br", "cl", "pl"]
+_ONSETS = [
+    "",
+    "b",
+    "c",
+    "d",
+    "f",
+    "g",
+    "h",
+    "j",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "w",
+    "st",
+    "th",
+    "ch",
+    "sh",
+    "pr",
+    "tr",
+    "gr",
+    "br",
+    "cl",
+    "pl",
+]
 _VOWELS = ["a", "e", "i", "o", "u", "ea", "io", "ou", "y"]
 _CODAS = ["", "n", "r", "s", "t", "l", "m", "d", "ng", "ck", "st", "nt"]
 
@@ -48,8 +76,9 @@ def _unique(prefixes: list[str], count: int, taken: set[str]) -> list[str]:
 def _vocab(kind: str, size: int) -> tuple[list[str], list[str]]:
     """(regular tokens in id order, special tokens appended after them)."""
     if kind == "wordpiece":
-        specials = ["[PAD]"] + [f"[unused{i}]" for i in range(min(99, size // 8))] + ["[UNK]", "[CLS]", "[SEP]",
-                                                                                      "[MASK]"]
+        specials = (
+            ["[PAD]"] + [f"[unused{i}]" for i in range(min(99, size // 8))] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        )
         base = specials + [chr(c) for c in range(ord("a"), ord("z") + 1)] + list(".,!?'-")
         rest = _unique(["", "##"], size - len(base), set(base))
         return base + rest, []
@@ -69,30 +98,75 @@ def write_tokenizer(folder: Path, kind: str, size: int) -> None:
     regular, specials = _vocab(kind, size)
     vocab = {tok: i for i, tok in enumerate(regular)}
     added = [
-        {"id": len(regular) + i, "content": tok, "single_word": False, "lstrip": False, "rstrip": False,
-         "normalized": False, "special": True}
+        {
+            "id": len(regular) + i,
+            "content": tok,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
         for i, tok in enumerate(specials)
     ]
     if kind == "wordpiece":
-        model = {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
-                 "max_input_chars_per_word": 100, "vocab": vocab}
+        model = {
+            "type": "WordPiece",
+            "unk_token": "[UNK]",
+            "continuing_subword_prefix": "##",
+            "max_input_chars_per_word": 100,
+            "vocab": vocab,
+        }
         decoder = {"type": "WordPiece", "prefix": "##", "cleanup": True}
         pre = {"type": "BertPreTokenizer"}
         (folder / "vocab.txt").write_text("\n".join(regular) + "\n", encoding="utf-8")
     elif kind == "sentencepiece":
-        model = {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
-                 "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "vocab": vocab, "merges": []}
-        decoder = {"type": "Sequence", "decoders": [
-            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"},
-            {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+        model = {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": "<unk>",
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": True,
+            "vocab": vocab,
+            "merges": [],
+        }
+        decoder = {
+            "type": "Sequence",
+            "decoders": [
+                {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+                {"type": "ByteFallback"},
+                {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+            ],
+        }
         pre = None
     else:
-        model = {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
-                 "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": []}
+        model = {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": "",
+            "end_of_word_suffix": "",
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "vocab": vocab,
+            "merges": [],
+        }
         decoder = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
         pre = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
-    doc = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, "normalizer": None,
-           "pre_tokenizer": pre, "post_processor": None, "decoder": decoder, "model": model}
+    doc = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": pre,
+        "post_processor": None,
+        "decoder": decoder,
+        "model": model,
+    }
     (folder / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     cls = {"wordpiece": "BertTokenizerFast", "sentencepiece": "LlamaTokenizerFast"}.get(kind, "Qwen2TokenizerFast")
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": cls}))

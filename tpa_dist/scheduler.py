@@ -1,0 +1,175 @@
+"""Dispatch batches of tasks to GPU and CPU actor pools with bounded in-flight work.
+
+Largest first; a GPU batch that hits CUDA OOM comes back as 'oom' rows and is re-run on the CPU pool
+(fallback_reason='cuda_oom'); matrices that cannot fit a GPU's free memory go to the CPU pool directly
+(fallback_reason='gpu_memory'); a lost worker's batch is re-run (Ray restarts the actor).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .tasks import MatrixTask, batch_tasks
+
+log = logging.getLogger("tpa_dist")
+
+INFLIGHT_PER_WORKER = 2
+MAX_BATCH_ATTEMPTS = 3
+
+
+@dataclass
+class Pools:
+    cpu: list = field(default_factory=list)
+    gpu: list = field(default_factory=list)
+    gpu_free_bytes: int = 0
+    descriptions: list[dict] = field(default_factory=list)
+
+    def all(self) -> list:
+        return self.cpu + self.gpu
+
+
+def _env_for_workers() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("TPA_DIST_")}
+
+
+def make_pools(
+    *,
+    settings_id: str,
+    sparsity_threshold: float,
+    block_bytes: int,
+    threads: int,
+    num_workers: int | None,
+    cpu_only: bool,
+    gpus_per_worker: float = 1.0,
+) -> Pools:
+    """One GPU actor per GPU (or per `gpus_per_worker`) unless cpu_only; CPU actors on the remaining cores."""
+    import ray
+
+    from .actors import AnalysisWorker
+
+    resources = ray.cluster_resources()
+    cpus, gpus = int(resources.get("CPU", 1)), float(resources.get("GPU", 0))
+    env = _env_for_workers()
+    opts = {"max_restarts": 4, "max_task_retries": 2}
+    if env:
+        opts["runtime_env"] = {"env_vars": env}
+    remote = ray.remote(AnalysisWorker)
+    pools = Pools()
+    if gpus > 0 and not cpu_only:
+        n_gpu = int(gpus / gpus_per_worker)
+        gpu_actors = [
+            remote.options(num_cpus=1, num_gpus=gpus_per_worker, **opts).remote(
+                settings_id, sparsity_threshold, block_bytes, threads, True
+            )
+            for _ in range(n_gpu)
+        ]
+        infos = ray.get([a.describe.remote() for a in gpu_actors])
+        for actor, info in zip(gpu_actors, infos):
+            if info["device"] == "unavailable":
+                log.warning("GPU worker on %s has no usable CUDA device; using CPUs there", info["host"])
+                ray.kill(actor)
+            else:
+                pools.gpu.append(actor)
+                pools.descriptions.append(info)
+        pools.gpu_free_bytes = min((i["free_bytes"] for i in infos if i["device"] != "unavailable"), default=0)
+        cpus -= len(pools.gpu)
+    n_cpu = num_workers or max(1, cpus // threads)
+    if pools.gpu and num_workers is None:
+        n_cpu = max(1, cpus // threads)
+    pools.cpu = [
+        remote.options(num_cpus=threads, **opts).remote(settings_id, sparsity_threshold, block_bytes, threads, False)
+        for _ in range(n_cpu)
+    ]
+    return pools
+
+
+def gpu_bytes_needed(task: MatrixTask, block_bytes: int) -> int:
+    """Device memory a matrix needs on the GPU path: Gram + eigvalsh workspace + one block in flight."""
+    m, n = max(task.region.rows, task.region.cols), min(task.region.rows, task.region.cols)
+    return 3 * 8 * n * n + 3 * min(block_bytes, 8 * m * n)
+
+
+class Scheduler:
+    """Runs batches to completion; `on_results(rows_and_spectra, fallback_reason)` receives each result batch."""
+
+    def __init__(
+        self,
+        pools: Pools,
+        block_bytes: int,
+        on_results: Callable[[list, str | None], None],
+        on_idle: Callable[[], None],
+    ) -> None:
+        self.pools = pools
+        self.block_bytes = block_bytes
+        self.on_results = on_results
+        self.on_idle = on_idle
+        self.queue: deque = deque()  # (pool name, tasks, attempt, fallback_reason)
+        self.load: dict[tuple[str, int], int] = {}
+        for name in ("cpu", "gpu"):
+            for i in range(len(getattr(pools, name))):
+                self.load[(name, i)] = 0
+
+    def plan(self, tasks: list[MatrixTask]) -> None:
+        gpu_tasks: list[MatrixTask] = []
+        cpu_tasks: list[MatrixTask] = []
+        too_big: list[MatrixTask] = []
+        for t in tasks:
+            if not self.pools.gpu or t.kind != "matrix":
+                cpu_tasks.append(t)
+            elif gpu_bytes_needed(t, self.block_bytes) > 0.9 * self.pools.gpu_free_bytes:
+                too_big.append(t)
+            else:
+                gpu_tasks.append(t)
+        for batch in batch_tasks(too_big):
+            self.queue.append(("cpu", batch, 1, "gpu_memory"))
+        for batch in batch_tasks(gpu_tasks):
+            self.queue.append(("gpu", batch, 1, None))
+        for batch in batch_tasks(cpu_tasks):
+            self.queue.append(("cpu", batch, 1, None))
+
+    def _launch(self, inflight: dict) -> None:
+        pending = deque()
+        while self.queue:
+            pool, batch, attempt, reason = self.queue.popleft()
+            slots = [k for k in self.load if k[0] == pool and self.load[k] < INFLIGHT_PER_WORKER]
+            if not slots:
+                pending.append((pool, batch, attempt, reason))
+                continue
+            key = min(slots, key=self.load.get)
+            actor = getattr(self.pools, pool)[key[1]]
+            inflight[actor.analyze.remote(batch)] = (key, batch, attempt, reason)
+            self.load[key] += 1
+        self.queue = pending
+
+    def run(self, lost_row: Callable[[MatrixTask, BaseException], dict]) -> None:
+        import ray
+        from ray.exceptions import RayActorError, WorkerCrashedError
+
+        inflight: dict = {}
+        while self.queue or inflight:
+            self._launch(inflight)
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                key, batch, attempt, reason = inflight.pop(ref)
+                self.load[key] -= 1
+                try:
+                    results = ray.get(ref)
+                except (RayActorError, WorkerCrashedError) as exc:
+                    if attempt < MAX_BATCH_ATTEMPTS:
+                        log.warning("worker lost (%s); re-running %d task(s)", type(exc).__name__, len(batch))
+                        self.queue.append((key[0], batch, attempt + 1, reason))
+                        continue
+                    results = [(lost_row(t, exc), None) for t in batch]
+                oom = [t for t, (row, _) in zip(batch, results) if row["status"] == "oom"]
+                if oom:
+                    log.warning("CUDA OOM on %d matrix(es); re-running them on the CPU pool", len(oom))
+                    for retry in batch_tasks(oom):
+                        self.queue.append(("cpu", retry, 1, "cuda_oom"))
+                    results = [r for r in results if r[0]["status"] != "oom"]
+                if results:
+                    self.on_results(results, reason)
+            self.on_idle()
