@@ -31,7 +31,8 @@ def main(verbose: bool) -> None:
 @click.option("--db", help="DuckDB file [default: data/tpa.duckdb].")
 @click.option("--output-dir", help="Folder for the CSV/report files [default: data/outputs].")
 @click.option("--cpu-only", "--use-cpu", "cpu_only", is_flag=True, default=None, help="Never use GPUs.")
-@click.option("--num-workers", type=int, help="Worker actors [default: cluster CPUs / threads].")
+@click.option("--num-workers", type=int, help="CPU worker actors [default: cluster CPUs / threads].")
+@click.option("--gpus-per-worker", type=float, help="GPUs per GPU worker; fractions share a GPU [1].")
 @click.option("--threads-per-worker", type=int, help="BLAS threads per worker [default: 1].")
 @click.option("--address", help="Address of a running Ray cluster [default: start a local one].")
 @click.option("--sparsity-threshold", type=float, help="|w| at or below this counts as zero [1e-8].")
@@ -80,6 +81,19 @@ def synth(preset: str, out: str, seed: int) -> None:
     if preset not in PRESETS:
         raise click.BadParameter(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     click.echo(write_synthetic(preset, out, seed=seed))
+
+
+@main.command()
+@click.option("--db", default="data/tpa.duckdb", show_default=True)
+@click.option("--limit", default=10, show_default=True, help="How many recent runs.")
+def status(db: str, limit: int) -> None:
+    """Recent runs, or the live progress of the run writing the database now."""
+    from .status import status_text
+
+    try:
+        click.echo(status_text(db, limit))
+    except TpaError as exc:
+        _fail(exc)
 
 
 @main.command()

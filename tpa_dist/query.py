@@ -13,11 +13,11 @@ from .errors import StoreError
 from .store import connect_db
 
 
-def run_query(db: str | Path, query: str) -> tuple[list[str], list[tuple]]:
+def run_query(db: str | Path, query: str, params: dict | None = None) -> tuple[list[str], list[tuple]]:
     """(column names, rows) of a query on a read-only connection; SQL errors become StoreError."""
     con = connect_db(db, read_only=True)
     try:
-        cur = con.execute(query)
+        cur = con.execute(query, params) if params else con.execute(query)
         return [d[0] for d in cur.description or []], cur.fetchall()
     except duckdb.Error as exc:
         raise StoreError(f"query failed: {exc}") from None

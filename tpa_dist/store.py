@@ -47,9 +47,13 @@ def connect_db(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConn
         return duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
+            from .status import describe_live, live_progress
+
+            doc = live_progress(path)
+            live = f" In flight: {describe_live(doc)}." if doc else ""
             raise StoreLockedError(
-                f"{path} is locked by another process (a running `tpa-dist submit` is the single writer). "
-                "Wait for it to finish, or query a copy: `cp DB /tmp/snap.duckdb`."
+                f"{path} is locked by another process (a running `tpa-dist submit` is the single writer; "
+                f"results become readable when it finishes).{live} `tpa-dist status --db {path}` shows progress."
             ) from None
         raise StoreError(f"{path}: cannot open database: {exc}") from None
 
