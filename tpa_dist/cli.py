@@ -108,3 +108,7 @@ def sql(query: str, db: str, fmt: str) -> None:
         click.echo(format_result(run_query(db, query), fmt))
     except TpaError as exc:
         _fail(exc)
+
+
+if __name__ == "__main__":
+    main()

@@ -124,11 +124,12 @@ class Scheduler:
                 too_big.append(t)
             else:
                 gpu_tasks.append(t)
-        for batch in batch_tasks(too_big):
+        n_cpu, n_gpu = len(self.pools.cpu), len(self.pools.gpu)
+        for batch in batch_tasks(too_big, workers=n_cpu):
             self.queue.append(("cpu", batch, 1, "gpu_memory"))
-        for batch in batch_tasks(gpu_tasks):
+        for batch in batch_tasks(gpu_tasks, workers=n_gpu):
             self.queue.append(("gpu", batch, 1, None))
-        for batch in batch_tasks(cpu_tasks):
+        for batch in batch_tasks(cpu_tasks, workers=n_cpu):
             self.queue.append(("cpu", batch, 1, None))
 
     def _launch(self, inflight: dict) -> None:
@@ -167,7 +168,7 @@ class Scheduler:
                 oom = [t for t, (row, _) in zip(batch, results) if row["status"] == "oom"]
                 if oom:
                     log.warning("CUDA OOM on %d matrix(es); re-running them on the CPU pool", len(oom))
-                    for retry in batch_tasks(oom):
+                    for retry in batch_tasks(oom, workers=len(self.pools.cpu)):
                         self.queue.append(("cpu", retry, 1, "cuda_oom"))
                     results = [r for r in results if r[0]["status"] != "oom"]
                 if results:

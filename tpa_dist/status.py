@@ -26,9 +26,11 @@ def describe_live(doc: dict) -> str:
     finished = doc["done"] + doc["reused"] + doc["failed"]
     rate = doc.get("matrices_per_s") or 0.0
     eta = (doc["total"] - finished) / rate if rate else float("nan")
-    return (f"run {doc['run_id']} (pid {doc['pid']}): {finished}/{doc['total']} matrices "
-            f"({doc['reused']} reused, {doc['failed']} failed), {doc['bytes'] / 2**30:.2f} GiB, "
-            f"{rate:.1f} mat/s, ETA {eta:.0f}s, by device {doc['by_device']}; updated {age:.0f}s ago")
+    return (
+        f"run {doc['run_id']} (pid {doc['pid']}): {finished}/{doc['total']} matrices "
+        f"({doc['reused']} reused, {doc['failed']} failed), {doc['bytes'] / 2**30:.2f} GiB, "
+        f"{rate:.1f} mat/s, ETA {eta:.0f}s, by device {doc['by_device']}; updated {age:.0f}s ago"
+    )
 
 
 def status_text(db: str | Path, limit: int = 10) -> str:

@@ -86,9 +86,13 @@ def tasks_for_tensor(model_id: str, revision: str, t: TensorInfo) -> Iterator[Ma
         yield MatrixTask(matrix_key=t.name, kind=kind, region=region, expert_index=t.expert_index, **common)
 
 
-def batch_tasks(tasks: Iterable[MatrixTask], *, max_tasks: int = 64, min_cost: float = 2e8) -> list[list[MatrixTask]]:
-    """Largest first; small tasks grouped so each batch is worth a round trip to a worker."""
+def batch_tasks(
+    tasks: Iterable[MatrixTask], *, workers: int = 1, max_tasks: int = 64, min_cost: float = 2e8
+) -> list[list[MatrixTask]]:
+    """Largest first; small tasks grouped so each batch is worth a round trip to a worker, while leaving
+    at least ~4 batches per worker so that every worker (and node) gets a share."""
     ordered = sorted(tasks, key=lambda t: t.cost, reverse=True)
+    max_tasks = max(1, min(max_tasks, -(-len(ordered) // (4 * max(1, workers)))))
     batches: list[list[MatrixTask]] = []
     current: list[MatrixTask] = []
     cost = 0.0

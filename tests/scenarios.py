@@ -1,0 +1,124 @@
+"""Ray scenarios that need their own cluster (fake GPUs, several nodes); run as a subprocess by the tests.
+
+Usage: python -m tests.scenarios NAME WORKDIR — prints one JSON line of facts for the test to assert on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+
+
+def _rows(db: str) -> list[dict]:
+    con = duckdb.connect(db, read_only=True)
+    cur = con.execute(
+        "SELECT model_id, matrix_key, kind, status, device, fallback_reason, node, nbytes FROM matrix_analysis"
+    )
+    cols = [d[0] for d in cur.description]
+    out = [dict(zip(cols, r)) for r in cur.fetchall()]
+    con.close()
+    return out
+
+
+def gpu_fallback(work: Path) -> dict:
+    """Fake GPU resources: injected CUDA OOM above N bytes, and the planner's memory routing."""
+    import ray
+
+    from tpa_dist.driver import submit
+    from tpa_dist.jobs import Job
+
+    ray.init(num_cpus=3, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    os.environ["TPA_DIST_FAKE_GPU"] = "1"
+    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = str(1 << 30)
+    os.environ["TPA_DIST_INJECT_OOM_BYTES"] = "10000"
+    oom = submit(
+        Job(models=("synth:tiny-llama",), db=str(work / "oom.duckdb"), output_dir=str(work / "o1"), progress=False)
+    )
+    del os.environ["TPA_DIST_INJECT_OOM_BYTES"]
+    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "400000"
+    planner = submit(
+        Job(models=("synth:tiny-llama",), db=str(work / "plan.duckdb"), output_dir=str(work / "o2"), progress=False)
+    )
+    cpu_only = submit(
+        Job(
+            models=("synth:tiny-llama",),
+            db=str(work / "cpu.duckdb"),
+            output_dir=str(work / "o3"),
+            progress=False,
+            cpu_only=True,
+        )
+    )
+    return {
+        "ok": [oom.ok, planner.ok, cpu_only.ok],
+        "oom": _rows(str(work / "oom.duckdb")),
+        "planner": _rows(str(work / "plan.duckdb")),
+        "cpu_only": _rows(str(work / "cpu.duckdb")),
+    }
+
+
+def cluster(work: Path) -> dict:
+    """Head + 2 worker nodes: work spreads over nodes; then a node removed mid-run."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from tpa_dist.driver import submit
+    from tpa_dist.jobs import Job
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    spread = submit(
+        Job(
+            models=("synth:tiny-mixtral",),
+            db=str(work / "spread.duckdb"),
+            output_dir=str(work / "o1"),
+            progress=False,
+            address=c.address,
+        )
+    )
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    # node removal: slow tasks, remove one worker node while the run is in flight
+    os.environ["TPA_DIST_INJECT_DELAY_S"] = "0.15"
+    spare = c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    result: dict = {}
+    job = Job(
+        models=("synth:tiny-gpt2", "synth:tiny-llama"),
+        db=str(work / "removed.duckdb"),
+        output_dir=str(work / "o2"),
+        progress=False,
+        address=c.address,
+        num_workers=3,
+    )
+    thread = threading.Thread(target=lambda: result.setdefault("summary", submit(job)))
+    thread.start()
+    time.sleep(3.0)
+    c.remove_node(workers[0])
+    thread.join(timeout=240)
+    del os.environ["TPA_DIST_INJECT_DELAY_S"]
+    summary = result.get("summary")
+    out = {
+        "spread_ok": spread.ok,
+        "spread": _rows(str(work / "spread.duckdb")),
+        "alive_nodes": len(nodes),
+        "removed_ok": bool(summary and summary.ok),
+        "removed_total": summary.total if summary else None,
+        "removed": _rows(str(work / "removed.duckdb")) if summary else [],
+        "spare": spare.unique_id,
+    }
+    ray.shutdown()
+    c.shutdown()
+    return out
+
+
+if __name__ == "__main__":
+    name, work = sys.argv[1], Path(sys.argv[2])
+    facts = {"gpu_fallback": gpu_fallback, "cluster": cluster}[name](work)
+    print("FACTS " + json.dumps(facts, default=str))

@@ -1,0 +1,132 @@
+"""Distributed execution: GPU routing with CPU fallback, killed workers and drivers, several nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tpa_dist.driver import submit
+from tpa_dist.jobs import Job
+from tpa_dist.progress import live_progress_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _scenario(name: str, work: Path, timeout: int = 300) -> dict:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.scenarios", name, str(work)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    facts = [line for line in proc.stdout.splitlines() if line.startswith("FACTS ")]
+    assert proc.returncode == 0 and facts, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(facts[-1][len("FACTS ") :])
+
+
+def _once(rows: list[dict]) -> bool:
+    return all(c == 1 for c in Counter((r["model_id"], r["matrix_key"]) for r in rows).values())
+
+
+def test_fake_gpu_oom_falls_back_to_cpu_and_planner_routes(tmp_path):
+    facts = _scenario("gpu_fallback", tmp_path)
+    assert facts["ok"] == [True, True, True]
+    oom = [r for r in facts["oom"] if r["kind"] == "matrix"]
+    assert _once(facts["oom"]) and len(oom) == 16
+    for r in oom:
+        if r["nbytes"] > 10000:  # injected OOM: re-run exactly on the CPU pool, and recorded
+            assert (r["device"], r["fallback_reason"], r["status"]) == ("cpu", "cuda_oom", "ok"), r
+        else:
+            assert (r["device"], r["fallback_reason"]) == ("fake-gpu", None), r
+    assert {r["fallback_reason"] for r in oom} == {None, "cuda_oom"}
+    planned = {r["matrix_key"]: r for r in facts["planner"] if r["kind"] == "matrix"}
+    assert planned["model.layers.0.self_attn.q_proj.weight"]["device"] == "fake-gpu"
+    for key in ("model.embed_tokens.weight", "lm_head.weight", "model.layers.0.mlp.up_proj.weight"):
+        assert (planned[key]["device"], planned[key]["fallback_reason"]) == ("cpu", "gpu_memory")
+    assert {r["device"] for r in facts["cpu_only"]} == {"cpu"}
+
+
+@pytest.mark.slow
+def test_three_node_cluster_spreads_work_and_survives_node_loss(tmp_path):
+    facts = _scenario("cluster", tmp_path, timeout=400)
+    assert facts["spread_ok"] and _once(facts["spread"])
+    assert len({r["node"] for r in facts["spread"]}) >= 2  # work on more than one node
+    assert len([r for r in facts["spread"] if r["kind"] == "matrix"]) == 36
+    assert facts["removed_ok"], facts
+    assert _once(facts["removed"]) and len(facts["removed"]) == facts["removed_total"] == 51
+    assert all(r["status"] == "ok" for r in facts["removed"])
+
+
+def test_killed_worker_is_restarted_and_work_rerun(ray_session, synth_models, tmp_path, monkeypatch):
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("TPA_DIST_INJECT_KILL", "model.layers.1.mlp.down_proj")
+    monkeypatch.setenv("TPA_DIST_INJECT_KILL_MARKER", str(marker))
+    job = Job(
+        models=(str(synth_models["tiny-llama"]),),
+        db=str(tmp_path / "k.duckdb"),
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+    )
+    summary = submit(job)
+    assert marker.exists(), "the worker was never killed"
+    assert summary.ok, summary.describe()
+    con = duckdb.connect(job.db, read_only=True)
+    keys = con.execute("SELECT matrix_key, count(*), min(status) FROM matrix_analysis GROUP BY 1").fetchall()
+    con.close()
+    assert len(keys) == 21 and all(n == 1 and s == "ok" for _, n, s in keys)
+
+
+def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path):
+    db = tmp_path / "resume.duckdb"
+    env = dict(os.environ, TPA_DIST_INJECT_DELAY_S="0.25", RAY_AUTH_MODE="disabled")
+    cmd = [
+        sys.executable,
+        "-m",
+        "tpa_dist.cli",
+        "submit",
+        "--models",
+        "synth:tiny-mixtral",
+        "--db",
+        str(db),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--num-workers",
+        "1",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = live_progress_path(db)
+    deadline = time.monotonic() + 120
+    stored_before = 0
+    while time.monotonic() < deadline:
+        if progress.exists():
+            stored_before = json.loads(progress.read_text())["done"]
+            if stored_before >= 5:
+                break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 5 <= stored_before < 41, "the driver finished before it could be killed"
+    job = Job(models=("synth:tiny-mixtral",), db=str(db), output_dir=str(tmp_path / "out"), progress=False)
+    resumed = submit(job)
+    assert resumed.ok
+    assert resumed.reused >= stored_before  # what was stored before the kill is not recomputed
+    assert resumed.done == resumed.total - resumed.reused  # computations counted
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT count(*), count(DISTINCT matrix_key) FROM matrix_analysis").fetchone()
+    runs = con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()
+    con.close()
+    assert rows == (41, 41)
+    assert runs == [("running",), ("ok",)]  # the killed run stays visibly unfinished

@@ -1,0 +1,5 @@
+"""python -m tpa_dist: the tpa-dist command line."""
+
+from .cli import main
+
+main()
