@@ -55,12 +55,14 @@ class AnalysisWorker:
         else:
             self.compute, self.device, self.free_bytes = "cpu", "cpu", 0
         self.host = socket.gethostname()
+        self.node = self.host
         try:
             import ray
 
-            self.node = ray.get_runtime_context().get_node_id()
-        except Exception:  # noqa: BLE001 - outside Ray
-            self.node = self.host
+            if ray.is_initialized():  # get_runtime_context() alone would start a Ray instance
+                self.node = ray.get_runtime_context().get_node_id()
+        except ImportError:  # in-process use (benchmarks) on a machine without Ray
+            pass
         self.worker = f"{self.host}:{os.getpid()}"
 
     def describe(self) -> dict[str, object]:

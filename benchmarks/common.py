@@ -1,0 +1,48 @@
+"""Shared helpers for the benchmark scripts: timing medians, peak RSS, the seed tool's method."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def median_time(fn: Callable[[], object], runs: int = 3, sync: Callable[[], None] | None = None) -> float:
+    """Median wall time of `runs` calls (after `sync`, e.g. torch.cuda.synchronize)."""
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS of this process image (VmHWM), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def seed_method(folder: str | Path, device: str = "cpu", names: set[str] | None = None) -> dict[str, int]:
+    """The seed tool: whole model to float32 in RAM, torch.linalg.svd plus a rank count per 2-D matrix."""
+    import torch
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(Path(folder).glob("*.safetensors")):
+        state.update({k: v.float() for k, v in load_file(str(shard)).items()})
+    ranks = {}
+    for name, w in state.items():
+        if w.ndim != 2 or (names is not None and name not in names):
+            continue
+        s = torch.linalg.svd(w.to(device), full_matrices=False).S
+        tol = s.max() * max(w.shape) * torch.finfo(torch.float32).eps
+        ranks[name] = int((s > tol).sum())
+        energy = torch.cumsum(s**2, 0) / (s**2).sum()
+        int((energy < 0.9).sum()) + 1
+    return ranks
