@@ -105,7 +105,7 @@ def main() -> None:
 
     # 2. GPU path vs CPU path
     checks = []
-    for key, t in one_per_shape.items():
+    for t in one_per_shape.values():
         gpu_row, gpu_sv = analyze_task(t, "s", 1e-8, block_bytes=256 << 20, device=dev)
         cpu_row, cpu_sv = analyze_task(t, "s", 1e-8, block_bytes=256 << 20, device="cpu")
         same = all(
