@@ -42,7 +42,12 @@ def main() -> None:
     ap.add_argument("--preset", default="qwen3-4b")
     ap.add_argument("--work", default="/tmp/tpa-gpu")
     ap.add_argument("--out", default="gpu_results.json")
-    ap.add_argument("--seed-layers", type=int, default=4, help="layers the seed's method runs end to end")
+    ap.add_argument(
+        "--seed-layers",
+        type=int,
+        default=-1,
+        help="layers the seed's method runs end to end (-1: all, the whole model)",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "torch-cpu")
     args = ap.parse_args()
     dev = args.device
@@ -142,7 +147,11 @@ def main() -> None:
     res["tpa_gpu_worker_s"] = time.perf_counter() - t0
     res["tpa_gpu_worker_failed"] = sum(r["status"] != "ok" for r, _ in rows)
     log(f"tpa-dist GPU worker, all {len(tasks)} matrices: {res['tpa_gpu_worker_s']:.1f}s")
-    subset = {t.param_name for t in tasks if t.layer_index is not None and t.layer_index < args.seed_layers}
+    subset = {
+        t.param_name
+        for t in tasks
+        if args.seed_layers < 0 or (t.layer_index is not None and t.layer_index < args.seed_layers)
+    }
     subset.add("model.embed_tokens.weight")
     sub_tasks = [t for t in order if t.param_name in subset]
     t0 = time.perf_counter()

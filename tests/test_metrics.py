@@ -127,3 +127,12 @@ def test_alpha_matches_weightwatcher(synth_models):
         assert ours["log_norm"] == pytest.approx(row["log_norm"], rel=1e-6)
         compared += 1
     assert compared >= 20
+
+
+def test_ks_scan_torch_equals_numpy():
+    """The GPU worker's torch KS scan (run here on the CPU) equals the numpy one exactly enough."""
+    from tpa_dist.heavytail import _alphas, _ks_numpy, _ks_torch
+
+    x = np.sort(np.random.default_rng(2).pareto(2.0, 3000) + 1)
+    logx, n, alphas = _alphas(x)
+    assert np.allclose(_ks_torch(logx, n, alphas, "cpu"), _ks_numpy(logx, n, alphas), rtol=0, atol=1e-13)

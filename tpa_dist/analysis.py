@@ -68,7 +68,7 @@ def analyze_task(
             )
             sv = res.singular_values
             row.update(res.stats.as_row())
-            row.update(spectral_metrics(sv, task.region.rows, task.region.cols))
+            row.update(spectral_metrics(sv, task.region.rows, task.region.cols, device))
             row["method"] = METHOD_VERSION
         else:
             row.update(

@@ -17,27 +17,63 @@ SMALL_N = 20  # below this weightwatcher switches to its small-N estimator
 _CHUNK = 1 << 20  # (i, j) pairs evaluated at a time
 
 
-def _fit_standard(x: np.ndarray) -> tuple[float, float, float]:
-    """(alpha, xmin, D) minimizing D over xmin candidates x[0..N-2] of ascending data x."""
-    n_total = len(x)
+def _alphas(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(log x, tail sizes n_i, MLE alpha_i) for every xmin candidate x[0..N-2]."""
     logx = np.log(x)
     suffix = np.cumsum(logx[::-1])[::-1]  # Σ_{j≥i} log x_j
-    n = (n_total - np.arange(n_total - 1)).astype(np.float64)
-    alphas = 1.0 + n / (suffix[:-1] - n * logx[:-1])
-    ds = np.ones(n_total - 1)
+    n = (len(x) - np.arange(len(x) - 1)).astype(np.float64)
+    return logx, n, 1.0 + n / (suffix[:-1] - n * logx[:-1])
+
+
+def _ks_numpy(logx: np.ndarray, n: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """D_i = max_{j≥i} |1 − (x_j/x_i)^(1−α_i) − (j−i)/n_i|, only the j ≥ i triangle evaluated.
+
+    Entries j < i are zeroed: at j = i the difference is exactly 0, so they never change the max.
+    """
+    n_total = len(logx)
+    ds = np.empty(n_total - 1)
     rows = max(1, _CHUNK // n_total)
-    j = np.arange(n_total)
     for i0 in range(0, n_total - 1, rows):
-        i = np.arange(i0, min(n_total - 1, i0 + rows))
-        a = alphas[i][:, None]
-        valid = a[:, 0] > 1
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            theo = 1.0 - np.exp((1.0 - a) * (logx[None, :] - logx[i][:, None]))
-            emp = (j[None, :] - i[:, None]) / n[i][:, None]
-            diff = np.abs(theo - emp)
-        diff[j[None, :] < i[:, None]] = -np.inf
-        d = diff.max(axis=1)
-        ds[i[valid]] = d[valid]
+        i1 = min(n_total - 1, i0 + rows)
+        i = np.arange(i0, i1)
+        t = logx[None, i0:] - logx[i0:i1, None]
+        t *= (1.0 - alphas[i0:i1])[:, None]
+        np.exp(t, out=t)
+        np.subtract(1.0, t, out=t)
+        t -= (np.arange(i0, n_total)[None, :] - i[:, None]) / n[i0:i1, None]
+        np.abs(t, out=t)
+        t[np.arange(i0, n_total)[None, :] < i[:, None]] = 0.0
+        ds[i0:i1] = t.max(axis=1)
+    return ds
+
+
+def _ks_torch(logx: np.ndarray, n: np.ndarray, alphas: np.ndarray, device: str) -> np.ndarray:
+    """The same distances computed with torch on `device` (the GPU worker's card)."""
+    import torch
+
+    lx = torch.from_numpy(logx).to(device)
+    nn = torch.from_numpy(n).to(device)
+    al = torch.from_numpy(alphas).to(device)
+    n_total = len(logx)
+    j = torch.arange(n_total, device=device, dtype=torch.float64)
+    out = torch.empty(n_total - 1, dtype=torch.float64, device=device)
+    rows = max(1, (16 * _CHUNK) // n_total)
+    for i0 in range(0, n_total - 1, rows):
+        i1 = min(n_total - 1, i0 + rows)
+        i = j[i0:i1, None]
+        t = 1.0 - torch.exp((1.0 - al[i0:i1, None]) * (lx[None, i0:] - lx[i0:i1, None]))
+        t = (t - (j[None, i0:] - i) / nn[i0:i1, None]).abs()
+        t = torch.where(j[None, i0:] < i, torch.zeros((), dtype=t.dtype, device=device), t)
+        out[i0:i1] = t.amax(dim=1)
+    return out.cpu().numpy()
+
+
+def _fit_standard(x: np.ndarray, device: str = "cpu") -> tuple[float, float, float]:
+    """(alpha, xmin, D) minimizing D over xmin candidates x[0..N-2] of ascending data x."""
+    logx, n, alphas = _alphas(x)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        ds = _ks_torch(logx, n, alphas, device) if device.startswith("cuda") else _ks_numpy(logx, n, alphas)
+    ds[~(alphas > 1)] = 1.0  # weightwatcher leaves D = 1 where the MLE is not a valid exponent
     best = int(np.argmin(ds))
     return float(alphas[best]), float(x[best]), float(ds[best])
 
@@ -73,8 +109,9 @@ def _fit_small(x: np.ndarray, k_min: int = 8) -> tuple[float, float, float]:
     return float(alphas[best]), float(x[best]), float(ds[best])
 
 
-def heavy_tail_metrics(sv: np.ndarray) -> dict[str, float | int | None]:
-    """WeightWatcher's default per-layer metrics from singular values (any order)."""
+def heavy_tail_metrics(sv: np.ndarray, device: str = "cpu") -> dict[str, float | int | None]:
+    """WeightWatcher's default per-layer metrics from singular values (any order); `device` "cuda..."
+    evaluates the O(N²) KS scan on that GPU."""
     evals = np.sort(np.asarray(sv, dtype=np.float64) ** 2)
     out: dict[str, float | int | None] = dict.fromkeys(
         ("alpha", "D", "xmin", "xmax", "num_pl_spikes", "alpha_weighted", "log_alpha_norm"), None
@@ -86,7 +123,7 @@ def heavy_tail_metrics(sv: np.ndarray) -> dict[str, float | int | None]:
     out["log_spectral_norm"] = math.log10(lam_max) if lam_max > 0 else None
     data = evals[evals > EVALS_THRESH]
     if len(data) >= max(MIN_EVALS, 2) and data[-1] > data[0]:
-        alpha, xmin, d = _fit_small(data) if len(data) < SMALL_N else _fit_standard(data)
+        alpha, xmin, d = _fit_small(data) if len(data) < SMALL_N else _fit_standard(data, device)
         if math.isfinite(alpha):
             out.update(
                 alpha=alpha,

@@ -27,7 +27,7 @@ def energy_rank(sv: np.ndarray, fraction: float) -> int:
     return int(np.searchsorted(energy, fraction * energy[-1], side="left") + 1)
 
 
-def spectral_metrics(sv: np.ndarray, rows: int, cols: int) -> dict[str, float | int | None]:
+def spectral_metrics(sv: np.ndarray, rows: int, cols: int, device: str = "cpu") -> dict[str, float | int | None]:
     """All spectrum-derived columns of matrix_analysis for one matrix."""
     sv = np.asarray(sv, dtype=np.float64)
     design = min(rows, cols)
@@ -58,5 +58,5 @@ def spectral_metrics(sv: np.ndarray, rows: int, cols: int) -> dict[str, float | 
     if fro2 > 0 and rank > 1:
         q = sv[sv > 0] ** 2 / fro2
         out["entropy"] = float(-np.sum(q * np.log(q)) / math.log(rank))
-    out.update(heavy_tail_metrics(sv))
+    out.update(heavy_tail_metrics(sv, device))
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,12 +149,21 @@ def write_synthetic(name: str, out_dir: str | Path, seed: int = 0, values: bool 
             pass
     out.mkdir(parents=True, exist_ok=True)
     groups = _split_shards(p.tensors, p.shards)
-    weight_map: dict[str, str] = {}
-    total = 0
-    for i, group in enumerate(groups, start=1):
-        fname = "model.safetensors" if len(groups) == 1 else f"model-{i:05d}-of-{len(groups):05d}.safetensors"
-        total += _write_shard(out / fname, group, seed, values)
-        weight_map.update({s.name: fname for s in group})
+    names = (
+        ["model.safetensors"]
+        if len(groups) == 1
+        else [f"model-{i:05d}-of-{len(groups):05d}.safetensors" for i in range(1, len(groups) + 1)]
+    )
+    weight_map = {s.name: fname for fname, group in zip(names, groups) for s in group}
+    if len(groups) > 1 and values:  # shards are independent: write them in parallel processes
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(len(groups), os.cpu_count() or 1)) as pool:
+            total = sum(
+                pool.map(_write_shard, [out / f for f in names], groups, [seed] * len(groups), [values] * len(groups))
+            )
+    else:
+        total = sum(_write_shard(out / f, g, seed, values) for f, g in zip(names, groups))
     if len(groups) > 1:
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
