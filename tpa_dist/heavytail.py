@@ -122,7 +122,8 @@ def heavy_tail_metrics(sv: np.ndarray, device: str = "cpu") -> dict[str, float |
     out["log_norm"] = math.log10(total) if total > 0 else None
     out["log_spectral_norm"] = math.log10(lam_max) if lam_max > 0 else None
     data = evals[evals > EVALS_THRESH]
-    if len(data) >= max(MIN_EVALS, 2) and data[-1] > data[0]:
+    # weightwatcher's gate is on the matrix's eigenvalue count; the fit then uses those above EVALS_THRESH
+    if len(evals) >= MIN_EVALS and len(data) >= 2 and data[-1] > data[0]:
         alpha, xmin, d = _fit_small(data) if len(data) < SMALL_N else _fit_standard(data, device)
         if math.isfinite(alpha):
             out.update(
