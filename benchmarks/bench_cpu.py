@@ -6,6 +6,7 @@ Methods, same matrices, same run, medians of --runs:
   ww       weightwatcher.analyze() on the same folder (it skips matrices with a side > 50,000: the embedding)
   tpa      tpa-dist submit on a local Ray (2 single-threaded workers; Ray start-up reported separately)
   tpa1x2   tpa-dist submit with 1 worker of 2 BLAS threads
+  tpa1x1   tpa-dist submit with 1 single-threaded worker (scaling: 1 worker vs 2)
   floor    tpa-dist's own per-matrix routine in one process with all cores' BLAS threads, no Ray
 Each method runs in a fresh subprocess so that its peak RSS is its own.
 """
@@ -55,13 +56,13 @@ else:
     import ray
     from tpa_dist.driver import submit
     from tpa_dist.jobs import Job
-    workers, threads = {"tpa": (None, 1), "tpa1x2": (1, 2)}[method]
+    workers, threads = {"tpa": (None, 1), "tpa1x2": (1, 2), "tpa1x1": (1, 1)}[method]
     t_ray = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     ray_s = time.perf_counter() - t_ray
     db = os.path.join(sys.argv[4], f"{method}-{time.time_ns()}.duckdb")
     s = submit(Job(models=(folder,), db=db, output_dir=sys.argv[4], num_workers=workers,
-                   threads_per_worker=threads, progress=False, force=True))
+                   threads_per_worker=threads, progress=False, force=True, embedding=False))
     assert s.ok, s.describe()
     out.update(tasks=s.done, analysis_s=s.seconds, ray_startup_s=ray_s)
 out["wall_s"] = time.perf_counter() - t0 - out.get("ray_startup_s", 0.0)
@@ -87,6 +88,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--methods", default="seed,ww,tpa,tpa1x2,floor")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu_qwen3-0.6b.json"))
+    ap.add_argument("--merge", action="store_true", help="keep other methods' results already in --out")
     args = ap.parse_args()
     from tpa_dist.sources import cache_dir
     from tpa_dist.synth import write_synthetic
@@ -122,9 +124,12 @@ def main() -> None:
                 "bytes_per_s": nbytes / wall,
                 "ray_startup_s_median": statistics.median(r.get("ray_startup_s", 0.0) for r in runs),
             }
+    if args.merge and Path(args.out).exists():
+        previous = json.loads(Path(args.out).read_text())["methods"]
+        results["methods"] = {**previous, **results["methods"]}
     m = results["methods"]
     if "tpa" in m:
-        for other in ("seed", "ww", "floor", "tpa1x2"):
+        for other in ("seed", "ww", "floor", "tpa1x2", "tpa1x1"):
             if other in m:
                 results[f"tpa_speedup_vs_{other}"] = m[other]["wall_s_median"] / m["tpa"]["wall_s_median"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -134,3 +134,55 @@ CREATE TABLE IF NOT EXISTS spectra (
     singular_values DOUBLE[],              -- the whole spectrum, descending
     PRIMARY KEY (model_id, revision, settings_id, matrix_key)
 );
+
+-- Embedding clustering (k-means sweep over the token-embedding matrix; see tpa_dist/embedding.py).
+CREATE TABLE IF NOT EXISTS embedding_sweep (
+    model_id   VARCHAR NOT NULL,
+    revision   VARCHAR NOT NULL,
+    tensor     VARCHAR NOT NULL,  -- param_name of the embedding (or untied output head)
+    k          INTEGER NOT NULL,
+    f_stat     DOUBLE,            -- one-way ANOVA F = (SSB/(k-1)) / (SSW/(n-k)) (Calinski–Harabasz)
+    p_value    DOUBLE,
+    inertia    DOUBLE,            -- SSW
+    silhouette DOUBLE,            -- on a fixed-size sample
+    method     VARCHAR,           -- kmeans | minibatch_kmeans
+    seconds    DOUBLE,
+    PRIMARY KEY (model_id, revision, tensor, k)
+);
+
+CREATE TABLE IF NOT EXISTS embedding_choice (
+    model_id   VARCHAR NOT NULL,
+    revision   VARCHAR NOT NULL,
+    tensor     VARCHAR NOT NULL,
+    rows       BIGINT,
+    cols       BIGINT,
+    chosen_k   INTEGER,
+    rule       VARCHAR,           -- max_f (the seed's rule)
+    elbow_k    INTEGER,           -- kneedle elbow of the inertia curve, for comparison
+    seed       INTEGER,
+    seconds    DOUBLE,
+    run_id     VARCHAR,
+    PRIMARY KEY (model_id, revision, tensor)
+);
+
+CREATE TABLE IF NOT EXISTS embedding_clusters (
+    model_id           VARCHAR NOT NULL,
+    revision           VARCHAR NOT NULL,
+    tensor             VARCHAR NOT NULL,
+    cluster            INTEGER NOT NULL,
+    size               BIGINT,
+    centroid_norm      DOUBLE,
+    representative_ids INTEGER[],
+    representatives    VARCHAR[],  -- decoded token strings, nearest the centroid first
+    PRIMARY KEY (model_id, revision, tensor, cluster)
+);
+
+CREATE TABLE IF NOT EXISTS embedding_assignments (
+    model_id VARCHAR NOT NULL,
+    revision VARCHAR NOT NULL,
+    tensor   VARCHAR NOT NULL,
+    token_id INTEGER NOT NULL,
+    token    VARCHAR,
+    cluster  INTEGER,
+    PRIMARY KEY (model_id, revision, tensor, token_id)
+);

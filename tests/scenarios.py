@@ -18,7 +18,7 @@ import duckdb
 def _rows(db: str) -> list[dict]:
     con = duckdb.connect(db, read_only=True)
     cur = con.execute(
-        "SELECT model_id, matrix_key, kind, status, device, fallback_reason, node, nbytes FROM matrix_analysis"
+        "SELECT model_id, matrix_key, kind, status, device, fallback_reason, node, nbytes, shard FROM matrix_analysis"
     )
     cols = [d[0] for d in cur.description]
     out = [dict(zip(cols, r)) for r in cur.fetchall()]
@@ -38,12 +38,24 @@ def gpu_fallback(work: Path) -> dict:
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = str(1 << 30)
     os.environ["TPA_DIST_INJECT_OOM_BYTES"] = "10000"
     oom = submit(
-        Job(models=("synth:tiny-llama",), db=str(work / "oom.duckdb"), output_dir=str(work / "o1"), progress=False)
+        Job(
+            models=("synth:tiny-llama",),
+            db=str(work / "oom.duckdb"),
+            output_dir=str(work / "o1"),
+            progress=False,
+            embedding=False,
+        )
     )
     del os.environ["TPA_DIST_INJECT_OOM_BYTES"]
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "400000"
     planner = submit(
-        Job(models=("synth:tiny-llama",), db=str(work / "plan.duckdb"), output_dir=str(work / "o2"), progress=False)
+        Job(
+            models=("synth:tiny-llama",),
+            db=str(work / "plan.duckdb"),
+            output_dir=str(work / "o2"),
+            progress=False,
+            embedding=False,
+        )
     )
     cpu_only = submit(
         Job(
@@ -51,6 +63,7 @@ def gpu_fallback(work: Path) -> dict:
             db=str(work / "cpu.duckdb"),
             output_dir=str(work / "o3"),
             progress=False,
+            embedding=False,
             cpu_only=True,
         )
     )
@@ -80,6 +93,7 @@ def cluster(work: Path) -> dict:
             db=str(work / "spread.duckdb"),
             output_dir=str(work / "o1"),
             progress=False,
+            embedding=False,
             address=c.address,
         )
     )
@@ -94,6 +108,7 @@ def cluster(work: Path) -> dict:
         db=str(work / "removed.duckdb"),
         output_dir=str(work / "o2"),
         progress=False,
+        embedding=False,
         address=c.address,
         num_workers=3,
     )

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
+from tpa_dist.cli import main
 from tpa_dist.driver import submit
 from tpa_dist.jobs import Job
 from tpa_dist.progress import live_progress_path
@@ -63,6 +65,12 @@ def test_three_node_cluster_spreads_work_and_survives_node_loss(tmp_path):
     facts = _scenario("cluster", tmp_path, timeout=400)
     assert facts["spread_ok"] and _once(facts["spread"])
     assert len({r["node"] for r in facts["spread"]}) >= 2  # work on more than one node
+    # tensors of one shard prefer one node (its page cache): most of each shard's rows ran on one node
+    by_shard: dict[str, Counter] = {}
+    for r in facts["spread"]:
+        by_shard.setdefault(r["shard"], Counter())[r["node"]] += 1
+    for shard, nodes in by_shard.items():
+        assert nodes.most_common(1)[0][1] >= 0.5 * sum(nodes.values()), (shard, nodes)
     assert len([r for r in facts["spread"] if r["kind"] == "matrix"]) == 36
     assert facts["removed_ok"], facts
     assert _once(facts["removed"]) and len(facts["removed"]) == facts["removed_total"] == 51
@@ -78,6 +86,7 @@ def test_killed_worker_is_restarted_and_work_rerun(ray_session, synth_models, tm
         db=str(tmp_path / "k.duckdb"),
         output_dir=str(tmp_path / "out"),
         progress=False,
+        embedding=False,
     )
     summary = submit(job)
     assert marker.exists(), "the worker was never killed"
@@ -105,6 +114,7 @@ def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path):
         "--num-workers",
         "1",
         "--no-progress",
+        "--no-embedding",
     ]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     progress = live_progress_path(db)
@@ -116,10 +126,22 @@ def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path):
             if stored_before >= 5:
                 break
         time.sleep(0.2)
+    # another process reading while the run writes: a clear answer, no traceback, the run unharmed
+    runner = CliRunner()
+    live = runner.invoke(main, ["status", "--db", str(db)])
+    query = runner.invoke(main, ["sql", "--db", str(db), "SELECT count(*) FROM matrix_analysis"])
+    still_running = proc.poll() is None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert 5 <= stored_before < 41, "the driver finished before it could be killed"
-    job = Job(models=("synth:tiny-mixtral",), db=str(db), output_dir=str(tmp_path / "out"), progress=False)
+    assert still_running
+    assert live.exit_code == 0 and "in flight" in live.output and "/41 matrices" in live.output, live.output
+    assert query.exit_code == 2 and "locked by another process" in query.output and "Traceback" not in query.output
+    after = runner.invoke(main, ["status", "--db", str(db)])
+    assert "running" in after.output and "no longer running" in after.output, after.output
+    job = Job(
+        models=("synth:tiny-mixtral",), db=str(db), output_dir=str(tmp_path / "out"), progress=False, embedding=False
+    )
     resumed = submit(job)
     assert resumed.ok
     assert resumed.reused >= stored_before  # what was stored before the kill is not recomputed

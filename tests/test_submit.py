@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -163,6 +164,7 @@ def test_bad_tensor_and_bad_model_do_not_lose_the_rest(ray_session, synth_models
         db=str(tmp_path / "t.duckdb"),
         output_dir=str(tmp_path / "out"),
         progress=False,
+        embedding=False,
     )
     summary = submit(job)
     assert not summary.ok
@@ -227,3 +229,42 @@ def test_job_file(tmp_path):
     with pytest.raises(JobFileError, match=r"unknown setting \[workers\].num_wrokers"):
         load_job(bad)
     assert math.isclose(job.with_overrides(sparsity_threshold=1e-6).sparsity_threshold, 1e-6)
+
+
+def test_embedding_tables_and_files(four_run):
+    job, _ = four_run
+    con = duckdb.connect(job.db, read_only=True)
+    try:
+        choice = con.execute("SELECT model_id, tensor, chosen_k, rule FROM embedding_choice ORDER BY 1, 2").fetchall()
+        assert {(m, t) for m, t, _, _ in choice} == {
+            ("tiny-bert", "bert.embeddings.word_embeddings.weight"),
+            ("tiny-gpt2", "wte.weight"),
+            ("tiny-llama", "lm_head.weight"),
+            ("tiny-llama", "model.embed_tokens.weight"),
+            ("tiny-mixtral", "lm_head.weight"),
+            ("tiny-mixtral", "model.embed_tokens.weight"),
+        }
+        assert all(rule == "max_f" for *_, rule in choice)
+        for model, tensor, k, _ in choice:
+            best = con.execute(
+                "SELECT k FROM embedding_sweep WHERE model_id = ? AND tensor = ? ORDER BY f_stat DESC LIMIT 1",
+                [model, tensor],
+            ).fetchone()[0]
+            assert best == k
+            n_clusters, size = con.execute(
+                "SELECT count(*), sum(size) FROM embedding_clusters WHERE model_id = ? AND tensor = ?", [model, tensor]
+            ).fetchone()
+            rows = con.execute(
+                "SELECT count(*) FROM embedding_assignments WHERE model_id = ? AND tensor = ?", [model, tensor]
+            ).fetchone()[0]
+            assert n_clusters == k and size == rows > 0
+    finally:
+        con.close()
+    for model in FOUR:
+        folder = Path(job.output_dir) / model
+        png = (folder / "anova_curve.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        results = json.loads((folder / "clustering_results.json").read_text())
+        assert results[0]["chosen_k"] >= 2
+        assert (folder / "cluster_representatives.json").exists()
+        assert (folder / f"{model}_embedding.csv").read_text().startswith("tensor,token_id,token,cluster")

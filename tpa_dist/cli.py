@@ -39,7 +39,18 @@ def main(verbose: bool) -> None:
 @click.option("--block-mib", type=int, help="Per-worker memory budget of one streamed block [64].")
 @click.option("--force", is_flag=True, default=None, help="Recompute matrices already stored.")
 @click.option("--no-progress", is_flag=True, help="Plain log lines instead of a progress bar.")
-def submit(job_file: str | None, models: str | None, no_progress: bool, **options: object) -> None:
+@click.option("--no-embedding", is_flag=True, help="Skip the k-means clustering of the token embeddings.")
+@click.option("--k-range", help="k range of the embedding sweep, MIN:MAX [2:100].")
+@click.option("--k-step", type=int, help="Plain sweep with this step instead of coarse-to-fine.")
+@click.option("--seed", type=int, help="Seed of k-means and of synth: presets [0].")
+def submit(
+    job_file: str | None,
+    models: str | None,
+    no_progress: bool,
+    no_embedding: bool,
+    k_range: str | None,
+    **options: object,
+) -> None:
     """Analyze every weight matrix of every model and store the results."""
     from .driver import submit as run_submit
 
@@ -47,12 +58,22 @@ def submit(job_file: str | None, models: str | None, no_progress: bool, **option
         job = load_job(job_file) if job_file else Job()
         if models:
             options["models"] = tuple(m.strip() for m in models.split(",") if m.strip())
+        if no_embedding:
+            options["embedding"] = False
+        if k_range:
+            lo, _, hi = k_range.partition(":")
+            if not (lo.isdigit() and hi.isdigit() and 2 <= int(lo) <= int(hi)):
+                raise click.BadParameter("--k-range must be MIN:MAX with 2 <= MIN <= MAX", param_hint="--k-range")
+            options["k_min"], options["k_max"] = int(lo), int(hi)
         job = job.with_overrides(**options, progress=False if no_progress else None, argv=tuple(sys.argv))
         if not job.models:
             raise click.UsageError("no models: give --models or a job file")
         summary = run_submit(job)
     except TpaError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        click.echo("interrupted: every stored batch is kept; run the same submit again to resume", err=True)
+        sys.exit(130)
     click.echo(summary.describe())
     sys.exit(0 if summary.ok else 1)
 

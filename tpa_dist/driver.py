@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from . import __version__
 from .catalog import open_model
@@ -109,6 +110,7 @@ class Driver:
         self.settings = AnalysisSettings(sparsity_threshold=job.sparsity_threshold)
         self.settings_id = self.settings.settings_id()
         self.summary = RunSummary(run_id=time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
+        self.catalogs: list[tuple[str, str, object]] = []
 
     def _plan_model(self, store: Store, source: ModelSource) -> list[MatrixTask]:
         catalog = open_model(source.path)
@@ -132,6 +134,7 @@ class Driver:
         tasks = [task for t in tensors for task in tasks_for_tensor(source.model_id, revision, t)]
         done = set() if self.job.force else store.done_keys(source.model_id, revision, self.settings_id)
         self.summary.models.append((source.model_id, revision))
+        self.catalogs.append((source.model_id, revision, catalog))
         self.summary.total += len(tasks)
         self.summary.reused += sum(1 for t in tasks if t.matrix_key in done)
         if catalog.config_error:
@@ -179,10 +182,13 @@ class Driver:
             status = "ok"
             t0 = time.perf_counter()
             try:
-                if tasks:
+                if tasks or (self.job.embedding and self.catalogs):
                     self.summary.ray_startup_s = _start_ray(self.job)
                     t0 = time.perf_counter()
+                if tasks:
                     self._execute(store, tasks)
+                if self.job.embedding:
+                    self._embeddings(store)
             except KeyboardInterrupt:
                 status = "interrupted"
                 self.summary.failures.append(
@@ -215,6 +221,29 @@ class Driver:
             throughput=getattr(self, "_by_device", {}),
             summary=s.describe(),
         )
+
+    def _embeddings(self, store: Store) -> None:
+        """Cluster each model's token embedding (skipping those already stored, unless --force)."""
+        from .embedding import EmbeddingSettings
+        from .embedding_run import analyze_model_embeddings, store_tables, write_files
+
+        settings = EmbeddingSettings(
+            k_min=self.job.k_min, k_max=self.job.k_max, k_step=self.job.k_step, seed=self.job.seed
+        )
+        for model_id, revision, catalog in self.catalogs:
+            try:
+                from .embedding import find_embeddings
+
+                wanted = {t.name for t in find_embeddings(catalog)}
+                if not wanted or (not self.job.force and wanted <= store.done_embeddings(model_id, revision)):
+                    continue
+                results = analyze_model_embeddings(catalog, settings)
+                for res in results:
+                    store.write_embedding(store_tables(model_id, revision, self.summary.run_id, settings.seed, res))
+                write_files(Path(self.job.output_dir), model_id, results)
+            except (TpaError, ValueError, MemoryError) as exc:
+                self.summary.failures.append(f"{model_id}: embedding analysis failed: {exc}")
+                log.error("%s: embedding analysis failed: %s", model_id, exc)
 
     def _execute(self, store: Store, tasks: list[MatrixTask]) -> None:
         import ray

@@ -30,6 +30,10 @@ class Job:
     block_mib: int = 64  # memory budget of one streamed block, per worker
     force: bool = False
     seed: int = 0
+    embedding: bool = True
+    k_min: int = 2
+    k_max: int = 100
+    k_step: int | None = None  # None: coarse-to-fine search over [k_min, k_max]
     progress: bool = True
     argv: tuple[str, ...] = field(default=(), compare=False)
 

@@ -26,7 +26,7 @@ class Pools:
     cpu: list = field(default_factory=list)
     gpu: list = field(default_factory=list)
     gpu_free_bytes: int = 0
-    descriptions: list[dict] = field(default_factory=list)
+    nodes: dict[tuple[str, int], str] = field(default_factory=dict)  # (pool, index) -> Ray node id
 
     def all(self) -> list:
         return self.cpu + self.gpu
@@ -73,8 +73,8 @@ def make_pools(
                 log.warning("GPU worker on %s has no usable CUDA device; using CPUs there", info["host"])
                 ray.kill(actor)
             else:
+                pools.nodes[("gpu", len(pools.gpu))] = info["node"]
                 pools.gpu.append(actor)
-                pools.descriptions.append(info)
         pools.gpu_free_bytes = min((i["free_bytes"] for i in infos if i["device"] != "unavailable"), default=0)
         cpus -= len(pools.gpu)
     n_cpu = num_workers or max(1, cpus // threads)
@@ -108,6 +108,7 @@ class Scheduler:
         self.on_results = on_results
         self.on_idle = on_idle
         self.queue: deque = deque()  # (pool name, tasks, attempt, fallback_reason)
+        self.shard_node: dict[str, str] = {}  # shard file -> node that read it first (warm page cache)
         self.load: dict[tuple[str, int], int] = {}
         for name in ("cpu", "gpu"):
             for i in range(len(getattr(pools, name))):
@@ -132,19 +133,40 @@ class Scheduler:
         for batch in batch_tasks(cpu_tasks, workers=n_cpu):
             self.queue.append(("cpu", batch, 1, None))
 
-    def _launch(self, inflight: dict) -> None:
-        pending = deque()
-        while self.queue:
-            pool, batch, attempt, reason = self.queue.popleft()
-            slots = [k for k in self.load if k[0] == pool and self.load[k] < INFLIGHT_PER_WORKER]
-            if not slots:
-                pending.append((pool, batch, attempt, reason))
+    def _pick(self, key: tuple[str, int]) -> int | None:
+        """Index of the queued batch this worker should take: one of a shard its node already reads, else
+        one of a shard no node has claimed, else any batch of its pool (work stealing)."""
+        node = self.pools.nodes.get(key)
+        unclaimed = steal = None
+        for idx, (pool, batch, _attempt, _reason) in enumerate(self.queue):
+            if pool != key[0]:
                 continue
-            key = min(slots, key=self.load.get)
-            actor = getattr(self.pools, pool)[key[1]]
-            inflight[actor.analyze.remote(batch)] = (key, batch, attempt, reason)
-            self.load[key] += 1
-        self.queue = pending
+            home = self.shard_node.get(batch[0].region.path)
+            if home == node:
+                return idx
+            if home is None and unclaimed is None:
+                unclaimed = idx
+            if steal is None:
+                steal = idx
+        return unclaimed if unclaimed is not None else steal
+
+    def _launch(self, inflight: dict) -> None:
+        launched = True
+        while launched and self.queue:
+            launched = False
+            for key in sorted(self.load, key=self.load.get):
+                if self.load[key] >= INFLIGHT_PER_WORKER or not self.queue:
+                    continue
+                idx = self._pick(key)
+                if idx is None:
+                    continue
+                pool, batch, attempt, reason = self.queue[idx]
+                del self.queue[idx]
+                self.shard_node.setdefault(batch[0].region.path, self.pools.nodes.get(key, ""))
+                actor = getattr(self.pools, pool)[key[1]]
+                inflight[actor.analyze.remote(batch)] = (key, batch, attempt, reason)
+                self.load[key] += 1
+                launched = True
 
     def run(self, lost_row: Callable[[MatrixTask, BaseException], dict]) -> None:
         import ray

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,15 +22,30 @@ def live_progress(db: str | Path) -> dict | None:
         return None
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def describe_live(doc: dict) -> str:
     age = time.time() - doc.get("updated", 0)
+    gone = (
+        ""
+        if _alive(int(doc.get("pid", 0)))
+        else (" — its driver is no longer running: run the same submit again to resume")
+    )
     finished = doc["done"] + doc["reused"] + doc["failed"]
     rate = doc.get("matrices_per_s") or 0.0
     eta = (doc["total"] - finished) / rate if rate else float("nan")
     return (
         f"run {doc['run_id']} (pid {doc['pid']}): {finished}/{doc['total']} matrices "
         f"({doc['reused']} reused, {doc['failed']} failed), {doc['bytes'] / 2**30:.2f} GiB, "
-        f"{rate:.1f} mat/s, ETA {eta:.0f}s, by device {doc['by_device']}; updated {age:.0f}s ago"
+        f"{rate:.1f} mat/s, ETA {eta:.0f}s, by device {doc['by_device']}; updated {age:.0f}s ago{gone}"
     )
 
 

@@ -66,6 +66,9 @@ class Store:
         self.con = connect_db(self.path)
         for stmt in _statements(sql_text("schema.sql")) + _statements(sql_text("views.sql")):
             self.con.execute(stmt)
+        self.result_columns = [
+            r[0] for r in self.con.execute("DESCRIBE matrix_analysis").fetchall() if r[0] != "created_at"
+        ]
 
     def close(self) -> None:
         self.con.close()
@@ -126,6 +129,19 @@ class Store:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def done_embeddings(self, model_id: str, revision: str) -> set[str]:
+        rows = self.con.execute(sql_text("store/done_embeddings.sql"), dict(model_id=model_id, revision=revision))
+        return {r[0] for r in rows.fetchall()}
+
+    def write_embedding(self, tables: dict[str, pa.Table]) -> None:
+        """Store one embedding analysis (emb_sweep, emb_choice, emb_clusters, emb_assignments) atomically."""
+        with self.transaction():
+            for name, table in tables.items():
+                self.con.register(name, table)
+            self._run("store/insert_embedding.sql", {})
+            for name in tables:
+                self.con.unregister(name)
+
     def transaction(self) -> _Transaction:
         return _Transaction(self.con)
 
@@ -133,7 +149,9 @@ class Store:
         """Store result rows and their spectra atomically."""
         if not rows:
             return
-        batch_rows = pa.Table.from_pylist(rows)
+        # every column explicitly: from_pylist would infer the columns from the first row alone, and a
+        # 1-D tensor's row (statistics only) first in a batch would drop the spectral columns of the rest
+        batch_rows = pa.table({col: [r.get(col) for r in rows] for col in self.result_columns})
         values = [np.asarray(sv, dtype=np.float64) for _, sv in spectra]
         offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
         flat = np.concatenate(values) if values else np.zeros(0)

@@ -93,6 +93,10 @@ def batch_tasks(
     at least ~4 batches per worker so that every worker (and node) gets a share."""
     ordered = sorted(tasks, key=lambda t: t.cost, reverse=True)
     max_tasks = max(1, min(max_tasks, -(-len(ordered) // (4 * max(1, workers)))))
+    # big tasks stay largest-first; small ones are grouped shard by shard (one file per batch, mostly)
+    big = [t for t in ordered if t.cost >= min_cost]
+    small = sorted((t for t in ordered if t.cost < min_cost), key=lambda t: (t.region.path, -t.cost))
+    ordered = big + small
     batches: list[list[MatrixTask]] = []
     current: list[MatrixTask] = []
     cost = 0.0
@@ -100,6 +104,9 @@ def batch_tasks(
         if task.cost >= min_cost:
             batches.append([task])
             continue
+        if current and current[-1].region.path != task.region.path:
+            batches.append(current)
+            current, cost = [], 0.0
         current.append(task)
         cost += task.cost
         if cost >= min_cost or len(current) >= max_tasks:

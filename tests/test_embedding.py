@@ -1,0 +1,83 @@
+"""Embedding clustering: F is Calinski–Harabasz, planted clusters are found, tokens decode to strings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import calinski_harabasz_score
+
+from tpa_dist.catalog import open_model
+from tpa_dist.embedding import EmbeddingSettings, anova_f, elbow, find_embeddings
+from tpa_dist.embedding_run import analyze_model_embeddings, sweep
+from tpa_dist.tokenizers import load_vocab
+
+
+@pytest.mark.parametrize("k", [2, 5, 17])
+def test_f_equals_calinski_harabasz(k):
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((700, 12)).astype(np.float32)
+    labels = KMeans(n_clusters=k, random_state=0, n_init=2).fit_predict(x)
+    f_stat, p_value, ssb, ssw = anova_f(x, labels, k)
+    assert f_stat == pytest.approx(calinski_harabasz_score(x, labels), rel=1e-9)
+    assert 0.0 <= p_value <= 1.0
+    # SSW is the inertia about the cluster means, computed independently
+    ref_ssw = sum(((x[labels == c] - x[labels == c].mean(0)) ** 2).sum() for c in range(k))
+    assert ssw == pytest.approx(ref_ssw, rel=1e-6)
+
+
+def _planted(n_clusters: int, per: int = 120, dim: int = 24, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_clusters, dim)) * 10
+    return np.concatenate([c + rng.standard_normal((per, dim)) for c in centers]).astype(np.float32)
+
+
+@pytest.mark.parametrize("planted", [4, 7])
+def test_planted_clusters_choose_planted_k(ray_session, planted):
+    x = _planted(planted)
+    results = sweep(x, EmbeddingSettings(k_min=2, k_max=30, seed=0))
+    best = max(results, key=lambda r: r["f_stat"])
+    assert best["k"] == planted
+    ks = [r["k"] for r in results]
+    assert ks == sorted(set(ks)) and planted in ks
+    assert elbow(ks, [r["inertia"] for r in results]) == planted
+
+
+def test_finds_token_embeddings_not_positions(synth_models):
+    bert = find_embeddings(open_model(synth_models["tiny-bert"]))
+    assert [t.name for t in bert] == ["bert.embeddings.word_embeddings.weight"]
+    llama = find_embeddings(open_model(synth_models["tiny-llama"]))
+    assert [t.name for t in llama] == ["model.embed_tokens.weight", "lm_head.weight"]  # untied head too
+    qwen = find_embeddings(open_model(synth_models["tiny-qwen3"]))
+    assert [t.name for t in qwen] == ["model.embed_tokens.weight"]  # tied
+    gpt2 = find_embeddings(open_model(synth_models["tiny-gpt2"]))
+    assert [t.name for t in gpt2] == ["wte.weight"]
+
+
+def test_vocab_decoding(synth_models):
+    bpe = load_vocab(synth_models["tiny-gpt2"])
+    doc = json.loads((synth_models["tiny-gpt2"] / "tokenizer.json").read_text())
+    g_tokens = [t for t in doc["model"]["vocab"] if t.startswith("Ġ")]
+    assert g_tokens and bpe[doc["model"]["vocab"][g_tokens[0]]] == " " + g_tokens[0][1:]  # 'Ġ' is a space
+    assert bpe[doc["model"]["vocab"]["!"]] == "!"
+    wp = load_vocab(synth_models["tiny-bert"])
+    lines = (synth_models["tiny-bert"] / "vocab.txt").read_text().splitlines()
+    sub = next(i for i, t in enumerate(lines) if t.startswith("##"))
+    assert wp[sub] == lines[sub][2:]
+    sp = load_vocab(synth_models["tiny-llama"])
+    assert sp[3 + 0x41] == "A" and any(t.startswith(" ") for t in sp.values())  # <0x41> byte, '▁' space
+
+
+@pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-bert"])
+def test_representatives_are_real_token_strings(ray_session, synth_models, preset):
+    catalog = open_model(synth_models[preset])
+    (res,) = analyze_model_embeddings(catalog, EmbeddingSettings(k_min=2, k_max=12, seed=0, representatives=5))
+    vocab = load_vocab(synth_models[preset])
+    assert 2 <= res.chosen_k <= 12 and len(res.clusters) == res.chosen_k
+    assert sum(c["size"] for c in res.clusters) == res.rows
+    for c in res.clusters:
+        assert c["representatives"] == [vocab[i] for i in c["ids"]]
+        assert not any(t.startswith("[unused") or t == "[PAD]" for t in c["representatives"])
+    assert res.labels.shape == (res.rows,)

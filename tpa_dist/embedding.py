@@ -1,0 +1,152 @@
+"""Embedding-space clustering: a k-means sweep over the token-embedding matrix, k chosen by the one-way
+ANOVA F statistic (Calinski–Harabasz pseudo-F), and representative tokens per cluster as real strings.
+
+The sweep runs as Ray tasks (one per k, the matrix shared through the object store); every F is computed
+in closed form from cluster sizes and means — no per-point Python loop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.stats import f as f_dist
+
+from .catalog import ModelCatalog, TensorInfo
+from .reader import Region, iter_blocks
+
+MINIBATCH_ROWS = 20_000  # exact (Lloyd) k-means below this many rows, mini-batch k-means above
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    k_min: int = 2
+    k_max: int = 100
+    k_step: int | None = None  # None: coarse-to-fine search
+    seed: int = 0
+    representatives: int = 10
+    silhouette_sample: int = 2000
+
+
+def find_embeddings(catalog: ModelCatalog) -> list[TensorInfo]:
+    """The token-embedding matrix, plus the output head when it is a separate (untied) matrix.
+
+    Position and token-type embeddings are never chosen (BERT's position table is not the vocabulary).
+    """
+    tensors = [t for t in catalog.tensors() if t.ndim == 2]
+    vocab = catalog.config.get("vocab_size")
+    tokens = [t for t in tensors if t.block_type == "embedding"]
+    if isinstance(vocab, int) and vocab > 0:
+        tokens.sort(key=lambda t: (t.shape[0] != vocab, -t.shape[0]))
+    else:
+        tokens.sort(key=lambda t: -t.shape[0])
+    out = tokens[:1]
+    heads = [t for t in tensors if t.block_type == "output" and (not out or t.shape == out[0].shape)]
+    if heads and catalog.config.get("tie_word_embeddings") is not True:
+        out.append(heads[0])
+    return out
+
+
+def load_embedding(info: TensorInfo) -> np.ndarray:
+    """The matrix as float32 rows (the values are stored in ≤ 32 bits: exact)."""
+    region = Region(info.name, info.path, info.start, info.dtype, info.shape[0], info.shape[1])
+    return np.concatenate([b.astype(np.float32) for b in iter_blocks(region, 64 << 20)], axis=0)
+
+
+def anova_f(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, float, float, float]:
+    """(F, p-value, SSB, SSW) of a one-way ANOVA of the rows of x grouped by labels (= Calinski–Harabasz)."""
+    n = x.shape[0]
+    onehot = sparse.csr_matrix((np.ones(n), (np.arange(n), labels)), shape=(n, k))
+    counts = np.asarray(onehot.sum(axis=0)).ravel()
+    sums = np.asarray(onehot.T @ x.astype(np.float64))
+    nonempty = counts > 0
+    means = sums[nonempty] / counts[nonempty, None]
+    mu = x.mean(axis=0, dtype=np.float64)
+    total_ss = float(np.einsum("ij,ij->", x, x, dtype=np.float64)) - n * float(mu @ mu)
+    ssb = float(np.sum(counts[nonempty] * np.sum((means - mu) ** 2, axis=1)))
+    ssw = max(total_ss - ssb, 0.0)
+    groups = int(nonempty.sum())
+    if groups < 2 or n <= groups or ssw == 0:
+        return math.inf if ssw == 0 and groups > 1 else math.nan, 0.0, ssb, ssw
+    f_stat = (ssb / (groups - 1)) / (ssw / (n - groups))
+    return f_stat, float(f_dist.sf(f_stat, groups - 1, n - groups)), ssb, ssw
+
+
+def fit_k(x: np.ndarray, k: int, seed: int, silhouette_sample: int) -> dict:
+    """k-means for one k (exact Lloyd below MINIBATCH_ROWS rows, mini-batch above) and its statistics."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+    from sklearn.metrics import silhouette_score
+
+    t0 = time.perf_counter()
+    if x.shape[0] > MINIBATCH_ROWS:
+        model = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3, max_no_improvement=20)
+        method = "minibatch_kmeans"
+    else:
+        model = KMeans(n_clusters=k, random_state=seed, n_init=4)
+        method = "kmeans"
+    labels = model.fit_predict(x).astype(np.int32)
+    f_stat, p_value, _ssb, ssw = anova_f(x, labels, k)
+    pick = np.random.default_rng(seed).permutation(x.shape[0])[: min(silhouette_sample, x.shape[0])]
+    sampled = labels[pick]
+    sil = None
+    if 2 <= len(np.unique(sampled)) < len(pick):  # silhouette needs 2..n-1 distinct labels in the sample
+        sil = float(silhouette_score(x[pick], sampled))
+    return {
+        "k": k,
+        "f_stat": f_stat,
+        "p_value": p_value,
+        "inertia": ssw,
+        "silhouette": sil,
+        "labels": labels,
+        "method": method,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def coarse_grid(k_min: int, k_max: int, points: int = 8) -> list[int]:
+    return sorted({int(round(v)) for v in np.geomspace(k_min, k_max, points)})
+
+
+def fine_grid(coarse: list[int], best: int, points: int = 8) -> list[int]:
+    """k values between the coarse neighbours of the best coarse k, not already tried."""
+    i = coarse.index(best)
+    lo, hi = coarse[max(0, i - 1)], coarse[min(len(coarse) - 1, i + 1)]
+    step = max(1, (hi - lo) // points)
+    return [k for k in range(lo, hi + 1, step) if k not in coarse]
+
+
+def elbow(ks: list[int], inertias: list[float]) -> int:
+    """The kneedle elbow: the k farthest below the chord from the first to the last inertia."""
+    if len(ks) < 3:
+        return ks[0]
+    k = np.asarray(ks, dtype=float)
+    y = np.asarray(inertias, dtype=float)
+    kn = (k - k[0]) / (k[-1] - k[0])
+    yn = (y - y.min()) / (np.ptp(y) or 1.0)
+    chord = yn[0] + (yn[-1] - yn[0]) * kn
+    return int(k[int(np.argmax(chord - yn))])
+
+
+def representatives(x: np.ndarray, labels: np.ndarray, k: int, n: int) -> list[dict]:
+    """Per cluster: size, centroid norm, and the ids of the n members nearest the centroid."""
+    out = []
+    for c in range(k):
+        idx = np.flatnonzero(labels == c)
+        if idx.size == 0:
+            out.append({"cluster": c, "size": 0, "centroid_norm": None, "ids": []})
+            continue
+        centroid = x[idx].mean(axis=0, dtype=np.float64)
+        dist = np.sum((x[idx] - centroid) ** 2, axis=1)
+        nearest = idx[np.argsort(dist, kind="stable")[:n]]
+        out.append(
+            {
+                "cluster": c,
+                "size": int(idx.size),
+                "centroid_norm": float(np.linalg.norm(centroid)),
+                "ids": [int(i) for i in nearest],
+            }
+        )
+    return out
