@@ -56,16 +56,25 @@ def load_embedding(info: TensorInfo) -> np.ndarray:
     return np.concatenate([b.astype(np.float32) for b in iter_blocks(region, 64 << 20)], axis=0)
 
 
-def anova_f(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[float, float, float, float]:
-    """(F, p-value, SSB, SSW) of a one-way ANOVA of the rows of x grouped by labels (= Calinski–Harabasz)."""
-    n = x.shape[0]
-    onehot = sparse.csr_matrix((np.ones(n), (np.arange(n), labels)), shape=(n, k))
-    counts = np.asarray(onehot.sum(axis=0)).ravel()
-    sums = np.asarray(onehot.T @ x.astype(np.float64))
+def anova_f(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 16384) -> tuple[float, float, float, float]:
+    """(F, p-value, SSB, SSW) of a one-way ANOVA of the rows of x grouped by labels (= Calinski–Harabasz).
+
+    Sums are accumulated in float64 over row chunks, so a 152k × 2560 float32 matrix is never copied whole.
+    """
+    n, d = x.shape
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    sums = np.zeros((k, d))
+    total_sq = 0.0
+    for r0 in range(0, n, chunk):
+        block = x[r0:r0 + chunk].astype(np.float64)
+        lab = labels[r0:r0 + chunk]
+        onehot = sparse.csr_matrix((np.ones(len(lab)), (np.arange(len(lab)), lab)), shape=(len(lab), k))
+        sums += onehot.T @ block
+        total_sq += float(np.einsum("ij,ij->", block, block))
     nonempty = counts > 0
     means = sums[nonempty] / counts[nonempty, None]
-    mu = x.mean(axis=0, dtype=np.float64)
-    total_ss = float(np.einsum("ij,ij->", x, x, dtype=np.float64)) - n * float(mu @ mu)
+    mu = sums.sum(axis=0) / n
+    total_ss = total_sq - n * float(mu @ mu)
     ssb = float(np.sum(counts[nonempty] * np.sum((means - mu) ** 2, axis=1)))
     ssw = max(total_ss - ssb, 0.0)
     groups = int(nonempty.sum())
