@@ -35,18 +35,29 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _write_shard(folder / "model.safetensors",
-                     [TensorSpec("model.embed_tokens.weight", (args.rows, args.cols), "BF16")], seed=0)
+        _write_shard(
+            folder / "model.safetensors",
+            [TensorSpec("model.embed_tokens.weight", (args.rows, args.cols), "BF16")],
+            seed=0,
+        )
         (folder / "config.json").write_text(json.dumps({"vocab_size": args.rows, "tie_word_embeddings": True}))
         write_tokenizer(folder, "bytelevel", args.rows)
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         t0 = time.perf_counter()
         (res,) = analyze_model_embeddings(open_model(folder), EmbeddingSettings())
         wall = time.perf_counter() - t0
-    out = {"rows": args.rows, "cols": args.cols, "cpus": os.cpu_count(), "wall_s": wall, "chosen_k": res.chosen_k,
-           "elbow_k": res.elbow_k, "ks": [r["k"] for r in res.sweep],
-           "per_k_seconds": {r["k"]: r["seconds"] for r in res.sweep}, "method": res.sweep[0]["method"],
-           "example_representatives": res.clusters[0]["representatives"][:5]}
+    out = {
+        "rows": args.rows,
+        "cols": args.cols,
+        "cpus": os.cpu_count(),
+        "wall_s": wall,
+        "chosen_k": res.chosen_k,
+        "elbow_k": res.elbow_k,
+        "ks": [r["k"] for r in res.sweep],
+        "per_k_seconds": {r["k"]: r["seconds"] for r in res.sweep},
+        "method": res.sweep[0]["method"],
+        "example_representatives": res.clusters[0]["representatives"][:5],
+    }
     Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False))
     print(json.dumps(out, indent=1, ensure_ascii=False))
 

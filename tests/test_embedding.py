@@ -81,3 +81,29 @@ def test_representatives_are_real_token_strings(ray_session, synth_models, prese
         assert c["representatives"] == [vocab[i] for i in c["ids"]]
         assert not any(t.startswith("[unused") or t == "[PAD]" for t in c["representatives"])
     assert res.labels.shape == (res.rows,)
+
+
+def test_unigram_and_missing_tokenizer(tmp_path):
+    doc = {
+        "model": {"type": "Unigram", "vocab": [["<unk>", 0.0], ["▁the", -1.5], ["ing", -2.0]]},
+        "decoder": {"type": "Metaspace", "replacement": "▁"},
+    }
+    (tmp_path / "tokenizer.json").write_text(json.dumps(doc))
+    assert load_vocab(tmp_path) == {0: "<unk>", 1: " the", 2: "ing"}
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    assert load_vocab(tmp_path) is None  # malformed and no vocab.txt: ids stand in for tokens
+
+
+def test_torch_kmeans_path_recovers_planted_partition():
+    """The GPU workers' exact torch k-means (run here on the CPU) finds planted clusters exactly."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from tpa_dist.embedding import fit_k
+
+    x = _planted(5, per=80)
+    truth = np.repeat(np.arange(5), 80)
+    res = fit_k(x, 5, seed=0, silhouette_sample=500, device="torch-cpu")
+    assert res["method"] == "kmeans_torch_cpu"
+    assert adjusted_rand_score(truth, res["labels"]) == 1.0
+    assert res["f_stat"] == pytest.approx(calinski_harabasz_score(x, res["labels"]), rel=1e-9)
+    assert res["silhouette"] > 0.8

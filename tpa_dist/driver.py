@@ -237,7 +237,7 @@ class Driver:
                 wanted = {t.name for t in find_embeddings(catalog)}
                 if not wanted or (not self.job.force and wanted <= store.done_embeddings(model_id, revision)):
                     continue
-                results = analyze_model_embeddings(catalog, settings)
+                results = analyze_model_embeddings(catalog, settings, self.job.cpu_only)
                 for res in results:
                     store.write_embedding(store_tables(model_id, revision, self.summary.run_id, settings.seed, res))
                 write_files(Path(self.job.output_dir), model_id, results)

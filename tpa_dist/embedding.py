@@ -66,8 +66,8 @@ def anova_f(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 16384) -> tu
     sums = np.zeros((k, d))
     total_sq = 0.0
     for r0 in range(0, n, chunk):
-        block = x[r0:r0 + chunk].astype(np.float64)
-        lab = labels[r0:r0 + chunk]
+        block = x[r0 : r0 + chunk].astype(np.float64)
+        lab = labels[r0 : r0 + chunk]
         onehot = sparse.csr_matrix((np.ones(len(lab)), (np.arange(len(lab)), lab)), shape=(len(lab), k))
         sums += onehot.T @ block
         total_sq += float(np.einsum("ij,ij->", block, block))
@@ -84,19 +84,67 @@ def anova_f(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 16384) -> tu
     return f_stat, float(f_dist.sf(f_stat, groups - 1, n - groups)), ssb, ssw
 
 
-def fit_k(x: np.ndarray, k: int, seed: int, silhouette_sample: int) -> dict:
-    """k-means for one k (exact Lloyd below MINIBATCH_ROWS rows, mini-batch above) and its statistics."""
+def torch_kmeans(
+    x: np.ndarray, k: int, seed: int, device: str, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4
+) -> np.ndarray:
+    """Exact (Lloyd) k-means with k-means++ seeding in torch — on a GPU every iteration over a 152k × 2560
+    matrix is a few milliseconds, so no mini-batch approximation is needed there. Returns labels."""
+    import torch
+
+    data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    best_labels, best_inertia = None, math.inf
+    sq = (data * data).sum(1)
+    for _ in range(n_init):
+        first = int(torch.randint(data.shape[0], (1,), generator=gen))
+        centers = data[first : first + 1].clone()
+        closest = (sq - 2 * data @ centers[0] + centers[0] @ centers[0]).clamp_min(0)
+        for _c in range(1, k):  # k-means++: next center with probability ∝ squared distance
+            probs = (closest / closest.sum()).cpu() if float(closest.sum()) > 0 else None
+            pick = (
+                int(torch.multinomial(probs, 1, generator=gen))
+                if probs is not None
+                else int(torch.randint(data.shape[0], (1,), generator=gen))
+            )
+            centers = torch.cat([centers, data[pick : pick + 1]])
+            d_new = (sq - 2 * data @ data[pick] + data[pick] @ data[pick]).clamp_min(0)
+            closest = torch.minimum(closest, d_new)
+        for _it in range(max_iter):
+            dist = sq[:, None] - 2 * data @ centers.T + (centers * centers).sum(1)[None, :]
+            labels = dist.argmin(1)
+            counts = torch.bincount(labels, minlength=k).to(data.dtype)
+            sums = torch.zeros_like(centers).index_add_(0, labels, data)
+            moved = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centers)
+            shift = float(((moved - centers) ** 2).sum())
+            centers = moved
+            if shift <= tol * float((centers * centers).sum()) / max(k, 1) * 1e-2:
+                break
+        dist = sq[:, None] - 2 * data @ centers.T + (centers * centers).sum(1)[None, :]
+        inertia, labels = dist.min(1)
+        total = float(inertia.clamp_min(0).sum())
+        if total < best_inertia:
+            best_inertia, best_labels = total, labels
+    return best_labels.cpu().numpy().astype(np.int32)
+
+
+def fit_k(x: np.ndarray, k: int, seed: int, silhouette_sample: int, device: str = "cpu") -> dict:
+    """k-means for one k and its statistics. CPU: exact Lloyd (scikit-learn) below MINIBATCH_ROWS rows,
+    mini-batch above; GPU ("cuda", or "torch-cpu" for fake-GPU tests): exact Lloyd in torch."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
     from sklearn.metrics import silhouette_score
 
     t0 = time.perf_counter()
-    if x.shape[0] > MINIBATCH_ROWS:
+    if device != "cpu":
+        labels = torch_kmeans(x, k, seed, "cpu" if device == "torch-cpu" else device)
+        method = "kmeans_torch_" + ("gpu" if device.startswith("cuda") else "cpu")
+    elif x.shape[0] > MINIBATCH_ROWS:
         model = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3, max_no_improvement=20)
         method = "minibatch_kmeans"
+        labels = model.fit_predict(x).astype(np.int32)
     else:
         model = KMeans(n_clusters=k, random_state=seed, n_init=4)
         method = "kmeans"
-    labels = model.fit_predict(x).astype(np.int32)
+        labels = model.fit_predict(x).astype(np.int32)
     f_stat, p_value, _ssb, ssw = anova_f(x, labels, k)
     pick = np.random.default_rng(seed).permutation(x.shape[0])[: min(silhouette_sample, x.shape[0])]
     sampled = labels[pick]

@@ -46,23 +46,35 @@ class EmbeddingResult:
     seconds: float
 
 
-def _fit_remote(x: np.ndarray, k: int, seed: int, sample: int) -> dict:
+def _fit_remote(x: np.ndarray, k: int, seed: int, sample: int, gpu: bool) -> dict:
     from threadpoolctl import threadpool_limits
 
+    device = "cpu"
+    if gpu:
+        from .actors import gpu_compute_device
+
+        device = gpu_compute_device()[0] or "cpu"
     with threadpool_limits(1):
-        return fit_k(x, k, seed, sample)
+        return fit_k(x, k, seed, sample, device)
 
 
-def sweep(x: np.ndarray, settings: EmbeddingSettings) -> list[dict]:
-    """F, p, inertia, silhouette (and labels) per k: one Ray task per k, coarse-to-fine unless k_step."""
+def sweep(x: np.ndarray, settings: EmbeddingSettings, cpu_only: bool = False) -> list[dict]:
+    """F, p, inertia, silhouette (and labels) per k: one Ray task per k, coarse-to-fine unless k_step.
+    With GPUs in the cluster (and not cpu_only) each k runs on a quarter of a GPU, exact k-means in torch."""
     import ray
 
+    from .scheduler import _env_for_workers
+
     k_max = min(settings.k_max, x.shape[0] - 1)
-    remote = ray.remote(num_cpus=1)(_fit_remote)
+    gpu = not cpu_only and ray.cluster_resources().get("GPU", 0) > 0
+    opts: dict = {"num_cpus": 1, "num_gpus": 0.25 if gpu else 0}
+    if _env_for_workers():
+        opts["runtime_env"] = {"env_vars": _env_for_workers()}
+    remote = ray.remote(_fit_remote).options(**opts)
     x_ref = ray.put(x)
 
     def run(ks: list[int]) -> list[dict]:
-        return ray.get([remote.remote(x_ref, k, settings.seed, settings.silhouette_sample) for k in ks])
+        return ray.get([remote.remote(x_ref, k, settings.seed, settings.silhouette_sample, gpu) for k in ks])
 
     if settings.k_step:
         return run(list(range(settings.k_min, k_max + 1, settings.k_step)))
@@ -78,14 +90,16 @@ def _f_key(r: dict) -> tuple[float, int]:
     return (-1.0 if f is None or math.isnan(f) else f, -r["k"])
 
 
-def analyze_model_embeddings(catalog: ModelCatalog, settings: EmbeddingSettings) -> list[EmbeddingResult]:
+def analyze_model_embeddings(
+    catalog: ModelCatalog, settings: EmbeddingSettings, cpu_only: bool = False
+) -> list[EmbeddingResult]:
     """Cluster the token embedding (and an untied output head) of one model."""
     vocab = load_vocab(catalog.root) or {}
     out = []
     for info in find_embeddings(catalog):
         t0 = time.perf_counter()
         x = load_embedding(info)
-        results = sweep(x, settings)
+        results = sweep(x, settings, cpu_only)
         best = max(results, key=_f_key)
         k = best["k"]
         tokens = [vocab.get(i) for i in range(x.shape[0])]
