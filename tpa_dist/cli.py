@@ -43,12 +43,14 @@ def main(verbose: bool) -> None:
 @click.option("--k-range", help="k range of the embedding sweep, MIN:MAX [2:100].")
 @click.option("--k-step", type=int, help="Plain sweep with this step instead of coarse-to-fine.")
 @click.option("--seed", type=int, help="Seed of k-means and of synth: presets [0].")
+@click.option("--quiet", is_flag=True, help="No layer-by-layer console summary at the end.")
 def submit(
     job_file: str | None,
     models: str | None,
     no_progress: bool,
     no_embedding: bool,
     k_range: str | None,
+    quiet: bool,
     **options: object,
 ) -> None:
     """Analyze every weight matrix of every model and store the results."""
@@ -74,8 +76,58 @@ def submit(
     except KeyboardInterrupt:
         click.echo("interrupted: every stored batch is kept; run the same submit again to resume", err=True)
         sys.exit(130)
+    if not quiet and summary.models:
+        from .console import layer_summary
+
+        click.echo(layer_summary(job.db, sorted({m for m, _ in summary.models})))
     click.echo(summary.describe())
+    click.echo(
+        f"report: {job.output_dir}/report.html, {job.output_dir}/report.md; "
+        f"CSV: {job.output_dir}/transformer_matrix_analysis.csv"
+    )
     sys.exit(0 if summary.ok else 1)
+
+
+@main.command()
+@click.option("--db", default="data/tpa.duckdb", show_default=True)
+@click.option("--out", default="data/outputs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--models", help="Comma-separated model ids [default: every model in the database].")
+@click.option(
+    "--sql-dir",
+    "sql_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True),
+    help="A folder of your own .sql section files (repeatable).",
+)
+def report(db: str, out: str, models: str | None, sql_dirs: tuple[str, ...]) -> None:
+    """Write report.md and a self-contained report.html from the SQL report sections."""
+    from .report import write_report
+
+    try:
+        rendered = write_report(db, out, [m.strip() for m in models.split(",")] if models else None, sql_dirs)
+    except TpaError as exc:
+        _fail(exc)
+    failed = [r.error for r in rendered if r.error]
+    click.echo(f"{len(rendered)} sections -> {out}/report.md, {out}/report.html")
+    for err in failed:
+        click.echo(f"section failed: {err}", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.option("--db", default="data/tpa.duckdb", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "parquet"]), required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--table", help="A table or view, e.g. transformer_matrix_analysis.")
+@click.option("--query", help="A SELECT whose result to export.")
+def export(db: str, fmt: str, out: str, table: str | None, query: str | None) -> None:
+    """Export a table, view or query result with DuckDB's COPY."""
+    from .export import export as run_export
+
+    try:
+        click.echo(run_export(db, fmt, out, table, query))
+    except TpaError as exc:
+        _fail(exc)
 
 
 @main.command()

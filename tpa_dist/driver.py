@@ -342,6 +342,8 @@ def submit(job: Job) -> RunSummary:
     summary = Driver(job).run()
     if summary.models:
         from .export import write_seed_csv
+        from .report import write_report
 
         write_seed_csv(job.db, summary.models, job.output_dir)
+        write_report(job.db, job.output_dir, sorted({m for m, _ in summary.models}))
     return summary

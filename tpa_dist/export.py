@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pyarrow.csv as pacsv
 
 from .store import connect_db, sql_text
@@ -23,3 +24,33 @@ def write_seed_csv(db: str | Path, models: list[tuple[str, str]], output_dir: st
     path = out / "transformer_matrix_analysis.csv"
     pacsv.write_csv(table, path)
     return path
+
+
+FORMATS = {"csv": "(FORMAT csv, HEADER)", "json": "(FORMAT json, ARRAY true)", "parquet": "(FORMAT parquet)"}
+
+
+def export(db: str | Path, fmt: str, out: str | Path, table: str | None = None, query: str | None = None) -> Path:
+    """COPY a table/view or a query's result to a csv, json or parquet file (DuckDB writes it)."""
+    from .errors import StoreError
+
+    if fmt not in FORMATS:
+        raise StoreError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if (table is None) == (query is None):
+        raise StoreError("give exactly one of --table or --query")
+    con = connect_db(db, read_only=True)
+    try:
+        if table is not None:
+            known = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            if table not in known:
+                raise StoreError(f"no table or view {table!r}; known: {', '.join(sorted(known))}")
+            source = f'SELECT * FROM "{table}"'  # an identifier checked against the catalog, not a value
+        else:
+            source = query.strip().rstrip(";")
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con.execute(f"COPY ({source}) TO $path {FORMATS[fmt]}", {"path": str(out)})
+        except duckdb.Error as exc:
+            raise StoreError(f"export failed: {exc}") from None
+    finally:
+        con.close()
+    return Path(out)

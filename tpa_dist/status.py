@@ -52,7 +52,7 @@ def describe_live(doc: dict) -> str:
 def status_text(db: str | Path, limit: int = 10) -> str:
     """Recent runs; while a submit holds the lock, its live progress instead."""
     try:
-        result = run_query(db, sql_text("reports/runs.sql"), {"limit": limit})
+        result = run_query(db, sql_text("store/recent_runs.sql"), {"limit": limit})
     except StoreLockedError:
         doc = live_progress(db)
         if doc is None:

@@ -1,0 +1,11 @@
+-- layer_summary.sql — the seed's console summary ("LAYER-BY-LAYER MATRIX ANALYSIS"): per model and layer,
+-- one entry per block type (expert slices folded into one entry with their count and mean values).
+SELECT model_id, layer_index, block_type, count(*) AS n, any_value(shape) AS shape,
+       round(avg(actual_rank)) AS actual_rank, any_value(design_rank) AS design_rank,
+       round(avg(svd_90_percent_rank)) AS r90, avg(sparsity) AS sparsity, avg(mean) AS mean, avg(std) AS std
+FROM matrix_analysis
+WHERE list_contains($models, model_id) AND kind = 'matrix' AND status = 'ok'
+GROUP BY model_id, layer_index, block_type
+ORDER BY model_id, layer_index NULLS LAST,
+         list_position(['embedding', 'q_proj', 'k_proj', 'v_proj', 'qkv_proj', 'o_proj', 'router', 'gate_proj',
+                        'up_proj', 'gate_up_proj', 'down_proj', 'moe', 'output'], block_type) NULLS LAST, block_type;
