@@ -16,7 +16,7 @@ from .spectrum import DEFAULT_BLOCK_BYTES, matrix_spectrum, vector_stats
 from .tasks import METHOD_VERSION, MatrixTask
 
 
-def _base_row(task: MatrixTask, settings_id: str) -> dict[str, object]:
+def base_row(task: MatrixTask, settings_id: str) -> dict[str, object]:
     r = task.region
     return {
         "model_id": task.model_id,
@@ -57,7 +57,7 @@ def analyze_task(
     device: str = "cpu",
 ) -> tuple[dict, np.ndarray | None]:
     """(matrix_analysis row, singular values or None); errors become status='error' rows."""
-    row = _base_row(task, settings_id)
+    row = base_row(task, settings_id)
     row.update(sparsity_threshold=sparsity_threshold, device=device, method=None, status="ok", error=None)
     t0 = time.perf_counter()
     sv = None

@@ -325,9 +325,9 @@ class Driver:
 
 
 def _lost_row(task: MatrixTask, settings_id: str, exc: BaseException) -> dict:
-    from .analysis import _base_row
+    from .analysis import base_row
 
-    row = _base_row(task, settings_id)
+    row = base_row(task, settings_id)
     row.update(
         status="error",
         error=f"tensor {task.matrix_key}: worker lost {MAX_BATCH_ATTEMPTS} times ({type(exc).__name__})",
