@@ -62,7 +62,9 @@ def analyze_task(
     t0 = time.perf_counter()
     sv = None
     try:
-        if task.kind == "matrix":
+        if task.kind == "skipped":
+            row.update(status="skipped", error=f"tensor {task.matrix_key}: {task.note}")
+        elif task.kind == "matrix":
             res = matrix_spectrum(
                 task.region, sparsity_threshold=sparsity_threshold, block_bytes=block_bytes, device=device
             )

@@ -24,7 +24,7 @@ from .progress import Progress, write_live_progress
 from .scheduler import MAX_BATCH_ATTEMPTS, Scheduler, make_pools
 from .sources import ModelSource, resolve
 from .store import Store
-from .tasks import AnalysisSettings, MatrixTask, tasks_for_tensor
+from .tasks import AnalysisSettings, MatrixTask, plan_tasks
 
 log = logging.getLogger("tpa_dist")
 
@@ -131,7 +131,7 @@ class Driver:
             run_id=self.summary.run_id,
         )
         store.insert_tensors(source.model_id, revision, tensors)
-        tasks = [task for t in tensors for task in tasks_for_tensor(source.model_id, revision, t)]
+        tasks = plan_tasks(source.model_id, revision, tensors, catalog.config)
         done = set() if self.job.force else store.done_keys(source.model_id, revision, self.settings_id)
         self.summary.models.append((source.model_id, revision))
         self.catalogs.append((source.model_id, revision, catalog))
@@ -313,7 +313,7 @@ class Driver:
             stats["bytes"] += row["nbytes"]
             stats["seconds"] += row.get("seconds") or 0.0
             nbytes += row["nbytes"]
-            if row["status"] != "ok":
+            if row["status"] == "error":
                 failed += 1
                 self.summary.failures.append(f"{row['model_id']}: {row['error']}")
             if sv is not None:

@@ -23,10 +23,20 @@ class Region:
     dtype: str
     rows: int
     cols: int
+    scale: Region | None = None  # FP8 scales (scalar, per row, or 2-D blocks) multiplied in after decoding
+    scale_block: tuple[int, int] = (0, 0)  # rows × cols of values sharing one scale
+    packed: object | None = None  # quant.Packed: a GPTQ/AWQ layer dequantized whole before analysis
 
     @property
     def nbytes(self) -> int:
+        if self.packed is not None:
+            return self.packed.qweight.nbytes
         return self.rows * self.cols * ITEMSIZE[self.dtype]
+
+    @property
+    def needs_host_decode(self) -> bool:
+        """Scaled or packed values must be decoded on the host (the GPU path then takes float64 blocks)."""
+        return self.scale is not None or self.packed is not None
 
 
 class _Mapping:
@@ -69,6 +79,10 @@ def iter_blocks(
     """
     if region.rows == 0 or region.cols == 0:
         raise TensorDataError(region.name, f"has a zero-sized dimension (shape {region.rows}x{region.cols})")
+    if region.packed is not None:
+        yield from _array_blocks(_dequantized(region), max_block_bytes, transpose)
+        return
+    scale = _scale_grid(region) if region.scale is not None and decoded else None
     width = region.rows if transpose else region.cols
     length = region.cols if transpose else region.rows
     step = max(1, min(length, max_block_bytes // (8 * width)))
@@ -80,11 +94,49 @@ def iter_blocks(
             block = decode(part, region.dtype, np.float64) if decoded else part
             if block.base is not None or not block.flags.c_contiguous:
                 block = np.array(block, order="C", copy=True)  # never hand out a view of the mapping
+            if scale is not None:
+                block *= _scale_block(scale, region, b0, b0 + block.shape[0], transpose)
             del raw, part
             mapping.release()
             yield block
     finally:
         mapping.close()
+
+
+def _scale_grid(region: Region) -> np.ndarray:
+    s = region.scale
+    grid = read_all(s) if s.rows * s.cols > 1 else read_all(s).reshape(1, 1)
+    if not np.all(np.isfinite(grid)):
+        raise TensorDataError(region.name, f"scale tensor {s.name} contains NaN or Inf")
+    return grid
+
+
+def _scale_block(grid: np.ndarray, region: Region, b0: int, b1: int, transpose: bool) -> np.ndarray:
+    """The scales of rows b0..b1 of the block stream, expanded to element resolution."""
+    br, bc = region.scale_block
+    if transpose:  # blocks are columns b0..b1 of the stored matrix, transposed
+        return grid[np.arange(region.rows) // br][:, np.arange(b0, b1) // bc].T
+    return grid[np.arange(b0, b1) // br][:, np.arange(region.cols) // bc]
+
+
+def _dequantized(region: Region) -> np.ndarray:
+    from .quant import dequantize_packed
+
+    def read(info) -> np.ndarray:  # noqa: ANN001 - catalog.TensorInfo
+        rows, cols = (info.shape + (1,))[:2] if info.ndim < 2 else info.shape
+        return read_all(Region(info.name, info.path, info.start, info.dtype, rows, cols))
+
+    w = dequantize_packed(region.packed, read)
+    if w.shape != (region.rows, region.cols):
+        raise TensorDataError(region.name, f"dequantized to {w.shape}, expected {(region.rows, region.cols)}")
+    return w
+
+
+def _array_blocks(w: np.ndarray, max_block_bytes: int, transpose: bool) -> Iterator[np.ndarray]:
+    src = w.T if transpose else w
+    step = max(1, min(src.shape[0], max_block_bytes // (8 * src.shape[1])))
+    for b0 in range(0, src.shape[0], step):
+        yield np.ascontiguousarray(src[b0 : b0 + step], dtype=np.float64)
 
 
 def read_all(region: Region) -> np.ndarray:

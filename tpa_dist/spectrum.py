@@ -70,8 +70,9 @@ def _torch_gram(
 
     inject_oom(region)
     gram = torch.zeros((n, n), dtype=torch.float64, device=device)
-    for raw in iter_blocks(region, block_bytes, transpose, decoded=False):
-        b = _to_device(raw, region.dtype, device)
+    host = region.needs_host_decode
+    for raw in iter_blocks(region, block_bytes, transpose, decoded=host):
+        b = torch.from_numpy(raw).to(device) if host else _to_device(raw, region.dtype, device)
         stats.update_torch(b)
         if not stats.finite:
             return np.zeros((0,))

@@ -44,6 +44,7 @@ class MatrixTask:
     layer_index: int | None
     block_type: str
     expert_index: int | None
+    note: str | None = None  # why a tensor is skipped (kind "skipped")
 
     @property
     def nbytes(self) -> int:
@@ -115,3 +116,74 @@ def batch_tasks(
     if current:
         batches.append(current)
     return batches
+
+
+def plan_tasks(model_id: str, revision: str, tensors: list[TensorInfo], config: dict) -> list[MatrixTask]:
+    """Tasks for a whole model: quantized layers dequantized (FP8 with scales, GPTQ, AWQ), their
+    companion tensors folded in, unsupported packed formats skipped with the reason."""
+    from dataclasses import replace
+
+    from .classify import classify
+    from .quant import PACKED_PARTS, fp8_scale_for, packed_layers, scale_block
+
+    by_name = {t.name: t for t in tensors}
+    packed, skipped = packed_layers(tensors, config)
+    companions = {p.qzeros.name for p in packed.values()} | {p.scales.name for p in packed.values()}
+    companions |= {p.g_idx.name for p in packed.values() if p.g_idx is not None}
+    out: list[MatrixTask] = []
+    for t in tensors:
+        if t.name in skipped:
+            region = Region(t.name, t.path, t.start, t.dtype, t.numel, 1)
+            out.append(
+                MatrixTask(
+                    model_id,
+                    revision,
+                    t.name,
+                    t.name,
+                    "skipped",
+                    region,
+                    t.shape,
+                    t.shard,
+                    t.dtype,
+                    t.layer_index,
+                    t.block_type,
+                    t.expert_index,
+                    skipped[t.name],
+                )
+            )
+        elif t.name in companions:
+            continue  # consumed by its packed layer
+        elif t.name.endswith(".qweight") and t.name[: -len(".qweight")] in packed:
+            p = packed[t.name[: -len(".qweight")]]
+            n_in = t.shape[0] * (32 // p.bits) if p.method != "awq" else t.shape[0]
+            n_out = p.scales.shape[1]
+            cls = classify(t.name[: -len(".qweight")] + ".weight")
+            region = Region(t.name, t.path, t.start, "I32", n_in, n_out, packed=p)
+            out.append(
+                MatrixTask(
+                    model_id,
+                    revision,
+                    t.name,
+                    t.name,
+                    "matrix",
+                    region,
+                    (n_out, n_in),
+                    t.shard,
+                    f"{p.method}-int{p.bits}",
+                    cls.layer_index,
+                    cls.block_type,
+                    cls.expert_index,
+                )
+            )
+        else:
+            for task in tasks_for_tensor(model_id, revision, t):
+                scale = fp8_scale_for(t, by_name) if task.kind == "matrix" else None
+                if scale is not None:
+                    rows, cols = (scale.shape + (1, 1))[:2] if scale.ndim < 2 else scale.shape
+                    rows, cols = max(rows, 1), max(cols, 1)
+                    scale_region = Region(scale.name, scale.path, scale.start, scale.dtype, rows, cols)
+                    block = scale_block(task.region.rows, task.region.cols, (rows, cols), config)
+                    task = replace(task, region=replace(task.region, scale=scale_region, scale_block=block))
+                out.append(task)
+    assert not (set(PACKED_PARTS) & {t.matrix_key for t in out})
+    return out
