@@ -65,12 +65,13 @@ def test_three_node_cluster_spreads_work_and_survives_node_loss(tmp_path):
     facts = _scenario("cluster", tmp_path, timeout=400)
     assert facts["spread_ok"] and _once(facts["spread"])
     assert len({r["node"] for r in facts["spread"]}) >= 2  # work on more than one node
-    # tensors of one shard prefer one node (its page cache): most of each shard's rows ran on one node
+    # tensors of one shard prefer one node (its page cache; idle workers still steal): most rows ran on their
+    # shard's dominant node — round-robin placement over 3 nodes would give about a third
     by_shard: dict[str, Counter] = {}
     for r in facts["spread"]:
         by_shard.setdefault(r["shard"], Counter())[r["node"]] += 1
-    for shard, nodes in by_shard.items():
-        assert nodes.most_common(1)[0][1] >= 0.5 * sum(nodes.values()), (shard, nodes)
+    local = sum(nodes.most_common(1)[0][1] for nodes in by_shard.values())
+    assert local >= 0.6 * len(facts["spread"]), by_shard
     assert len([r for r in facts["spread"] if r["kind"] == "matrix"]) == 36
     assert facts["removed_ok"], facts
     assert _once(facts["removed"]) and len(facts["removed"]) == facts["removed_total"] == 51

@@ -67,15 +67,15 @@ def make_pools(
             )
             for _ in range(n_gpu)
         ]
-        infos = ray.get([a.describe.remote() for a in gpu_actors])
+        infos = _describe_all(gpu_actors)
         for actor, info in zip(gpu_actors, infos):
-            if info["device"] == "unavailable":
+            if info["device"] in ("unavailable", "unknown"):
                 log.warning("GPU worker on %s has no usable CUDA device; using CPUs there", info["host"])
                 ray.kill(actor)
             else:
                 pools.nodes[("gpu", len(pools.gpu))] = info["node"]
                 pools.gpu.append(actor)
-        pools.gpu_free_bytes = min((i["free_bytes"] for i in infos if i["device"] != "unavailable"), default=0)
+        pools.gpu_free_bytes = min((i["free_bytes"] for i in infos if i["free_bytes"]), default=0)
         cpus -= len(pools.gpu)
     n_cpu = num_workers or max(1, cpus // threads)
     if pools.gpu and num_workers is None:
@@ -84,7 +84,25 @@ def make_pools(
         remote.options(num_cpus=threads, **opts).remote(settings_id, sparsity_threshold, block_bytes, threads, False)
         for _ in range(n_cpu)
     ]
+    for i, info in enumerate(_describe_all(pools.cpu)):
+        pools.nodes[("cpu", i)] = info["node"]
     return pools
+
+
+def _describe_all(actors: list) -> list[dict]:
+    """Each actor's description (node, device, free GPU bytes). An actor lost meanwhile (its node removed)
+    is kept — Ray restarts it elsewhere — with an unknown node, rather than failing the run."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayActorError, WorkerCrashedError
+
+    refs = [a.describe.remote() for a in actors]
+    out = []
+    for ref in refs:
+        try:
+            out.append(ray.get(ref, timeout=120))
+        except (RayActorError, WorkerCrashedError, GetTimeoutError):
+            out.append({"node": "", "device": "unknown", "free_bytes": 0, "host": "?", "worker": ""})
+    return out
 
 
 def gpu_bytes_needed(task: MatrixTask, block_bytes: int) -> int:
