@@ -295,6 +295,9 @@ class Driver:
         try:
             scheduler.run(lambda t, exc: _lost_row(t, self.settings_id, exc))
             flush()
+        except KeyboardInterrupt:
+            flush()  # finished results are whole rows: keep them, then stop
+            raise
         finally:
             progress.close()
             for actor in pools.all():

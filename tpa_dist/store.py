@@ -74,8 +74,11 @@ class Store:
         self.con.close()
 
     def _run(self, name: str, params: dict[str, object]) -> None:
-        for stmt in _statements(sql_text(name)):
-            self.con.execute(stmt, params)
+        try:
+            for stmt in _statements(sql_text(name)):
+                self.con.execute(stmt, params)
+        except duckdb.IOException as exc:
+            raise StoreError(f"{self.path}: cannot write ({str(exc).splitlines()[0]}). Is the disk full?") from None
 
     def start_run(self, run_id: str, argv: str, config: dict, versions: dict, host: str) -> None:
         self._run(
@@ -143,7 +146,7 @@ class Store:
                 self.con.unregister(name)
 
     def transaction(self) -> _Transaction:
-        return _Transaction(self.con)
+        return _Transaction(self.con, self.path)
 
     def write_batch(self, rows: list[dict], spectra: list[tuple[dict, np.ndarray]]) -> None:
         """Store result rows and their spectra atomically."""
@@ -175,12 +178,31 @@ class Store:
 
 
 class _Transaction:
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    """BEGIN … COMMIT; any failure (a full disk included) rolls back and becomes a StoreError."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
         self.con = con
+        self.path = path
 
     def __enter__(self) -> duckdb.DuckDBPyConnection:
         self.con.execute("BEGIN TRANSACTION")
         return self.con
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            try:
+                self.con.execute("COMMIT")
+                return False
+            except duckdb.Error as commit_exc:
+                exc_type, exc = type(commit_exc), commit_exc
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # the transaction is already gone; nothing of it was stored
+        if isinstance(exc, duckdb.Error):
+            raise StoreError(
+                f"{self.path}: write failed and was rolled back — nothing of this batch was stored, earlier "
+                f"batches are intact ({str(exc).splitlines()[0]}). Is the disk full? Free space and run the same "
+                "submit again to resume."
+            ) from None
+        return False

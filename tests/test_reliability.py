@@ -1,0 +1,155 @@
+"""Faults: a full disk while writing, Ctrl-C, a second writer, denormal values — each with a clear message
+and nothing else lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import numpy as np
+import pytest
+import scipy.linalg as sl
+import torch
+from safetensors.torch import save_file
+
+from tpa_dist.catalog import open_model
+from tpa_dist.driver import submit
+from tpa_dist.errors import StoreLockedError
+from tpa_dist.jobs import Job
+from tpa_dist.progress import live_progress_path
+from tpa_dist.spectrum import matrix_spectrum
+from tpa_dist.tasks import tasks_for_tensor
+
+from .test_spectrum import _assert_spectrum_close
+
+FILL = r"""
+import resource, signal, sys, numpy as np
+from tpa_dist.store import Store
+from tpa_dist.errors import StoreError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a full disk: writes fail with EFBIG, no signal
+store = Store(sys.argv[1])
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+rows_per_batch = 50
+try:
+    for b in range(100000):
+        rows = [{"model_id": "m", "revision": "r", "settings_id": "s", "matrix_key": f"b{b}-{i}",
+                 "param_name": f"b{b}", "expert_index": None, "kind": "matrix", "status": "ok", "run_id": f"batch{b}"}
+                for i in range(rows_per_batch)]
+        spectra = [(r, np.random.default_rng(b).random(512)) for r in rows]
+        store.write_batch(rows, spectra)
+except StoreError as exc:
+    print("STOREERROR", exc)
+    sys.exit(3)
+"""
+
+
+def test_disk_full_while_writing_keeps_database_whole(tmp_path):
+    db = tmp_path / "full.duckdb"
+    from tpa_dist.store import Store
+
+    Store(db).close()  # schema in place before the limit
+    size = db.stat().st_size
+    proc = subprocess.run(
+        [sys.executable, "-c", FILL, str(db), str(size + 3_000_000)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 3, proc.stdout + proc.stderr[-3000:]
+    assert "write failed and was rolled back" in proc.stdout and "Is the disk full?" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    con = duckdb.connect(str(db), read_only=True)  # the database opens after the failure
+    counts = con.execute("SELECT run_id, count(*) FROM matrix_analysis GROUP BY 1").fetchall()
+    spectra = con.execute("SELECT count(*) FROM spectra").fetchone()[0]
+    con.close()
+    assert counts and all(n == 50 for _, n in counts)  # only whole batches
+    assert spectra == 50 * len(counts)  # rows and spectra of a batch land together
+
+
+def test_ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume(ray_session, tmp_path):
+    db = tmp_path / "int.duckdb"
+    env = dict(os.environ, TPA_DIST_INJECT_DELAY_S="0.25", RAY_AUTH_MODE="disabled")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tpa_dist.cli",
+            "submit",
+            "--models",
+            "synth:tiny-mixtral",
+            "--db",
+            str(db),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--num-workers",
+            "1",
+            "--no-progress",
+            "--no-embedding",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    progress = live_progress_path(db)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (progress.exists() and json.loads(progress.read_text())["done"] >= 5):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err[-3000:]
+    assert "interrupted: every stored batch is kept; run the same submit again to resume" in err
+    assert "Traceback" not in err
+    con = duckdb.connect(str(db), read_only=True)
+    stored = con.execute("SELECT count(*) FROM matrix_analysis").fetchone()[0]
+    status = con.execute("SELECT status FROM runs").fetchall()
+    con.close()
+    assert 5 <= stored < 41 and status == [("interrupted",)]
+    resumed = submit(
+        Job(
+            models=("synth:tiny-mixtral",),
+            db=str(db),
+            output_dir=str(tmp_path / "out"),
+            progress=False,
+            embedding=False,
+        )
+    )
+    assert resumed.ok and resumed.reused == stored and resumed.done == 41 - stored
+
+
+def test_second_writer_gets_a_clear_message(tmp_path):
+    db = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(60)",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError, match="locked by another process"):
+            submit(Job(models=("synth:tiny-gpt2",), db=str(db), output_dir=str(tmp_path / "o"), progress=False))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_denormal_values_are_analyzed_exactly(tmp_path, dtype):
+    tiny = torch.finfo(dtype).tiny  # smallest normal; values below are subnormal
+    rng = np.random.default_rng(4)
+    w = (torch.from_numpy(rng.standard_normal((24, 16))) * tiny / 8).to(dtype)
+    assert (w.abs() < tiny).float().mean() > 0.9
+    save_file({"w": w}, str(tmp_path / "model.safetensors"))
+    (info,) = open_model(tmp_path).tensors()
+    (task,) = tasks_for_tensor("m", "r", info)
+    res = matrix_spectrum(task.region)
+    _assert_spectrum_close(res.singular_values, sl.svdvals(w.double().numpy()))
+    assert res.singular_values[0] > 0
