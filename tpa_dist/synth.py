@@ -132,7 +132,12 @@ def write_synthetic(name: str, out_dir: str | Path, seed: int = 0, values: bool 
 
     With ``values=False`` the shards are sparse files holding only real headers (zero-valued data).
     """
-    p = preset(name)
+    return write_preset(preset(name), out_dir, seed, values)
+
+
+def write_preset(p: Preset, out_dir: str | Path, seed: int = 0, values: bool = True) -> Path:
+    """Write a Preset (a built-in one, or one a benchmark composes) into `out_dir`."""
+    name = p.name
     out = Path(out_dir)
     manifest_path = out / MANIFEST
     if manifest_path.exists():
