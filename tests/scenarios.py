@@ -44,6 +44,7 @@ def gpu_fallback(work: Path) -> dict:
             output_dir=str(work / "o1"),
             progress=False,
             embedding=False,
+            gpus_per_worker=1.0,
         )
     )
     del os.environ["TPA_DIST_INJECT_OOM_BYTES"]
@@ -53,6 +54,17 @@ def gpu_fallback(work: Path) -> dict:
             models=("synth:tiny-llama",),
             db=str(work / "plan.duckdb"),
             output_dir=str(work / "o2"),
+            progress=False,
+            embedding=False,
+            gpus_per_worker=1.0,
+        )
+    )
+    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "1600000"  # 4 workers share it: 400000 each, as above
+    shared = submit(
+        Job(
+            models=("synth:tiny-llama",),
+            db=str(work / "shared.duckdb"),
+            output_dir=str(work / "o4"),
             progress=False,
             embedding=False,
         )
@@ -68,7 +80,8 @@ def gpu_fallback(work: Path) -> dict:
         )
     )
     return {
-        "ok": [oom.ok, planner.ok, cpu_only.ok],
+        "ok": [oom.ok, planner.ok, cpu_only.ok, shared.ok],
+        "shared": _rows(str(work / "shared.duckdb")),
         "oom": _rows(str(work / "oom.duckdb")),
         "planner": _rows(str(work / "plan.duckdb")),
         "cpu_only": _rows(str(work / "cpu.duckdb")),

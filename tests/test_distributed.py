@@ -44,7 +44,7 @@ def _once(rows: list[dict]) -> bool:
 
 def test_fake_gpu_oom_falls_back_to_cpu_and_planner_routes(tmp_path):
     facts = _scenario("gpu_fallback", tmp_path)
-    assert facts["ok"] == [True, True, True]
+    assert facts["ok"] == [True, True, True, True]
     oom = [r for r in facts["oom"] if r["kind"] == "matrix"]
     assert _once(facts["oom"]) and len(oom) == 16
     for r in oom:
@@ -58,6 +58,11 @@ def test_fake_gpu_oom_falls_back_to_cpu_and_planner_routes(tmp_path):
     for key in ("model.embed_tokens.weight", "lm_head.weight", "model.layers.0.mlp.up_proj.weight"):
         assert (planned[key]["device"], planned[key]["fallback_reason"]) == ("cpu", "gpu_memory")
     assert {r["device"] for r in facts["cpu_only"]} == {"cpu"}
+    # default: 4 workers share the (fake) GPU and plan with a quarter of its free memory each
+    shared = {r["matrix_key"]: r for r in facts["shared"] if r["kind"] == "matrix"}
+    assert _once(facts["shared"]) and len(shared) == 16
+    assert shared["model.layers.0.self_attn.q_proj.weight"]["device"] == "fake-gpu"
+    assert shared["model.embed_tokens.weight"]["fallback_reason"] == "gpu_memory"
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ def main(verbose: bool) -> None:
 @click.option("--output-dir", help="Folder for the CSV/report files [default: data/outputs].")
 @click.option("--cpu-only", "--use-cpu", "cpu_only", is_flag=True, default=None, help="Never use GPUs.")
 @click.option("--num-workers", type=int, help="CPU worker actors [default: cluster CPUs / threads].")
-@click.option("--gpus-per-worker", type=float, help="GPUs per GPU worker; fractions share a GPU [1].")
+@click.option("--gpus-per-worker", type=float, help="GPUs per GPU worker; fractions share a GPU [0.25].")
 @click.option("--threads-per-worker", type=int, help="BLAS threads per worker [default: 1].")
 @click.option("--address", help="Address of a running Ray cluster [default: start a local one].")
 @click.option("--sparsity-threshold", type=float, help="|w| at or below this counts as zero [1e-8].")

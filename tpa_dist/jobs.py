@@ -24,7 +24,7 @@ class Job:
     cpu_only: bool = False
     num_workers: int | None = None  # default: all CPUs of the cluster / threads_per_worker
     threads_per_worker: int = 1
-    gpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.25  # 4 GPU workers share each GPU (BENCHMARKS.md: 8.4x vs 4.0x with 1)
     address: str | None = None
     sparsity_threshold: float = 1e-8
     block_mib: int = 64  # memory budget of one streamed block, per worker

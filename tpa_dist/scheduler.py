@@ -46,7 +46,8 @@ def make_pools(
     cpu_only: bool,
     gpus_per_worker: float = 1.0,
 ) -> Pools:
-    """One GPU actor per GPU (or per `gpus_per_worker`) unless cpu_only; CPU actors on the remaining cores."""
+    """GPU actors (1/gpus_per_worker per GPU: 4 by default, so that one worker's file reading overlaps
+    another's eigvalsh) unless cpu_only; CPU actors on the remaining cores."""
     import ray
 
     from .actors import AnalysisWorker
@@ -61,8 +62,9 @@ def make_pools(
     pools = Pools()
     if gpus > 0 and not cpu_only:
         n_gpu = int(gpus / gpus_per_worker)
+        gpu_cpus = min(1.0, cpus / (2 * n_gpu))  # GPU workers take at most half the CPUs; the CPU pool the rest
         gpu_actors = [
-            remote.options(num_cpus=1, num_gpus=gpus_per_worker, **opts).remote(
+            remote.options(num_cpus=gpu_cpus, num_gpus=gpus_per_worker, **opts).remote(
                 settings_id, sparsity_threshold, block_bytes, threads, True
             )
             for _ in range(n_gpu)
@@ -75,8 +77,10 @@ def make_pools(
             else:
                 pools.nodes[("gpu", len(pools.gpu))] = info["node"]
                 pools.gpu.append(actor)
-        pools.gpu_free_bytes = min((i["free_bytes"] for i in infos if i["free_bytes"]), default=0)
-        cpus -= len(pools.gpu)
+        # workers sharing a GPU share its memory: each plans with its share
+        share = max(1, round(1 / gpus_per_worker)) if gpus_per_worker < 1 else 1
+        pools.gpu_free_bytes = min((i["free_bytes"] for i in infos if i["free_bytes"]), default=0) // share
+        cpus = int(cpus - gpu_cpus * len(pools.gpu))
     n_cpu = num_workers or max(1, cpus // threads)
     if pools.gpu and num_workers is None:
         n_cpu = max(1, cpus // threads)
