@@ -54,3 +54,72 @@ def write_safetensors(
     text += b" " * (-len(text) % 8)
     path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
     return path
+
+
+SEED_COLUMNS = [
+    "model_path",
+    "model_id",
+    "revision",
+    "param_name",
+    "layer_index",
+    "block_type",
+    "shape",
+    "rows",
+    "cols",
+    "design_rank",
+    "actual_rank",
+    "rank_ratio",
+    "svd_90_percent_rank",
+    "svd_90_percent_ratio",
+    "mean",
+    "std",
+    "var",
+    "min",
+    "max",
+    "sparsity",
+    "dtype",
+    "created_at",
+]  # the seed tool's CSV
+
+
+def start_slow_submit(db: Path, out: Path, **popen: object):
+    """`tpa-dist submit` of tiny-mixtral in a subprocess, one worker, every task slowed (for fault tests)."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TPA_DIST_INJECT_DELAY_S="0.25", RAY_AUTH_MODE="disabled")
+    cmd = [
+        sys.executable,
+        "-m",
+        "tpa_dist.cli",
+        "submit",
+        "--models",
+        "synth:tiny-mixtral",
+        "--db",
+        str(db),
+        "--output-dir",
+        str(out),
+        "--num-workers",
+        "1",
+        "--no-progress",
+        "--no-embedding",
+    ]
+    return subprocess.Popen(cmd, env=env, **popen)
+
+
+def wait_until_stored(db: Path, at_least: int, timeout: float = 120) -> int:
+    """Rows a running submit reports stored (its live progress file), once at least `at_least` or on timeout."""
+    import time
+
+    from tpa_dist.progress import live_progress_path
+
+    progress = live_progress_path(db)
+    deadline = time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        if progress.exists():
+            done = json.loads(progress.read_text())["done"]
+            if done >= at_least:
+                break
+        time.sleep(0.2)
+    return done

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from click.testing import CliRunner
 from tpa_dist.cli import main
 from tpa_dist.driver import submit
 from tpa_dist.jobs import Job
-from tpa_dist.progress import live_progress_path
+
+from .conftest import start_slow_submit, wait_until_stored
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,33 +105,10 @@ def test_killed_worker_is_restarted_and_work_rerun(ray_session, synth_models, tm
 
 def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path):
     db = tmp_path / "resume.duckdb"
-    env = dict(os.environ, TPA_DIST_INJECT_DELAY_S="0.25", RAY_AUTH_MODE="disabled")
-    cmd = [
-        sys.executable,
-        "-m",
-        "tpa_dist.cli",
-        "submit",
-        "--models",
-        "synth:tiny-mixtral",
-        "--db",
-        str(db),
-        "--output-dir",
-        str(tmp_path / "out"),
-        "--num-workers",
-        "1",
-        "--no-progress",
-        "--no-embedding",
-    ]
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    progress = live_progress_path(db)
-    deadline = time.monotonic() + 120
-    stored_before = 0
-    while time.monotonic() < deadline:
-        if progress.exists():
-            stored_before = json.loads(progress.read_text())["done"]
-            if stored_before >= 5:
-                break
-        time.sleep(0.2)
+    proc = start_slow_submit(
+        db, tmp_path / "out", start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    stored_before = wait_until_stored(db, 5)
     # another process reading while the run writes: a clear answer, no traceback, the run unharmed
     runner = CliRunner()
     live = runner.invoke(main, ["status", "--db", str(db)])

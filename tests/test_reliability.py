@@ -3,12 +3,9 @@ and nothing else lost."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import duckdb
 import numpy as np
@@ -21,10 +18,10 @@ from tpa_dist.catalog import open_model
 from tpa_dist.driver import submit
 from tpa_dist.errors import StoreLockedError
 from tpa_dist.jobs import Job
-from tpa_dist.progress import live_progress_path
 from tpa_dist.spectrum import matrix_spectrum
 from tpa_dist.tasks import tasks_for_tensor
 
+from .conftest import start_slow_submit, wait_until_stored
 from .test_spectrum import _assert_spectrum_close
 
 FILL = r"""
@@ -71,33 +68,8 @@ def test_disk_full_while_writing_keeps_database_whole(tmp_path):
 
 def test_ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume(ray_session, tmp_path):
     db = tmp_path / "int.duckdb"
-    env = dict(os.environ, TPA_DIST_INJECT_DELAY_S="0.25", RAY_AUTH_MODE="disabled")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tpa_dist.cli",
-            "submit",
-            "--models",
-            "synth:tiny-mixtral",
-            "--db",
-            str(db),
-            "--output-dir",
-            str(tmp_path / "out"),
-            "--num-workers",
-            "1",
-            "--no-progress",
-            "--no-embedding",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    progress = live_progress_path(db)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (progress.exists() and json.loads(progress.read_text())["done"] >= 5):
-        time.sleep(0.2)
+    proc = start_slow_submit(db, tmp_path / "out", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until_stored(db, 5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err[-3000:]

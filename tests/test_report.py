@@ -16,30 +16,7 @@ from tpa_dist.jobs import Job
 from tpa_dist.plots import FIG_H, FIG_W
 from tpa_dist.report import ReportError, parse_section
 
-SEED_COLUMNS = [
-    "model_path",
-    "model_id",
-    "revision",
-    "param_name",
-    "layer_index",
-    "block_type",
-    "shape",
-    "rows",
-    "cols",
-    "design_rank",
-    "actual_rank",
-    "rank_ratio",
-    "svd_90_percent_rank",
-    "svd_90_percent_ratio",
-    "mean",
-    "std",
-    "var",
-    "min",
-    "max",
-    "sparsity",
-    "dtype",
-    "created_at",
-]
+from .conftest import SEED_COLUMNS
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from tpa_dist.driver import submit
 from tpa_dist.jobs import Job, load_job
 from tpa_dist.synth import MANIFEST
 
-from .conftest import write_safetensors
+from .conftest import SEED_COLUMNS, write_safetensors
 
 FOUR = ["tiny-llama", "tiny-mixtral", "tiny-gpt2", "tiny-bert"]
 
@@ -97,30 +97,7 @@ def test_seed_csv_and_view(four_run):
         reader = csv.reader(fh)
         header = next(reader)
         body = list(reader)
-    assert header == [
-        "model_path",
-        "model_id",
-        "revision",
-        "param_name",
-        "layer_index",
-        "block_type",
-        "shape",
-        "rows",
-        "cols",
-        "design_rank",
-        "actual_rank",
-        "rank_ratio",
-        "svd_90_percent_rank",
-        "svd_90_percent_ratio",
-        "mean",
-        "std",
-        "var",
-        "min",
-        "max",
-        "sparsity",
-        "dtype",
-        "created_at",
-    ]
+    assert header == SEED_COLUMNS
     for model in {r[1] for r in body}:
         layers = [r[4] for r in body if r[1] == model]
         numeric = [int(x) for x in layers if x != ""]
