@@ -129,8 +129,11 @@ def _safe_shard(root: Path, name: object, index_path: Path) -> str:
     if os.path.isabs(name) or ".." in Path(name).parts or "\\" in name:
         raise ModelFolderError(str(index_path), f"weight_map entry {name!r} points outside the model folder")
     target = root / name
-    real_root = os.path.realpath(root)
-    if os.path.commonpath([real_root, os.path.realpath(target)]) != real_root:
+    real_target = os.path.realpath(target)
+    allowed = [os.path.realpath(root)]
+    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
+        allowed.append(os.path.realpath(root.parent.parent / "blobs"))  # the HF cache links snapshots to blobs
+    if not any(os.path.commonpath([a, real_target]) == a for a in allowed):
         raise ModelFolderError(str(index_path), f"weight_map entry {name!r} is a link leading outside the model folder")
     if not target.is_file():
         raise ModelFolderError(str(index_path), f"weight_map names shard {name!r}, which does not exist")

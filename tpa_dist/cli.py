@@ -131,6 +131,21 @@ def export(db: str, fmt: str, out: str, table: str | None, query: str | None) ->
 
 
 @main.command()
+@click.option("--model-id", required=True, help="Hub id, org/name.")
+@click.option("--revision", help="Branch, tag or commit [main].")
+@click.option("--out", type=click.Path(file_okay=False), help="A plain folder instead of the Hugging Face cache.")
+def download(model_id: str, revision: str | None, out: str | None) -> None:
+    """Fetch a model's safetensors, index, config and tokenizer files (never pickles) from the Hub."""
+    from .sources import download as run_download
+
+    try:
+        src = run_download(model_id, revision, out)
+    except TpaError as exc:
+        _fail(exc)
+    click.echo(f"{src.path} (revision {src.revision})")
+
+
+@main.command()
 @click.argument("model")
 def inspect(model: str) -> None:
     """List every tensor (shard, dtype, shape, layer, block type) from headers only."""

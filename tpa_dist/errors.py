@@ -46,6 +46,10 @@ class UnknownModelSpecError(TpaError):
     """A --models entry is neither a local folder, a synth: preset nor a Hub id."""
 
 
+class DiskSpaceError(TpaError):
+    """Not enough free disk for what a download needs."""
+
+
 class StoreError(TpaError):
     """The DuckDB database cannot be opened or written."""
 

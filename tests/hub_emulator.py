@@ -1,0 +1,158 @@
+"""A local stand-in for the Hugging Face Hub's HTTP API (the subset huggingface_hub's snapshot_download uses):
+repo info, recursive tree listing, and HEAD/GET of `resolve` URLs with ETag/X-Linked-* headers and Range.
+It logs every request (method, path, whether a token came) and can refuse tokens, gate repos, or cut a
+transfer short once (to test resumption)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+class HubEmulator:
+    def __init__(self, repos: dict[str, Path], gated: dict[str, str] | None = None) -> None:
+        self.repos = repos  # repo id -> folder (every file in it is a repo file)
+        self.gated = gated or {}  # repo id -> the token that opens it
+        self.log: list[tuple[str, str, bool, str]] = []  # method, path, token sent?, Range header
+        self.cut_once: set[str] = set()  # file names whose first GET is cut short
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def sha(self, repo: str) -> str:
+        return hashlib.sha1(repo.encode()).hexdigest()
+
+    def __enter__(self) -> HubEmulator:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def files(self, repo: str) -> list[Path]:
+        return sorted(p for p in self.repos[repo].rglob("*") if p.is_file())
+
+    def _handler(self):  # noqa: ANN202
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, code: int, body: bytes = b"", headers: dict | None = None) -> None:
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, str(v))
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _error(self, code: int, error_code: str, message: str) -> None:
+                self._send(
+                    code,
+                    json.dumps({"error": message}).encode(),
+                    {"X-Error-Code": error_code, "Content-Type": "application/json"},
+                )
+
+            def _repo(self, parts: list[str]) -> str | None:
+                repo = "/".join(parts[:2])
+                if repo not in hub.repos:
+                    self._error(404, "RepoNotFound", "Repository not found")
+                    return None
+                need = hub.gated.get(repo)
+                if need and self.headers.get("Authorization") != f"Bearer {need}":
+                    self._error(401, "GatedRepo", "Access to this model is restricted. You must accept the licence.")
+                    return None
+                return repo
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self.do_GET()
+
+            def do_GET(self) -> None:  # noqa: N802
+                path = unquote(urlparse(self.path).path)
+                hub.log.append((self.command, path, "Authorization" in self.headers, self.headers.get("Range", "")))
+                parts = path.strip("/").split("/")
+                if parts[:2] == ["api", "models"]:
+                    repo = self._repo(parts[2:])
+                    if repo is None:
+                        return
+                    rest = parts[4:]
+                    if rest[:1] == ["revision"]:
+                        if rest[1] not in ("main", hub.sha(repo)):
+                            return self._error(404, "RevisionNotFound", f"Invalid rev id: {rest[1]}")
+                        body = {
+                            "id": repo,
+                            "modelId": repo,
+                            "sha": hub.sha(repo),
+                            "private": False,
+                            "siblings": [{"rfilename": str(p.relative_to(hub.repos[repo]))} for p in hub.files(repo)],
+                        }
+                        return self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+                    if rest[:1] == ["tree"]:
+                        entries = []
+                        for p in hub.files(repo):
+                            data = p.read_bytes()
+                            entry = {
+                                "type": "file",
+                                "path": str(p.relative_to(hub.repos[repo])),
+                                "size": len(data),
+                                "oid": hashlib.sha1(data).hexdigest(),
+                            }
+                            if p.suffix in (".safetensors", ".bin", ".onnx"):
+                                entry["lfs"] = {
+                                    "oid": hashlib.sha256(data).hexdigest(),
+                                    "size": len(data),
+                                    "pointerSize": 134,
+                                }
+                            entries.append(entry)
+                        return self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"})
+                    return self._error(404, "EntryNotFound", "unknown API route")
+                if len(parts) >= 5 and parts[2] == "resolve":
+                    repo = self._repo(parts)
+                    if repo is None:
+                        return
+                    if parts[3] not in ("main", hub.sha(repo)):
+                        return self._error(404, "RevisionNotFound", f"Invalid rev id: {parts[3]}")
+                    target = hub.repos[repo] / "/".join(parts[4:])
+                    if not target.is_file():
+                        return self._error(404, "EntryNotFound", "Entry not found")
+                    data = target.read_bytes()
+                    etag = hashlib.sha256(data).hexdigest()
+                    headers = {
+                        "X-Repo-Commit": hub.sha(repo),
+                        "ETag": f'"{etag}"',
+                        "X-Linked-Etag": f'"{etag}"',
+                        "X-Linked-Size": len(data),
+                        "Accept-Ranges": "bytes",
+                    }
+                    start = 0
+                    rng = self.headers.get("Range")
+                    if rng and rng.startswith("bytes="):
+                        start = int(rng[6:].split("-")[0])
+                    if self.command == "GET" and target.name in hub.cut_once:
+                        hub.cut_once.discard(target.name)
+                        self.send_response(200)
+                        for k, v in headers.items():
+                            self.send_header(k, str(v))
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data[: len(data) // 2])  # then the connection drops
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
+                    if start:
+                        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                        return self._send(206, data[start:], headers)
+                    return self._send(200, data, headers)
+                self._error(404, "EntryNotFound", "unknown route")
+
+        return Handler
