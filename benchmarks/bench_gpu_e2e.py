@@ -47,8 +47,11 @@ def main() -> None:
     res: dict[str, object] = {"device": torch.cuda.get_device_name() if gpu else "cpu"}
     folder = write_synthetic(args.preset, Path(args.work) / args.preset)
     cat = open_model(folder)
-    tasks = sorted((t for t in plan_tasks("m", "r", cat.tensors(), cat.config) if t.kind == "matrix"),
-                   key=lambda t: t.cost, reverse=True)
+    tasks = sorted(
+        (t for t in plan_tasks("m", "r", cat.tensors(), cat.config) if t.kind == "matrix"),
+        key=lambda t: t.cost,
+        reverse=True,
+    )
     worker = AnalysisWorker("s", 1e-8, 256 << 20, 16, gpu=gpu)
     for n in (int(x) for x in args.threads.split(",")):
         t0 = time.perf_counter()

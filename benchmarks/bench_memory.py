@@ -37,8 +37,9 @@ print("RESULT " + json.dumps({"rss_growth_mib": (hwm() - base) / 1024, "seconds"
 
 
 def probe(folder: Path, block: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(folder), str(block), str(ROOT)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(folder), str(block), str(ROOT)], capture_output=True, text=True, check=True
+    )
     return json.loads(next(ln for ln in out.stdout.splitlines() if ln.startswith("RESULT "))[7:])
 
 
@@ -56,13 +57,18 @@ def main() -> None:
         for rows in (10_000, 1_000_000):
             folder = Path(tmp) / f"m{rows}"
             folder.mkdir()
-            _write_shard(folder / "model.safetensors", [TensorSpec("model.embed_tokens.weight", (rows, 1024), "BF16")],
-                         seed=0)
+            _write_shard(
+                folder / "model.safetensors", [TensorSpec("model.embed_tokens.weight", (rows, 1024), "BF16")], seed=0
+            )
             small = probe(folder, args.budget_mib << 20)
             big = probe(folder, 16 * args.budget_mib << 20)
             a, b = np.asarray(small.pop("sv")), np.asarray(big.pop("sv"))
-            res[rows] = {"budget_mib": args.budget_mib, **small, "rss_growth_mib_16x_budget": big["rss_growth_mib"],
-                         "max_rel_diff_vs_16x_blocks": float(np.max(np.abs(a - b)) / a[0])}
+            res[rows] = {
+                "budget_mib": args.budget_mib,
+                **small,
+                "rss_growth_mib_16x_budget": big["rss_growth_mib"],
+                "max_rel_diff_vs_16x_blocks": float(np.max(np.abs(a - b)) / a[0]),
+            }
             print(rows, res[rows], flush=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
 

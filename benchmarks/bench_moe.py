@@ -57,17 +57,33 @@ def main() -> None:
     from tpa_dist.synth import write_preset
     from tpa_dist.synth_presets import _decoder_only
 
-    preset = _decoder_only("moe-many", arch="GptOssForCausalLM", model_type="gpt_oss", hidden=128, inter=64,
-                           layers=args.layers, heads=4, kv_heads=2, vocab=1024, dtype="BF16", tied=False,
-                           experts=args.experts, fused_experts=True)
+    preset = _decoder_only(
+        "moe-many",
+        arch="GptOssForCausalLM",
+        model_type="gpt_oss",
+        hidden=128,
+        inter=64,
+        layers=args.layers,
+        heads=4,
+        kv_heads=2,
+        vocab=1024,
+        dtype="BF16",
+        tied=False,
+        experts=args.experts,
+        fused_experts=True,
+    )
     res: dict[str, object] = {"experts": args.experts, "layers": args.layers, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_preset(preset, Path(tmp) / "moe")
         for method in ("floor", "tpa"):
             runs = []
             for _ in range(args.runs):
-                proc = subprocess.run([sys.executable, "-c", CHILD, method, str(folder), str(ROOT), tmp],
-                                      capture_output=True, text=True, env=dict(os.environ, RAY_AUTH_MODE="disabled"))
+                proc = subprocess.run(
+                    [sys.executable, "-c", CHILD, method, str(folder), str(ROOT), tmp],
+                    capture_output=True,
+                    text=True,
+                    env=dict(os.environ, RAY_AUTH_MODE="disabled"),
+                )
                 line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if not line:
                     raise RuntimeError(proc.stderr[-3000:])

@@ -182,13 +182,14 @@ class Driver:
             status = "ok"
             t0 = time.perf_counter()
             try:
-                if tasks or (self.job.embedding and self.catalogs):
+                embeddings = self._pending_embeddings(store) if self.job.embedding else []
+                if tasks or embeddings:  # a fully resumed run needs no Ray at all
                     self.summary.ray_startup_s = _start_ray(self.job)
                     t0 = time.perf_counter()
                 if tasks:
                     self._execute(store, tasks)
-                if self.job.embedding:
-                    self._embeddings(store)
+                if embeddings:
+                    self._embeddings(store, embeddings)
             except KeyboardInterrupt:
                 status = "interrupted"
                 self.summary.failures.append(
@@ -222,21 +223,27 @@ class Driver:
             summary=s.describe(),
         )
 
-    def _embeddings(self, store: Store) -> None:
-        """Cluster each model's token embedding (skipping those already stored, unless --force)."""
+    def _pending_embeddings(self, store: Store) -> list[tuple[str, str, object]]:
+        """Models whose token embedding is not clustered yet (all of them with --force)."""
+        from .embedding import find_embeddings
+
+        pending = []
+        for model_id, revision, catalog in self.catalogs:
+            wanted = {t.name for t in find_embeddings(catalog)}
+            if wanted and (self.job.force or not wanted <= store.done_embeddings(model_id, revision)):
+                pending.append((model_id, revision, catalog))
+        return pending
+
+    def _embeddings(self, store: Store, pending: list[tuple[str, str, object]]) -> None:
+        """Cluster each pending model's token embedding; a failure is recorded, the others go on."""
         from .embedding import EmbeddingSettings
         from .embedding_run import analyze_model_embeddings, store_tables, write_files
 
         settings = EmbeddingSettings(
             k_min=self.job.k_min, k_max=self.job.k_max, k_step=self.job.k_step, seed=self.job.seed
         )
-        for model_id, revision, catalog in self.catalogs:
+        for model_id, revision, catalog in pending:
             try:
-                from .embedding import find_embeddings
-
-                wanted = {t.name for t in find_embeddings(catalog)}
-                if not wanted or (not self.job.force and wanted <= store.done_embeddings(model_id, revision)):
-                    continue
                 results = analyze_model_embeddings(catalog, settings, self.job.cpu_only)
                 for res in results:
                     store.write_embedding(store_tables(model_id, revision, self.summary.run_id, settings.seed, res))
