@@ -41,6 +41,28 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(^|\.)lm_head\.weight$"), "output"),
 ]
 
+#: The canonical order of block types inside a layer, for tables and plots.
+BLOCK_ORDER = (
+    "embedding",
+    "position_embedding",
+    "token_type_embedding",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "qkv_proj",
+    "o_proj",
+    "router",
+    "gate_proj",
+    "up_proj",
+    "gate_up_proj",
+    "down_proj",
+    "moe",
+    "output",
+    "norm",
+    "bias",
+    "other",
+)
+
 #: Block types whose 2-D tensors are embeddings (rows are tokens or positions).
 EMBEDDING_TYPES = frozenset({"embedding", "position_embedding", "token_type_embedding"})
 

@@ -29,6 +29,13 @@ def _figure(rows: int = 1):  # noqa: ANN202
     return plt.subplots(rows, 1, figsize=(FIG_W / DPI, FIG_H * rows / DPI), dpi=DPI, squeeze=False)
 
 
+def _order_key(value: object) -> tuple[int, str]:
+    """Block types in their canonical in-layer order (q, k, v, o, gate, up, down, …); other values by name."""
+    from .classify import BLOCK_ORDER
+
+    return (BLOCK_ORDER.index(value), "") if value in BLOCK_ORDER else (len(BLOCK_ORDER), str(value))
+
+
 def _legend(ax) -> None:  # noqa: ANN001
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -50,7 +57,7 @@ def heatmap(
     fig, axes = _figure(len(facets))
     for ax, name in zip(axes[:, 0], facets):
         part = [d for d in data if facet is None or d[facet] == name]
-        xs = sorted({d[x] for d in part}, key=str)
+        xs = sorted({d[x] for d in part}, key=_order_key)
         ys = sorted({d[y] for d in part})
         grid = np.full((len(ys), len(xs)), np.nan)
         for d in part:
