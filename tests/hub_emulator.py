@@ -18,6 +18,7 @@ class HubEmulator:
         self.repos = repos  # repo id -> folder (every file in it is a repo file)
         self.gated = gated or {}  # repo id -> the token that opens it
         self.log: list[tuple[str, str, bool, str]] = []  # method, path, token sent?, Range header
+        self.agents: list[tuple[str, str, str]] = []  # (method, path, User-Agent) of every request
         self.cut_once: set[str] = set()  # file names whose first GET is cut short
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -80,6 +81,7 @@ class HubEmulator:
             def do_GET(self) -> None:  # noqa: N802
                 path = unquote(urlparse(self.path).path)
                 hub.log.append((self.command, path, "Authorization" in self.headers, self.headers.get("Range", "")))
+                hub.agents.append((self.command, path, self.headers.get("User-Agent", "")))
                 parts = path.strip("/").split("/")
                 if parts[:2] == ["api", "models"]:
                     repo = self._repo(parts[2:])

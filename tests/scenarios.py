@@ -146,7 +146,55 @@ def cluster(work: Path) -> dict:
     return out
 
 
+def hub_nodes(work: Path) -> dict:
+    """Head + 2 worker nodes that cannot see the driver's Hub cache: each fetches only its tasks' shards."""
+    import shutil
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from tests.hub_emulator import HubEmulator
+    from tpa_dist.driver import submit
+    from tpa_dist.jobs import Job
+    from tpa_dist.sources import cache_dir
+    from tpa_dist.synth import write_synthetic
+
+    repo = work / "repo"
+    shutil.copytree(write_synthetic("tiny-mixtral", cache_dir() / "synth" / "tiny-mixtral-seed0"), repo)
+    with HubEmulator({"org/mixtral": repo}) as hub:
+        os.environ.update(
+            HF_ENDPOINT=hub.url,
+            HF_HUB_CACHE=str(work / "driver-cache"),
+            TPA_DIST_HIDE_PREFIX=str(work / "driver-cache"),
+            TPA_DIST_NODE_CACHE=str(work / "nodes"),
+        )
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+        for _ in range(2):
+            c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+        ray.init(address=c.address, log_to_driver=False)
+        summary = submit(
+            Job(
+                models=("org/mixtral",),
+                db=str(work / "hub.duckdb"),
+                output_dir=str(work / "o"),
+                progress=False,
+                embedding=False,
+                address=c.address,
+            )
+        )
+        agents = [(p, ua) for m, p, ua in hub.agents if m == "GET" and "/resolve/" in p and p.endswith(".safetensors")]
+        ray.shutdown()
+        c.shutdown()
+    return {
+        "ok": summary.ok,
+        "describe": summary.describe(),
+        "rows": _rows(str(work / "hub.duckdb")),
+        "fetches": agents,
+    }
+
+
 if __name__ == "__main__":
     name, work = sys.argv[1], Path(sys.argv[2])
-    facts = {"gpu_fallback": gpu_fallback, "cluster": cluster}[name](work)
+    facts = {"gpu_fallback": gpu_fallback, "cluster": cluster, "hub_nodes": hub_nodes}[name](work)
     print("FACTS " + json.dumps(facts, default=str))

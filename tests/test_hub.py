@@ -151,3 +151,27 @@ def test_download_command_into_a_plain_folder(hub, tmp_path):
         "tokenizer.json",
         "tokenizer_config.json",
     ]
+
+
+def test_two_nodes_fetch_only_their_own_shards(tmp_path):
+    """Worker nodes that cannot see the driver's Hub cache fetch, one file at a time, exactly the shards of the
+    tasks they run (shard-local scheduling keeps a shard's tasks on one node)."""
+    import collections
+    import re
+
+    from .test_distributed import _scenario
+
+    facts = _scenario("hub_nodes", tmp_path)
+    assert facts["ok"], facts["describe"]
+    ran = collections.defaultdict(set)
+    for r in facts["rows"]:
+        ran[r["node"]].add(r["shard"])
+    fetched = collections.defaultdict(list)
+    for path, agent in facts["fetches"]:
+        node = re.search(r"tpa-node/(\w+)", agent)
+        if node:  # the driver's own download carries no node tag
+            fetched[node.group(1)].append(path.rsplit("/", 1)[1])
+    assert len(ran) == 2 and len(fetched) == 2  # both worker nodes worked and fetched
+    for node, shards in fetched.items():
+        assert len(shards) == len(set(shards))  # each file once per node
+        assert set(shards) == ran[node]  # only the shards its tasks needed

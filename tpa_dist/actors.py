@@ -64,6 +64,7 @@ class AnalysisWorker:
         except ImportError:  # in-process use (benchmarks) on a machine without Ray
             pass
         self.worker = f"{self.host}:{os.getpid()}"
+        self._fetched: dict[tuple, str] = {}
 
     def describe(self) -> dict[str, object]:
         return {
@@ -84,10 +85,40 @@ class AnalysisWorker:
             Path(marker).write_text(f"{self.worker} {task.matrix_key}\n")
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def _visible(self, path: str) -> bool:
+        hidden = os.environ.get("TPA_DIST_HIDE_PREFIX")  # tests: act as a node that cannot see these paths
+        return os.path.exists(path) and not (hidden and path.startswith(hidden))
+
+    def _localize(self, task: MatrixTask) -> MatrixTask:
+        """A Hub model's shard this node cannot see is fetched (that one file) into the node's own cache."""
+        if task.hub is None or self._visible(task.region.path) or task.region.packed is not None:
+            return task
+        from dataclasses import replace
+
+        from huggingface_hub import hf_hub_download
+
+        key = (task.hub, task.shard)
+        if key not in self._fetched:
+            cache = os.environ.get("TPA_DIST_NODE_CACHE")
+            self._fetched[key] = hf_hub_download(
+                task.hub[0],
+                task.shard,
+                revision=task.hub[1],
+                endpoint=os.environ.get("HF_ENDPOINT") or None,
+                cache_dir=os.path.join(cache, self.node) if cache else None,
+                user_agent={"tpa-node": self.node},
+            )
+        local = self._fetched[key]
+        scale = task.region.scale
+        if scale is not None and scale.path == task.region.path:
+            scale = replace(scale, path=local)
+        return replace(task, region=replace(task.region, path=local, scale=scale))
+
     def analyze(self, tasks: list[MatrixTask]) -> list[tuple[dict, np.ndarray | None]]:
         out = []
         for task in tasks:
             self._inject(task)
+            task = self._localize(task)
             row, sv = analyze_task(
                 task, self.settings_id, self.sparsity_threshold, block_bytes=self.block_bytes, device=self.compute
             )

@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from . import __version__
@@ -132,6 +132,8 @@ class Driver:
         )
         store.insert_tensors(source.model_id, revision, tensors)
         tasks = plan_tasks(source.model_id, revision, tensors, catalog.config)
+        if source.kind == "hub" and source.revision:  # nodes that cannot see the driver's cache fetch shards
+            tasks = [replace(t, hub=(source.model_id, source.revision)) for t in tasks]
         done = set() if self.job.force else store.done_keys(source.model_id, revision, self.settings_id)
         self.summary.models.append((source.model_id, revision))
         self.catalogs.append((source.model_id, revision, catalog))

@@ -33,7 +33,9 @@ class Pools:
 
 
 def _env_for_workers() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith("TPA_DIST_")}
+    """Settings the driver passes to its workers: tpa-dist's own and the Hub endpoint (never tokens: a node
+    that fetches uses its own HF_TOKEN)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("TPA_DIST_") or k == "HF_ENDPOINT"}
 
 
 def make_pools(

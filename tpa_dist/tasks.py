@@ -45,6 +45,7 @@ class MatrixTask:
     block_type: str
     expert_index: int | None
     note: str | None = None  # why a tensor is skipped (kind "skipped")
+    hub: tuple[str, str] | None = None  # (repo id, commit sha): a node that cannot see `shard` fetches it
 
     @property
     def nbytes(self) -> int:
