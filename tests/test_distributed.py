@@ -103,12 +103,13 @@ def test_killed_worker_is_restarted_and_work_rerun(ray_session, synth_models, tm
     assert len(keys) == 21 and all(n == 1 and s == "ok" for _, n, s in keys)
 
 
-def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path):
+@pytest.mark.parametrize("kill_after", [1, 5, 24])  # early, mid-run and late kill points
+def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path, kill_after):
     db = tmp_path / "resume.duckdb"
     proc = start_slow_submit(
         db, tmp_path / "out", start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    stored_before = wait_until_stored(db, 5)
+    stored_before = wait_until_stored(db, kill_after)
     # another process reading while the run writes: a clear answer, no traceback, the run unharmed
     runner = CliRunner()
     live = runner.invoke(main, ["status", "--db", str(db)])
@@ -116,7 +117,7 @@ def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path):
     still_running = proc.poll() is None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 5 <= stored_before < 41, "the driver finished before it could be killed"
+    assert kill_after <= stored_before < 41, "the driver finished before it could be killed"
     assert still_running
     assert live.exit_code == 0 and "in flight" in live.output and "/41 matrices" in live.output, live.output
     assert query.exit_code == 2 and "locked by another process" in query.output and "Traceback" not in query.output
