@@ -63,13 +63,13 @@ def sweep(x: np.ndarray, settings: EmbeddingSettings, cpu_only: bool = False) ->
     With GPUs in the cluster (and not cpu_only) each k runs on a quarter of a GPU, exact k-means in torch."""
     import ray
 
-    from .scheduler import _env_for_workers
+    from .scheduler import worker_env
 
     k_max = min(settings.k_max, x.shape[0] - 1)
     gpu = not cpu_only and ray.cluster_resources().get("GPU", 0) > 0
     opts: dict = {"num_cpus": 1, "num_gpus": 0.25 if gpu else 0}
-    if _env_for_workers():
-        opts["runtime_env"] = {"env_vars": _env_for_workers()}
+    if worker_env():
+        opts["runtime_env"] = {"env_vars": worker_env()}
     remote = ray.remote(_fit_remote).options(**opts)
     x_ref = ray.put(x)
 

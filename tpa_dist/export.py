@@ -5,32 +5,34 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import pyarrow.csv as pacsv
 
 from .store import connect_db, sql_text
 
 
 def write_seed_csv(db: str | Path, models: list[tuple[str, str]], output_dir: str | Path) -> Path:
     """Write ``transformer_matrix_analysis.csv`` for `models` ((model_id, revision) pairs)."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    con = connect_db(db, read_only=True)
-    try:
-        table = con.sql(
-            sql_text("store/seed_csv.sql"), params={"keys": [f"{m}@{r}" for m, r in models]}
-        ).to_arrow_table()
-    finally:
-        con.close()
-    path = out / "transformer_matrix_analysis.csv"
-    pacsv.write_csv(table, path)
-    return path
+    keys = [f"{m}@{r}" for m, r in models]
+    return export(
+        db,
+        "csv",
+        Path(output_dir) / "transformer_matrix_analysis.csv",
+        query=sql_text("store/seed_csv.sql"),
+        params={"keys": keys},
+    )
 
 
 FORMATS = {"csv": "(FORMAT csv, HEADER)", "json": "(FORMAT json, ARRAY true)", "parquet": "(FORMAT parquet)"}
 
 
-def export(db: str | Path, fmt: str, out: str | Path, table: str | None = None, query: str | None = None) -> Path:
-    """COPY a table/view or a query's result to a csv, json or parquet file (DuckDB writes it)."""
+def export(
+    db: str | Path,
+    fmt: str,
+    out: str | Path,
+    table: str | None = None,
+    query: str | None = None,
+    params: dict | None = None,
+) -> Path:
+    """COPY a table/view or a query's result (with its named `params`) to a csv, json or parquet file."""
     from .errors import StoreError
 
     if fmt not in FORMATS:
@@ -45,10 +47,11 @@ def export(db: str | Path, fmt: str, out: str | Path, table: str | None = None, 
                 raise StoreError(f"no table or view {table!r}; known: {', '.join(sorted(known))}")
             source = f'SELECT * FROM "{table}"'  # an identifier checked against the catalog, not a value
         else:
-            source = query.strip().rstrip(";")
+            source = "\n".join(ln for ln in query.splitlines() if not ln.lstrip().startswith("--"))
+            source = source.strip().rstrip(";")
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         try:
-            con.execute(f"COPY ({source}) TO $path {FORMATS[fmt]}", {"path": str(out)})
+            con.execute(f"COPY ({source}) TO $path {FORMATS[fmt]}", {**(params or {}), "path": str(out)})
         except duckdb.Error as exc:
             raise StoreError(f"export failed: {exc}") from None
     finally:

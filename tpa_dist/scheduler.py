@@ -32,7 +32,7 @@ class Pools:
         return self.cpu + self.gpu
 
 
-def _env_for_workers() -> dict[str, str]:
+def worker_env() -> dict[str, str]:
     """Settings the driver passes to its workers: tpa-dist's own and the Hub endpoint (never tokens: a node
     that fetches uses its own HF_TOKEN)."""
     return {k: v for k, v in os.environ.items() if k.startswith("TPA_DIST_") or k == "HF_ENDPOINT"}
@@ -56,7 +56,7 @@ def make_pools(
 
     resources = ray.cluster_resources()
     cpus, gpus = int(resources.get("CPU", 1)), float(resources.get("GPU", 0))
-    env = _env_for_workers()
+    env = worker_env()
     opts = {"max_restarts": 4, "max_task_retries": 2}
     if env:
         opts["runtime_env"] = {"env_vars": env}

@@ -134,24 +134,9 @@ def plan_tasks(model_id: str, revision: str, tensors: list[TensorInfo], config: 
     out: list[MatrixTask] = []
     for t in tensors:
         if t.name in skipped:
-            region = Region(t.name, t.path, t.start, t.dtype, t.numel, 1)
-            out.append(
-                MatrixTask(
-                    model_id,
-                    revision,
-                    t.name,
-                    t.name,
-                    "skipped",
-                    region,
-                    t.shape,
-                    t.shard,
-                    t.dtype,
-                    t.layer_index,
-                    t.block_type,
-                    t.expert_index,
-                    skipped[t.name],
-                )
-            )
+            out += [
+                replace(task, kind="skipped", note=skipped[t.name]) for task in tasks_for_tensor(model_id, revision, t)
+            ]
         elif t.name in companions:
             continue  # consumed by its packed layer
         elif t.name.endswith(".qweight") and t.name[: -len(".qweight")] in packed:
@@ -159,21 +144,17 @@ def plan_tasks(model_id: str, revision: str, tensors: list[TensorInfo], config: 
             n_in = t.shape[0] * (32 // p.bits) if p.method != "awq" else t.shape[0]
             n_out = p.scales.shape[1]
             cls = classify(t.name[: -len(".qweight")] + ".weight")
+            (task,) = tasks_for_tensor(model_id, revision, t)
             region = Region(t.name, t.path, t.start, "I32", n_in, n_out, packed=p)
             out.append(
-                MatrixTask(
-                    model_id,
-                    revision,
-                    t.name,
-                    t.name,
-                    "matrix",
-                    region,
-                    (n_out, n_in),
-                    t.shard,
-                    f"{p.method}-int{p.bits}",
-                    cls.layer_index,
-                    cls.block_type,
-                    cls.expert_index,
+                replace(
+                    task,
+                    region=region,
+                    shape=(n_out, n_in),
+                    dtype=f"{p.method}-int{p.bits}",
+                    layer_index=cls.layer_index,
+                    block_type=cls.block_type,
+                    expert_index=cls.expert_index,
                 )
             )
         else:
