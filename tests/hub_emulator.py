@@ -14,12 +14,17 @@ from urllib.parse import unquote, urlparse
 
 
 class HubEmulator:
-    def __init__(self, repos: dict[str, Path], gated: dict[str, str] | None = None) -> None:
-        self.repos = repos  # repo id -> folder (every file in it is a repo file)
+    def __init__(
+        self, repos: dict[str, Path], gated: dict[str, str] | None = None, bandwidth: float | None = None
+    ) -> None:
+        self.repos = repos
+        self.bandwidth = bandwidth  # bytes/s of every file body sent (None: unthrottled)
+        self._etags: dict[tuple[Path, int, int], str] = {}  # repo id -> folder (every file in it is a repo file)
         self.gated = gated or {}  # repo id -> the token that opens it
         self.log: list[tuple[str, str, bool, str]] = []  # method, path, token sent?, Range header
         self.agents: list[tuple[str, str, str]] = []  # (method, path, User-Agent) of every request
         self.cut_once: set[str] = set()  # file names whose first GET is cut short
+        self.hold: dict[str, threading.Event] = {}  # file name -> whole-file GETs wait until the event is set
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -37,6 +42,17 @@ class HubEmulator:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def etag(self, path: Path) -> str:
+        st = path.stat()
+        key = (path, st.st_size, st.st_mtime_ns)
+        if key not in self._etags:
+            digest = hashlib.sha256()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 24):
+                    digest.update(chunk)
+            self._etags[key] = digest.hexdigest()
+        return self._etags[key]
 
     def files(self, repo: str) -> list[Path]:
         return sorted(p for p in self.repos[repo].rglob("*") if p.is_file())
@@ -56,6 +72,32 @@ class HubEmulator:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
+
+            def _send_file(self, code: int, path: Path, start: int, length: int, headers: dict) -> None:
+                """Stream `length` bytes of `path` from `start`, at the emulator's bandwidth if throttled."""
+                import time
+
+                self.send_response(code)
+                for k, v in headers.items():
+                    self.send_header(k, str(v))
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                t0, sent = time.monotonic(), 0
+                with open(path, "rb") as fh:
+                    fh.seek(start)
+                    while sent < length:
+                        chunk = fh.read(min(1 << 20, length - sent))
+                        try:
+                            self.wfile.write(chunk)
+                        except (BrokenPipeError, ConnectionResetError):
+                            return
+                        sent += len(chunk)
+                        if hub.bandwidth:
+                            ahead = sent / hub.bandwidth - (time.monotonic() - t0)
+                            if ahead > 0:
+                                time.sleep(ahead)
 
             def _error(self, code: int, error_code: str, message: str) -> None:
                 self._send(
@@ -102,19 +144,15 @@ class HubEmulator:
                     if rest[:1] == ["tree"]:
                         entries = []
                         for p in hub.files(repo):
-                            data = p.read_bytes()
+                            size = p.stat().st_size
                             entry = {
                                 "type": "file",
                                 "path": str(p.relative_to(hub.repos[repo])),
-                                "size": len(data),
-                                "oid": hashlib.sha1(data).hexdigest(),
+                                "size": size,
+                                "oid": hub.etag(p)[:40],
                             }
                             if p.suffix in (".safetensors", ".bin", ".onnx"):
-                                entry["lfs"] = {
-                                    "oid": hashlib.sha256(data).hexdigest(),
-                                    "size": len(data),
-                                    "pointerSize": 134,
-                                }
+                                entry["lfs"] = {"oid": hub.etag(p), "size": size, "pointerSize": 134}
                             entries.append(entry)
                         return self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"})
                     return self._error(404, "EntryNotFound", "unknown API route")
@@ -127,20 +165,25 @@ class HubEmulator:
                     target = hub.repos[repo] / "/".join(parts[4:])
                     if not target.is_file():
                         return self._error(404, "EntryNotFound", "Entry not found")
-                    data = target.read_bytes()
-                    etag = hashlib.sha256(data).hexdigest()
+                    size = target.stat().st_size
+                    etag = hub.etag(target)
                     headers = {
                         "X-Repo-Commit": hub.sha(repo),
                         "ETag": f'"{etag}"',
                         "X-Linked-Etag": f'"{etag}"',
-                        "X-Linked-Size": len(data),
+                        "X-Linked-Size": size,
                         "Accept-Ranges": "bytes",
                     }
-                    start = 0
+                    start, end = 0, size - 1
                     rng = self.headers.get("Range")
                     if rng and rng.startswith("bytes="):
-                        start = int(rng[6:].split("-")[0])
+                        first, _, last = rng[6:].partition("-")
+                        start, end = int(first), min(int(last), size - 1) if last else size - 1
+                    gate = hub.hold.get(target.name)
+                    if gate is not None and self.command == "GET" and not rng:
+                        gate.wait(timeout=120)
                     if self.command == "GET" and target.name in hub.cut_once:
+                        data = target.read_bytes()
                         hub.cut_once.discard(target.name)
                         self.send_response(200)
                         for k, v in headers.items():
@@ -151,10 +194,11 @@ class HubEmulator:
                         self.wfile.flush()
                         self.close_connection = True
                         return
-                    if start:
-                        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-                        return self._send(206, data[start:], headers)
-                    return self._send(200, data, headers)
+                    code = 200
+                    if rng:
+                        code = 206
+                        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+                    return self._send_file(code, target, start, end - start + 1, headers)
                 self._error(404, "EntryNotFound", "unknown route")
 
         return Handler

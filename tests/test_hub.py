@@ -175,3 +175,55 @@ def test_two_nodes_fetch_only_their_own_shards(tmp_path):
     for node, shards in fetched.items():
         assert len(shards) == len(set(shards))  # each file once per node
         assert set(shards) == ran[node]  # only the shards its tasks needed
+
+
+def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path):
+    """Shard headers come by HTTP Range first; shard 1 is analyzed and stored while shard 2 is still held
+    back by the server; then the run completes with every matrix."""
+    import json
+    import threading
+    import time
+
+    from tpa_dist.progress import live_progress_path
+
+    release = threading.Event()
+    hub.hold["model-00002-of-00002.safetensors"] = release
+    job = Job(
+        models=("org/tiny-llama",),
+        db=str(tmp_path / "s.duckdb"),
+        output_dir=str(tmp_path / "o"),
+        progress=False,
+        embedding=False,
+    )
+    out: dict = {}
+    runner = threading.Thread(target=lambda: out.update(summary=submit(job)), daemon=True)
+    runner.start()
+    live = live_progress_path(job.db)
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and not done:
+        time.sleep(0.2)
+        if live.exists():
+            done = json.loads(live.read_text()).get("done", 0)
+    held = not release.is_set()
+    release.set()
+    runner.join(timeout=180)
+    assert held and done > 0, "no result was stored while the second shard was still downloading"
+    summary = out["summary"]
+    assert summary.ok, summary.describe()
+    ranges = [(path, rng) for method, path, _, rng in hub.log if path.endswith(".safetensors") and rng]
+    assert {p.rsplit("/", 1)[1] for p, r in ranges if r.startswith("bytes=0-")} == {
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    }, ranges
+    whole = [p for method, p, _, rng in hub.log if method == "GET" and p.endswith(".safetensors") and not rng]
+    assert sorted(p.rsplit("/", 1)[1] for p in whole) == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]  # each shard's data fetched exactly once
+    con = duckdb.connect(job.db, read_only=True)
+    statuses = con.execute(
+        "SELECT status, count(*) FROM matrix_analysis WHERE model_id = 'org/tiny-llama' GROUP BY ALL"
+    ).fetchall()
+    con.close()
+    assert dict(statuses).get("ok") == summary.total and set(dict(statuses)) == {"ok"}

@@ -125,3 +125,71 @@ def test_denormal_values_are_analyzed_exactly(tmp_path, dtype):
     res = matrix_spectrum(task.region)
     _assert_spectrum_close(res.singular_values, sl.svdvals(w.double().numpy()))
     assert res.singular_values[0] > 0
+
+
+def test_disk_full_while_downloading_keeps_the_rest(ray_session, synth_models, tmp_path, monkeypatch):
+    """A shard larger than the space left (a file-size limit on the driver) fails with a clear message; the
+    other model and the shards that arrived are analyzed; the next submit, with space, completes the model."""
+    import json
+    import resource
+    import shutil
+
+    from .conftest import write_safetensors
+    from .hub_emulator import HubEmulator
+
+    big = tmp_path / "big"
+    big.mkdir()
+    rng = np.random.default_rng(0)
+    small = {
+        f"model.layers.0.mlp.{p}.weight": ("F32", rng.standard_normal((64, 48)).astype("<f4"), (64, 48))
+        for p in ("gate_proj", "up_proj")
+    }
+    write_safetensors(big / "model-00001-of-00002.safetensors", small)
+    large = {
+        "model.layers.1.mlp.down_proj.weight": ("F32", rng.standard_normal((4096, 1024)).astype("<f4"), (4096, 1024))
+    }
+    write_safetensors(big / "model-00002-of-00002.safetensors", large)
+    weight_map = {
+        **dict.fromkeys(small, "model-00001-of-00002.safetensors"),
+        **dict.fromkeys(large, "model-00002-of-00002.safetensors"),
+    }
+    (big / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    ok_repo = tmp_path / "ok"
+    shutil.copytree(synth_models["tiny-gpt2"], ok_repo)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    db = tmp_path / "dl.duckdb"
+    job = Job(models=("org/big", "org/ok"), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False)
+    with HubEmulator({"org/big": big, "org/ok": ok_repo}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, hard))  # 16 MiB shard, 8 MiB "disk"
+        try:
+            full = submit(job)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, old)
+        failures = "\n".join(full.failures)
+        assert "disk full while downloading org/big/model-00002-of-00002.safetensors" in failures
+        assert "run the same submit again" in failures and len(full.failures) == 1, failures
+        con = duckdb.connect(str(db), read_only=True)
+        rows = dict(
+            con.execute("SELECT model_id || ':' || status, count(*) FROM matrix_analysis GROUP BY 1").fetchall()
+        )
+        err = con.execute("SELECT error FROM matrix_analysis WHERE status = 'error'").fetchone()[0]
+        ok_spectra = con.execute("SELECT count(*) FROM spectra").fetchone()[0]
+        con.close()
+        n_ok = sum(1 for _ in open_model(ok_repo).tensors())
+        assert rows["org/big:ok"] == 2 and rows["org/big:error"] == 1 and rows["org/ok:ok"] == n_ok, rows
+        assert "disk full while downloading" in err
+        assert ok_spectra >= 2 + 1  # the stored rows came whole, with their spectra
+        again = submit(job)
+    assert again.ok, again.describe()
+    assert again.reused == 2 + n_ok and again.done == 1
+    con = duckdb.connect(str(db), read_only=True)
+    statuses = con.execute(
+        "SELECT status, count(*) FROM matrix_analysis WHERE model_id = 'org/big' GROUP BY 1"
+    ).fetchall()
+    con.close()
+    assert statuses == [("ok", 3)]  # the error row was replaced, nothing duplicated

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +122,7 @@ def _read_json(path: Path, what: str) -> object:
         raise ModelFolderError(str(path), f"{what} is not valid JSON: {exc}") from None
 
 
-def _safe_shard(root: Path, name: object, index_path: Path) -> str:
+def _safe_shard(root: Path, name: object, index_path: Path, remote: Mapping[str, FileHeader]) -> str:
     """Validate a weight_map file name: relative, inside the folder, no escaping symlink."""
     if not isinstance(name, str) or not name:
         raise ModelFolderError(str(index_path), f"weight_map entry {name!r} is not a file name")
@@ -135,7 +135,7 @@ def _safe_shard(root: Path, name: object, index_path: Path) -> str:
         allowed.append(os.path.realpath(root.parent.parent / "blobs"))  # the HF cache links snapshots to blobs
     if not any(os.path.commonpath([a, real_target]) == a for a in allowed):
         raise ModelFolderError(str(index_path), f"weight_map entry {name!r} is a link leading outside the model folder")
-    if not target.is_file():
+    if name not in remote and not target.is_file():
         raise ModelFolderError(str(index_path), f"weight_map names shard {name!r}, which does not exist")
     return name
 
@@ -153,8 +153,11 @@ def _read_config(root: Path) -> tuple[dict[str, object], str | None]:
     return config, None
 
 
-def open_model(path: str | os.PathLike[str]) -> ModelCatalog:
-    """Open a local checkpoint folder (single file or sharded); raise a named error if it is not one."""
+def open_model(path: str | os.PathLike[str], remote: Mapping[str, FileHeader] | None = None) -> ModelCatalog:
+    """Open a local checkpoint folder (single file or sharded); raise a named error if it is not one.
+
+    `remote` holds the headers of shards still being downloaded (read by HTTP Range): they count as present."""
+    remote = remote or {}
     root = Path(path).expanduser().resolve()
     if root.is_file() and root.suffix == ".safetensors":
         config, config_error = _read_config(root.parent)
@@ -168,12 +171,12 @@ def open_model(path: str | os.PathLike[str]) -> ModelCatalog:
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise ModelFolderError(str(index_path), "has no weight_map object")
-        shards = sorted({_safe_shard(root, v, index_path) for v in weight_map.values()})
+        shards = sorted({_safe_shard(root, v, index_path, remote) for v in weight_map.values()})
         clean = {str(k): str(v) for k, v in weight_map.items()}
-        return ModelCatalog(root, shards, config, config_error, clean)
-    shards = sorted(p.name for p in root.glob("*.safetensors") if p.is_file())
+        return ModelCatalog(root, shards, config, config_error, clean, dict(remote))
+    shards = sorted({p.name for p in root.glob("*.safetensors") if p.is_file()} | set(remote))
     if shards:
-        return ModelCatalog(root, shards, config, config_error)
+        return ModelCatalog(root, shards, config, config_error, None, dict(remote))
     pickles = sorted(p.name for pattern in PICKLE_PATTERNS for p in root.glob(pattern))
     if pickles:
         raise UnsupportedFormatError(

@@ -21,10 +21,10 @@ from .catalog import open_model
 from .errors import TpaError
 from .jobs import Job
 from .progress import Progress, write_live_progress
-from .scheduler import MAX_BATCH_ATTEMPTS, Scheduler, make_pools
+from .scheduler import Scheduler, make_pools
 from .sources import ModelSource, resolve
 from .store import Store
-from .tasks import AnalysisSettings, MatrixTask, plan_tasks
+from .tasks import AnalysisSettings, MatrixTask, plan_tasks, task_paths
 
 log = logging.getLogger("tpa_dist")
 
@@ -111,9 +111,10 @@ class Driver:
         self.settings_id = self.settings.settings_id()
         self.summary = RunSummary(run_id=time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
         self.catalogs: list[tuple[str, str, object]] = []
+        self.fetchers: list = []  # remote.ShardFetcher per Hub model still downloading
 
     def _plan_model(self, store: Store, source: ModelSource) -> list[MatrixTask]:
-        catalog = open_model(source.path)
+        catalog = open_model(source.path, remote=source.remote)
         tensors = catalog.tensors()
         revision = source.revision or f"local-{catalog.fingerprint()}"
         store.upsert_model(
@@ -141,14 +142,33 @@ class Driver:
         self.summary.reused += sum(1 for t in tasks if t.matrix_key in done)
         if catalog.config_error:
             log.warning("%s: %s", source.spec, catalog.config_error)
-        return [t for t in tasks if t.matrix_key not in done]
+        todo = [t for t in tasks if t.matrix_key not in done]
+        if source.pending:
+            self._fetch_later(store, source, catalog, todo)
+        return todo
+
+    def _fetch_later(self, store: Store, source: ModelSource, catalog: object, todo: list[MatrixTask]) -> None:
+        """Queue the download of the shards this run reads (pending tasks' files, the embedding's when
+        clustering); the analysis of each starts as soon as it has arrived."""
+        from .embedding import find_embeddings
+        from .remote import ShardFetcher
+
+        needed = {p for t in todo for p in task_paths(t)}
+        if self.job.embedding:
+            wanted = find_embeddings(catalog)
+            done = store.done_embeddings(source.model_id, source.revision)
+            if self.job.force or not {t.name for t in wanted} <= done:
+                needed |= {t.path for t in wanted}
+        shards = [s for s in source.pending if s.local_path in needed]
+        if shards:
+            self.fetchers.append(ShardFetcher(source.model_id, source.revision, shards, source.fetch))
 
     def plan(self, store: Store) -> list[MatrixTask]:
         """Catalog every model (headers only); a bad model is recorded and skipped, never fatal."""
         tasks: list[MatrixTask] = []
         for spec in self.job.models:
             try:
-                source = resolve(spec, seed=self.job.seed)
+                source = resolve(spec, seed=self.job.seed, stream=True)
                 tasks += self._plan_model(store, source)
             except TpaError as exc:
                 self.summary.failures.append(f"model {spec}: {exc}")
@@ -183,6 +203,8 @@ class Driver:
             tasks = self.plan(store)
             status = "ok"
             t0 = time.perf_counter()
+            for fetcher in self.fetchers:  # downloads overlap Ray start-up and the analysis
+                fetcher.start()
             try:
                 embeddings = self._pending_embeddings(store) if self.job.embedding else []
                 if tasks or embeddings:  # a fully resumed run needs no Ray at all
@@ -190,9 +212,12 @@ class Driver:
                     t0 = time.perf_counter()
                 if tasks:
                     self._execute(store, tasks)
+                self._join_fetchers()
                 if embeddings:
                     self._embeddings(store, embeddings)
             except KeyboardInterrupt:
+                for fetcher in self.fetchers:
+                    fetcher.stop()
                 status = "interrupted"
                 self.summary.failures.append(
                     "interrupted (Ctrl-C): stored batches are kept; run the same submit again to resume"
@@ -238,13 +263,18 @@ class Driver:
 
     def _embeddings(self, store: Store, pending: list[tuple[str, str, object]]) -> None:
         """Cluster each pending model's token embedding; a failure is recorded, the others go on."""
-        from .embedding import EmbeddingSettings
+        from .embedding import EmbeddingSettings, find_embeddings
         from .embedding_run import analyze_model_embeddings, store_tables, write_files
 
         settings = EmbeddingSettings(
             k_min=self.job.k_min, k_max=self.job.k_max, k_step=self.job.k_step, seed=self.job.seed
         )
+        gate = self._gate()
         for model_id, revision, catalog in pending:
+            missing = [m for t in find_embeddings(catalog) if (m := gate(t.path)) != "ready"]
+            if missing:
+                self.summary.failures.append(f"{model_id}: embedding analysis skipped: {missing[0]}")
+                continue
             try:
                 results = analyze_model_embeddings(catalog, settings, self.job.cpu_only)
                 for res in results:
@@ -299,10 +329,10 @@ class Driver:
             if len(rows) >= FLUSH_ROWS or (rows and time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
                 flush()
 
-        scheduler = Scheduler(pools, block_bytes, on_results, on_idle)
+        scheduler = Scheduler(pools, block_bytes, on_results, on_idle, self._gate() if self.fetchers else None)
         scheduler.plan(tasks)
         try:
-            scheduler.run(lambda t, exc: _lost_row(t, self.settings_id, exc))
+            scheduler.run(lambda t, message: error_row(t, self.settings_id, message))
             flush()
         except KeyboardInterrupt:
             flush()  # finished results are whole rows: keep them, then stop
@@ -311,6 +341,23 @@ class Driver:
             progress.close()
             for actor in pools.all():
                 ray.kill(actor)
+
+    def _join_fetchers(self) -> None:
+        """Wait for the downloads; each shard that never arrived becomes one model-level failure."""
+        for fetcher in self.fetchers:
+            fetcher.join()
+            for message in sorted(set(fetcher.failures().values())):
+                self.summary.failures.append(f"model {fetcher.repo_id}: {message}")
+
+    def _gate(self):  # noqa: ANN202
+        """path -> 'ready' | None (downloading) | failure message, across this run's downloads."""
+        owner = {p: f for f in self.fetchers for p in f.paths()}
+
+        def gate(path: str) -> str | None:
+            fetcher = owner.get(path)
+            return "ready" if fetcher is None else fetcher.state(path)
+
+        return gate
 
     def _collect(self, results: list, rows: list, spectra: list, progress: Progress, reason: str | None) -> None:
         failed = nbytes = 0
@@ -327,7 +374,8 @@ class Driver:
             nbytes += row["nbytes"]
             if row["status"] == "error":
                 failed += 1
-                self.summary.failures.append(f"{row['model_id']}: {row['error']}")
+                if not any(row["error"].endswith(m) for f in self.fetchers for m in f.failures().values()):
+                    self.summary.failures.append(f"{row['model_id']}: {row['error']}")  # shards: once, at the end
             if sv is not None:
                 spectra.append((row, sv))
         self.summary.done += len(results) - failed
@@ -336,16 +384,12 @@ class Driver:
         progress.update(len(results), nbytes, failed, device)
 
 
-def _lost_row(task: MatrixTask, settings_id: str, exc: BaseException) -> dict:
+def error_row(task: MatrixTask, settings_id: str, message: str) -> dict:
+    """The stored row of a task that could not run (worker lost, shard not downloadable)."""
     from .analysis import base_row
 
     row = base_row(task, settings_id)
-    row.update(
-        status="error",
-        error=f"tensor {task.matrix_key}: worker lost {MAX_BATCH_ATTEMPTS} times ({type(exc).__name__})",
-        device="cpu",
-        seconds=None,
-    )
+    row.update(status="error", error=f"tensor {task.matrix_key}: {message}", device="cpu", seconds=None)
     return row
 
 

@@ -80,6 +80,14 @@ def _entry(path: str, name: str, spec: object, data_start: int, data_len: int) -
     return TensorEntry(name, dtype, tuple(shape), data_start + begin, end - begin)
 
 
+def check_length(path: str, hlen: int, size: int) -> None:
+    """Refuse a header length that exceeds the limit or the file before anything that long is read."""
+    if hlen > MAX_HEADER_BYTES:
+        raise HeaderError(path, f"header length {hlen} exceeds the {MAX_HEADER_BYTES}-byte limit")
+    if hlen > size - 8:
+        raise HeaderError(path, f"header length {hlen} is larger than the file ({size} bytes): truncated?")
+
+
 def read_header(path: str | os.PathLike[str]) -> FileHeader:
     """Parse and validate the header of a .safetensors file; raise HeaderError naming the file."""
     path = os.fspath(path)
@@ -90,13 +98,16 @@ def read_header(path: str | os.PathLike[str]) -> FileHeader:
             if len(prefix) < 8:
                 raise HeaderError(path, f"file is {size} bytes, too short for the 8-byte header length")
             (hlen,) = struct.unpack("<Q", prefix)
-            if hlen > MAX_HEADER_BYTES:
-                raise HeaderError(path, f"header length {hlen} exceeds the {MAX_HEADER_BYTES}-byte limit")
-            if hlen > size - 8:
-                raise HeaderError(path, f"header length {hlen} is larger than the file ({size} bytes): truncated?")
+            check_length(path, hlen, size)
             raw = fh.read(hlen)
     except OSError as exc:
         raise HeaderError(path, f"cannot read: {exc.strerror or exc}") from exc
+    return parse_header(path, size, raw)
+
+
+def parse_header(path: str, size: int, raw: bytes) -> FileHeader:
+    """Validate the JSON header `raw` of a file of `size` bytes (read locally or by HTTP Range)."""
+    hlen = len(raw)
     try:
         parsed = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

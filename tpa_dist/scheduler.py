@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .tasks import MatrixTask, batch_tasks
+from .tasks import MatrixTask, batch_tasks, task_paths
 
 log = logging.getLogger("tpa_dist")
 
@@ -126,8 +127,10 @@ class Scheduler:
         block_bytes: int,
         on_results: Callable[[list, str | None], None],
         on_idle: Callable[[], None],
+        gate: Callable[[str], str | None] | None = None,
     ) -> None:
         self.pools = pools
+        self.gate = gate  # file path -> 'ready', None (still downloading) or why it never will be
         self.block_bytes = block_bytes
         self.on_results = on_results
         self.on_idle = on_idle
@@ -163,7 +166,7 @@ class Scheduler:
         node = self.pools.nodes.get(key)
         unclaimed = steal = None
         for idx, (pool, batch, _attempt, _reason) in enumerate(self.queue):
-            if pool != key[0]:
+            if pool != key[0] or self._waiting(batch):
                 continue
             home = self.shard_node.get(batch[0].region.path)
             if home == node:
@@ -173,6 +176,20 @@ class Scheduler:
             if steal is None:
                 steal = idx
         return unclaimed if unclaimed is not None else steal
+
+    def _states(self, batch: list[MatrixTask]) -> set[str | None]:
+        return {self.gate(p) for t in batch for p in task_paths(t)} if self.gate else {"ready"}
+
+    def _waiting(self, batch: list[MatrixTask]) -> bool:
+        return None in self._states(batch)
+
+    def _drop_unfetchable(self, error_row: Callable[[MatrixTask, str], dict]) -> None:
+        """Batches whose file will never arrive (its download failed) become error rows."""
+        for entry in list(self.queue):
+            failed = sorted(s for s in self._states(entry[1]) if s not in (None, "ready"))
+            if failed:
+                self.queue.remove(entry)
+                self.on_results([(error_row(t, failed[0]), None) for t in entry[1]], entry[3])
 
     def _launch(self, inflight: dict) -> None:
         launched = True
@@ -192,14 +209,21 @@ class Scheduler:
                 self.load[key] += 1
                 launched = True
 
-    def run(self, lost_row: Callable[[MatrixTask, BaseException], dict]) -> None:
+    def run(self, error_row: Callable[[MatrixTask, str], dict]) -> None:
+        """Run every queued batch; `error_row(task, message)` makes the row of a task that cannot run."""
         import ray
         from ray.exceptions import RayActorError, WorkerCrashedError
 
         inflight: dict = {}
         while self.queue or inflight:
+            if self.gate:
+                self._drop_unfetchable(error_row)
             self._launch(inflight)
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=1.0)
+            if not inflight:  # everything queued waits for a download
+                time.sleep(0.1)
+                self.on_idle()
+                continue
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.25 if self.gate else 1.0)
             for ref in ready:
                 key, batch, attempt, reason = inflight.pop(ref)
                 self.load[key] -= 1
@@ -210,7 +234,8 @@ class Scheduler:
                         log.warning("worker lost (%s); re-running %d task(s)", type(exc).__name__, len(batch))
                         self.queue.append((key[0], batch, attempt + 1, reason))
                         continue
-                    results = [(lost_row(t, exc), None) for t in batch]
+                    message = f"worker lost {MAX_BATCH_ATTEMPTS} times ({type(exc).__name__})"
+                    results = [(error_row(t, message), None) for t in batch]
                 oom = [t for t, (row, _) in zip(batch, results) if row["status"] == "oom"]
                 if oom:
                     log.warning("CUDA OOM on %d matrix(es); re-running them on the CPU pool", len(oom))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DiskSpaceError, UnknownModelSpecError
+from .remote import is_disk_full
 
 #: What the analysis reads from a Hub repo; weights in pickle formats are never fetched.
 HUB_ALLOW_PATTERNS = [
@@ -31,6 +34,9 @@ class ModelSource:
     path: Path
     kind: str  # local | synth | hub
     revision: str | None = None  # known up front for Hub models (commit sha)
+    pending: tuple = ()  # remote.PendingShard: Hub shards still to download (analysis streams them)
+    remote: dict = field(default_factory=dict, hash=False)  # their headers, read by HTTP Range
+    fetch: dict = field(default_factory=dict, hash=False)  # hf_hub_download arguments for the pending shards
 
 
 def cache_dir() -> Path:
@@ -46,8 +52,9 @@ def split_revision(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def resolve(spec: str, seed: int = 0) -> ModelSource:
-    """Find or materialize the checkpoint folder a model spec names."""
+def resolve(spec: str, seed: int = 0, stream: bool = False) -> ModelSource:
+    """Find or materialize the checkpoint folder a model spec names. With `stream`, a Hub model's shards
+    are left to download during the analysis (see open_hub_stream)."""
     spec = spec.strip()
     if spec.startswith("synth:"):
         from .synth import write_synthetic
@@ -60,7 +67,7 @@ def resolve(spec: str, seed: int = 0) -> ModelSource:
         return ModelSource(spec, local.resolve().name, local.resolve(), "local")
     repo_id, revision = split_revision(spec)
     if repo_id.count("/") == 1 and all(repo_id.split("/")):
-        return download(repo_id, revision, spec=spec)
+        return open_hub_stream(repo_id, revision, spec=spec) if stream else download(repo_id, revision, spec=spec)
     raise UnknownModelSpecError(f"{spec!r} is not a local folder, a synth:PRESET, or a Hub id like org/name[@revision]")
 
 
@@ -84,6 +91,66 @@ def _check_disk(files: list, target: Path) -> None:
         )
 
 
+def _hub_kwargs(revision: str | None, out: str | Path | None) -> dict:
+    """snapshot_download arguments from the environment, read at call time."""
+    cache = os.environ.get("HF_HUB_CACHE") or (
+        str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None
+    )
+    return dict(
+        revision=revision,
+        allow_patterns=HUB_ALLOW_PATTERNS,
+        endpoint=os.environ.get("HF_ENDPOINT") or None,
+        cache_dir=cache,
+        local_dir=str(out) if out else None,
+        local_files_only=_offline(),
+    )
+
+
+@contextmanager
+def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
+    """Turn huggingface_hub's errors into messages that say what to do."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        yield
+    except GatedRepoError:
+        raise UnknownModelSpecError(
+            f"{repo_id}: gated repository — accept its licence on the Hub and set HF_TOKEN"
+        ) from None
+    except RepositoryNotFoundError:
+        raise UnknownModelSpecError(f"{repo_id}: not found (or private: set HF_TOKEN) — check the id") from None
+    except RevisionNotFoundError:
+        raise UnknownModelSpecError(f"{repo_id}: revision {revision!r} not found") from None
+    except LocalEntryNotFoundError:
+        raise UnknownModelSpecError(
+            f"{repo_id}: not in the local Hugging Face cache and the Hub cannot be reached"
+            + (" (HF_HUB_OFFLINE is set)" if _offline() else "")
+        ) from None
+
+
+def _plan(repo_id: str, kwargs: dict, target: Path) -> list | None:
+    """The dry-run file list (sizes, cache state, commit); free disk checked. None when the Hub refuses (the
+    real download then says why)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import DryRunError
+
+    try:
+        plan = snapshot_download(repo_id, dry_run=True, **kwargs)
+    except DryRunError:
+        return None
+    _check_disk(plan, target)
+    return plan
+
+
+def _target(out: str | Path | None, kwargs: dict) -> Path:
+    return Path(out) if out else Path(kwargs["cache_dir"] or Path.home() / ".cache" / "huggingface")
+
+
 def download(
     repo_id: str,
     revision: str | None = None,
@@ -97,56 +164,56 @@ def download(
 
     The total size is checked against free disk first. HF_ENDPOINT, HF_HUB_CACHE/HF_HOME, HF_TOKEN and
     HF_HUB_OFFLINE are read at call time. An interrupted transfer is retried and resumes (HTTP Range)."""
-    spec = spec or (f"{repo_id}@{revision}" if revision else repo_id)
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        DryRunError,
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
-    cache = os.environ.get("HF_HUB_CACHE") or (
-        str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None
-    )
-    kwargs = dict(
-        revision=revision,
-        allow_patterns=HUB_ALLOW_PATTERNS,
-        endpoint=os.environ.get("HF_ENDPOINT") or None,
-        cache_dir=cache,
-        local_dir=str(out) if out else None,
-        local_files_only=_offline(),
-    )
+    spec = spec or (f"{repo_id}@{revision}" if revision else repo_id)
+    kwargs = _hub_kwargs(revision, out)
     for attempt in range(1, attempts + 1):
         try:
-            sha = None
-            if not _offline():
-                try:
-                    plan = snapshot_download(repo_id, dry_run=True, **kwargs)
-                except DryRunError:
-                    plan = None  # the download below says why (not found, gated, bad revision)
-                if plan is not None:
-                    _check_disk(plan, Path(out) if out else Path(cache or Path.home() / ".cache" / "huggingface"))
-                    sha = plan[0].commit_hash if plan else None
-            path = Path(snapshot_download(repo_id, **kwargs))
+            with _hub_errors(repo_id, revision):
+                plan = None if _offline() else _plan(repo_id, kwargs, _target(out, kwargs))
+                sha = plan[0].commit_hash if plan else None
+                path = Path(snapshot_download(repo_id, **kwargs))
             return ModelSource(spec, repo_id, path, "hub", revision=sha or (None if out else path.name))
-        except GatedRepoError:
-            raise UnknownModelSpecError(
-                f"{repo_id}: gated repository — accept its licence on the Hub and set HF_TOKEN"
-            ) from None
-        except RepositoryNotFoundError:
-            raise UnknownModelSpecError(f"{repo_id}: not found (or private: set HF_TOKEN) — check the id") from None
-        except RevisionNotFoundError:
-            raise UnknownModelSpecError(f"{repo_id}: revision {revision!r} not found") from None
-        except LocalEntryNotFoundError:
-            raise UnknownModelSpecError(
-                f"{repo_id}: not in the local Hugging Face cache and the Hub cannot be reached"
-                + (" (HF_HUB_OFFLINE is set)" if _offline() else "")
-            ) from None
-        except DiskSpaceError:
+        except (UnknownModelSpecError, DiskSpaceError):
             raise
         except Exception as exc:  # noqa: BLE001 - network errors of any HTTP stack: retry, resuming
+            if is_disk_full(exc):
+                raise DiskSpaceError(
+                    f"disk full while downloading {repo_id} into {_target(out, kwargs)}: free space (or point "
+                    "HF_HUB_CACHE / --out at a larger disk) and run again — the partial file resumes"
+                ) from None
             if attempt == attempts:
                 raise UnknownModelSpecError(f"{repo_id}: download failed after {attempts} attempts: {exc}") from None
     raise AssertionError("unreachable")
+
+
+def open_hub_stream(repo_id: str, revision: str | None = None, *, spec: str | None = None) -> ModelSource:
+    """Prepare a Hub model for analysis while it downloads: small files (config, index, tokenizer) are
+    fetched now, each missing shard's header is read by HTTP Range, and the shards themselves are left to a
+    ShardFetcher (`source.pending`). Offline, or with everything cached, this is `download`."""
+    from huggingface_hub import snapshot_download
+
+    from .remote import PendingShard, read_remote_header
+
+    spec = spec or (f"{repo_id}@{revision}" if revision else repo_id)
+    if _offline():
+        return download(repo_id, revision, spec=spec)
+    kwargs = _hub_kwargs(revision, None)
+    with _hub_errors(repo_id, revision):
+        plan = _plan(repo_id, kwargs, _target(None, kwargs))
+    pending = sorted(  # in file order: the dry run lists them in whatever order its threads finished
+        PendingShard(f.filename, str(f.local_path), int(f.file_size or 0))
+        for f in plan or []
+        if f.filename.endswith(".safetensors") and f.will_download
+    )
+    if not plan or not pending:
+        return download(repo_id, revision, spec=spec)
+    sha = plan[0].commit_hash
+    small = dict(kwargs, revision=sha, allow_patterns=[p for p in HUB_ALLOW_PATTERNS if p != "*.safetensors"])
+    with _hub_errors(repo_id, revision):
+        path = Path(snapshot_download(repo_id, **small))
+    path.mkdir(parents=True, exist_ok=True)
+    headers = {s.filename: read_remote_header(repo_id, s, sha, kwargs["endpoint"]) for s in pending}
+    fetch = {k: kwargs[k] for k in ("endpoint", "cache_dir", "local_dir")}
+    return ModelSource(spec, repo_id, path, "hub", revision=sha, pending=tuple(pending), remote=headers, fetch=fetch)

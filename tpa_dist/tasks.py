@@ -60,6 +60,18 @@ class MatrixTask:
         return float(m) * n * n + 4.0 * n**3
 
 
+def task_paths(task: MatrixTask) -> set[str]:
+    """Every file a task reads: its shard, and those of its FP8 scale or GPTQ/AWQ companions."""
+    region = task.region
+    paths = {region.path}
+    if region.scale is not None:
+        paths.add(region.scale.path)
+    packed = region.packed
+    if packed is not None:
+        paths |= {t.path for t in (packed.qweight, packed.qzeros, packed.scales, packed.g_idx) if t is not None}
+    return paths
+
+
 def tasks_for_tensor(model_id: str, revision: str, t: TensorInfo) -> Iterator[MatrixTask]:
     """One task per 2-D matrix, one per expert slice of a 3-D expert tensor, one stats task otherwise."""
     common = dict(
