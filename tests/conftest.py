@@ -82,12 +82,12 @@ SEED_COLUMNS = [
 ]  # the seed tool's CSV
 
 
-def start_slow_submit(db: Path, out: Path, **popen: object):
+def start_slow_submit(db: Path, out: Path, extra_env: dict[str, str] | None = None, **popen: object):
     """`tpa-dist submit` of tiny-mixtral in a subprocess, one worker, every task slowed (for fault tests)."""
     import subprocess
     import sys
 
-    env = dict(os.environ, TPA_DIST_INJECT_DELAY_S="0.25", RAY_AUTH_MODE="disabled")
+    env = dict(os.environ, TPA_DIST_INJECT_DELAY_S="0.25", RAY_AUTH_MODE="disabled", **(extra_env or {}))
     cmd = [
         sys.executable,
         "-m",

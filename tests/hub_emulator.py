@@ -18,7 +18,9 @@ class HubEmulator:
         self, repos: dict[str, Path], gated: dict[str, str] | None = None, bandwidth: float | None = None
     ) -> None:
         self.repos = repos
-        self.bandwidth = bandwidth  # bytes/s of every file body sent (None: unthrottled)
+        self.bandwidth = bandwidth  # bytes/s of the whole link, shared by every transfer (None: unthrottled)
+        self._link_free_at = 0.0  # when the throttled link has sent everything queued so far
+        self._link_lock = threading.Lock()
         self._etags: dict[tuple[Path, int, int], str] = {}  # repo id -> folder (every file in it is a repo file)
         self.gated = gated or {}  # repo id -> the token that opens it
         self.log: list[tuple[str, str, bool, str]] = []  # method, path, token sent?, Range header
@@ -42,6 +44,18 @@ class HubEmulator:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def pace(self, nbytes: int) -> None:
+        """Hold a transfer until the shared link could have carried its `nbytes` (token bucket of one link)."""
+        if not self.bandwidth:
+            return
+        import time
+
+        with self._link_lock:
+            now = time.monotonic()
+            self._link_free_at = max(now, self._link_free_at) + nbytes / self.bandwidth
+            until = self._link_free_at
+        time.sleep(max(0.0, until - time.monotonic()))
 
     def etag(self, path: Path) -> str:
         st = path.stat()
@@ -75,7 +89,6 @@ class HubEmulator:
 
             def _send_file(self, code: int, path: Path, start: int, length: int, headers: dict) -> None:
                 """Stream `length` bytes of `path` from `start`, at the emulator's bandwidth if throttled."""
-                import time
 
                 self.send_response(code)
                 for k, v in headers.items():
@@ -84,20 +97,17 @@ class HubEmulator:
                 self.end_headers()
                 if self.command == "HEAD":
                     return
-                t0, sent = time.monotonic(), 0
+                sent = 0
                 with open(path, "rb") as fh:
                     fh.seek(start)
                     while sent < length:
                         chunk = fh.read(min(1 << 20, length - sent))
+                        hub.pace(len(chunk))
                         try:
                             self.wfile.write(chunk)
                         except (BrokenPipeError, ConnectionResetError):
                             return
                         sent += len(chunk)
-                        if hub.bandwidth:
-                            ahead = sent / hub.bandwidth - (time.monotonic() - t0)
-                            if ahead > 0:
-                                time.sleep(ahead)
 
             def _error(self, code: int, error_code: str, message: str) -> None:
                 self._send(

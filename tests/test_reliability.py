@@ -193,3 +193,59 @@ def test_disk_full_while_downloading_keeps_the_rest(ray_session, synth_models, t
     ).fetchall()
     con.close()
     assert statuses == [("ok", 3)]  # the error row was replaced, nothing duplicated
+
+
+def _whole_batches(db) -> tuple[int, int]:
+    """(stored rows, distinct keys) after checking that every stored matrix row has its spectrum and vice versa."""
+    con = duckdb.connect(str(db), read_only=True)  # opens after a SIGKILL
+    rows, keys = con.execute("SELECT count(*), count(DISTINCT matrix_key) FROM matrix_analysis").fetchone()
+    orphans = con.execute(
+        "SELECT (SELECT count(*) FROM matrix_analysis a WHERE a.kind = 'matrix' AND a.status = 'ok' AND NOT EXISTS "
+        "(SELECT 1 FROM spectra s WHERE s.matrix_key = a.matrix_key)) + (SELECT count(*) FROM spectra s WHERE NOT "
+        "EXISTS (SELECT 1 FROM matrix_analysis a WHERE a.matrix_key = s.matrix_key))"
+    ).fetchone()[0]
+    con.close()
+    assert orphans == 0, "a batch was half-written"
+    return rows, keys
+
+
+def test_driver_killed_at_random_points_while_writing(ray_session, tmp_path):
+    """SIGKILL at random moments inside open write transactions (each write held open for 0.4 s by fault
+    injection): the database opens with whole batches only, and the next submit completes without duplicates."""
+    import os
+    import random
+    import time
+
+    seed = int(os.environ.get("TPA_DIST_TEST_SEED", time.time_ns() % 2**31))
+    rng = random.Random(seed)
+    db = tmp_path / "kill.duckdb"
+    marker = tmp_path / "kill.duckdb.writing"
+    mid_write = 0
+    for cycle in range(3):
+        proc = start_slow_submit(
+            db,
+            tmp_path / "out",
+            {"TPA_DIST_INJECT_WRITE_PAUSE_S": "0.4"},
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.0, 4.0))  # a random moment, then the next write in progress
+        deadline = time.monotonic() + 120
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if proc.poll() is None:
+            time.sleep(rng.uniform(0.0, 0.35))  # a random point inside the open transaction
+            mid_write += marker.exists()
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        marker.unlink(missing_ok=True)
+        rows, keys = _whole_batches(db)
+        assert rows == keys <= 41, f"seed {seed}, cycle {cycle}: duplicates or too many rows"
+    assert mid_write >= 2, f"seed {seed}: only {mid_write} kill(s) landed inside a write"
+    stored, _ = _whole_batches(db)
+    resumed = submit(
+        Job(models=("synth:tiny-mixtral",), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False)
+    )
+    assert resumed.ok and resumed.reused == stored and resumed.done == 41 - stored, f"seed {seed}"
+    assert _whole_batches(db) == (41, 41)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -175,6 +177,23 @@ class Store:
             self._run("store/insert_batch.sql", {})
             self.con.unregister("batch_rows")
             self.con.unregister("batch_spectra")
+            _inject_write_pause(self.path)
+        _inject_write_pause(self.path, done=True)
+
+
+def _inject_write_pause(db: Path, done: bool = False) -> None:
+    """Fault injection for the tests: with TPA_DIST_INJECT_WRITE_PAUSE_S set, every batch write pauses inside its
+    open transaction (inserted, not committed) while the file `{db}.writing` exists, so a test can SIGKILL the
+    driver in the middle of a write."""
+    pause = os.environ.get("TPA_DIST_INJECT_WRITE_PAUSE_S")
+    if not pause:
+        return
+    marker = Path(f"{db}.writing")
+    if done:
+        marker.unlink(missing_ok=True)
+        return
+    marker.touch()
+    time.sleep(float(pause))
 
 
 class _Transaction:
