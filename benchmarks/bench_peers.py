@@ -1,10 +1,12 @@
-"""CPU benchmark on a shape-accurate qwen3-0.6b checkpoint: tpa-dist side by side with its peers.
+"""tpa-dist side by side with its peers on a shape-accurate checkpoint (qwen3-0.6b on CPU, qwen3-4b on a GPU).
 
-Usage: python benchmarks/bench_cpu.py [--preset qwen3-0.6b] [--runs 3] [--out benchmarks/results/cpu.json]
+Usage: python benchmarks/bench_peers.py [--preset qwen3-0.6b] [--runs 3] [--device cpu|cuda] [--out FILE]
 Methods, same matrices, same run, medians of --runs:
-  seed     the seed tool: whole model to float32 in RAM, torch.linalg.svd + rank count per matrix
-  ww       weightwatcher.analyze() on the same folder (it skips matrices with a side > 50,000: the embedding)
-  tpa      tpa-dist submit on a local Ray (2 single-threaded workers; Ray start-up reported separately)
+  seed     the seed tool: whole model to float32 in RAM, torch.linalg.svd + rank count per matrix (on --device)
+  ww       weightwatcher.analyze() on the same folder (it skips matrices with a side > 50,000: the embedding;
+           it uses torch on CUDA by itself when a GPU is visible)
+  tpa      tpa-dist submit on a local Ray (one single-threaded worker per core; with a GPU, 4 GPU workers
+           sharing it plus CPU workers; Ray start-up reported separately)
   tpa1x2   tpa-dist submit with 1 worker of 2 BLAS threads
   tpa1x1   tpa-dist submit with 1 single-threaded worker (scaling: 1 worker vs 2)
   floor    tpa-dist's own per-matrix routine in one process with all cores' BLAS threads, no Ray
@@ -36,7 +38,7 @@ t0 = time.perf_counter()
 if method == "seed":
     import torch
     torch.set_num_threads(os.cpu_count())
-    out["matrices"] = len(seed_method(folder))
+    out["matrices"] = len(seed_method(folder, device=sys.argv[5]))
 elif method == "ww":
     logging.disable(logging.WARNING)
     import weightwatcher as ww
@@ -64,17 +66,24 @@ else:
     s = submit(Job(models=(folder,), db=db, output_dir=sys.argv[4], num_workers=workers,
                    threads_per_worker=threads, progress=False, force=True, embedding=False))
     assert s.ok, s.describe()
-    out.update(tasks=s.done, analysis_s=s.seconds, ray_startup_s=ray_s)
+    import duckdb
+    con = duckdb.connect(db, read_only=True)
+    devices = dict(con.execute("SELECT device, count(*) FROM matrix_analysis GROUP BY 1").fetchall())
+    con.close()
+    out.update(tasks=s.done, analysis_s=s.seconds, ray_startup_s=ray_s, devices=devices)
 out["wall_s"] = time.perf_counter() - t0 - out.get("ray_startup_s", 0.0)
 out["peak_rss_mib"] = peak_rss_mib()
 print("RESULT " + json.dumps(out))
 """
 
 
-def run_once(method: str, folder: Path, work: str) -> dict:
+def run_once(method: str, folder: Path, work: str, device: str = "cpu") -> dict:
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, method, str(folder), str(ROOT), work], capture_output=True, text=True, env=env
+        [sys.executable, "-c", CHILD, method, str(folder), str(ROOT), work, device],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
@@ -89,6 +98,7 @@ def main() -> None:
     ap.add_argument("--methods", default="seed,ww,tpa,tpa1x2,floor")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu_qwen3-0.6b.json"))
     ap.add_argument("--merge", action="store_true", help="keep other methods' results already in --out")
+    ap.add_argument("--device", default="cpu", help="where the seed's method runs its SVDs (cpu or cuda)")
     args = ap.parse_args()
     from tpa_dist.sources import cache_dir
     from tpa_dist.synth import write_synthetic
@@ -101,6 +111,7 @@ def main() -> None:
     n_matrices = sum(t.kind == "matrix" for i in open_model(folder).tensors() for t in tasks_for_tensor("m", "r", i))
     results: dict[str, object] = {
         "preset": args.preset,
+        "device": args.device,
         "cpus": os.cpu_count(),
         "bytes": nbytes,
         "runs": args.runs,
@@ -110,9 +121,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for method in args.methods.split(","):
             runs = []
-            for i in range(args.runs):
-                runs.append(run_once(method, folder, work))
-                print(time.strftime("%H:%M:%S"), method, i, runs[-1], flush=True)
+            try:
+                for i in range(args.runs):
+                    runs.append(run_once(method, folder, work, args.device))
+                    print(time.strftime("%H:%M:%S"), method, i, runs[-1], flush=True)
+            except RuntimeError as exc:  # one method failing (e.g. Ray on an odd machine) keeps the others
+                print(exc, flush=True)
+                results["methods"][method] = {"error": str(exc)[-3000:]}
+                continue
             wall = statistics.median(r["wall_s"] for r in runs)
             matrices = runs[0].get("matrices", n_matrices)
             results["methods"][method] = {
@@ -128,9 +144,9 @@ def main() -> None:
         previous = json.loads(Path(args.out).read_text())["methods"]
         results["methods"] = {**previous, **results["methods"]}
     m = results["methods"]
-    if "tpa" in m:
+    if "wall_s_median" in m.get("tpa", {}):
         for other in ("seed", "ww", "floor", "tpa1x2", "tpa1x1"):
-            if other in m:
+            if "wall_s_median" in m.get(other, {}):
                 results[f"tpa_speedup_vs_{other}"] = m[other]["wall_s_median"] / m["tpa"]["wall_s_median"]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
