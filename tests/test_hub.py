@@ -227,3 +227,29 @@ def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path):
     ).fetchall()
     con.close()
     assert dict(statuses).get("ok") == summary.total and set(dict(statuses)) == {"ok"}
+
+
+def test_pickle_only_repo_is_refused_without_fetching_it(ray_session, hub, tmp_path):
+    pickles = tmp_path / "pickles"
+    pickles.mkdir()
+    (pickles / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (pickles / "pytorch_model.bin").write_bytes(b"PK pickle, must never be requested")
+    hub.repos["org/old-llama"] = pickles
+    job = Job(
+        models=("org/old-llama", "org/tiny-llama"),
+        db=str(tmp_path / "p.duckdb"),
+        output_dir=str(tmp_path / "o"),
+        progress=False,
+        embedding=False,
+    )
+    summary = submit(job)
+    (failure,) = summary.failures
+    assert "org/old-llama" in failure and "only pickle weights on the Hub (pytorch_model.bin)" in failure, failure
+    assert "never downloads or unpickles" in failure and "refs/pr/N" in failure
+    assert not [p for m, p, _, _ in hub.log if m == "GET" and p.endswith(".bin")]
+    con = duckdb.connect(job.db, read_only=True)
+    ok = con.execute(
+        "SELECT count(*) FROM matrix_analysis WHERE model_id = 'org/tiny-llama' AND status = 'ok'"
+    ).fetchone()
+    con.close()
+    assert ok[0] > 0  # the other model of the same submit ran

@@ -131,6 +131,7 @@ class Scheduler:
     ) -> None:
         self.pools = pools
         self.gate = gate  # file path -> 'ready', None (still downloading) or why it never will be
+        self._batch_paths: dict[int, tuple[list, frozenset[str]]] = {}
         self.block_bytes = block_bytes
         self.on_results = on_results
         self.on_idle = on_idle
@@ -178,7 +179,12 @@ class Scheduler:
         return unclaimed if unclaimed is not None else steal
 
     def _states(self, batch: list[MatrixTask]) -> set[str | None]:
-        return {self.gate(p) for t in batch for p in task_paths(t)} if self.gate else {"ready"}
+        if self.gate is None:
+            return {"ready"}
+        entry = self._batch_paths.get(id(batch))
+        if entry is None:  # once per batch (the queue is scanned on every launch); holding it keeps its id unique
+            entry = self._batch_paths[id(batch)] = (batch, frozenset(p for t in batch for p in task_paths(t)))
+        return {self.gate(p) for p in entry[1]}
 
     def _waiting(self, batch: list[MatrixTask]) -> bool:
         return None in self._states(batch)

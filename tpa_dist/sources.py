@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DiskSpaceError, UnknownModelSpecError
+from .errors import DiskSpaceError, UnknownModelSpecError, UnsupportedFormatError
 from .remote import is_disk_full
 
 #: What the analysis reads from a Hub repo; weights in pickle formats are never fetched.
@@ -147,6 +147,26 @@ def _plan(repo_id: str, kwargs: dict, target: Path) -> list | None:
     return plan
 
 
+def _refuse_pickle_only(repo_id: str, revision: str | None, endpoint: str | None) -> None:
+    """A repo without safetensors: say so before fetching anything, naming its pickle files if it has some."""
+    import fnmatch
+
+    from huggingface_hub import HfApi
+
+    from .catalog import PICKLE_PATTERNS
+
+    files = HfApi(endpoint=endpoint).list_repo_files(repo_id, revision=revision)
+    pickles = sorted(f for f in files if any(fnmatch.fnmatch(f.rsplit("/", 1)[-1], p) for p in PICKLE_PATTERNS))
+    if pickles:
+        raise UnsupportedFormatError(
+            f"{repo_id}@{revision}",
+            f"only pickle weights on the Hub ({', '.join(pickles[:3])}); tpa-dist never downloads or unpickles "
+            "them. Use a revision with safetensors (the Hub's conversion bot opens one as a pull request: "
+            f"{repo_id}@refs/pr/N) or convert in a sandbox you trust",
+        )
+    raise UnsupportedFormatError(f"{repo_id}@{revision}", "no *.safetensors weights in this repository")
+
+
 def _target(out: str | Path | None, kwargs: dict) -> Path:
     return Path(out) if out else Path(kwargs["cache_dir"] or Path.home() / ".cache" / "huggingface")
 
@@ -173,9 +193,11 @@ def download(
             with _hub_errors(repo_id, revision):
                 plan = None if _offline() else _plan(repo_id, kwargs, _target(out, kwargs))
                 sha = plan[0].commit_hash if plan else None
+                if plan is not None and not any(f.filename.endswith(".safetensors") for f in plan):
+                    _refuse_pickle_only(repo_id, sha or revision, kwargs["endpoint"])
                 path = Path(snapshot_download(repo_id, **kwargs))
             return ModelSource(spec, repo_id, path, "hub", revision=sha or (None if out else path.name))
-        except (UnknownModelSpecError, DiskSpaceError):
+        except (UnknownModelSpecError, DiskSpaceError, UnsupportedFormatError):
             raise
         except Exception as exc:  # noqa: BLE001 - network errors of any HTTP stack: retry, resuming
             if is_disk_full(exc):
