@@ -21,6 +21,7 @@ from .catalog import open_model
 from .errors import TpaError
 from .jobs import Job
 from .progress import Progress, write_live_progress
+from .remote import Downloads, ShardFetcher
 from .scheduler import Scheduler, make_pools
 from .sources import ModelSource, resolve
 from .store import Store
@@ -111,7 +112,7 @@ class Driver:
         self.settings_id = self.settings.settings_id()
         self.summary = RunSummary(run_id=time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
         self.catalogs: list[tuple[str, str, object]] = []
-        self.fetchers: list = []  # remote.ShardFetcher per Hub model still downloading
+        self.downloads = Downloads()  # Hub shards still arriving while the analysis runs
 
     def _plan_model(self, store: Store, source: ModelSource) -> list[MatrixTask]:
         catalog = open_model(source.path, remote=source.remote)
@@ -151,7 +152,6 @@ class Driver:
         """Queue the download of the shards this run reads (pending tasks' files, the embedding's when
         clustering); the analysis of each starts as soon as it has arrived."""
         from .embedding import find_embeddings
-        from .remote import ShardFetcher
 
         needed = {p for t in todo for p in task_paths(t)}
         if self.job.embedding:
@@ -161,7 +161,7 @@ class Driver:
                 needed |= {t.path for t in wanted}
         shards = [s for s in source.pending if s.local_path in needed]
         if shards:
-            self.fetchers.append(ShardFetcher(source.model_id, source.revision, shards, source.fetch))
+            self.downloads.add(ShardFetcher(source.model_id, source.revision, shards, source.fetch))
 
     def plan(self, store: Store) -> list[MatrixTask]:
         """Catalog every model (headers only); a bad model is recorded and skipped, never fatal."""
@@ -203,8 +203,7 @@ class Driver:
             tasks = self.plan(store)
             status = "ok"
             t0 = time.perf_counter()
-            for fetcher in self.fetchers:  # downloads overlap Ray start-up and the analysis
-                fetcher.start()
+            self.downloads.start()  # downloads overlap Ray start-up and the analysis
             try:
                 embeddings = self._pending_embeddings(store) if self.job.embedding else []
                 if tasks or embeddings:  # a fully resumed run needs no Ray at all
@@ -212,12 +211,11 @@ class Driver:
                     t0 = time.perf_counter()
                 if tasks:
                     self._execute(store, tasks)
-                self._join_fetchers()
+                self.summary.failures += self.downloads.join()
                 if embeddings:
                     self._embeddings(store, embeddings)
             except KeyboardInterrupt:
-                for fetcher in self.fetchers:
-                    fetcher.stop()
+                self.downloads.stop()
                 status = "interrupted"
                 self.summary.failures.append(
                     "interrupted (Ctrl-C): stored batches are kept; run the same submit again to resume"
@@ -269,9 +267,8 @@ class Driver:
         settings = EmbeddingSettings(
             k_min=self.job.k_min, k_max=self.job.k_max, k_step=self.job.k_step, seed=self.job.seed
         )
-        gate = self._gate()
         for model_id, revision, catalog in pending:
-            missing = [m for t in find_embeddings(catalog) if (m := gate(t.path)) != "ready"]
+            missing = [m for t in find_embeddings(catalog) if (m := self.downloads.state(t.path)) != "ready"]
             if missing:
                 self.summary.failures.append(f"{model_id}: embedding analysis skipped: {missing[0]}")
                 continue
@@ -329,7 +326,8 @@ class Driver:
             if len(rows) >= FLUSH_ROWS or (rows and time.monotonic() - last_flush[0] >= FLUSH_SECONDS):
                 flush()
 
-        scheduler = Scheduler(pools, block_bytes, on_results, on_idle, self._gate() if self.fetchers else None)
+        gate = self.downloads.state if self.downloads else None
+        scheduler = Scheduler(pools, block_bytes, on_results, on_idle, gate)
         scheduler.plan(tasks)
         try:
             scheduler.run(lambda t, message: error_row(t, self.settings_id, message))
@@ -341,23 +339,6 @@ class Driver:
             progress.close()
             for actor in pools.all():
                 ray.kill(actor)
-
-    def _join_fetchers(self) -> None:
-        """Wait for the downloads; each shard that never arrived becomes one model-level failure."""
-        for fetcher in self.fetchers:
-            fetcher.join()
-            for message in sorted(set(fetcher.failures().values())):
-                self.summary.failures.append(f"model {fetcher.repo_id}: {message}")
-
-    def _gate(self):  # noqa: ANN202
-        """path -> 'ready' | None (downloading) | failure message, across this run's downloads."""
-        owner = {p: f for f in self.fetchers for p in f.paths()}
-
-        def gate(path: str) -> str | None:
-            fetcher = owner.get(path)
-            return "ready" if fetcher is None else fetcher.state(path)
-
-        return gate
 
     def _collect(self, results: list, rows: list, spectra: list, progress: Progress, reason: str | None) -> None:
         failed = nbytes = 0
@@ -374,7 +355,7 @@ class Driver:
             nbytes += row["nbytes"]
             if row["status"] == "error":
                 failed += 1
-                if not any(row["error"].endswith(m) for f in self.fetchers for m in f.failures().values()):
+                if not self.downloads.explains(row["error"]):
                     self.summary.failures.append(f"{row['model_id']}: {row['error']}")  # shards: once, at the end
             if sv is not None:
                 spectra.append((row, sv))

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DiskSpaceError, HeaderError
+from .errors import HeaderError
 from .safetensors_header import FileHeader, check_length, parse_header
 
 log = logging.getLogger("tpa_dist")
@@ -98,7 +98,6 @@ class ShardFetcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"fetch {repo_id}", daemon=True)
-        self.fetched_bytes = 0
 
     def start(self) -> ShardFetcher:
         self._thread.start()
@@ -117,9 +116,6 @@ class ShardFetcher:
         """Shard path -> why it was not downloaded."""
         with self._lock:
             return dict(self._failed)
-
-    def done(self) -> bool:
-        return not self._thread.is_alive()
 
     def stop(self) -> None:
         """Finish the current file, fetch no more (Ctrl-C)."""
@@ -152,12 +148,10 @@ class ShardFetcher:
             except Exception as exc:  # noqa: BLE001 - recorded per shard; the driver reports it
                 if is_disk_full(exc):
                     where = Path(shard.local_path).parent
-                    message = str(
-                        DiskSpaceError(
-                            f"disk full while downloading {self.repo_id}/{shard.filename} into {where}: free space "
-                            "(or point HF_HUB_CACHE at a larger disk) and run the same submit again — stored results "
-                            "are kept and the partial file resumes"
-                        )
+                    message = (
+                        f"disk full while downloading {self.repo_id}/{shard.filename} into {where}: free space (or "
+                        "point HF_HUB_CACHE at a larger disk) and run the same submit again — stored results are kept "
+                        "and the partial file resumes"
                     )
                     self._fail_rest(self.shards[i:], message)
                     return
@@ -165,8 +159,47 @@ class ShardFetcher:
                 continue
             with self._lock:
                 self._ready.add(shard.local_path)
-                self.fetched_bytes += shard.size
             log.info("%s: %s downloaded (%d/%d)", self.repo_id, shard.filename, i + 1, len(self.shards))
 
 
-__all__ = ["PendingShard", "ShardFetcher", "is_disk_full", "read_remote_header"]
+class Downloads:
+    """The background shard downloads of one run, across models: `state(path)` for the scheduler's gate."""
+
+    def __init__(self) -> None:
+        self.fetchers: list[ShardFetcher] = []
+        self._owner: dict[str, ShardFetcher] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.fetchers)
+
+    def add(self, fetcher: ShardFetcher) -> None:
+        self.fetchers.append(fetcher)
+        self._owner.update(dict.fromkeys(fetcher.paths(), fetcher))
+
+    def start(self) -> None:
+        for fetcher in self.fetchers:
+            fetcher.start()
+
+    def stop(self) -> None:
+        for fetcher in self.fetchers:
+            fetcher.stop()
+
+    def state(self, path: str) -> str | None:
+        """'ready' (a file not being downloaded is there already), None while coming, else why it never will."""
+        fetcher = self._owner.get(path)
+        return "ready" if fetcher is None else fetcher.state(path)
+
+    def explains(self, error: str) -> bool:
+        """True when a stored error row is one of the download failures (reported once per model instead)."""
+        return any(error.endswith(m) for f in self.fetchers for m in f.failures().values())
+
+    def join(self) -> list[str]:
+        """Wait for every download; one message per model and distinct failure."""
+        out = []
+        for fetcher in self.fetchers:
+            fetcher.join()
+            out += [f"model {fetcher.repo_id}: {m}" for m in sorted(set(fetcher.failures().values()))]
+        return out
+
+
+__all__ = ["Downloads", "PendingShard", "ShardFetcher", "is_disk_full", "read_remote_header"]
