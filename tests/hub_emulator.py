@@ -26,6 +26,7 @@ class HubEmulator:
         self.log: list[tuple[str, str, bool, str]] = []  # method, path, token sent?, Range header
         self.agents: list[tuple[str, str, str]] = []  # (method, path, User-Agent) of every request
         self.cut_once: set[str] = set()  # file names whose first GET is cut short
+        self.ignore_range = False  # act as a server that answers a Range request with the whole file (200)
         self.hold: dict[str, threading.Event] = {}  # file name -> whole-file GETs wait until the event is set
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -185,7 +186,7 @@ class HubEmulator:
                         "Accept-Ranges": "bytes",
                     }
                     start, end = 0, size - 1
-                    rng = self.headers.get("Range")
+                    rng = None if hub.ignore_range else self.headers.get("Range")
                     if rng and rng.startswith("bytes="):
                         first, _, last = rng[6:].partition("-")
                         start, end = int(first), min(int(last), size - 1) if last else size - 1

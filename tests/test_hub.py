@@ -9,6 +9,7 @@ import shutil
 import duckdb
 import pytest
 
+from tpa_dist.catalog import open_model
 from tpa_dist.driver import submit
 from tpa_dist.errors import UnknownModelSpecError
 from tpa_dist.jobs import Job
@@ -253,3 +254,33 @@ def test_pickle_only_repo_is_refused_without_fetching_it(ray_session, hub, tmp_p
     ).fetchone()
     con.close()
     assert ok[0] > 0  # the other model of the same submit ran
+
+
+def test_remote_headers_validated_and_read_without_the_data(hub, tmp_path):
+    """Shard headers come from the start of each file only, also from a server that ignores Range; a hostile
+    header length is refused before anything that long is read."""
+    import struct
+
+    from tpa_dist.errors import HeaderError
+    from tpa_dist.sources import open_hub_stream
+
+    hub.ignore_range = True
+    source = open_hub_stream("org/tiny-llama")
+    assert [s.filename for s in source.pending] == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    local = open_model(hub.repos["org/tiny-llama"])
+    for shard in source.pending:
+        assert source.remote[shard.filename].header_bytes == local.header(shard.filename).header_bytes
+        assert source.remote[shard.filename].path == shard.local_path
+    assert not list((tmp_path / "hf-cache").rglob("*.safetensors"))  # no shard data was stored
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.safetensors").write_bytes(struct.pack("<Q", 2**40) + b"{}" + b"\0" * 64)
+    hub.repos["org/bad"] = bad
+    with pytest.raises(
+        HeaderError, match=r"model\.safetensors: invalid safetensors header: header length 1099511627776 exceeds"
+    ):
+        open_hub_stream("org/bad")
