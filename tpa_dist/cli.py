@@ -23,6 +23,9 @@ def main(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
     )
+    if not verbose:  # one line per HTTP request drowns the progress lines; tpa-dist logs each shard it fetched
+        for name in ("httpx", "httpx2", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @main.command()

@@ -376,7 +376,15 @@ def error_row(task: MatrixTask, settings_id: str, message: str) -> dict:
 
 def submit(job: Job) -> RunSummary:
     """Analyze every model of `job` into its database; see RunSummary.ok for the outcome."""
-    summary = Driver(job).run()
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()  # huggingface_hub's per-file bars would fight ours; shards are logged instead
+    try:
+        summary = Driver(job).run()
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
     if summary.models:
         from .export import write_seed_csv
         from .report import write_report

@@ -7,6 +7,7 @@ import errno
 import logging
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +137,7 @@ class ShardFetcher:
             if self._stop.is_set():
                 self._fail_rest(self.shards[i:], "download stopped (interrupted)")
                 return
+            t0 = time.monotonic()
             try:
                 for attempt in range(1, 4):
                     try:
@@ -159,7 +161,16 @@ class ShardFetcher:
                 continue
             with self._lock:
                 self._ready.add(shard.local_path)
-            log.info("%s: %s downloaded (%d/%d)", self.repo_id, shard.filename, i + 1, len(self.shards))
+            seconds = max(time.monotonic() - t0, 1e-9)
+            log.info(
+                "%s: %s downloaded (%d/%d, %.1f MiB at %.1f MiB/s)",
+                self.repo_id,
+                shard.filename,
+                i + 1,
+                len(self.shards),
+                shard.size / 2**20,
+                shard.size / 2**20 / seconds,
+            )
 
 
 class Downloads:
