@@ -171,28 +171,40 @@ def main() -> None:
         f"{res['tpa_gpu_subset_s']:.1f}s -> {res['speedup_subset_end_to_end']:.1f}x"
     )
     try:
+        import duckdb
         import ray  # noqa: F401
 
         from tpa_dist.driver import submit
         from tpa_dist.jobs import Job
 
+        del worker
+        if dev == "cuda":
+            torch.cuda.empty_cache()  # the GPU actors plan with the card's free memory
+        db = Path(args.work) / "gpu.duckdb"
         t0 = time.perf_counter()
         summary = submit(
             Job(
                 models=(str(folder),),
-                db=str(Path(args.work) / "gpu.duckdb"),
+                db=str(db),
                 output_dir=str(Path(args.work) / "out"),
                 progress=False,
                 force=True,
+                embedding=False,  # matrices only, as the seed's method
             )
         )
         res["tpa_submit_wall_s"] = time.perf_counter() - t0
         res["tpa_submit_analysis_s"] = summary.seconds
         res["tpa_submit_ray_startup_s"] = summary.ray_startup_s
         res["tpa_submit_ok"] = summary.ok
-        log("submit:", summary.describe())
+        con = duckdb.connect(str(db), read_only=True)
+        res["tpa_submit_devices"] = dict(
+            con.execute("SELECT device, count(*) FROM matrix_analysis GROUP BY 1").fetchall()
+        )
+        con.close()
+        res["speedup_submit_vs_seed"] = res["seed_gpu_subset_s"] / summary.seconds
+        log("submit:", summary.describe(), res["tpa_submit_devices"])
     except ImportError:
-        res["tpa_submit"] = "ray not installed on this machine"
+        res["tpa_submit"] = "ray or duckdb not installed on this machine (see benchmarks/device_site.sh)"
     Path(args.out).write_text(
         json.dumps(res, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
     )

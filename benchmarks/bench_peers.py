@@ -99,11 +99,16 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cpu_qwen3-0.6b.json"))
     ap.add_argument("--merge", action="store_true", help="keep other methods' results already in --out")
     ap.add_argument("--device", default="cpu", help="where the seed's method runs its SVDs (cpu or cuda)")
+    ap.add_argument("--folder", help="an existing checkpoint of --preset (default: written into the cache)")
     args = ap.parse_args()
     from tpa_dist.sources import cache_dir
     from tpa_dist.synth import write_synthetic
 
-    folder = write_synthetic(args.preset, cache_dir() / "synth" / f"{args.preset}-seed0")
+    folder = (
+        Path(args.folder)
+        if args.folder
+        else write_synthetic(args.preset, cache_dir() / "synth" / f"{args.preset}-seed0")
+    )
     nbytes = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     from tpa_dist.catalog import open_model
     from tpa_dist.tasks import tasks_for_tensor

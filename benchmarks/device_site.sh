@@ -2,7 +2,7 @@
 # Build .whl/site.tar.xz: what the lent GPU machine's image lacks for `tpa-dist submit` and the peers
 # (ray, duckdb, weightwatcher and their missing needs), for its Python 3.12, in one archive under the device
 # tool's 64 MiB carry limit (Ray without its Java jars and dashboard web client: 48 MB). Run here, where pip works.
-# Usage: bash benchmarks/device_site.sh   then carry [".whl"] to benchmarks/gpu_submit.sh
+# Usage: bash benchmarks/device_site.sh   then carry [".whl"] to benchmarks/gpu_check.sh
 set -euo pipefail
 PY=${PY:-3.12}
 cd "$(dirname "$0")/.."
