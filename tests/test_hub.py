@@ -20,6 +20,17 @@ from .hub_emulator import HubEmulator
 DECOYS = ("pytorch_model.bin", "model.onnx", "weights.pt", "model.gguf", "logo.png")
 
 
+def _job(tmp_path, models: tuple[str, ...], name: str) -> Job:
+    """A matrices-only submit of `models` into tmp_path/NAME.duckdb."""
+    return Job(
+        models=models,
+        db=str(tmp_path / f"{name}.duckdb"),
+        output_dir=str(tmp_path / "o"),
+        progress=False,
+        embedding=False,
+    )
+
+
 @pytest.fixture()
 def hub(synth_models, tmp_path, monkeypatch):
     repo = tmp_path / "repo"
@@ -37,13 +48,7 @@ def hub(synth_models, tmp_path, monkeypatch):
 
 
 def test_submit_hub_id_end_to_end_without_decoys(ray_session, hub, tmp_path):
-    job = Job(
-        models=("org/tiny-llama",),
-        db=str(tmp_path / "h.duckdb"),
-        output_dir=str(tmp_path / "o"),
-        progress=False,
-        embedding=False,
-    )
+    job = _job(tmp_path, ("org/tiny-llama",), "h")
     summary = submit(job)
     assert summary.ok, summary.describe()
     requested = [path for _, path, _, _ in hub.log]
@@ -81,13 +86,7 @@ def test_missing_and_gated_repos_explained_token_never_leaks(ray_session, hub, t
     ):
         resolve("org/gated-gpt2")
     monkeypatch.setenv("HF_TOKEN", "hf_secret123")
-    job = Job(
-        models=("org/gated-gpt2", "org/missing"),
-        db=str(tmp_path / "g.duckdb"),
-        output_dir=str(tmp_path / "o"),
-        progress=False,
-        embedding=False,
-    )
+    job = _job(tmp_path, ("org/gated-gpt2", "org/missing"), "g")
     summary = submit(job)
     assert not summary.ok and "org/missing: not found" in summary.describe()  # the other model still ran
     con = duckdb.connect(job.db, read_only=True)
@@ -189,13 +188,7 @@ def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path):
 
     release = threading.Event()
     hub.hold["model-00002-of-00002.safetensors"] = release
-    job = Job(
-        models=("org/tiny-llama",),
-        db=str(tmp_path / "s.duckdb"),
-        output_dir=str(tmp_path / "o"),
-        progress=False,
-        embedding=False,
-    )
+    job = _job(tmp_path, ("org/tiny-llama",), "s")
     out: dict = {}
     runner = threading.Thread(target=lambda: out.update(summary=submit(job)), daemon=True)
     runner.start()
@@ -236,13 +229,7 @@ def test_pickle_only_repo_is_refused_without_fetching_it(ray_session, hub, tmp_p
     (pickles / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
     (pickles / "pytorch_model.bin").write_bytes(b"PK pickle, must never be requested")
     hub.repos["org/old-llama"] = pickles
-    job = Job(
-        models=("org/old-llama", "org/tiny-llama"),
-        db=str(tmp_path / "p.duckdb"),
-        output_dir=str(tmp_path / "o"),
-        progress=False,
-        embedding=False,
-    )
+    job = _job(tmp_path, ("org/old-llama", "org/tiny-llama"), "p")
     summary = submit(job)
     (failure,) = summary.failures
     assert "org/old-llama" in failure and "only pickle weights on the Hub (pytorch_model.bin)" in failure, failure
