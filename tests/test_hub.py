@@ -48,13 +48,20 @@ def hub(synth_models, tmp_path, monkeypatch):
 
 
 def test_submit_hub_id_end_to_end_without_decoys(ray_session, hub, tmp_path):
-    job = _job(tmp_path, ("org/tiny-llama",), "h")
-    summary = submit(job)
-    assert summary.ok, summary.describe()
+    """`HF_ENDPOINT=… tpa-dist submit --models org/tiny-llama` (the CLI, in-process)."""
+    from click.testing import CliRunner
+
+    from tpa_dist.cli import main
+
+    db = tmp_path / "h.duckdb"
+    args = ["submit", "--models", "org/tiny-llama", "--db", str(db), "--output-dir", str(tmp_path / "o")]
+    result = CliRunner().invoke(main, [*args, "--no-progress", "--no-embedding"])
+    assert result.exit_code == 0, result.output
+    assert "21/21 analyzed (0 reused from earlier runs), 0 failed" in result.output, result.output
     requested = [path for _, path, _, _ in hub.log]
     assert not [p for p in requested if p.endswith(DECOYS)], requested
     assert any(p.endswith("model-00001-of-00002.safetensors") for p in requested)
-    con = duckdb.connect(job.db, read_only=True)
+    con = duckdb.connect(str(db), read_only=True)
     revision = con.execute("SELECT revision FROM models WHERE model_id = 'org/tiny-llama'").fetchone()[0]
     n = con.execute(
         "SELECT count(*) FROM matrix_analysis WHERE model_id = 'org/tiny-llama' AND kind = 'matrix'"
