@@ -278,3 +278,19 @@ def test_remote_headers_validated_and_read_without_the_data(hub, tmp_path):
         HeaderError, match=r"model\.safetensors: invalid safetensors header: header length 1099511627776 exceeds"
     ):
         open_hub_stream("org/bad")
+
+
+def test_a_download_thread_that_ends_early_leaves_nothing_waiting():
+    from tpa_dist.remote import Downloads, PendingShard, ShardFetcher
+
+    class Silent(ShardFetcher):
+        def _run(self) -> None:  # ends without marking its shard ready or failed
+            pass
+
+    path = "/nowhere/model-00001-of-00001.safetensors"
+    downloads = Downloads()
+    downloads.add(Silent("org/x", "sha", [PendingShard("model-00001-of-00001.safetensors", path, 10)], {}))
+    assert downloads.state(path) is None and downloads.state("/elsewhere/local.safetensors") == "ready"
+    downloads.start()
+    downloads.join()
+    assert downloads.state(path) == "the download of org/x ended without model-00001-of-00001.safetensors"

@@ -108,10 +108,13 @@ class ShardFetcher:
         return {s.local_path for s in self.shards}
 
     def state(self, path: str) -> str | None:
+        ended = self._thread.ident is not None and not self._thread.is_alive()  # read first: no race with its last add
         with self._lock:
             if path in self._ready:
                 return "ready"
-            return self._failed.get(path)
+            if path in self._failed:
+                return self._failed[path]
+        return f"the download of {self.repo_id} ended without {Path(path).name}" if ended else None
 
     def failures(self) -> dict[str, str]:
         """Shard path -> why it was not downloaded."""
