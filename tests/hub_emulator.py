@@ -24,7 +24,7 @@ class HubEmulator:
         self._etags: dict[tuple[Path, int, int], str] = {}  # repo id -> folder (every file in it is a repo file)
         self.gated = gated or {}  # repo id -> the token that opens it
         self.log: list[tuple[str, str, bool, str]] = []  # method, path, token sent?, Range header
-        self.agents: list[tuple[str, str, str]] = []  # (method, path, User-Agent) of every request
+        self.agents: list[tuple[str, str, str, str]] = []  # (method, path, User-Agent, Range) of every request
         self.cut_once: set[str] = set()  # file names whose first GET is cut short
         self.ignore_range = False  # act as a server that answers a Range request with the whole file (200)
         self.hold: dict[str, threading.Event] = {}  # file name -> whole-file GETs wait until the event is set
@@ -134,7 +134,9 @@ class HubEmulator:
             def do_GET(self) -> None:  # noqa: N802
                 path = unquote(urlparse(self.path).path)
                 hub.log.append((self.command, path, "Authorization" in self.headers, self.headers.get("Range", "")))
-                hub.agents.append((self.command, path, self.headers.get("User-Agent", "")))
+                hub.agents.append(
+                    (self.command, path, self.headers.get("User-Agent", ""), self.headers.get("Range", ""))
+                )
                 parts = path.strip("/").split("/")
                 if parts[:2] == ["api", "models"]:
                     repo = self._repo(parts[2:])

@@ -183,7 +183,11 @@ def hub_nodes(work: Path) -> dict:
                 address=c.address,
             )
         )
-        agents = [(p, ua) for m, p, ua in hub.agents if m == "GET" and "/resolve/" in p and p.endswith(".safetensors")]
+        agents = [
+            (p, ua, rng)
+            for m, p, ua, rng in hub.agents
+            if m == "GET" and "/resolve/" in p and p.endswith(".safetensors")
+        ]
         ray.shutdown()
         c.shutdown()
     return {

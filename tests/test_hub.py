@@ -162,7 +162,7 @@ def test_download_command_into_a_plain_folder(hub, tmp_path):
 
 def test_two_nodes_fetch_only_their_own_shards(tmp_path):
     """Worker nodes that cannot see the driver's Hub cache fetch, one file at a time, exactly the shards of the
-    tasks they run (shard-local scheduling keeps a shard's tasks on one node)."""
+    tasks they run (shard-local scheduling keeps a shard's tasks on one node); the driver reads headers only."""
     import collections
     import re
 
@@ -174,10 +174,14 @@ def test_two_nodes_fetch_only_their_own_shards(tmp_path):
     for r in facts["rows"]:
         ran[r["node"]].add(r["shard"])
     fetched = collections.defaultdict(list)
-    for path, agent in facts["fetches"]:
+    driver = []
+    for path, agent, rng in facts["fetches"]:
         node = re.search(r"tpa-node/(\w+)", agent)
-        if node:  # the driver's own download carries no node tag
+        if node:
             fetched[node.group(1)].append(path.rsplit("/", 1)[1])
+        else:  # the driver: shard headers by Range only, no shard data (the nodes fetch their own)
+            driver.append((path.rsplit("/", 1)[1], rng))
+    assert driver and all(rng.startswith("bytes=0-") for _, rng in driver), driver
     assert len(ran) == 2 and len(fetched) == 2  # both worker nodes worked and fetched
     for node, shards in fetched.items():
         assert len(shards) == len(set(shards))  # each file once per node
@@ -294,3 +298,49 @@ def test_a_download_thread_that_ends_early_leaves_nothing_waiting():
     downloads.start()
     downloads.join()
     assert downloads.state(path) == "the download of org/x ended without model-00001-of-00001.safetensors"
+
+
+def test_a_node_fetches_an_fp8_weight_and_its_scale_from_two_shards(hub, tmp_path, monkeypatch):
+    """A worker that cannot see the files fetches every file its task reads — here an FP8 weight in shard 1 and
+    its block scales in shard 2 — and analyzes the dequantized matrix exactly."""
+    import json
+    from dataclasses import replace
+
+    import numpy as np
+    import scipy.linalg as sl
+    import torch
+    from safetensors.torch import save_file
+
+    from tpa_dist.actors import AnalysisWorker
+    from tpa_dist.sources import open_hub_stream
+    from tpa_dist.tasks import plan_tasks, task_paths
+
+    from .test_spectrum import _assert_spectrum_close
+
+    rng = np.random.default_rng(5)
+    w = torch.from_numpy(rng.standard_normal((64, 96)))
+    scale = torch.from_numpy(rng.uniform(0.01, 0.1, (2, 3))).float()
+    expanded = scale.repeat_interleave(32, 0).repeat_interleave(32, 1)
+    q = (w / expanded).to(torch.float8_e4m3fn)
+    repo = tmp_path / "fp8"
+    repo.mkdir()
+    name = "model.layers.0.mlp.down_proj.weight"
+    save_file({name: q}, str(repo / "model-00001-of-00002.safetensors"))
+    save_file({f"{name}_scale_inv": scale}, str(repo / "model-00002-of-00002.safetensors"))
+    weight_map = {name: "model-00001-of-00002.safetensors", f"{name}_scale_inv": "model-00002-of-00002.safetensors"}
+    (repo / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (repo / "config.json").write_text("{}")
+    hub.repos["org/fp8"] = repo
+    source = open_hub_stream("org/fp8")  # headers only: nothing of the shards is on disk
+    catalog = open_model(source.path, remote=source.remote)
+    (task,) = [
+        t for t in plan_tasks("org/fp8", source.revision, catalog.tensors(), catalog.config) if t.matrix_key == name
+    ]
+    task = replace(task, hub=("org/fp8", source.revision))
+    assert len(task_paths(task)) == 2
+    monkeypatch.setenv("TPA_DIST_NODE_CACHE", str(tmp_path / "nodes"))
+    ((row, sv),) = AnalysisWorker("s", 1e-8, 1 << 20, 1).analyze([task])
+    assert row["status"] == "ok", row["error"]
+    _assert_spectrum_close(sv, sl.svdvals((q.to(torch.float64) * expanded.double()).numpy()))
+    fetched = [p.rsplit("/", 1)[1] for m, p, ua, r in hub.agents if m == "GET" and "tpa-node" in ua and not r]
+    assert sorted(fetched) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]

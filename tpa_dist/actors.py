@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import analyze_task
-from .tasks import MatrixTask
+from .tasks import MatrixTask, relocate, task_paths
 
 INJECT_PREFIX = "TPA_DIST_"
 
@@ -90,29 +90,31 @@ class AnalysisWorker:
         return os.path.exists(path) and not (hidden and path.startswith(hidden))
 
     def _localize(self, task: MatrixTask) -> MatrixTask:
-        """A Hub model's shard this node cannot see is fetched (that one file) into the node's own cache."""
-        if task.hub is None or self._visible(task.region.path) or task.region.packed is not None:
+        """Every file of a Hub model's task that this node cannot see (its shard, and those of an FP8 scale or
+        GPTQ/AWQ companions) is fetched, that file alone, into the node's own cache."""
+        if task.hub is None:
             return task
-        from dataclasses import replace
-
+        missing = sorted(p for p in task_paths(task) if not self._visible(p))
+        if not missing:
+            return task
         from huggingface_hub import hf_hub_download
 
-        key = (task.hub, task.shard)
-        if key not in self._fetched:
-            cache = os.environ.get("TPA_DIST_NODE_CACHE")
-            self._fetched[key] = hf_hub_download(
-                task.hub[0],
-                task.shard,
-                revision=task.hub[1],
-                endpoint=os.environ.get("HF_ENDPOINT") or None,
-                cache_dir=os.path.join(cache, self.node) if cache else None,
-                user_agent={"tpa-node": self.node},
-            )
-        local = self._fetched[key]
-        scale = task.region.scale
-        if scale is not None and scale.path == task.region.path:
-            scale = replace(scale, path=local)
-        return replace(task, region=replace(task.region, path=local, scale=scale))
+        root = task.region.path[: -len(task.shard)]  # every path of a task is <snapshot>/<file in the repo>
+        cache = os.environ.get("TPA_DIST_NODE_CACHE")
+        moved = {}
+        for path in missing:
+            key = (task.hub, path)
+            if key not in self._fetched:
+                self._fetched[key] = hf_hub_download(
+                    task.hub[0],
+                    path[len(root) :],
+                    revision=task.hub[1],
+                    endpoint=os.environ.get("HF_ENDPOINT") or None,
+                    cache_dir=os.path.join(cache, self.node) if cache else None,
+                    user_agent={"tpa-node": self.node},
+                )
+            moved[path] = self._fetched[key]
+        return relocate(task, moved)
 
     def analyze(self, tasks: list[MatrixTask]) -> list[tuple[dict, np.ndarray | None]]:
         out = []

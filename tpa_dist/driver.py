@@ -88,6 +88,15 @@ def versions() -> dict[str, str]:
     return out
 
 
+def _multi_node() -> bool:
+    """Whether the work spreads over several nodes (Ray running, more than one live node with CPUs)."""
+    import ray
+
+    if not ray.is_initialized():
+        return False
+    return sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0) > 1
+
+
 def _start_ray(job: Job) -> float:
     import ray
 
@@ -112,7 +121,8 @@ class Driver:
         self.settings_id = self.settings.settings_id()
         self.summary = RunSummary(run_id=time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
         self.catalogs: list[tuple[str, str, object]] = []
-        self.downloads = Downloads()  # Hub shards still arriving while the analysis runs
+        self.streams: list[tuple[ModelSource, list[MatrixTask]]] = []  # Hub models with shards not downloaded
+        self.downloads = Downloads()  # those shards, arriving while the analysis runs
 
     def _plan_model(self, store: Store, source: ModelSource) -> list[MatrixTask]:
         catalog = open_model(source.path, remote=source.remote)
@@ -145,23 +155,22 @@ class Driver:
             log.warning("%s: %s", source.spec, catalog.config_error)
         todo = [t for t in tasks if t.matrix_key not in done]
         if source.pending:
-            self._fetch_later(store, source, catalog, todo)
+            self.streams.append((source, todo))
         return todo
 
-    def _fetch_later(self, store: Store, source: ModelSource, catalog: object, todo: list[MatrixTask]) -> None:
-        """Queue the download of the shards this run reads (pending tasks' files, the embedding's when
-        clustering); the analysis of each starts as soon as it has arrived."""
+    def _start_downloads(self, embeddings: list[tuple[str, str, object]], spread: bool) -> None:
+        """Fetch in the background the Hub shards this run reads: on one node, every pending task's (each is
+        analyzed as it lands); on a cluster only the embeddings' (the driver reads those itself), since workers
+        fetch their own shards on their nodes."""
         from .embedding import find_embeddings
 
-        needed = {p for t in todo for p in task_paths(t)}
-        if self.job.embedding:
-            wanted = find_embeddings(catalog)
-            done = store.done_embeddings(source.model_id, source.revision)
-            if self.job.force or not {t.name for t in wanted} <= done:
-                needed |= {t.path for t in wanted}
-        shards = [s for s in source.pending if s.local_path in needed]
-        if shards:
-            self.downloads.add(ShardFetcher(source.model_id, source.revision, shards, source.fetch))
+        needed = {t.path for _, _, catalog in embeddings for t in find_embeddings(catalog)}
+        for source, todo in self.streams:
+            paths = needed if spread else needed | {p for t in todo for p in task_paths(t)}
+            shards = [s for s in source.pending if s.local_path in paths]
+            if shards:
+                self.downloads.add(ShardFetcher(source.model_id, source.revision, shards, source.fetch))
+        self.downloads.start()
 
     def plan(self, store: Store) -> list[MatrixTask]:
         """Catalog every model (headers only); a bad model is recorded and skipped, never fatal."""
@@ -203,9 +212,10 @@ class Driver:
             tasks = self.plan(store)
             status = "ok"
             t0 = time.perf_counter()
-            self.downloads.start()  # downloads overlap Ray start-up and the analysis
             try:
                 embeddings = self._pending_embeddings(store) if self.job.embedding else []
+                # a cluster (an --address, or a multi-node Ray already running) fetches shards on its nodes
+                self._start_downloads(embeddings, spread=bool(self.job.address) or _multi_node())
                 if tasks or embeddings:  # a fully resumed run needs no Ray at all
                     self.summary.ray_startup_s = _start_ray(self.job)
                     t0 = time.perf_counter()

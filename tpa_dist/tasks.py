@@ -72,6 +72,26 @@ def task_paths(task: MatrixTask) -> set[str]:
     return paths
 
 
+def relocate(task: MatrixTask, moved: dict[str, str]) -> MatrixTask:
+    """The same task reading its files from new paths (`moved`: old path -> new), companions included."""
+    from dataclasses import replace
+
+    def at(obj):  # noqa: ANN001, ANN202 - a Region or TensorInfo
+        return replace(obj, path=moved.get(obj.path, obj.path)) if obj is not None else None
+
+    region = task.region
+    packed = region.packed
+    if packed is not None:
+        packed = replace(
+            packed,
+            qweight=at(packed.qweight),
+            qzeros=at(packed.qzeros),
+            scales=at(packed.scales),
+            g_idx=at(packed.g_idx),
+        )
+    return replace(task, region=replace(at(region), scale=at(region.scale), packed=packed))
+
+
 def tasks_for_tensor(model_id: str, revision: str, t: TensorInfo) -> Iterator[MatrixTask]:
     """One task per 2-D matrix, one per expert slice of a 3-D expert tensor, one stats task otherwise."""
     common = dict(
