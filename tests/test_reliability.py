@@ -3,6 +3,7 @@ and nothing else lost."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -127,33 +128,54 @@ def test_denormal_values_are_analyzed_exactly(tmp_path, dtype):
     assert res.singular_values[0] > 0
 
 
-def test_disk_full_while_downloading_keeps_the_rest(ray_session, synth_models, tmp_path, monkeypatch):
-    """A shard larger than the space left (a file-size limit on the driver) fails with a clear message; the
-    other model and the shards that arrived are analyzed; the next submit, with space, completes the model."""
+def _big_two_shard_repo(folder) -> None:
+    """A 2-shard model: two small matrices in shard 1, a 16 MiB one in shard 2."""
     import json
-    import resource
-    import shutil
 
     from .conftest import write_safetensors
-    from .hub_emulator import HubEmulator
 
-    big = tmp_path / "big"
-    big.mkdir()
+    folder.mkdir()
     rng = np.random.default_rng(0)
     small = {
         f"model.layers.0.mlp.{p}.weight": ("F32", rng.standard_normal((64, 48)).astype("<f4"), (64, 48))
         for p in ("gate_proj", "up_proj")
     }
-    write_safetensors(big / "model-00001-of-00002.safetensors", small)
+    write_safetensors(folder / "model-00001-of-00002.safetensors", small)
     large = {
         "model.layers.1.mlp.down_proj.weight": ("F32", rng.standard_normal((4096, 1024)).astype("<f4"), (4096, 1024))
     }
-    write_safetensors(big / "model-00002-of-00002.safetensors", large)
+    write_safetensors(folder / "model-00002-of-00002.safetensors", large)
     weight_map = {
         **dict.fromkeys(small, "model-00001-of-00002.safetensors"),
         **dict.fromkeys(large, "model-00002-of-00002.safetensors"),
     }
-    (big / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+@contextlib.contextmanager
+def _disk_of(nbytes: int):
+    """A disk with `nbytes` left, for this process: a file-size limit, writes past it failing with EFBIG."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+
+
+def test_disk_full_while_downloading_keeps_the_rest(ray_session, synth_models, tmp_path, monkeypatch):
+    """A shard larger than the space left (a file-size limit on the driver) fails with a clear message; the
+    other model and the shards that arrived are analyzed; the next submit, with space, completes the model."""
+    import shutil
+
+    from .hub_emulator import HubEmulator
+
+    big = tmp_path / "big"
+    _big_two_shard_repo(big)
     ok_repo = tmp_path / "ok"
     shutil.copytree(synth_models["tiny-gpt2"], ok_repo)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
@@ -162,14 +184,8 @@ def test_disk_full_while_downloading_keeps_the_rest(ray_session, synth_models, t
     job = Job(models=("org/big", "org/ok"), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False)
     with HubEmulator({"org/big": big, "org/ok": ok_repo}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, hard))  # 16 MiB shard, 8 MiB "disk"
-        try:
+        with _disk_of(8 << 20):  # 16 MiB shard, 8 MiB "disk"
             full = submit(job)
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-            signal.signal(signal.SIGXFSZ, old)
         failures = "\n".join(full.failures)
         assert "disk full while downloading org/big/model-00002-of-00002.safetensors" in failures
         assert "run the same submit again" in failures and len(full.failures) == 1, failures
@@ -249,3 +265,30 @@ def test_driver_killed_at_random_points_while_writing(ray_session, tmp_path):
     )
     assert resumed.ok and resumed.reused == stored and resumed.done == 41 - stored, f"seed {seed}"
     assert _whole_batches(db) == (41, 41)
+
+
+def test_disk_full_in_the_download_command_is_named(tmp_path, monkeypatch):
+    """`tpa-dist download` (snapshot_download, parallel files) on a disk that fills up: DiskSpaceError naming the
+    repo and the folder, after no retries; with space, the same call completes (the partial file resumes)."""
+    from tpa_dist.errors import DiskSpaceError
+    from tpa_dist.sources import download
+
+    from .hub_emulator import HubEmulator
+
+    big = tmp_path / "big"
+    _big_two_shard_repo(big)
+    out = tmp_path / "plain"
+    monkeypatch.setenv(
+        "HF_HUB_CACHE", str(tmp_path / "hf-cache")
+    )  # a model cached earlier would be copied, not fetched
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with HubEmulator({"org/big": big}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        with _disk_of(8 << 20), pytest.raises(DiskSpaceError, match=rf"disk full while downloading org/big into {out}"):
+            download("org/big", out=out)
+        gets = [p for m, p, _, r in hub.log if m == "GET" and p.endswith("model-00002-of-00002.safetensors")]
+        assert len(gets) == 1  # a full disk is not retried
+        source = download("org/big", out=out)
+    assert (source.path / "model-00002-of-00002.safetensors").stat().st_size == (
+        big / "model-00002-of-00002.safetensors"
+    ).stat().st_size
