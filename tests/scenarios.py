@@ -26,59 +26,37 @@ def _rows(db: str) -> list[dict]:
     return out
 
 
+def _job(work: Path, name: str, models: tuple[str, ...], **options: object):  # noqa: ANN202 - a tpa_dist Job
+    """A matrices-only, quiet submit of `models` into work/NAME.duckdb."""
+    from tpa_dist.jobs import Job
+
+    return Job(
+        models=models,
+        db=str(work / f"{name}.duckdb"),
+        output_dir=str(work / f"out-{name}"),
+        progress=False,
+        embedding=False,
+        **options,
+    )
+
+
 def gpu_fallback(work: Path) -> dict:
     """Fake GPU resources: injected CUDA OOM above N bytes, and the planner's memory routing."""
     import ray
 
     from tpa_dist.driver import submit
-    from tpa_dist.jobs import Job
 
     ray.init(num_cpus=3, num_gpus=1, include_dashboard=False, log_to_driver=False)
     os.environ["TPA_DIST_FAKE_GPU"] = "1"
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = str(1 << 30)
     os.environ["TPA_DIST_INJECT_OOM_BYTES"] = "10000"
-    oom = submit(
-        Job(
-            models=("synth:tiny-llama",),
-            db=str(work / "oom.duckdb"),
-            output_dir=str(work / "o1"),
-            progress=False,
-            embedding=False,
-            gpus_per_worker=1.0,
-        )
-    )
+    oom = submit(_job(work, "oom", ("synth:tiny-llama",), gpus_per_worker=1.0))
     del os.environ["TPA_DIST_INJECT_OOM_BYTES"]
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "400000"
-    planner = submit(
-        Job(
-            models=("synth:tiny-llama",),
-            db=str(work / "plan.duckdb"),
-            output_dir=str(work / "o2"),
-            progress=False,
-            embedding=False,
-            gpus_per_worker=1.0,
-        )
-    )
+    planner = submit(_job(work, "plan", ("synth:tiny-llama",), gpus_per_worker=1.0))
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "1600000"  # 4 workers share it: 400000 each, as above
-    shared = submit(
-        Job(
-            models=("synth:tiny-llama",),
-            db=str(work / "shared.duckdb"),
-            output_dir=str(work / "o4"),
-            progress=False,
-            embedding=False,
-        )
-    )
-    cpu_only = submit(
-        Job(
-            models=("synth:tiny-llama",),
-            db=str(work / "cpu.duckdb"),
-            output_dir=str(work / "o3"),
-            progress=False,
-            embedding=False,
-            cpu_only=True,
-        )
-    )
+    shared = submit(_job(work, "shared", ("synth:tiny-llama",)))
+    cpu_only = submit(_job(work, "cpu", ("synth:tiny-llama",), cpu_only=True))
     return {
         "ok": [oom.ok, planner.ok, cpu_only.ok, shared.ok],
         "shared": _rows(str(work / "shared.duckdb")),
@@ -94,37 +72,19 @@ def cluster(work: Path) -> dict:
     from ray.cluster_utils import Cluster
 
     from tpa_dist.driver import submit
-    from tpa_dist.jobs import Job
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     c.wait_for_nodes()
     ray.init(address=c.address, log_to_driver=False)
-    spread = submit(
-        Job(
-            models=("synth:tiny-mixtral",),
-            db=str(work / "spread.duckdb"),
-            output_dir=str(work / "o1"),
-            progress=False,
-            embedding=False,
-            address=c.address,
-        )
-    )
+    spread = submit(_job(work, "spread", ("synth:tiny-mixtral",), address=c.address))
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
     # node removal: slow tasks, remove one worker node while the run is in flight
     os.environ["TPA_DIST_INJECT_DELAY_S"] = "0.15"
     spare = c.add_node(num_cpus=1)
     c.wait_for_nodes()
     result: dict = {}
-    job = Job(
-        models=("synth:tiny-gpt2", "synth:tiny-llama"),
-        db=str(work / "removed.duckdb"),
-        output_dir=str(work / "o2"),
-        progress=False,
-        embedding=False,
-        address=c.address,
-        num_workers=3,
-    )
+    job = _job(work, "removed", ("synth:tiny-gpt2", "synth:tiny-llama"), address=c.address, num_workers=3)
     thread = threading.Thread(target=lambda: result.setdefault("summary", submit(job)))
     thread.start()
     time.sleep(3.0)
@@ -155,7 +115,6 @@ def hub_nodes(work: Path) -> dict:
 
     from tests.hub_emulator import HubEmulator
     from tpa_dist.driver import submit
-    from tpa_dist.jobs import Job
     from tpa_dist.sources import cache_dir
     from tpa_dist.synth import write_synthetic
 
@@ -173,16 +132,7 @@ def hub_nodes(work: Path) -> dict:
             c.add_node(num_cpus=1)
         c.wait_for_nodes()
         ray.init(address=c.address, log_to_driver=False)
-        summary = submit(
-            Job(
-                models=("org/mixtral",),
-                db=str(work / "hub.duckdb"),
-                output_dir=str(work / "o"),
-                progress=False,
-                embedding=False,
-                address=c.address,
-            )
-        )
+        summary = submit(_job(work, "hub", ("org/mixtral",), address=c.address))
         agents = [
             (p, ua, rng)
             for m, p, ua, rng in hub.agents

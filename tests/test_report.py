@@ -80,45 +80,27 @@ def test_submit_writes_report_and_seed_csv(two_models):
 def test_csv_export_header_is_the_seed_columns(two_models, tmp_path):
     job, _ = two_models
     target = tmp_path / "t.csv"
-    res = CliRunner().invoke(
-        main,
-        ["export", "--db", job.db, "--format", "csv", "--table", "transformer_matrix_analysis", "--out", str(target)],
-    )
+
+    def export(*args: str):  # noqa: ANN202
+        return CliRunner().invoke(main, ["export", "--db", job.db, *args])
+
+    res = export("--format", "csv", "--table", "transformer_matrix_analysis", "--out", str(target))
     assert res.exit_code == 0, res.output
     with open(target) as fh:
         assert next(csv.reader(fh)) == SEED_COLUMNS
-    res = CliRunner().invoke(
-        main,
-        [
-            "export",
-            "--db",
-            job.db,
-            "--format",
-            "parquet",
-            "--query",
-            "SELECT matrix_key, singular_values FROM spectra",
-            "--out",
-            str(tmp_path / "s.pq"),
-        ],
+    res = export(
+        "--format",
+        "parquet",
+        "--query",
+        "SELECT matrix_key, singular_values FROM spectra",
+        "--out",
+        str(tmp_path / "s.pq"),
     )
     assert res.exit_code == 0
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "s.pq").num_rows > 0
-    res = CliRunner().invoke(
-        main,
-        [
-            "export",
-            "--db",
-            job.db,
-            "--format",
-            "json",
-            "--table",
-            "x; DROP TABLE runs",
-            "--out",
-            str(tmp_path / "x.json"),
-        ],
-    )
+    res = export("--format", "json", "--table", "x; DROP TABLE runs", "--out", str(tmp_path / "x.json"))
     assert res.exit_code == 2 and "no table or view" in res.output
 
 
