@@ -183,7 +183,7 @@ def main() -> None:
         db = Path(args.work) / "gpu.duckdb"
         t0 = time.perf_counter()
         summary = submit(
-            Job(
+            Job.create(
                 models=(str(folder),),
                 db=str(db),
                 output_dir=str(Path(args.work) / "out"),

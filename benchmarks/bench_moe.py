@@ -39,7 +39,7 @@ else:
     from tpa_dist.jobs import Job
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     t0 = time.perf_counter()
-    s = submit(Job(models=(folder,), db=os.path.join(sys.argv[4], f"{time.time_ns()}.duckdb"), output_dir=sys.argv[4],
+    s = submit(Job.create(models=(folder,), db=os.path.join(sys.argv[4], f"{time.time_ns()}.duckdb"), output_dir=sys.argv[4],
                    progress=False, force=True, embedding=False))
     assert s.ok, s.describe()
     out.update(tasks=s.done, analysis_s=s.seconds, wall_s=time.perf_counter() - t0)

@@ -63,7 +63,7 @@ else:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     ray_s = time.perf_counter() - t_ray
     db = os.path.join(sys.argv[4], f"{method}-{time.time_ns()}.duckdb")
-    s = submit(Job(models=(folder,), db=db, output_dir=sys.argv[4], num_workers=workers,
+    s = submit(Job.create(models=(folder,), db=db, output_dir=sys.argv[4], num_workers=workers,
                    threads_per_worker=threads, progress=False, force=True, embedding=False))
     assert s.ok, s.describe()
     import duckdb

@@ -26,7 +26,7 @@ from tpa_dist.synth_presets import preset
 
 
 def _job(model: str, work: Path, tag: str) -> Job:
-    return Job(
+    return Job.create(
         models=(model,),
         db=str(work / f"{tag}.duckdb"),
         output_dir=str(work / f"out-{tag}"),

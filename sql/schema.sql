@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS runs (
     host            VARCHAR,
     started_at      TIMESTAMP,
     finished_at     TIMESTAMP,
-    status          VARCHAR,      -- running | ok | failed | interrupted
+    status          VARCHAR,      -- running | ok | failed | interrupted | abandoned (its driver died)
     matrices_total  INTEGER,
     matrices_done   INTEGER,
     matrices_failed INTEGER,
@@ -111,7 +111,7 @@ CREATE TABLE IF NOT EXISTS matrix_analysis (
     log_spectral_norm   DOUBLE,
     log_alpha_norm      DOUBLE,
     entropy             DOUBLE,
-    status              VARCHAR NOT NULL,  -- ok | error
+    status              VARCHAR NOT NULL,  -- ok | error | skipped
     error               VARCHAR,
     method              VARCHAR,
     device              VARCHAR,
@@ -145,10 +145,11 @@ CREATE TABLE IF NOT EXISTS embedding_sweep (
     p_value    DOUBLE,
     inertia    DOUBLE,            -- SSW
     silhouette DOUBLE,            -- on a fixed-size sample
-    method     VARCHAR,           -- kmeans | minibatch_kmeans
+    method     VARCHAR,           -- kmeans (exact Lloyd to convergence, numpy) | kmeans_torch_gpu (the same in torch)
     seconds    DOUBLE,
     PRIMARY KEY (model_id, revision, tensor, k)
 );
+ALTER TABLE embedding_sweep ADD COLUMN IF NOT EXISTS iterations INTEGER;  -- Lloyd iterations of the kept start
 
 CREATE TABLE IF NOT EXISTS embedding_choice (
     model_id   VARCHAR NOT NULL,
@@ -164,6 +165,15 @@ CREATE TABLE IF NOT EXISTS embedding_choice (
     run_id     VARCHAR,
     PRIMARY KEY (model_id, revision, tensor)
 );
+-- rows: the rows clustered; vocab_rows: all rows of the matrix; excluded_rows: specials, unused, padding,
+-- all-zero and never-trained rows left out (listed in embedding_assignments.excluded)
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS vocab_rows BIGINT;
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS excluded_rows BIGINT;
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS include_special BOOLEAN;
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS silhouette DOUBLE;       -- of the chosen k
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS silhouette_k INTEGER;    -- the k with the best silhouette
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS smallest_cluster BIGINT;
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS degenerate VARCHAR;      -- why not to read it as structure
 
 CREATE TABLE IF NOT EXISTS embedding_clusters (
     model_id           VARCHAR NOT NULL,
@@ -183,6 +193,7 @@ CREATE TABLE IF NOT EXISTS embedding_assignments (
     tensor   VARCHAR NOT NULL,
     token_id INTEGER NOT NULL,
     token    VARCHAR,
-    cluster  INTEGER,
+    cluster  INTEGER,              -- NULL for rows left out of the clustering
     PRIMARY KEY (model_id, revision, tensor, token_id)
 );
+ALTER TABLE embedding_assignments ADD COLUMN IF NOT EXISTS excluded VARCHAR;  -- special|unused|padding|zero|untrained

@@ -30,7 +30,7 @@ def _job(work: Path, name: str, models: tuple[str, ...], **options: object):  # 
     """A matrices-only, quiet submit of `models` into work/NAME.duckdb."""
     from tpa_dist.jobs import Job
 
-    return Job(
+    return Job.create(
         models=models,
         db=str(work / f"{name}.duckdb"),
         output_dir=str(work / f"out-{name}"),
@@ -148,7 +148,58 @@ def hub_nodes(work: Path) -> dict:
     }
 
 
+def stray_cluster(work: Path) -> dict:
+    """A Ray cluster running and recorded on the machine (as `ray start` or a Cluster leaves it), and a plain
+    `tpa-dist submit` beside it: it must start its own local Ray, never join (or trip over) that cluster."""
+    import subprocess
+
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        c.wait_for_nodes()
+        recorded = Path("/tmp/ray/ray_current_cluster").is_file()
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tpa_dist",
+                "submit",
+                "--models",
+                "synth:tiny-llama",
+                "--db",
+                str(work / "stray.duckdb"),
+                "--output-dir",
+                str(work / "out"),
+                "--no-progress",
+                "--no-embedding",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        cluster_nodes = [n.node_id for n in [c.head_node]]
+    finally:
+        c.shutdown()
+    return {
+        "recorded": recorded,
+        "returncode": proc.returncode,
+        "output": proc.stdout[-2000:] + proc.stderr[-3000:],
+        "nodes": sorted({r["node"] for r in _rows(str(work / "stray.duckdb"))}) if proc.returncode == 0 else [],
+        "cluster_nodes": cluster_nodes,
+    }
+
+
 if __name__ == "__main__":
     name, work = sys.argv[1], Path(sys.argv[2])
-    facts = {"gpu_fallback": gpu_fallback, "cluster": cluster, "hub_nodes": hub_nodes}[name](work)
+    scenarios = {
+        "gpu_fallback": gpu_fallback,
+        "cluster": cluster,
+        "hub_nodes": hub_nodes,
+        "stray_cluster": stray_cluster,
+    }
+    facts = scenarios[name](work)
     print("FACTS " + json.dumps(facts, default=str))

@@ -13,7 +13,7 @@ from safetensors import safe_open
 from tpa_dist.catalog import open_model
 from tpa_dist.classify import classify
 from tpa_dist.errors import ModelFolderError, UnsupportedFormatError
-from tpa_dist.inspect import format_inventory, inventory
+from tpa_dist.inventory import format_inventory, inventory
 from tpa_dist.synth import write_synthetic
 
 from .conftest import write_safetensors

@@ -87,7 +87,7 @@ def test_killed_worker_is_restarted_and_work_rerun(ray_session, synth_models, tm
     marker = tmp_path / "killed"
     monkeypatch.setenv("TPA_DIST_INJECT_KILL", "model.layers.1.mlp.down_proj")
     monkeypatch.setenv("TPA_DIST_INJECT_KILL_MARKER", str(marker))
-    job = Job(
+    job = Job.create(
         models=(str(synth_models["tiny-llama"]),),
         db=str(tmp_path / "k.duckdb"),
         output_dir=str(tmp_path / "out"),
@@ -106,10 +106,11 @@ def test_killed_worker_is_restarted_and_work_rerun(ray_session, synth_models, tm
 @pytest.mark.parametrize("kill_after", [1, 5, 24])  # early, mid-run and late kill points
 def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path, kill_after):
     db = tmp_path / "resume.duckdb"
-    proc = start_slow_submit(
-        db, tmp_path / "out", start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    hold = {"TPA_DIST_INJECT_HOLD": "model.norm.weight", "TPA_DIST_INJECT_HOLD_UNTIL": str(tmp_path / "never")}
+    proc = start_slow_submit(  # the last task is held back, so the run is still going whenever the kill comes
+        db, tmp_path / "out", hold, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    stored_before = wait_until_stored(db, kill_after)
+    stored_before = wait_until_stored(db, kill_after, timeout=600)
     # another process reading while the run writes: a clear answer, no traceback, the run unharmed
     runner = CliRunner()
     live = runner.invoke(main, ["status", "--db", str(db)])
@@ -123,7 +124,7 @@ def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path, kill_a
     assert query.exit_code == 2 and "locked by another process" in query.output and "Traceback" not in query.output
     after = runner.invoke(main, ["status", "--db", str(db)])
     assert "running" in after.output and "no longer running" in after.output, after.output
-    job = Job(
+    job = Job.create(
         models=("synth:tiny-mixtral",), db=str(db), output_dir=str(tmp_path / "out"), progress=False, embedding=False
     )
     resumed = submit(job)
@@ -135,4 +136,40 @@ def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path, kill_a
     runs = con.execute("SELECT status FROM runs ORDER BY started_at").fetchall()
     con.close()
     assert rows == (41, 41)
-    assert runs == [("running",), ("ok",)]  # the killed run stays visibly unfinished
+    assert runs == [("abandoned",), ("ok",)]  # the killed run is marked abandoned by the next submit
+
+
+def test_a_recorded_cluster_never_breaks_a_local_submit(tmp_path):
+    facts = _scenario("stray_cluster", tmp_path)
+    assert facts["recorded"], "the Cluster did not record itself in /tmp/ray/ray_current_cluster"
+    assert facts["returncode"] == 0, facts["output"]
+    assert "Traceback" not in facts["output"] and "Token authentication" not in facts["output"]
+    assert facts["nodes"] and not set(facts["nodes"]) & set(facts["cluster_nodes"])  # its own Ray, not the cluster
+
+
+def test_an_unreachable_ray_address_is_one_clear_line(tmp_path):
+    env = dict(os.environ, RAY_ADDRESS="127.0.0.1:9", RAY_AUTH_MODE="disabled")
+    cmd = [
+        sys.executable,
+        "-m",
+        "tpa_dist",
+        "submit",
+        "--models",
+        "synth:tiny-llama",
+        "--db",
+        str(tmp_path / "r.duckdb"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--no-progress",
+        "--no-embedding",
+        "--quiet",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot connect to the Ray cluster at '127.0.0.1:9' (from RAY_ADDRESS)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    env.pop("RAY_ADDRESS")
+    proc = subprocess.run(
+        cmd + ["--address", "127.0.0.1:9"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+    )
+    assert proc.returncode == 2 and "(from --address)" in proc.stderr and "Traceback" not in proc.stderr

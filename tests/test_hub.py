@@ -22,7 +22,7 @@ DECOYS = ("pytorch_model.bin", "model.onnx", "weights.pt", "model.gguf", "logo.p
 
 def _job(tmp_path, models: tuple[str, ...], name: str) -> Job:
     """A matrices-only submit of `models` into tmp_path/NAME.duckdb."""
-    return Job(
+    return Job.create(
         models=models,
         db=str(tmp_path / f"{name}.duckdb"),
         output_dir=str(tmp_path / "o"),
@@ -188,15 +188,20 @@ def test_two_nodes_fetch_only_their_own_shards(tmp_path):
         assert set(shards) == ran[node]  # only the shards its tasks needed
 
 
-def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path):
+def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path, monkeypatch):
     """Shard headers come by HTTP Range first; shard 1 is analyzed and stored while shard 2 is still held
     back by the server; then the run completes with every matrix."""
     import json
     import threading
     import time
 
+    import huggingface_hub.constants
+
     from tpa_dist.progress import live_progress_path
 
+    # the held response must outlast any load on the machine: huggingface_hub's read timeout would otherwise
+    # give up on it and resume, fetching the shard twice
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DOWNLOAD_TIMEOUT", 600)
     release = threading.Event()
     hub.hold["model-00002-of-00002.safetensors"] = release
     job = _job(tmp_path, ("org/tiny-llama",), "s")
@@ -204,7 +209,7 @@ def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path):
     runner = threading.Thread(target=lambda: out.update(summary=submit(job)), daemon=True)
     runner.start()
     live = live_progress_path(job.db)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # an upper bound for a hang, not a schedule
     done = 0
     while time.monotonic() < deadline and not done:
         time.sleep(0.2)
@@ -212,7 +217,7 @@ def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path):
             done = json.loads(live.read_text()).get("done", 0)
     held = not release.is_set()
     release.set()
-    runner.join(timeout=180)
+    runner.join(timeout=600)
     assert held and done > 0, "no result was stored while the second shard was still downloading"
     summary = out["summary"]
     assert summary.ok, summary.describe()

@@ -69,8 +69,11 @@ def test_disk_full_while_writing_keeps_database_whole(tmp_path):
 
 def test_ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume(ray_session, tmp_path):
     db = tmp_path / "int.duckdb"
-    proc = start_slow_submit(db, tmp_path / "out", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until_stored(db, 5)
+    hold = {"TPA_DIST_INJECT_HOLD": "model.norm.weight", "TPA_DIST_INJECT_HOLD_UNTIL": str(tmp_path / "never")}
+    proc = start_slow_submit(
+        db, tmp_path / "out", extra_env=hold, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert wait_until_stored(db, 5, timeout=600) >= 5  # the last task is held: the run cannot end first
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err[-3000:]
@@ -82,7 +85,7 @@ def test_ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume(ray_session, 
     con.close()
     assert 5 <= stored < 41 and status == [("interrupted",)]
     resumed = submit(
-        Job(
+        Job.create(
             models=("synth:tiny-mixtral",),
             db=str(db),
             output_dir=str(tmp_path / "out"),
@@ -108,7 +111,7 @@ def test_second_writer_gets_a_clear_message(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreLockedError, match="locked by another process"):
-            submit(Job(models=("synth:tiny-gpt2",), db=str(db), output_dir=str(tmp_path / "o"), progress=False))
+            submit(Job.create(models=("synth:tiny-gpt2",), db=str(db), output_dir=str(tmp_path / "o"), progress=False))
     finally:
         holder.kill()
         holder.wait()
@@ -181,7 +184,9 @@ def test_disk_full_while_downloading_keeps_the_rest(ray_session, synth_models, t
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     db = tmp_path / "dl.duckdb"
-    job = Job(models=("org/big", "org/ok"), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False)
+    job = Job.create(
+        models=("org/big", "org/ok"), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False
+    )
     with HubEmulator({"org/big": big, "org/ok": ok_repo}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         with _disk_of(8 << 20):  # 16 MiB shard, 8 MiB "disk"
@@ -261,7 +266,9 @@ def test_driver_killed_at_random_points_while_writing(ray_session, tmp_path):
     assert mid_write >= 2, f"seed {seed}: only {mid_write} kill(s) landed inside a write"
     stored, _ = _whole_batches(db)
     resumed = submit(
-        Job(models=("synth:tiny-mixtral",), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False)
+        Job.create(
+            models=("synth:tiny-mixtral",), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False
+        )
     )
     assert resumed.ok and resumed.reused == stored and resumed.done == 41 - stored, f"seed {seed}"
     assert _whole_batches(db) == (41, 41)

@@ -22,7 +22,7 @@ from .conftest import SEED_COLUMNS
 @pytest.fixture(scope="module")
 def two_models(ray_session, synth_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    job = Job(
+    job = Job.create(
         models=(str(synth_models["tiny-llama"]), str(synth_models["tiny-gpt2"])),
         db=str(out / "r.duckdb"),
         output_dir=str(out / "outputs"),

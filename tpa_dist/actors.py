@@ -5,7 +5,7 @@ Fault-injection settings (documented in the README, used by the tests) are read 
 TPA_DIST_FAKE_GPU=1 runs the GPU code path on the CPU when CUDA is absent; TPA_DIST_INJECT_OOM_BYTES=N
 makes the GPU path raise CUDA OOM above N bytes; TPA_DIST_INJECT_KILL=substring SIGKILLs the worker when it
 starts a matching matrix (once, recorded in TPA_DIST_INJECT_KILL_MARKER); TPA_DIST_INJECT_DELAY_S slows
-every task.
+every task; TPA_DIST_INJECT_HOLD=substring holds matching matrices until the file TPA_DIST_INJECT_HOLD_UNTIL exists.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import analyze_task
+from .analysis import analyze_task, base_row
 from .tasks import MatrixTask, relocate, task_paths
 
 INJECT_PREFIX = "TPA_DIST_"
@@ -79,6 +79,11 @@ class AnalysisWorker:
         delay = os.environ.get("TPA_DIST_INJECT_DELAY_S")
         if delay:
             time.sleep(float(delay))
+        hold = os.environ.get("TPA_DIST_INJECT_HOLD")
+        until = os.environ.get("TPA_DIST_INJECT_HOLD_UNTIL")
+        if hold and until and hold in task.matrix_key:
+            while not os.path.exists(until):  # fault injection only: a test releases it by creating the file
+                time.sleep(0.05)
         target = os.environ.get("TPA_DIST_INJECT_KILL")
         marker = os.environ.get("TPA_DIST_INJECT_KILL_MARKER")
         if target and marker and target in task.matrix_key and not Path(marker).exists():
@@ -117,13 +122,22 @@ class AnalysisWorker:
         return relocate(task, moved)
 
     def analyze(self, tasks: list[MatrixTask]) -> list[tuple[dict, np.ndarray | None]]:
+        """One (row, singular values) per task; anything a task raises (fetching its shard included) becomes
+        that task's error row, so one bad tensor never costs the rest of its batch."""
         out = []
         for task in tasks:
             self._inject(task)
-            task = self._localize(task)
+            try:
+                local = self._localize(task)
+            except Exception as exc:  # noqa: BLE001 - a shard this node cannot fetch fails its tasks only
+                row = base_row(task, self.settings_id)
+                row.update(status="error", error=f"tensor {task.matrix_key}: cannot fetch {task.shard}: {exc}")
+                out.append((row, None))
+                continue
             row, sv = analyze_task(
-                task, self.settings_id, self.sparsity_threshold, block_bytes=self.block_bytes, device=self.compute
+                local, self.settings_id, self.sparsity_threshold, block_bytes=self.block_bytes, device=self.compute
             )
-            row.update(node=self.node, worker=self.worker, device=self.device)
             out.append((row, sv))
+        for row, _ in out:
+            row.update(node=self.node, worker=self.worker, device=self.device)
         return out

@@ -68,10 +68,12 @@ def analyze_task(
             res = matrix_spectrum(
                 task.region, sparsity_threshold=sparsity_threshold, block_bytes=block_bytes, device=device
             )
+            measured = {
+                **res.stats.as_row(),
+                **spectral_metrics(res.singular_values, task.region.rows, task.region.cols, device),
+            }
+            row.update(measured, method=METHOD_VERSION)  # whole, or not at all
             sv = res.singular_values
-            row.update(res.stats.as_row())
-            row.update(spectral_metrics(sv, task.region.rows, task.region.cols, device))
-            row["method"] = METHOD_VERSION
         else:
             row.update(
                 vector_stats(task.region, sparsity_threshold=sparsity_threshold, block_bytes=block_bytes).as_row()
@@ -79,14 +81,12 @@ def analyze_task(
     except TpaError as exc:
         row.update(status="error", error=str(exc))
         sv = None
-    except RuntimeError as exc:
-        if type(exc).__name__ != "OutOfMemoryError":
-            raise
-        _free_cuda()
-        row.update(status="oom", error=f"tensor {task.matrix_key}: {exc}")  # the driver re-runs it on a CPU
-        sv = None
-    except (OSError, ValueError, MemoryError) as exc:
-        row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one bad tensor is its own row's error, never the run's
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError: re-run on a CPU worker
+            _free_cuda()
+            row.update(status="oom", error=f"tensor {task.matrix_key}: {exc}")
+        else:
+            row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")
         sv = None
     row["seconds"] = time.perf_counter() - t0
     for key, value in list(row.items()):

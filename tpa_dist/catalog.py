@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .classify import classify
 from .errors import HeaderError, ModelFolderError, UnsupportedFormatError
+from .files import read_bytes_limited
 from .safetensors_header import FileHeader, read_header
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -55,6 +56,7 @@ class ModelCatalog:
     config_error: str | None = None
     _index: dict[str, str] | None = None
     _headers: dict[str, FileHeader] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # problems worked around (a tensor stored twice)
 
     @property
     def architecture(self) -> str | None:
@@ -71,7 +73,9 @@ class ModelCatalog:
         return self._headers[shard]
 
     def iter_tensors(self) -> Iterator[TensorInfo]:
-        """Every tensor, shard by shard, reading each header only when reached."""
+        """Every tensor, shard by shard, reading each header only when reached. A name stored in two shards is
+        taken from the shard the index names (else the first shard); the stray copy is noted in `warnings`."""
+        seen: dict[str, str] = {}
         for shard in self.shards:
             header = self.header(shard)
             names = {e.name for e in header.tensors}
@@ -84,6 +88,11 @@ class ModelCatalog:
                         f"e.g. {missing[0]!r}",
                     )
             for entry in header.tensors:
+                home = (self._index or {}).get(entry.name) or seen.get(entry.name, shard)
+                if home != shard:
+                    self._note(f"tensor {entry.name!r} is also stored in {shard}; the copy in {home} is used")
+                    continue
+                seen[entry.name] = shard
                 cls = classify(entry.name)
                 yield TensorInfo(
                     entry.name,
@@ -97,6 +106,10 @@ class ModelCatalog:
                     cls.block_type,
                     cls.expert_index,
                 )
+
+    def _note(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def tensors(self) -> list[TensorInfo]:
         return list(self.iter_tensors())
@@ -113,13 +126,17 @@ class ModelCatalog:
 
 
 def _read_json(path: Path, what: str) -> object:
-    size = path.stat().st_size
-    if size > MAX_JSON_BYTES:
-        raise ModelFolderError(str(path), f"{what} is {size} bytes, larger than the {MAX_JSON_BYTES}-byte limit")
+    """A small JSON file of the model folder: a regular file, size-capped, any content survived."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        raw = read_bytes_limited(path, MAX_JSON_BYTES)
+    except OSError as exc:
+        raise ModelFolderError(str(path), f"cannot read {what}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ModelFolderError(str(path), f"{what} is {exc}") from None
+    try:
+        return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ModelFolderError(str(path), f"{what} is not valid JSON: {exc}") from None
+        raise ModelFolderError(str(path), f"{what} is not valid JSON: {str(exc)[:200]}") from None
 
 
 def _safe_shard(root: Path, name: object, index_path: Path, remote: Mapping[str, FileHeader]) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .store import connect_db, sql_text
+from .sqlfiles import sql_text
+from .store import connect_db
 
 RULE = "=" * 80
 

@@ -23,6 +23,9 @@ ITEMSIZE: dict[str, int] = {
     "BOOL": 1,
 }
 
+#: dtypes that hold weights; integer and boolean tensors are buffers (ids, masks), never analyzed as matrices
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
 _NUMPY: dict[str, str] = {
     "F64": "<f8",
     "F32": "<f4",

@@ -1,34 +1,27 @@
-"""Embedding-space clustering: a k-means sweep over the token-embedding matrix, k chosen by the one-way
-ANOVA F statistic (Calinski–Harabasz pseudo-F), and representative tokens per cluster as real strings.
+"""Embedding-space clustering, the mathematics: which rows are words, the k-means sweep (exact Lloyd, warm
+starts, kmeans.py), the one-way ANOVA F (Calinski–Harabasz) with its p-value, silhouette, elbow, the choice of
+k and whether the chosen partition is degenerate, and each cluster's representative rows.
 
-The sweep runs as Ray tasks (one per k, the matrix shared through the object store); every F is computed
-in closed form from cluster sizes and means — no per-point Python loop.
+Everything here runs inside a worker (embedding_run.py schedules it); no database, no Ray.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
 from scipy.stats import f as f_dist
 
 from .catalog import ModelCatalog, TensorInfo
+from .kmeans import Data, KMeansFit, fit
 from .reader import Region, iter_blocks
+from .settings import EmbeddingSettings  # noqa: F401 - re-exported (tests, benchmarks)
+from .vocab import Vocab
 
-MINIBATCH_ROWS = 20_000  # exact (Lloyd) k-means below this many rows, mini-batch k-means above
-
-
-@dataclass(frozen=True)
-class EmbeddingSettings:
-    k_min: int = 2
-    k_max: int = 100
-    k_step: int | None = None  # None: coarse-to-fine search
-    seed: int = 0
-    representatives: int = 10
-    silhouette_sample: int = 2000
+SMALL_CLUSTER = 0.001  # a cluster under 0.1 % of the rows makes a partition degenerate
+NEAR_ZERO = 1e-3  # a row whose norm is under this share of the median row norm was never trained
 
 
 def find_embeddings(catalog: ModelCatalog) -> list[TensorInfo]:
@@ -36,7 +29,7 @@ def find_embeddings(catalog: ModelCatalog) -> list[TensorInfo]:
 
     Position and token-type embeddings are never chosen (BERT's position table is not the vocabulary).
     """
-    tensors = [t for t in catalog.tensors() if t.ndim == 2]
+    tensors = [t for t in catalog.tensors() if t.ndim == 2 and t.shape[0] > 0 and t.shape[1] > 0]
     vocab = catalog.config.get("vocab_size")
     tokens = [t for t in tensors if t.block_type == "embedding"]
     if isinstance(vocab, int) and vocab > 0:
@@ -51,9 +44,34 @@ def find_embeddings(catalog: ModelCatalog) -> list[TensorInfo]:
 
 
 def load_embedding(info: TensorInfo) -> np.ndarray:
-    """The matrix as float32 rows (the values are stored in ≤ 32 bits: exact)."""
+    """The matrix as float32 rows (exact for the ≤ 32-bit dtypes embeddings are stored in)."""
     region = Region(info.name, info.path, info.start, info.dtype, info.shape[0], info.shape[1])
-    return np.concatenate([b.astype(np.float32) for b in iter_blocks(region, 64 << 20)], axis=0)
+    out = np.empty(info.shape, dtype=np.float32)
+    r0 = 0
+    for block in iter_blocks(region, 64 << 20):
+        out[r0 : r0 + len(block)] = block
+        r0 += len(block)
+    return out
+
+
+def excluded_rows(x: np.ndarray, vocab: Vocab | None) -> dict[int, str]:
+    """Rows that are not words, by reason: 'special' (the tokenizer marks it), 'unused' ([unusedNN] …),
+    'padding' (past the tokenizer's vocabulary), 'zero' (all-zero) and 'untrained' (norm under 1e-3 × the median
+    row norm: never updated from a near-zero start)."""
+    out: dict[int, str] = {}
+    if vocab is not None:
+        for i in range(x.shape[0]):
+            reason = vocab.reason(i)
+            if reason:
+                out[i] = reason
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+    median = float(np.median(norms)) if len(norms) else 0.0
+    for i in np.flatnonzero(norms == 0):
+        out.setdefault(int(i), "zero")
+    if median > 0:
+        for i in np.flatnonzero((norms > 0) & (norms < NEAR_ZERO * median)):
+            out.setdefault(int(i), "untrained")
+    return out
 
 
 def anova_f(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 16384) -> tuple[float, float, float, float]:
@@ -77,90 +95,60 @@ def anova_f(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 16384) -> tu
     total_ss = total_sq - n * float(mu @ mu)
     ssb = float(np.sum(counts[nonempty] * np.sum((means - mu) ** 2, axis=1)))
     ssw = max(total_ss - ssb, 0.0)
-    groups = int(nonempty.sum())
+    return f_test(ssb, ssw, n, int(nonempty.sum()))
+
+
+def f_test(ssb: float, ssw: float, n: int, groups: int) -> tuple[float, float, float, float]:
+    """(F, p-value, SSB, SSW) from the between and within sums of squares."""
     if groups < 2 or n <= groups or ssw == 0:
         return math.inf if ssw == 0 and groups > 1 else math.nan, 0.0, ssb, ssw
     f_stat = (ssb / (groups - 1)) / (ssw / (n - groups))
     return f_stat, float(f_dist.sf(f_stat, groups - 1, n - groups)), ssb, ssw
 
 
-def torch_kmeans(
-    x: np.ndarray, k: int, seed: int, device: str, n_init: int = 3, max_iter: int = 100, tol: float = 1e-4
-) -> np.ndarray:
-    """Exact (Lloyd) k-means with k-means++ seeding in torch — on a GPU every iteration over a 152k × 2560
-    matrix is a few milliseconds, so no mini-batch approximation is needed there. Returns labels."""
-    import torch
-
-    data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    best_labels, best_inertia = None, math.inf
-    sq = (data * data).sum(1)
-    for _ in range(n_init):
-        first = int(torch.randint(data.shape[0], (1,), generator=gen))
-        centers = data[first : first + 1].clone()
-        closest = (sq - 2 * data @ centers[0] + centers[0] @ centers[0]).clamp_min(0)
-        for _c in range(1, k):  # k-means++: next center with probability ∝ squared distance
-            probs = (closest / closest.sum()).cpu() if float(closest.sum()) > 0 else None
-            pick = (
-                int(torch.multinomial(probs, 1, generator=gen))
-                if probs is not None
-                else int(torch.randint(data.shape[0], (1,), generator=gen))
-            )
-            centers = torch.cat([centers, data[pick : pick + 1]])
-            d_new = (sq - 2 * data @ data[pick] + data[pick] @ data[pick]).clamp_min(0)
-            closest = torch.minimum(closest, d_new)
-        for _it in range(max_iter):
-            dist = sq[:, None] - 2 * data @ centers.T + (centers * centers).sum(1)[None, :]
-            labels = dist.argmin(1)
-            counts = torch.bincount(labels, minlength=k).to(data.dtype)
-            sums = torch.zeros_like(centers).index_add_(0, labels, data)
-            moved = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], centers)
-            shift = float(((moved - centers) ** 2).sum())
-            centers = moved
-            if shift <= tol * float((centers * centers).sum()) / max(k, 1) * 1e-2:
-                break
-        dist = sq[:, None] - 2 * data @ centers.T + (centers * centers).sum(1)[None, :]
-        inertia, labels = dist.min(1)
-        total = float(inertia.clamp_min(0).sum())
-        if total < best_inertia:
-            best_inertia, best_labels = total, labels
-    return best_labels.cpu().numpy().astype(np.int32)
-
-
-def fit_k(x: np.ndarray, k: int, seed: int, silhouette_sample: int, device: str = "cpu") -> dict:
-    """k-means for one k and its statistics. CPU: exact Lloyd (scikit-learn) below MINIBATCH_ROWS rows,
-    mini-batch above; GPU ("cuda", or "torch-cpu" for fake-GPU tests): exact Lloyd in torch."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
+def _silhouette(data: Data, labels: np.ndarray, seed: int, sample: int) -> float | None:
     from sklearn.metrics import silhouette_score
 
-    t0 = time.perf_counter()
-    if device != "cpu":
-        labels = torch_kmeans(x, k, seed, "cpu" if device == "torch-cpu" else device)
-        method = "kmeans_torch_" + ("gpu" if device.startswith("cuda") else "cpu")
-    elif x.shape[0] > MINIBATCH_ROWS:
-        model = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=4096, n_init=3, max_no_improvement=20)
-        method = "minibatch_kmeans"
-        labels = model.fit_predict(x).astype(np.int32)
-    else:
-        model = KMeans(n_clusters=k, random_state=seed, n_init=4)
-        method = "kmeans"
-        labels = model.fit_predict(x).astype(np.int32)
-    f_stat, p_value, _ssb, ssw = anova_f(x, labels, k)
-    pick = np.random.default_rng(seed).permutation(x.shape[0])[: min(silhouette_sample, x.shape[0])]
+    pick = np.random.default_rng(seed).permutation(data.n)[: min(sample, data.n)]
     sampled = labels[pick]
-    sil = None
     if 2 <= len(np.unique(sampled)) < len(pick):  # silhouette needs 2..n-1 distinct labels in the sample
-        sil = float(silhouette_score(x[pick], sampled))
+        return float(silhouette_score(data.x[pick], sampled))
+    return None
+
+
+def _row(data: Data, res: KMeansFit, seed: int, sample: int, method: str, seconds: float) -> dict:
+    total = data.total_ss
+    ssw = res.inertia
+    groups = int(np.count_nonzero(np.bincount(res.labels, minlength=res.k)))
+    f_stat, p_value, _, _ = f_test(max(total - ssw, 0.0), ssw, data.n, groups)
     return {
-        "k": k,
+        "k": res.k,
         "f_stat": f_stat,
         "p_value": p_value,
         "inertia": ssw,
-        "silhouette": sil,
-        "labels": labels,
+        "silhouette": _silhouette(data, res.labels, seed, sample),
+        "iterations": res.iterations,
+        "labels": res.labels,
         "method": method,
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
     }
+
+
+def fit_k(x: np.ndarray, k: int, seed: int, silhouette_sample: int, device: str = "cpu") -> dict:
+    """Exact k-means for one k (best of the fresh greedy k-means++ starts) and its statistics; device "cuda", or
+    "torch-cpu" in tests, runs the iterations in torch."""
+    t0 = time.perf_counter()
+    data = Data(x)
+    if device != "cpu":
+        data.use_torch("cpu" if device == "torch-cpu" else device)
+    res = fit(data, k, seed)
+    return _row(data, res, seed, silhouette_sample, _method(device), time.perf_counter() - t0)
+
+
+def _method(device: str) -> str:
+    if device == "cpu":
+        return "kmeans"
+    return "kmeans_torch_" + ("gpu" if device.startswith("cuda") else "cpu")
 
 
 def coarse_grid(k_min: int, k_max: int, points: int = 8) -> list[int]:
@@ -175,6 +163,57 @@ def fine_grid(coarse: list[int], best: int, points: int = 8) -> list[int]:
     return [k for k in range(lo, hi + 1, step) if k not in coarse]
 
 
+def f_key(r: dict) -> tuple[float, int]:
+    f = r["f_stat"]
+    return (-1.0 if f is None or math.isnan(f) else f, -r["k"])
+
+
+def sweep_ks(x: np.ndarray, settings: EmbeddingSettings, device: str = "cpu") -> list[dict]:
+    """F, p, inertia, silhouette (and labels) per k, k ascending, each k warm-started from the largest k below
+    it (so the inertia is non-increasing in k). Coarse geometric grid, then the k between the best coarse
+    point's neighbours — or a plain range with `k_step`."""
+    data = Data(x)
+    if device != "cpu":
+        data.use_torch("cpu" if device == "torch-cpu" else device)
+    k_max = min(settings.k_max, data.n - 1)
+    k_min = min(settings.k_min, k_max)
+    fits: dict[int, KMeansFit] = {}
+    rows: dict[int, dict] = {}
+
+    def run(ks: list[int]) -> None:
+        for k in sorted(set(ks) - set(fits)):
+            below = [j for j in fits if j < k]
+            t0 = time.perf_counter()
+            fits[k] = fit(data, k, settings.seed, fits[max(below)] if below else None)
+            rows[k] = _row(
+                data, fits[k], settings.seed, settings.silhouette_sample, _method(device), time.perf_counter() - t0
+            )
+            above = sorted(j for j in fits if j > k)
+            if above and fits[above[0]].inertia > fits[k].inertia:  # a later fine k beat its upper neighbour:
+                run_up(k, above)  # re-run the upper ones from it, keeping the sweep monotone
+
+    def run_up(k: int, above: list[int]) -> None:
+        prev = k
+        for j in above:
+            if fits[j].inertia <= fits[prev].inertia:
+                break
+            t0 = time.perf_counter()
+            fits[j] = fit(data, j, settings.seed, fits[prev])
+            rows[j] = _row(
+                data, fits[j], settings.seed, settings.silhouette_sample, _method(device), time.perf_counter() - t0
+            )
+            prev = j
+
+    if settings.k_step:
+        run(list(range(k_min, k_max + 1, settings.k_step)))
+    else:
+        coarse = coarse_grid(k_min, k_max)
+        run(coarse)
+        best = max((rows[k] for k in coarse), key=f_key)["k"]
+        run(fine_grid(coarse, best))
+    return [rows[k] for k in sorted(rows)]
+
+
 def elbow(ks: list[int], inertias: list[float]) -> int:
     """The kneedle elbow: the k farthest below the chord from the first to the last inertia."""
     if len(ks) < 3:
@@ -187,8 +226,29 @@ def elbow(ks: list[int], inertias: list[float]) -> int:
     return int(k[int(np.argmax(chord - yn))])
 
 
+def silhouette_best(results: list[dict]) -> int | None:
+    scored = [r for r in results if r["silhouette"] is not None]
+    return max(scored, key=lambda r: (r["silhouette"], -r["k"]))["k"] if scored else None
+
+
+def degeneracy(chosen: dict, results: list[dict], n: int) -> str | None:
+    """Why the chosen partition should not be read as structure (None when it can be): a cluster under 0.1 % of
+    the rows, a negative silhouette, or F's maximum at the edge of the swept range."""
+    reasons = []
+    sizes = np.bincount(chosen["labels"], minlength=chosen["k"])
+    smallest = int(sizes.min())
+    if smallest < SMALL_CLUSTER * n:
+        reasons.append(f"its smallest cluster holds {smallest} of {n:,} rows ({100 * smallest / n:.3f} %)")
+    if chosen["silhouette"] is not None and chosen["silhouette"] < 0:
+        reasons.append(f"its silhouette is {chosen['silhouette']:.3f} (< 0: points sit closer to other clusters)")
+    ks = [r["k"] for r in results]
+    if len(ks) > 1 and chosen["k"] in (min(ks), max(ks)):
+        reasons.append(f"F is largest at the edge of the swept range (k = {chosen['k']} of {min(ks)}–{max(ks)})")
+    return "; ".join(reasons) if reasons else None
+
+
 def representatives(x: np.ndarray, labels: np.ndarray, k: int, n: int) -> list[dict]:
-    """Per cluster: size, centroid norm, and the ids of the n members nearest the centroid."""
+    """Per cluster: size, centroid norm, and the ids (row indices of x) of the n members nearest the centroid."""
     out = []
     for c in range(k):
         idx = np.flatnonzero(labels == c)

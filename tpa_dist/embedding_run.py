@@ -1,5 +1,6 @@
-"""Run the embedding analysis of one model: the k sweep as Ray tasks, the choice of k, representatives
-decoded to strings, rows for the store and the seed's output files."""
+"""Run the embedding analysis of one model: each embedding matrix is read, filtered and swept in one Ray task
+(on the driver's node, which holds the file; a GPU share when the cluster has GPUs), then its rows go to the
+store and the seed's files are written (anova_curve.png with F, silhouette and inertia against k)."""
 
 from __future__ import annotations
 
@@ -8,142 +9,181 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from .catalog import ModelCatalog
+from .catalog import ModelCatalog, TensorInfo
 from .embedding import (
-    EmbeddingSettings,
-    coarse_grid,
+    degeneracy,
     elbow,
+    excluded_rows,
+    f_key,
     find_embeddings,
-    fine_grid,
-    fit_k,
     load_embedding,
     representatives,
+    silhouette_best,
+    sweep_ks,
 )
-from .tokenizers import load_vocab
+from .settings import EmbeddingSettings
+from .vocab import Vocab, load_vocab
 
 log = logging.getLogger("tpa_dist")
-_SPECIAL = re.compile(r"^(\[unused\d+\]|\[PAD\]|<pad>|<\|.*\|>|<0x[0-9A-F]{2}>)$")
 
 
 @dataclass
 class EmbeddingResult:
     tensor: str
-    rows: int
+    rows: int  # rows clustered
     cols: int
-    sweep: list[dict]  # k, f_stat, p_value, inertia, silhouette, method, seconds
+    sweep: list[dict]  # k, f_stat, p_value, inertia, silhouette, iterations, method, seconds
     chosen_k: int
     rule: str
     elbow_k: int
-    clusters: list[dict]  # cluster, size, centroid_norm, representative_ids, representatives
-    labels: np.ndarray
-    tokens: list[str | None]
+    clusters: list[dict]  # cluster, size, centroid_norm, ids (token ids), representatives
+    labels: np.ndarray  # cluster of each clustered row
+    tokens: list[str | None]  # decoded token of every row of the matrix
     seconds: float
+    row_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # token id of each clustered row
+    excluded: dict[int, str] = field(default_factory=dict)  # token id -> why it is not clustered
+    silhouette_k: int | None = None
+    degenerate: str | None = None
+    include_special: bool = False
+
+    @property
+    def vocab_rows(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def chosen(self) -> dict:
+        return next(r for r in self.sweep if r["k"] == self.chosen_k)
 
 
-def _fit_remote(x: np.ndarray, k: int, seed: int, sample: int, gpu: bool) -> dict:
+def _device(gpu: bool) -> str:
+    if not gpu:
+        return "cpu"
+    from .actors import gpu_compute_device
+
+    return gpu_compute_device()[0] or "cpu"
+
+
+def _sweep_task(x: np.ndarray, settings: EmbeddingSettings, gpu: bool, threads: int) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
-    device = "cpu"
-    if gpu:
-        from .actors import gpu_compute_device
-
-        device = gpu_compute_device()[0] or "cpu"
-    with threadpool_limits(1):
-        return fit_k(x, k, seed, sample, device)
+    with threadpool_limits(threads):
+        return sweep_ks(x, settings, _device(gpu))
 
 
-def sweep(x: np.ndarray, settings: EmbeddingSettings, cpu_only: bool = False) -> list[dict]:
-    """F, p, inertia, silhouette (and labels) per k: one Ray task per k, coarse-to-fine unless k_step.
-    With GPUs in the cluster (and not cpu_only) each k runs on a quarter of a GPU, exact k-means in torch."""
+def _analyze_task(
+    info: TensorInfo, vocab: Vocab | None, settings: EmbeddingSettings, gpu: bool, threads: int
+) -> EmbeddingResult:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads):
+        return analyze_embedding(info, vocab, settings, _device(gpu))
+
+
+def _remote_options(cpu_only: bool, gpus_per_worker: float) -> tuple[dict, bool, int]:
+    """Ray options of one sweep task: the driver's node (it holds the file), all its CPUs, a GPU share."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from .scheduler import worker_env
 
-    k_max = min(settings.k_max, x.shape[0] - 1)
+    node = ray.get_runtime_context().get_node_id()
+    cpus = next((int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n["NodeID"] == node and n["Alive"]), 1)
     gpu = not cpu_only and ray.cluster_resources().get("GPU", 0) > 0
-    opts: dict = {"num_cpus": 1, "num_gpus": 0.25 if gpu else 0}
+    opts: dict = {
+        "num_cpus": max(1, cpus),
+        "num_gpus": min(1.0, gpus_per_worker) if gpu else 0,
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True),
+    }
     if worker_env():
         opts["runtime_env"] = {"env_vars": worker_env()}
-    remote = ray.remote(_fit_remote).options(**opts)
-    x_ref = ray.put(x)
-
-    def run(ks: list[int]) -> list[dict]:
-        return ray.get([remote.remote(x_ref, k, settings.seed, settings.silhouette_sample, gpu) for k in ks])
-
-    if settings.k_step:
-        return run(list(range(settings.k_min, k_max + 1, settings.k_step)))
-    coarse = coarse_grid(settings.k_min, k_max)
-    results = run(coarse)
-    best = max(results, key=_f_key)["k"]
-    results += run(fine_grid(coarse, best))
-    return sorted(results, key=lambda r: r["k"])
+    return opts, gpu, max(1, cpus)
 
 
-def _f_key(r: dict) -> tuple[float, int]:
-    f = r["f_stat"]
-    return (-1.0 if f is None or math.isnan(f) else f, -r["k"])
+def sweep(
+    x: np.ndarray, settings: EmbeddingSettings, cpu_only: bool = False, gpus_per_worker: float = 0.25
+) -> list[dict]:
+    """The k sweep of one matrix as a Ray task (see embedding.sweep_ks)."""
+    import ray
+
+    opts, gpu, threads = _remote_options(cpu_only, gpus_per_worker)
+    return ray.get(ray.remote(_sweep_task).options(**opts).remote(x, settings, gpu, threads))
 
 
 def analyze_model_embeddings(
-    catalog: ModelCatalog, settings: EmbeddingSettings, cpu_only: bool = False
+    catalog: ModelCatalog,
+    settings: EmbeddingSettings,
+    cpu_only: bool = False,
+    embeddings: list[TensorInfo] | None = None,
+    gpus_per_worker: float = 0.25,
 ) -> list[EmbeddingResult]:
-    """Cluster the token embedding (and an untied output head) of one model."""
-    vocab = load_vocab(catalog.root) or {}
-    out = []
-    for info in find_embeddings(catalog):
-        t0 = time.perf_counter()
-        x = load_embedding(info)
-        results = sweep(x, settings, cpu_only)
-        best = max(results, key=_f_key)
-        k = best["k"]
-        tokens = [vocab.get(i) for i in range(x.shape[0])]
-        eligible = np.array([t is not None and not _SPECIAL.match(t) for t in tokens])
-        clusters = _representatives(x, best["labels"], k, settings.representatives, eligible)
-        for c in clusters:
-            c["representatives"] = [tokens[i] if tokens[i] is not None else str(i) for i in c["ids"]]
-        out.append(
-            EmbeddingResult(
-                info.name,
-                x.shape[0],
-                x.shape[1],
-                [_public(r) for r in results],
-                k,
-                "max_f",
-                elbow([r["k"] for r in results], [r["inertia"] for r in results]),
-                clusters,
-                best["labels"],
-                tokens,
-                time.perf_counter() - t0,
-            )
-        )
+    """Cluster the token embedding (and an untied output head) of one model, each in its own Ray task."""
+    import ray
+
+    vocab = load_vocab(catalog.root)
+    opts, gpu, threads = _remote_options(cpu_only, gpus_per_worker)
+    task = ray.remote(_analyze_task).options(**opts)
+    infos = find_embeddings(catalog) if embeddings is None else embeddings
+    out = ray.get([task.remote(info, vocab, settings, gpu, threads) for info in infos])
+    for res in out:
         log.info(
-            "embedding %s %s: k=%d by max F (elbow %d) in %.1fs",
+            "embedding %s %s: k=%d by max F (silhouette best %s, elbow %d)%s in %.1fs",
             catalog.root.name,
-            info.name,
-            k,
-            out[-1].elbow_k,
-            out[-1].seconds,
+            res.tensor,
+            res.chosen_k,
+            res.silhouette_k,
+            res.elbow_k,
+            f" — degenerate: {res.degenerate}" if res.degenerate else "",
+            res.seconds,
         )
     return out
 
 
-def _representatives(x: np.ndarray, labels: np.ndarray, k: int, n: int, eligible: np.ndarray) -> list[dict]:
-    """Representatives among real tokens only ([unusedNN], padding rows and specials never represent)."""
-    if eligible.any() and not eligible.all():
-        masked = labels.copy()
-        masked[~eligible] = -1
-        clusters = representatives(x, masked, k, n)
-        sizes = np.bincount(labels, minlength=k)
-        for c in clusters:
-            c["size"] = int(sizes[c["cluster"]])
-        return clusters
-    return representatives(x, labels, k, n)
+def analyze_embedding(
+    info: TensorInfo, vocab: Vocab | None, settings: EmbeddingSettings, device: str = "cpu"
+) -> EmbeddingResult:
+    """Read one embedding matrix, leave out the rows that are not words (unless include_special), sweep k,
+    choose k by max F, note the silhouette-best k, the elbow and any degeneracy, pick representatives."""
+    t0 = time.perf_counter()
+    x = load_embedding(info)
+    excluded = {} if settings.include_special else excluded_rows(x, vocab)
+    keep = np.array([i for i in range(x.shape[0]) if i not in excluded], dtype=np.int64)
+    if len(keep) < 3:
+        raise ValueError(
+            f"{info.name}: only {len(keep)} rows left to cluster after leaving out "
+            f"{len(excluded)} special/unused/padding/zero rows"
+        )
+    rows = x[keep] if excluded else x
+    results = sweep_ks(rows, settings, device)
+    best = max(results, key=f_key)
+    clusters = representatives(rows, best["labels"], best["k"], settings.representatives)
+    tokens = [vocab.get(i) if vocab is not None else None for i in range(x.shape[0])]
+    for c in clusters:
+        c["ids"] = [int(keep[i]) for i in c["ids"]]
+        c["representatives"] = [tokens[i] if tokens[i] is not None else str(i) for i in c["ids"]]
+    return EmbeddingResult(
+        tensor=info.name,
+        rows=len(keep),
+        cols=x.shape[1],
+        sweep=[_public(r) for r in results],
+        chosen_k=best["k"],
+        rule="max_f",
+        elbow_k=elbow([r["k"] for r in results], [r["inertia"] for r in results]),
+        clusters=clusters,
+        labels=best["labels"],
+        tokens=tokens,
+        seconds=time.perf_counter() - t0,
+        row_ids=keep,
+        excluded=excluded,
+        silhouette_k=silhouette_best(results),
+        degenerate=degeneracy(best, results, len(keep)),
+        include_special=settings.include_special,
+    )
 
 
 def _public(r: dict) -> dict:
@@ -154,6 +194,11 @@ def _public(r: dict) -> dict:
 
 def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: EmbeddingResult) -> dict[str, pa.Table]:
     key = {"model_id": model_id, "revision": revision, "tensor": res.tensor}
+    n = res.vocab_rows
+    cluster = np.full(n, -1, dtype=np.int64)
+    cluster[res.row_ids] = res.labels
+    excluded = [res.excluded.get(i) for i in range(n)]
+    chosen = res.chosen
     return {
         "emb_sweep": pa.Table.from_pylist([{**key, **r} for r in res.sweep]),
         "emb_choice": pa.Table.from_pylist(
@@ -162,9 +207,16 @@ def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: Embe
                     **key,
                     "rows": res.rows,
                     "cols": res.cols,
+                    "vocab_rows": n,
+                    "excluded_rows": len(res.excluded),
+                    "include_special": res.include_special,
                     "chosen_k": res.chosen_k,
                     "rule": res.rule,
                     "elbow_k": res.elbow_k,
+                    "silhouette": chosen["silhouette"],
+                    "silhouette_k": res.silhouette_k,
+                    "smallest_cluster": min(c["size"] for c in res.clusters),
+                    "degenerate": res.degenerate,
                     "seed": seed,
                     "seconds": res.seconds,
                     "run_id": run_id,
@@ -186,12 +238,13 @@ def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: Embe
         ),
         "emb_assignments": pa.table(
             {
-                "model_id": [model_id] * res.rows,
-                "revision": [revision] * res.rows,
-                "tensor": [res.tensor] * res.rows,
-                "token_id": pa.array(np.arange(res.rows, dtype=np.int32)),
+                "model_id": [model_id] * n,
+                "revision": [revision] * n,
+                "tensor": [res.tensor] * n,
+                "token_id": pa.array(np.arange(n, dtype=np.int32)),
                 "token": res.tokens,
-                "cluster": pa.array(res.labels),
+                "cluster": pa.array(cluster, mask=cluster < 0).cast(pa.int32()),
+                "excluded": excluded,
             }
         ),
     }
@@ -202,37 +255,27 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
     <model>_embedding.csv (in a folder per model)."""
     import csv
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import anova_curve
 
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id).strip("-")
     folder = out_dir / slug
     folder.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for res in results:
-        ks = [r["k"] for r in res.sweep]
-        ax.plot(ks, [r["f_stat"] for r in res.sweep], marker="o", label=f"{res.tensor} ({res.rows}×{res.cols})")
-        ax.axvline(res.chosen_k, linestyle="--", color="gray")
-        ax.annotate(f"chosen k = {res.chosen_k}", (res.chosen_k, ax.get_ylim()[1]), ha="left", va="top")
-    ax.set(
-        title=f"{model_id}: one-way ANOVA F of k-means clusters of the token embeddings",
-        xlabel="number of clusters k",
-        ylabel="F = (SSB/(k−1)) / (SSW/(n−k))",
-    )
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "anova_curve.png")
-    plt.close(fig)
+    (folder / "anova_curve.png").write_bytes(anova_curve(model_id, results))
     summary = [
         {
             "tensor": r.tensor,
             "rows": r.rows,
+            "vocab_rows": r.vocab_rows,
             "cols": r.cols,
+            "excluded": {
+                reason: sum(1 for v in r.excluded.values() if v == reason)
+                for reason in sorted(set(r.excluded.values()))
+            },
             "chosen_k": r.chosen_k,
             "rule": r.rule,
+            "silhouette_k": r.silhouette_k,
             "elbow_k": r.elbow_k,
+            "degenerate": r.degenerate,
             "sweep": r.sweep,
             "seconds": r.seconds,
         }
@@ -247,9 +290,12 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
     csv_path = folder / f"{slug}_embedding.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["tensor", "token_id", "token", "cluster"])
+        writer.writerow(["tensor", "token_id", "token", "cluster", "excluded"])
         for r in results:
-            writer.writerows((r.tensor, i, r.tokens[i], int(r.labels[i])) for i in range(r.rows))
+            cluster = dict(zip(r.row_ids.tolist(), r.labels.tolist()))
+            writer.writerows(
+                (r.tensor, i, r.tokens[i], cluster.get(i, ""), r.excluded.get(i, "")) for i in range(r.vocab_rows)
+            )
     return [
         folder / "anova_curve.png",
         folder / "clustering_results.json",

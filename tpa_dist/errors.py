@@ -38,12 +38,20 @@ class TensorDataError(TpaError):
         super().__init__(f"tensor {tensor}: {problem}")
 
 
-class JobFileError(TpaError):
+class JobError(TpaError):
+    """A job setting has the wrong type or is out of range (from a job file, a flag or the Python API)."""
+
+
+class JobFileError(JobError):
     """A job file (TOML) is missing, malformed or names unknown settings."""
 
 
 class UnknownModelSpecError(TpaError):
     """A --models entry is neither a local folder, a synth: preset nor a Hub id."""
+
+
+class UnknownPresetError(UnknownModelSpecError):
+    """A synth:PRESET names no built-in synthetic preset."""
 
 
 class DiskSpaceError(TpaError):
@@ -56,3 +64,11 @@ class StoreError(TpaError):
 
 class StoreLockedError(StoreError):
     """Another process holds DuckDB's single-writer lock on the database file."""
+
+
+class RayConnectError(TpaError):
+    """The Ray cluster named by --address (or RAY_ADDRESS) cannot be reached."""
+
+
+class ReportError(TpaError):
+    """A report section file is malformed or its query failed."""

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import duckdb
 
-from .store import connect_db, sql_text
+from .errors import StoreError
+from .sqlfiles import sql_text, strip_comments
+from .store import connect_db
 
 
 def write_seed_csv(db: str | Path, models: list[tuple[str, str]], output_dir: str | Path) -> Path:
@@ -18,6 +20,7 @@ def write_seed_csv(db: str | Path, models: list[tuple[str, str]], output_dir: st
         Path(output_dir) / "transformer_matrix_analysis.csv",
         query=sql_text("store/seed_csv.sql"),
         params={"keys": keys},
+        overwrite=True,
     )
 
 
@@ -31,10 +34,10 @@ def export(
     table: str | None = None,
     query: str | None = None,
     params: dict | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """COPY a table/view or a query's result (with its named `params`) to a csv, json or parquet file."""
-    from .errors import StoreError
-
+    """COPY a table/view or a query's result (with its named `params`) to a csv, json or parquet file; an
+    existing `out` is replaced only with `overwrite`."""
     if fmt not in FORMATS:
         raise StoreError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if (table is None) == (query is None):
@@ -47,9 +50,12 @@ def export(
                 raise StoreError(f"no table or view {table!r}; known: {', '.join(sorted(known))}")
             source = f'SELECT * FROM "{table}"'  # an identifier checked against the catalog, not a value
         else:
-            source = "\n".join(ln for ln in query.splitlines() if not ln.lstrip().startswith("--"))
-            source = source.strip().rstrip(";")
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
+            source = strip_comments(query).strip().rstrip(";")
+        target = Path(out)
+        if target.exists() and (not overwrite or not target.is_file()):
+            what = "exists (--force overwrites it)" if target.is_file() else "exists and is not a regular file"
+            raise StoreError(f"{target} {what}")
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
             con.execute(f"COPY ({source}) TO $path {FORMATS[fmt]}", {**(params or {}), "path": str(out)})
         except duckdb.Error as exc:

@@ -1,4 +1,15 @@
-"""Declarative job files (TOML): which models, which settings, which workers, where results go."""
+"""Declarative jobs: which models, the settings sections, where results go — from a TOML file, flags or Python.
+
+A job file::
+
+    models = ["synth:tiny-llama", { id = "Qwen/Qwen3-4B", revision = "main", name = "qwen3-4b" }]
+    [job]        db, output_dir
+    [analysis]   sparsity_threshold, block_mib, seed, force
+    [embedding]  enabled, k_min, k_max, k_step, include_special
+    [workers]    cpu_only, num_workers, threads_per_worker, gpus_per_worker, address
+
+Unknown keys are errors and every value is type- and range-checked (settings.py) with its key in the message.
+"""
 
 from __future__ import annotations
 
@@ -6,87 +17,148 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .errors import JobFileError
+from .errors import JobError, JobFileError
+from .settings import SECTIONS, AnalysisSettings, EmbeddingSettings, WorkerSettings, check, section_keys, setting
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
+#: flat option names (CLI flags, Job.create keywords) that are not a section field of the same name
+_ALIASES = {"embedding": ("embedding", "enabled")}
+
 
 @dataclass(frozen=True)
 class Job:
-    """A resolved submit: every knob with its default."""
+    """A resolved submit. `models` entries are specs (folder, synth:PRESET, org/name[@rev]), optionally
+    ``NAME=SPEC`` to choose the stored model_id."""
 
     models: tuple[str, ...] = ()
-    db: str = "data/tpa.duckdb"
-    output_dir: str = "data/outputs"
-    cpu_only: bool = False
-    num_workers: int | None = None  # default: all CPUs of the cluster / threads_per_worker
-    threads_per_worker: int = 1
-    gpus_per_worker: float = 0.25  # 4 GPU workers share each GPU (BENCHMARKS.md: 8.4x vs 4.0x with 1)
-    address: str | None = None
-    sparsity_threshold: float = 1e-8
-    block_mib: int = 64  # memory budget of one streamed block, per worker
-    force: bool = False
-    seed: int = 0
-    embedding: bool = True
-    k_min: int = 2
-    k_max: int = 100
-    k_step: int | None = None  # None: coarse-to-fine search over [k_min, k_max]
+    db: str = setting("data/tpa.duckdb", "str", flag="--db")
+    output_dir: str = setting("data/outputs", "str", flag="--output-dir")
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    workers: WorkerSettings = field(default_factory=WorkerSettings)
     progress: bool = True
     argv: tuple[str, ...] = field(default=(), compare=False)
 
-    def with_overrides(self, **overrides: object) -> Job:
-        """This job with every non-None override applied (CLI options win over the file)."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+    def __post_init__(self) -> None:
+        check("job", self)
+        models = (self.models,) if isinstance(self.models, str) else tuple(self.models)
+        for m in models:
+            if not isinstance(m, str) or not m.strip():
+                raise JobError(f"models: every entry must be a non-empty string, got {m!r}")
+        object.__setattr__(self, "models", models)
+        if self.analysis.threads != self.workers.threads_per_worker:
+            object.__setattr__(self, "analysis", replace(self.analysis, threads=self.workers.threads_per_worker))
+
+    @classmethod
+    def create(cls, **options: object) -> Job:
+        """A job from flat option names (as the CLI flags: db, sparsity_threshold, k_min, cpu_only, embedding,
+        seed …); `seed` seeds both synth: presets and k-means."""
+        return cls().with_overrides(**options)
+
+    def with_overrides(self, **options: object) -> Job:
+        """This job with every non-None option applied (CLI options win over the file)."""
+        top = {f.name for f in fields(Job)} - set(SECTIONS)
+        values = {k: v for k, v in options.items() if v is not None}
+        own = {k: values.pop(k) for k in list(values) if k in top and k not in _ALIASES}
+        parts: dict[str, dict[str, object]] = {name: {} for name in SECTIONS}
+        for key, value in values.items():
+            targets = (
+                [_ALIASES[key]]
+                if key in _ALIASES
+                else [(name, key) for name, sec in SECTIONS.items() if key in {f.name for f in fields(sec)}]
+            )
+            if not targets:
+                raise JobError(f"unknown job option {key!r}")
+            for section, name in targets:
+                parts[section][name] = value
+        new = {name: replace(getattr(self, name), **kw) for name, kw in parts.items() if kw}
+        return replace(self, **own, **new)
 
 
-_SECTIONS = {
-    "job": {"db", "output_dir"},
-    "analysis": {"sparsity_threshold", "block_mib", "seed", "force"},
-    "workers": {"cpu_only", "num_workers", "threads_per_worker", "gpus_per_worker", "address"},
-}
+def parse_model_entry(entry: str) -> tuple[str | None, str]:
+    """``NAME=SPEC`` -> (NAME, SPEC); a plain spec -> (None, spec). NAME may not contain '/'."""
+    name, sep, spec = entry.partition("=")
+    if sep and name.strip() and "/" not in name and spec.strip():
+        return name.strip(), spec.strip()
+    return None, entry.strip()
+
+
+_MODEL_KEYS = {"id", "revision", "name"}
 
 
 def _model_entries(raw: object, path: Path) -> tuple[str, ...]:
     if not isinstance(raw, list):
-        raise JobFileError(f"{path}: `models` must be a list")
+        raise JobFileError(f'{path}: `models` must be a list, e.g. models = ["synth:tiny-llama"]')
     out = []
     for item in raw:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, dict) and isinstance(item.get("id"), str):
-            rev = item.get("revision")
-            out.append(f"{item['id']}@{rev}" if rev else item["id"])
-        else:
-            raise JobFileError(f"{path}: model entry {item!r} must be a string or {{id = ..., revision = ...}}")
+        if isinstance(item, str) and item.strip():
+            out.append(item.strip())
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"].strip():
+            raise JobFileError(f'{path}: model entry {item!r} must be a string or {{ id = "..." }}')
+        unknown = set(item) - _MODEL_KEYS
+        if unknown:
+            raise JobFileError(
+                f"{path}: model entry {item['id']!r}: unknown key(s) {sorted(unknown)} "
+                f"(known: {', '.join(sorted(_MODEL_KEYS))})"
+            )
+        for key in ("revision", "name"):
+            if key in item and (
+                not isinstance(item[key], str) or not item[key].strip() or "/" in item[key] and key == "name"
+            ):
+                raise JobFileError(
+                    f"{path}: model entry {item['id']!r}: {key} must be a non-empty string"
+                    + (" without '/'" if key == "name" else "")
+                )
+        spec = f"{item['id']}@{item['revision']}" if item.get("revision") else item["id"]
+        out.append(f"{item['name']}={spec}" if item.get("name") else spec)
     return tuple(out)
 
 
 def load_job(path: str | Path) -> Job:
     """Parse a job file; unknown keys are errors (a typo must not silently fall back to a default)."""
     path = Path(path)
+    if not path.is_file():
+        raise JobFileError(_missing_job_hint(path))
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise JobFileError(f"{path}: no such job file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise JobFileError(f"{path}: not valid TOML: {exc}") from None
-    values: dict[str, object] = {}
-    known = {f.name for f in fields(Job)}
+    except OSError as exc:
+        raise JobFileError(f"{path}: cannot read the job file: {exc.strerror or exc}") from None
+    job = Job()
+    top: dict[str, object] = {}
+    sections: dict[str, dict[str, object]] = {}
     for key, value in doc.items():
         if key == "models":
-            values["models"] = _model_entries(value, path)
-        elif key in _SECTIONS and isinstance(value, dict):
+            top["models"] = _model_entries(value, path)
+        elif key == "job" and isinstance(value, dict):
             for sub, subval in value.items():
-                if sub not in _SECTIONS[key]:
-                    raise JobFileError(f"{path}: unknown setting [{key}].{sub}")
-                values[sub] = subval
+                if sub not in ("db", "output_dir"):
+                    raise JobFileError(f"{path}: unknown setting [job].{sub} (known: db, output_dir)")
+                top[sub] = subval
+        elif key in SECTIONS and isinstance(value, dict):
+            known = section_keys(SECTIONS[key])
+            for sub in value:
+                if sub not in known:
+                    raise JobFileError(f"{path}: unknown setting [{key}].{sub} (known: {', '.join(sorted(known))})")
+            sections[key] = dict(value)
         else:
-            raise JobFileError(f"{path}: unknown key {key!r} (known: models, {', '.join(_SECTIONS)})")
-    assert set(values) <= known
+            raise JobFileError(f"{path}: unknown key {key!r} (known: models, job, {', '.join(SECTIONS)})")
     try:
-        return Job(**values)  # type: ignore[arg-type]
-    except TypeError as exc:
+        parts = {name: replace(getattr(job, name), **kw) for name, kw in sections.items()}
+        return replace(job, **top, **parts)
+    except JobError as exc:
         raise JobFileError(f"{path}: {exc}") from None
+
+
+def _missing_job_hint(path: Path) -> str:
+    """'no such job file', with the likely intent when the word looks like a model."""
+    word = str(path)
+    if path.is_dir() or word.startswith("synth:") or (word.count("/") == 1 and not word.endswith(".toml")):
+        return f"{word}: no such job file — did you mean `tpa-dist submit --models {word}`?"
+    return f"{word}: no such job file (a TOML file; see jobs/smoke.toml), or use --models"

@@ -6,6 +6,7 @@ Every figure is FIG_W × FIG_H pixels (per facet row for heatmaps), with a title
 from __future__ import annotations
 
 import io
+import textwrap
 from collections import defaultdict
 
 import matplotlib
@@ -144,5 +145,47 @@ def esd(title: str, cols: list[str], rows: list[tuple], value: str, series: str,
     ax.set_yscale("log")
     ax.set(title=title, xlabel="eigenvalue λ = σ²", ylabel="density")
     _legend(ax)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def anova_curve(model_id: str, results: list) -> bytes:  # noqa: ANN001 - embedding_run.EmbeddingResult
+    """F, silhouette and inertia against k (three panels sharing the k axis), the chosen k marked on each, and
+    the degeneracy warning under the title when the chosen partition is not to be read as structure."""
+    panels = (
+        ("f_stat", "ANOVA F = (SSB/(k−1)) / (SSW/(n−k))"),
+        ("silhouette", "silhouette (2,000-row sample)"),
+        ("inertia", "inertia (SSW)"),
+    )
+    fig, axes = plt.subplots(3, 1, figsize=(FIG_W / DPI, 1.6 * FIG_H / DPI), dpi=DPI, sharex=True)
+    colors = plt.get_cmap("tab10").colors
+    warnings = []
+    for i, res in enumerate(results):
+        ks = [r["k"] for r in res.sweep]
+        color = colors[i % len(colors)]
+        label = f"{res.tensor} ({res.rows:,} of {res.vocab_rows:,} rows × {res.cols})"
+        for ax, (key, ylabel) in zip(axes, panels):
+            ys = [np.nan if r[key] is None else r[key] for r in res.sweep]
+            ax.plot(ks, ys, marker="o", markersize=3, color=color, label=label)
+            ax.axvline(res.chosen_k, linestyle="--", color=color, linewidth=1)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.grid(alpha=0.3)
+        axes[0].annotate(
+            f"chosen k = {res.chosen_k}",
+            (res.chosen_k, 1.0),
+            xycoords=("data", "axes fraction"),
+            ha="left",
+            va="top",
+            fontsize=8,
+            color=color,
+        )
+        if res.degenerate:
+            warnings.append(f"{res.tensor}: k = {res.chosen_k} is degenerate — {res.degenerate}")
+    axes[-1].set_xlabel("number of clusters k")
+    axes[0].legend(loc="best", fontsize=7)
+    title = f"{model_id}: k-means of the token embeddings (chosen k = argmax F, dashed)"
+    if warnings:
+        title += "\n" + "\n".join(textwrap.fill(w, 140) for w in warnings)
+    fig.suptitle(title, fontsize=9, color="#a00" if warnings else "black")
     fig.tight_layout()
     return _png(fig)

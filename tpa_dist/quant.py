@@ -82,6 +82,8 @@ def packed_layers(tensors: list[TensorInfo], config: dict) -> tuple[dict[str, Pa
             reason = f"{bits}-bit packing is not supported (2, 4, 8)"
         elif None in parts or t.dtype != "I32" or parts[0].dtype != "I32" or t.ndim != 2:
             reason = "packed weight without int32 qzeros/scales companions: format not recognised"
+        elif parts[0].ndim != 2 or parts[1].ndim != 2:
+            reason = f"qzeros/scales of shapes {parts[0].shape}/{parts[1].shape} are not 2-D: format not recognised"
         if reason is None:
             fmt = method or _guess_method(t, parts[1], bits)
             if fmt not in ("gptq", "gptq_v2", "awq"):
@@ -136,6 +138,8 @@ def dequantize_packed(p: Packed, read) -> np.ndarray:  # noqa: ANN001 - read(Ten
             group = read(p.g_idx).astype(np.int64).ravel()
         else:
             group = np.arange(n_in) // max(1, n_in // scales.shape[0])
-    if group.shape[0] != n_in or group.max(initial=0) >= scales.shape[0] or z.shape[1] < q.shape[1]:
+    if group.min(initial=0) < 0 or group.max(initial=0) >= scales.shape[0]:
+        raise TensorDataError(p.qweight.name, f"g_idx holds group indices outside 0..{scales.shape[0] - 1}")
+    if group.shape[0] != n_in or z.shape[1] < q.shape[1]:
         raise TensorDataError(p.qweight.name, "packed shapes of qweight/qzeros/scales/g_idx do not agree")
     return (q - z[group, : q.shape[1]]) * scales[group, : q.shape[1]]

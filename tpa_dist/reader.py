@@ -11,6 +11,7 @@ import numpy as np
 
 from .dtypes import ITEMSIZE, decode, raw_numpy_dtype
 from .errors import TensorDataError
+from .files import open_regular
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,11 @@ class _Mapping:
         self.base = region.start - region.start % gran
         self.skip = region.start - self.base
         length = self.skip + region.nbytes
-        with open(region.path, "rb") as fh:
+        try:
+            fh = open_regular(region.path)
+        except OSError as exc:
+            raise TensorDataError(region.name, f"cannot read {region.path}: {exc.strerror or exc}") from None
+        with fh:
             size = os.fstat(fh.fileno()).st_size
             if region.start + region.nbytes > size:
                 raise TensorDataError(region.name, f"{region.path} ends before the tensor's bytes (truncated file)")

@@ -13,15 +13,13 @@ from pathlib import Path
 import duckdb
 
 from . import plots
-from .errors import TpaError
-from .store import connect_db, sql_dir
+from .errors import ReportError
+from .files import read_text_limited
+from .sqlfiles import sql_files
+from .store import connect_db
 
 MAX_TABLE_ROWS = 60
 _HEADER = re.compile(r"^--\s*(title|shows|draw):\s*(.*)$")
-
-
-class ReportError(TpaError):
-    """A report section file is malformed or its query failed."""
 
 
 @dataclass
@@ -45,7 +43,12 @@ class Rendered:
 
 def parse_section(path: Path) -> Section:
     """Read a section file: `-- title:`, `-- shows:` (continued by `--` lines), `-- draw: KIND k=v ...`."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = read_text_limited(path, 1 << 20) if isinstance(path, Path) else path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ReportError(f"{path}: not UTF-8 text") from None
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     meta: dict[str, str] = {}
     last = None
     for line in text.splitlines():
@@ -68,7 +71,7 @@ def parse_section(path: Path) -> Section:
 
 def load_sections(extra_dirs: tuple[str | Path, ...] = ()) -> list[Section]:
     """Built-in sections (sql/reports/NN_*.sql) in order, then every *.sql of each extra folder."""
-    paths = sorted((sql_dir() / "reports").glob("[0-9][0-9]_*.sql"))
+    paths: list = [f for f in sql_files("reports") if re.match(r"\d\d_", f.name)]
     for folder in extra_dirs:
         found = sorted(Path(folder).glob("*.sql"))
         if not found:
@@ -115,7 +118,7 @@ def _cell(v: object) -> str:
 
 
 def _slug(sec: Section) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", sec.path.stem.lower()).strip("_")
+    return re.sub(r"[^a-z0-9]+", "_", sec.path.name.removesuffix(".sql").lower()).strip("_")
 
 
 def _markdown(rendered: list[Rendered], models: list[str]) -> str:
@@ -185,7 +188,7 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = load_sections(sql_dirs)
-    con = connect_db(db, read_only=True)
+    con = connect_db(db, read_only=True, sandbox=True)
     try:
         if not models:
             models = [m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis ORDER BY 1").fetchall()]

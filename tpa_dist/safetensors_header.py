@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .dtypes import ITEMSIZE
 from .errors import HeaderError
+from .files import open_regular
 
 #: Refuse headers larger than this: real ones are a few hundred kB; the format's own limit is 100 MB.
 MAX_HEADER_BYTES = 100_000_000
@@ -52,7 +53,24 @@ def _as_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+MAX_DIM = 2**63 - 1  # safetensors shapes are usize; DuckDB and numpy index with int64
+
+
+def _valid_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a "\ud800" escape: not Unicode text
+        return False
+    return True
+
+
 def _entry(path: str, name: str, spec: object, data_start: int, data_len: int) -> TensorEntry:
+    if not _valid_text(name):
+        raise HeaderError(
+            path,
+            f"tensor name {name.encode('utf-8', 'backslashreplace').decode()!r} is not valid "
+            "Unicode (a lone surrogate escape)",
+        )
     if not isinstance(spec, dict):
         raise HeaderError(path, f"tensor {name!r}: entry is not an object")
     dtype = spec.get("dtype")
@@ -61,6 +79,8 @@ def _entry(path: str, name: str, spec: object, data_start: int, data_len: int) -
     shape = spec.get("shape")
     if not isinstance(shape, list) or any(_as_int(d) is None or d < 0 for d in shape):
         raise HeaderError(path, f"tensor {name!r}: shape {shape!r} is not a list of non-negative integers")
+    if any(d > MAX_DIM for d in shape):
+        raise HeaderError(path, f"tensor {name!r}: shape {shape!r} has a dimension over 2^63 - 1")
     if len(shape) > 8:
         raise HeaderError(path, f"tensor {name!r}: {len(shape)} dimensions is implausible")
     offsets = spec.get("data_offsets")
@@ -92,7 +112,7 @@ def read_header(path: str | os.PathLike[str]) -> FileHeader:
     """Parse and validate the header of a .safetensors file; raise HeaderError naming the file."""
     path = os.fspath(path)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             prefix = fh.read(8)
             if len(prefix) < 8:
@@ -125,4 +145,6 @@ def parse_header(path: str, size: int, raw: bytes) -> FileHeader:
         if cur.start < prev.start + prev.nbytes:
             raise HeaderError(path, f"tensors {prev.name!r} and {cur.name!r} overlap in the data area")
     metadata = {str(k): str(v) for k, v in meta.items()}
+    if not all(_valid_text(t) for kv in metadata.items() for t in kv):
+        raise HeaderError(path, "__metadata__ holds text that is not valid Unicode (a lone surrogate escape)")
     return FileHeader(path, size, raw, metadata, tuple(entries))

@@ -218,7 +218,7 @@ class Scheduler:
     def run(self, error_row: Callable[[MatrixTask, str], dict]) -> None:
         """Run every queued batch; `error_row(task, message)` makes the row of a task that cannot run."""
         import ray
-        from ray.exceptions import RayActorError, WorkerCrashedError
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
         inflight: dict = {}
         while self.queue or inflight:
@@ -241,6 +241,13 @@ class Scheduler:
                         self.queue.append((key[0], batch, attempt + 1, reason))
                         continue
                     message = f"worker lost {MAX_BATCH_ATTEMPTS} times ({type(exc).__name__})"
+                    results = [(error_row(t, message), None) for t in batch]
+                except RayTaskError as exc:  # raised outside a task's own guard: isolate it, task by task
+                    if len(batch) > 1:
+                        self.queue.extend((key[0], [t], attempt, reason) for t in batch)
+                        continue
+                    cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                    message = f"worker error {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
                     results = [(error_row(t, message), None) for t in batch]
                 oom = [t for t, (row, _) in zip(batch, results) if row["status"] == "oom"]
                 if oom:

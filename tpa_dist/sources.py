@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import DiskSpaceError, UnknownModelSpecError, UnsupportedFormatError
+from .errors import (
+    DiskSpaceError,
+    ModelFolderError,
+    UnknownModelSpecError,
+    UnknownPresetError,
+    UnsupportedFormatError,
+)
 from .remote import is_disk_full
 
 #: What the analysis reads from a Hub repo; weights in pickle formats are never fetched.
@@ -52,23 +58,44 @@ def split_revision(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def resolve(spec: str, seed: int = 0, stream: bool = False) -> ModelSource:
-    """Find or materialize the checkpoint folder a model spec names. With `stream`, a Hub model's shards
-    are left to download during the analysis (see open_hub_stream)."""
+def resolve(spec: str, seed: int = 0, stream: bool = False, name: str | None = None) -> ModelSource:
+    """Find or materialize the checkpoint folder a model spec names; `name` overrides the stored model_id. With
+    `stream`, a Hub model's shards are left to download during the analysis (see open_hub_stream)."""
     spec = spec.strip()
+    source = _resolve(spec, seed, stream)
+    return replace(source, model_id=name) if name else source
+
+
+def _resolve(spec: str, seed: int, stream: bool) -> ModelSource:
     if spec.startswith("synth:"):
         from .synth import write_synthetic
+        from .synth_presets import PRESETS
 
         preset = spec.split(":", 1)[1]
+        if preset not in PRESETS:
+            raise UnknownPresetError(f"unknown synthetic preset {preset!r}; known: {', '.join(PRESETS)}")
         path = write_synthetic(preset, cache_dir() / "synth" / f"{preset}-seed{seed}", seed=seed)
         return ModelSource(spec, spec, path, "synth")
     local = Path(spec).expanduser()
     if local.exists():
         return ModelSource(spec, local.resolve().name, local.resolve(), "local")
+    if _looks_local(spec, local):
+        raise ModelFolderError(str(local), "no such folder or .safetensors file")
     repo_id, revision = split_revision(spec)
     if repo_id.count("/") == 1 and all(repo_id.split("/")):
         return open_hub_stream(repo_id, revision, spec=spec) if stream else download(repo_id, revision, spec=spec)
-    raise UnknownModelSpecError(f"{spec!r} is not a local folder, a synth:PRESET, or a Hub id like org/name[@revision]")
+    raise UnknownModelSpecError(
+        f"{spec!r} is not a local folder, a synth:PRESET, or a Hub id like org/name[@revision] (no such folder)"
+    )
+
+
+def _looks_local(spec: str, path: Path) -> bool:
+    """A path the user meant as local: absolute, ./ ../ ~, a .safetensors file, or one whose parent folder exists
+    (a typo'd `minilm/model` is a missing folder, not a Hub miss)."""
+    if spec.startswith(("/", "./", "../", "~")) or spec.endswith(".safetensors") or "\\" in spec:
+        return True
+    parent = path.parent
+    return str(parent) not in ("", ".") and parent.is_dir()
 
 
 def _offline() -> bool:

@@ -20,25 +20,27 @@ class RunningStats:
     maximum: float = -math.inf
     small: int = 0
     finite: bool = True
+    block_lo: float = 0.0  # extremes of the last block added (the spectrum's range check reads them)
+    block_hi: float = 0.0
 
     def update(self, block: np.ndarray) -> None:
         """Add a float64 numpy block."""
         flat = block.reshape(-1)
         if flat.size == 0:
             return
-        total = float(flat.sum())
-        if not math.isfinite(total):  # NaN and ±Inf propagate into the sum
-            self.finite = False
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = float(flat.sum())
+            sumsq = float(np.dot(flat, flat))
+        lo, hi = float(flat.min()), float(flat.max())
+        self.block_lo, self.block_hi = lo, hi
+        if not (math.isfinite(total) and math.isfinite(sumsq)):  # NaN/Inf, or finite values near 1e300
+            if not (math.isfinite(lo) and math.isfinite(hi)) or not np.isfinite(flat).all():
+                self.finite = False
+                return
+            self._add_scaled(flat.size, np.asarray(flat), lo, hi)
             return
         thr = self.sparsity_threshold
-        self.add_moments(
-            flat.size,
-            total,
-            float(np.dot(flat, flat)),
-            float(flat.min()),
-            float(flat.max()),
-            int(np.count_nonzero((flat <= thr) & (flat >= -thr))),
-        )
+        self.add_moments(flat.size, total, sumsq, lo, hi, int(np.count_nonzero((flat <= thr) & (flat >= -thr))))
 
     def update_torch(self, block) -> None:  # noqa: ANN001 - a float64 torch tensor on any device
         """Add a float64 torch block (statistics computed where the block lives, e.g. on the GPU)."""
@@ -46,23 +48,36 @@ class RunningStats:
         if flat.numel() == 0:
             return
         total = float(flat.sum())
-        if not math.isfinite(total):
-            self.finite = False
+        sumsq = float(flat.dot(flat))
+        lo, hi = (float(v) for v in flat.aminmax())
+        if not (math.isfinite(total) and math.isfinite(sumsq)):
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                self.finite = False
+                return
+            self._add_scaled(flat.numel(), flat.cpu().numpy(), lo, hi)
             return
-        lo, hi = flat.aminmax()
-        self.add_moments(
-            flat.numel(),
-            total,
-            float(flat.dot(flat)),
-            float(lo),
-            float(hi),
-            int((flat.abs() <= self.sparsity_threshold).sum()),
-        )
+        small = int((flat.abs() <= self.sparsity_threshold).sum())
+        self.add_moments(flat.numel(), total, sumsq, lo, hi, small)
+
+    def _add_scaled(self, n: int, flat: np.ndarray, lo: float, hi: float) -> None:
+        """Moments of a block whose sums overflow float64: computed on the block scaled by a power of two (exact),
+        then scaled back (a variance beyond float64 becomes inf, stored as NULL)."""
+        exp = math.frexp(max(abs(lo), abs(hi)))[1]
+        scaled = np.ldexp(flat, -exp)
+        smean = float(scaled.mean())
+        sm2 = float(np.sum((scaled - smean) ** 2))
+        bmean = math.ldexp(smean, exp)
+        with np.errstate(over="ignore"):
+            bm2 = float(np.ldexp(sm2, 2 * exp))
+        thr = self.sparsity_threshold
+        self._merge(n, bmean, bm2, lo, hi, int(np.count_nonzero((flat <= thr) & (flat >= -thr))))
 
     def add_moments(self, n: int, total: float, sumsq: float, lo: float, hi: float, small: int) -> None:
         """Merge one block's count, sum, sum of squares, extremes and near-zero count (Chan et al.)."""
         bmean = total / n
-        bm2 = max(0.0, sumsq - n * bmean * bmean)
+        self._merge(n, bmean, max(0.0, sumsq - n * bmean * bmean), lo, hi, small)
+
+    def _merge(self, n: int, bmean: float, bm2: float, lo: float, hi: float, small: int) -> None:
         delta = bmean - self.mean
         count = self.count + n
         self.mean += delta * n / count

@@ -6,8 +6,6 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import duckdb
@@ -16,48 +14,86 @@ import pyarrow as pa
 
 from .catalog import TensorInfo
 from .errors import StoreError, StoreLockedError
+from .progress import describe_live, live_progress
+from .sqlfiles import sql_text, statements
+
+#: DuckDB settings of every connection that runs SQL a user wrote (`tpa-dist sql`, report sections): the database
+#: file and nothing else — no ATTACH/COPY/EXPORT/INSTALL or file-reading functions, and no SET that undoes this.
+SANDBOX = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "lock_configuration": True,
+}
+#: the tables every tpa-dist database has; a DuckDB file with other tables and not these belongs to someone else
+OWN_TABLES = {"runs", "models", "matrix_analysis", "spectra"}
 
 
-@cache
-def sql_dir() -> Path:
-    """The project's sql/ folder: beside the package in a checkout, packaged as tpa_dist.sql in a wheel."""
-    checkout = Path(__file__).resolve().parent.parent / "sql"
-    if (checkout / "schema.sql").is_file():
-        return checkout
-    return Path(str(resources.files("tpa_dist.sql")))
-
-
-@cache
-def sql_text(name: str) -> str:
-    """The text of a project .sql file, e.g. ``schema.sql`` or ``store/insert_batch.sql``."""
-    return (sql_dir() / name).read_text(encoding="utf-8")
-
-
-def _statements(text: str) -> list[str]:
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
-
-
-def connect_db(path: str | Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the database; a lock held by another process becomes StoreLockedError with advice."""
+def connect_db(path: str | Path, read_only: bool = False, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open a tpa-dist database; a lock held by another process becomes StoreLockedError with advice, a DuckDB
+    file of another application is refused before anything is written to it. `sandbox`: see SANDBOX."""
     path = Path(path)
     if read_only and not path.exists():
         raise StoreError(f"{path}: no such database (run `tpa-dist submit` first)")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"{path}: not a database file (a folder or special file); choose another --db")
     if not read_only:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{path.parent}: cannot create the database folder: {exc.strerror or exc}") from None
     try:
-        return duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(str(path), read_only=read_only, config=dict(SANDBOX) if sandbox else {})
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            from .status import describe_live, live_progress
-
             doc = live_progress(path)
             live = f" In flight: {describe_live(doc)}." if doc else ""
             raise StoreLockedError(
                 f"{path} is locked by another process (a running `tpa-dist submit` is the single writer; "
                 f"results become readable when it finishes).{live} `tpa-dist status --db {path}` shows progress."
             ) from None
-        raise StoreError(f"{path}: cannot open database: {exc}") from None
+        raise StoreError(f"{path}: cannot open database: {str(exc).splitlines()[0]}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"{path}: cannot open database: {str(exc).splitlines()[0]}") from None
+    try:
+        _check_ours(con, path)
+    except StoreError:
+        con.close()
+        raise
+    return con
+
+
+def _check_ours(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    tables = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    if tables and not OWN_TABLES <= tables:
+        shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
+        raise StoreError(
+            f"{path} is a DuckDB database of another application (tables: {shown}), not a tpa-dist database; "
+            "tpa-dist never writes into it — choose another --db"
+        )
+
+
+TENSOR_SCHEMA = pa.schema(
+    [
+        ("model_id", pa.string()),
+        ("revision", pa.string()),
+        ("param_name", pa.string()),
+        ("shard", pa.string()),
+        ("dtype", pa.string()),
+        ("shape", pa.list_(pa.int64())),
+        ("ndim", pa.int32()),
+        ("numel", pa.int64()),
+        ("nbytes", pa.int64()),
+        ("layer_index", pa.int32()),
+        ("block_type", pa.string()),
+        ("expert_index", pa.int32()),
+    ]
+)
 
 
 class Store:
@@ -66,8 +102,12 @@ class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.con = connect_db(self.path)
-        for stmt in _statements(sql_text("schema.sql")) + _statements(sql_text("views.sql")):
-            self.con.execute(stmt)
+        try:
+            for stmt in statements(sql_text("schema.sql")) + statements(sql_text("views.sql")):
+                self.con.execute(stmt)
+        except duckdb.Error as exc:
+            self.con.close()
+            raise StoreError(f"{self.path}: cannot create the tables: {str(exc).splitlines()[0]}") from None
         self.result_columns = [
             r[0] for r in self.con.execute("DESCRIBE matrix_analysis").fetchall() if r[0] != "created_at"
         ]
@@ -77,12 +117,16 @@ class Store:
 
     def _run(self, name: str, params: dict[str, object]) -> None:
         try:
-            for stmt in _statements(sql_text(name)):
+            for stmt in statements(sql_text(name)):
                 self.con.execute(stmt, params)
-        except duckdb.IOException as exc:
-            raise StoreError(f"{self.path}: cannot write ({str(exc).splitlines()[0]}). Is the disk full?") from None
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"{self.path}: cannot write ({str(exc).splitlines()[0]}). Is the disk full, or the folder read-only?"
+            ) from None
 
     def start_run(self, run_id: str, argv: str, config: dict, versions: dict, host: str) -> None:
+        """Register a run; runs left 'running' by a driver that died become 'abandoned'."""
+        self._run("store/runs_abandon.sql", {})
         self._run(
             "store/run_start.sql",
             dict(run_id=run_id, argv=argv, config=json.dumps(config), versions=json.dumps(versions), host=host),
@@ -103,12 +147,13 @@ class Store:
         fields["config"] = json.dumps(fields.get("config") or {})
         self._run("store/upsert_model.sql", fields)
 
-    def insert_tensors(self, model_id: str, revision: str, tensors: Sequence[TensorInfo]) -> None:
+    def record_model(self, fields: dict[str, object], tensors: Sequence[TensorInfo]) -> None:
+        """A model's row and its tensor inventory, in one transaction."""
         table = pa.Table.from_pylist(
             [
                 {
-                    "model_id": model_id,
-                    "revision": revision,
+                    "model_id": fields["model_id"],
+                    "revision": fields["revision"],
                     "param_name": t.name,
                     "shard": t.shard,
                     "dtype": t.dtype,
@@ -121,9 +166,11 @@ class Store:
                     "expert_index": t.expert_index,
                 }
                 for t in tensors
-            ]
+            ],
+            schema=TENSOR_SCHEMA,
         )
         with self.transaction():
+            self.upsert_model(**fields)
             self.con.register("batch_tensors", table)
             self._run("store/insert_tensors.sql", {})
             self.con.unregister("batch_tensors")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .errors import UnknownPresetError
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -211,7 +213,7 @@ def _bert(name: str, *, hidden: int, layers: int, vocab: int, ctx: int, planted:
 
 
 def preset(name: str) -> Preset:
-    """Build the named preset; raise KeyError listing the known names."""
+    """Build the named preset; an unknown name raises UnknownPresetError listing the known ones."""
     builders = {
         "tiny-llama": lambda: _decoder_only(
             "tiny-llama",
@@ -341,7 +343,7 @@ def preset(name: str) -> Preset:
         ),
     }
     if name not in builders:
-        raise KeyError(f"unknown synthetic preset {name!r}; known: {', '.join(sorted(builders))}")
+        raise UnknownPresetError(f"unknown synthetic preset {name!r}; known: {', '.join(PRESETS)}")
     return builders[name]()
 
 

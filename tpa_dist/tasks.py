@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from .catalog import TensorInfo
-from .dtypes import ITEMSIZE
+from .dtypes import FLOAT_DTYPES, ITEMSIZE
 from .reader import Region
-
-METHOD_VERSION = "gram_eigvalsh_f64/1"
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """Settings that change results; their hash keys stored rows, so a resume never mixes settings."""
-
-    sparsity_threshold: float = 1e-8
-
-    def settings_id(self) -> str:
-        payload = json.dumps({**asdict(self), "method": METHOD_VERSION}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-    def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "method": METHOD_VERSION}
+from .settings import METHOD_VERSION, AnalysisSettings  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -36,7 +19,7 @@ class MatrixTask:
     revision: str
     matrix_key: str  # param_name, or param_name[e] for an expert slice of a 3-D tensor
     param_name: str
-    kind: str  # matrix | vector | tensor
+    kind: str  # matrix | vector | tensor | buffer (integer/boolean: statistics only) | skipped
     region: Region
     shape: tuple[int, ...]
     shard: str
@@ -104,7 +87,10 @@ def tasks_for_tensor(model_id: str, revision: str, t: TensorInfo) -> Iterator[Ma
         layer_index=t.layer_index,
         block_type=t.block_type,
     )
-    if t.ndim == 2:
+    if t.dtype not in FLOAT_DTYPES:  # integer/boolean buffers (position ids, masks): statistics only
+        region = Region(t.name, t.path, t.start, t.dtype, t.numel, 1)
+        yield MatrixTask(matrix_key=t.name, kind="buffer", region=region, expert_index=t.expert_index, **common)
+    elif t.ndim == 2:
         region = Region(t.name, t.path, t.start, t.dtype, t.shape[0], t.shape[1])
         yield MatrixTask(matrix_key=t.name, kind="matrix", region=region, expert_index=t.expert_index, **common)
     elif t.ndim == 3 and (t.block_type == "moe" or "expert" in t.name):
@@ -181,6 +167,7 @@ def plan_tasks(model_id: str, revision: str, tensors: list[TensorInfo], config: 
             out.append(
                 replace(
                     task,
+                    kind="matrix",
                     region=region,
                     shape=(n_out, n_in),
                     dtype=f"{p.method}-int{p.bits}",

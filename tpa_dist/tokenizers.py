@@ -1,5 +1,5 @@
-"""Tokenizer files in the Hugging Face formats: writing synthetic ones (byte-level BPE, SentencePiece BPE,
-WordPiece) and decoding token ids of real ones to readable strings (no tokenizer code is executed)."""
+"""Synthetic tokenizer files in the Hugging Face formats (byte-level BPE, SentencePiece BPE, WordPiece) for the
+synth: presets. Reading real ones is vocab.py."""
 
 from __future__ import annotations
 
@@ -173,62 +173,4 @@ def write_tokenizer(folder: Path, kind: str, size: int) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": cls}))
 
 
-MAX_TOKENIZER_BYTES = 200_000_000
-
-
-def _byte_level_text(token: str, table: dict[str, int]) -> str:
-    data = bytes(table[c] for c in token if c in table) if all(c in table for c in token) else token.encode()
-    return data.decode("utf-8", errors="replace")
-
-
-def _sentencepiece_text(token: str) -> str:
-    if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
-        try:
-            return bytes([int(token[3:5], 16)]).decode("utf-8", errors="replace")
-        except ValueError:
-            return token
-    return token.replace("▁", " ")
-
-
-def load_vocab(folder: str | Path) -> dict[int, str] | None:
-    """id -> human-readable token from tokenizer.json (BPE byte-level or SentencePiece, WordPiece, Unigram)
-    or vocab.txt; None when the folder has neither. Untrusted input: JSON only, size-capped."""
-    folder = Path(folder)
-    path = folder / "tokenizer.json"
-    if path.is_file() and path.stat().st_size <= MAX_TOKENIZER_BYTES:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("model"), dict):
-            return _decode_tokenizer_json(doc)
-    vocab_txt = folder / "vocab.txt"
-    if vocab_txt.is_file() and vocab_txt.stat().st_size <= MAX_TOKENIZER_BYTES:
-        lines = vocab_txt.read_text(encoding="utf-8", errors="replace").splitlines()
-        return {i: _wordpiece_text(tok) for i, tok in enumerate(lines)}
-    return None
-
-
-def _wordpiece_text(token: str) -> str:
-    return token[2:] if token.startswith("##") else token
-
-
-def _decode_tokenizer_json(doc: dict) -> dict[int, str]:
-    model = doc["model"]
-    kind = model.get("type")
-    raw: dict[int, str] = {}
-    vocab = model.get("vocab")
-    if kind == "Unigram" and isinstance(vocab, list):
-        raw = {i: str(e[0]) for i, e in enumerate(vocab) if isinstance(e, list) and e}
-    elif isinstance(vocab, dict):
-        raw = {int(i): str(t) for t, i in vocab.items() if isinstance(i, int)}
-    for added in doc.get("added_tokens") or []:
-        if isinstance(added, dict) and isinstance(added.get("id"), int):
-            raw[added["id"]] = str(added.get("content", ""))
-    decoder = json.dumps(doc.get("decoder") or {}) + json.dumps(doc.get("pre_tokenizer") or {})
-    if kind == "WordPiece":
-        return {i: _wordpiece_text(t) for i, t in raw.items()}
-    if "ByteLevel" in decoder:
-        table = {c: b for b, c in bytes_to_unicode().items()}
-        return {i: _byte_level_text(t, table) for i, t in raw.items()}
-    return {i: _sentencepiece_text(t) for i, t in raw.items()}
+from .vocab import load_vocab  # noqa: E402,F401 - re-exported (the reading side lives in vocab.py)

@@ -1,4 +1,4 @@
-"""`inspect`: every tensor of a checkpoint and parameter counts by block type, from headers alone."""
+"""`tpa-dist inspect`: every tensor of a checkpoint and parameter counts by block type, from headers alone."""
 
 from __future__ import annotations
 

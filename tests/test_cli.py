@@ -1,0 +1,203 @@
+"""The usual first-hour mistakes get one clear line and a hint, never a traceback; job settings are checked."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tpa_dist.cli import main
+from tpa_dist.driver import submit
+from tpa_dist.errors import JobError, JobFileError
+from tpa_dist.jobs import Job, load_job
+
+from .conftest import write_safetensors
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(main, list(args))
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert "Traceback" not in res.output
+    return res.exit_code, res.output
+
+
+def test_a_model_given_as_job_file_gets_a_hint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out = _run("submit", "synth:tiny-llama")
+    assert code == 2 and "did you mean `tpa-dist submit --models synth:tiny-llama`?" in out
+    code, out = _run("submit", "Qwen/Qwen3-4B")
+    assert code == 2 and "--models Qwen/Qwen3-4B" in out
+    code, out = _run("submit")
+    assert code == 2 and "no models" in out
+
+
+def test_unknown_preset_lists_the_presets(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out = _run("submit", "--models", "synth:tiny-lama", "--no-progress", "--quiet")
+    assert code == 1 and "unknown synthetic preset 'tiny-lama'; known: tiny-llama" in out
+    code, out = _run("inspect", "synth:tiny-lama")
+    assert code == 2 and "known: tiny-llama, tiny-qwen3" in out
+    code, out = _run("synth", "nope", "--out", "x")
+    assert code == 2 and "unknown synthetic preset 'nope'" in out
+
+
+def test_a_typo_in_a_relative_path_is_a_missing_folder_not_a_hub_miss(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "minilm_whl").mkdir()
+    code, out = _run("submit", "--models", "minilm_whl/model", "--no-progress", "--quiet")
+    assert code == 1 and "minilm_whl/model: no such folder" in out and "Hugging Face" not in out
+
+
+def test_readme_job_file_example_is_accepted_as_written(tmp_path):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert blocks, "README has no TOML job-file example"
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"readme{i}.toml"
+        path.write_text(block, encoding="utf-8")
+        job = load_job(path)
+        assert job.models and job.analysis.block_mib >= 1
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "message"),
+    [
+        ("analysis", 'block_mib = "big"', r"\[analysis\] block_mib \(--block-mib\) must be an integer, got 'big'"),
+        ("analysis", "block_mib = 0", r"\[analysis\] block_mib \(--block-mib\) must be between 1 and"),
+        ("analysis", "sparsity_threshold = -1.0", r"sparsity_threshold .* must be ≥ 0"),
+        ("analysis", "force = 1", r"\[analysis\] force \(--force\) must be true or false, got 1"),
+        ("embedding", "k_min = 50\nk_max = 10", r"k_min \(50\) must not exceed k_max \(10\)"),
+        ("embedding", "k_step = 0", r"\[embedding\] k_step .* must be ≥ 1"),
+        ("workers", "num_workers = 2.5", r"\[workers\] num_workers .* must be an integer, got 2.5"),
+        ("workers", "gpus_per_worker = 0", r"\[workers\] gpus_per_worker .* must be between"),
+        ("workers", 'address = ""', r"\[workers\] address .* must not be empty"),
+        ("job", "db = 5", r"\[job\] db \(--db\) must be a string, got 5"),
+    ],
+)
+def test_every_job_key_is_type_and_range_checked(tmp_path, section, line, message):
+    path = tmp_path / "job.toml"
+    path.write_text(f'models = ["synth:tiny-llama"]\n[{section}]\n{line}\n', encoding="utf-8")
+    with pytest.raises(JobFileError, match=message):
+        load_job(path)
+    code, out = _run("submit", str(path))
+    assert code == 2 and str(path) in out
+
+
+def test_flags_and_python_api_are_checked_the_same_way():
+    with pytest.raises(JobError, match=r"\[analysis\] block_mib \(--block-mib\) must be between 1"):
+        Job.create(models=("synth:tiny-llama",), block_mib=0)
+    code, out = _run("submit", "--models", "synth:tiny-llama", "--threads-per-worker", "0")
+    assert code == 2 and "threads_per_worker (--threads-per-worker) must be between 1" in out
+    job = Job.create(models=("a",), seed=3, threads_per_worker=2, embedding=False)
+    assert (job.analysis.seed, job.embedding.seed, job.analysis.threads, job.embedding.enabled) == (3, 3, 2, False)
+
+
+def test_model_names_from_flags_and_job_files(ray_session, synth_models, tmp_path):
+    folder = synth_models["tiny-gpt2"]
+    job_file = tmp_path / "named.toml"
+    job_file.write_text(
+        f'models = [{{ id = "{folder}", name = "gpt2-from-file" }}]\n[embedding]\nenabled = false\n', encoding="utf-8"
+    )
+    assert load_job(job_file).models == (f"gpt2-from-file={folder}",)
+    job = Job.create(
+        models=(f"my-gpt2={folder}", "gpt2-from-file=" + str(folder)),
+        db=str(tmp_path / "n.duckdb"),
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+        embedding=False,
+    )
+    summary = submit(job)
+    assert summary.ok, summary.describe()
+    con = duckdb.connect(job.db, read_only=True)
+    ids = sorted(r[0] for r in con.execute("SELECT DISTINCT model_id FROM matrix_analysis").fetchall())
+    con.close()
+    assert ids == ["gpt2-from-file", "my-gpt2"]
+
+
+def test_the_same_model_twice_is_analyzed_once(ray_session, synth_models, tmp_path):
+    folder = synth_models["tiny-gpt2"]
+    job = Job.create(
+        models=(str(folder), str(folder) + "/", str(folder)),
+        db=str(tmp_path / "d.duckdb"),
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+        embedding=False,
+    )
+    summary = submit(job)
+    assert summary.ok and summary.total == summary.done == 30, summary.describe()
+    assert len(summary.warnings) == 2 and "analyzed once" in summary.warnings[0]
+
+
+def test_integer_buffers_are_statistics_only(ray_session, tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "bert-buffers"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "vocab_size": 40}))
+    write_safetensors(
+        folder / "model.safetensors",
+        {
+            "embeddings.word_embeddings.weight": ("F32", rng.standard_normal((40, 16)).astype(np.float32), (40, 16)),
+            "embeddings.position_ids": ("I64", np.arange(512, dtype=np.int64)[None, :], (1, 512)),
+            "encoder.layer.0.attention.self.query.weight": (
+                "F32",
+                rng.standard_normal((16, 16)).astype(np.float32),
+                (16, 16),
+            ),
+            "encoder.layer.0.attention.self.mask": ("BOOL", np.ones((4, 4), dtype=np.uint8), (4, 4)),
+        },
+    )
+    db = tmp_path / "b.duckdb"
+    code, out = _run(
+        "submit",
+        "--models",
+        str(folder),
+        "--db",
+        str(db),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--no-progress",
+        "--no-embedding",
+    )
+    assert code == 0, out
+    con = duckdb.connect(str(db), read_only=True)
+    rows = {
+        r[0]: r[1:]
+        for r in con.execute("SELECT matrix_key, kind, actual_rank, rows, mean FROM matrix_analysis").fetchall()
+    }
+    con.close()
+    assert rows["embeddings.position_ids"] == ("buffer", None, None, 255.5)
+    assert rows["encoder.layer.0.attention.self.mask"][:3] == ("buffer", None, None)
+    assert rows["encoder.layer.0.attention.self.query.weight"][0] == "matrix"
+    summary = out.split("LAYER-BY-LAYER MATRIX ANALYSIS", 1)[1]
+    assert "other" not in summary and "/1 (" not in summary and "255.5" not in summary
+
+
+BAD_ARGUMENTS = [
+    ["submit", "--models", "synth:tiny-llama", "--block-mib", "-3"],
+    ["submit", "--models", "synth:tiny-llama", "--gpus-per-worker", "0"],
+    ["submit", "no-such-job.toml"],
+    ["report", "--db", "nope.duckdb"],
+    ["export", "--db", "nope.duckdb", "--format", "csv", "--out", "x.csv", "--table", "runs"],
+    ["download", "--model-id", "not a repo id"],
+    ["inspect", "no/such/folder"],
+    ["synth", "nope", "--out", "x"],
+    ["status", "--db", "nope.duckdb"],
+    ["sql", "--db", "nope.duckdb", "SELECT 1"],
+    ["sql"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_ARGUMENTS, ids=lambda a: a[0] + "-" + "-".join(a[1:3]))
+def test_every_command_answers_a_bad_argument_without_a_traceback(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out = _run(*args)
+    assert code == 2, out
+    assert out.strip().splitlines()[-1].startswith(("error:", "Error:")), out

@@ -1,0 +1,151 @@
+"""Validated settings: one frozen dataclass per job-file section, each field's default, type and range in one place.
+
+`Job` (jobs.py) holds one of each; job files, CLI flags and the Python API all build these same objects, and
+every value is checked here with the key's name in the message. Workers receive `AnalysisSettings` whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import MISSING, dataclass, field, fields
+
+from .errors import JobError
+
+METHOD_VERSION = "gram_eigvalsh_f64/1"
+
+
+def setting(
+    default: object,
+    kind: str,
+    *,
+    flag: str | None = None,
+    lo: float | None = None,
+    hi: float | None = None,
+    nullable: bool = False,
+    key: bool = True,
+) -> object:
+    """A dataclass field with its checks: kind is bool|int|float|str; lo/hi inclusive bounds; `flag` the CLI
+    option; `key=False` for fields that job files do not set."""
+    meta = {"kind": kind, "flag": flag, "lo": lo, "hi": hi, "nullable": nullable, "key": key}
+    return field(default=default, metadata=meta)
+
+
+_KIND_WORD = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+
+
+def check(section: str, obj: object) -> None:
+    """Type- and range-check every field of a settings dataclass; floats given as ints are converted."""
+    for f in fields(obj):
+        meta = f.metadata
+        if "kind" not in meta:
+            continue
+        value = getattr(obj, f.name)
+        where = f"[{section}] {f.name}" + (f" ({meta['flag']})" if meta["flag"] else "")
+        if value is None:
+            if meta["nullable"]:
+                continue
+            raise JobError(f"{where} must be {_KIND_WORD[meta['kind']]}, not empty")
+        kind = meta["kind"]
+        ok = {
+            "bool": isinstance(value, bool),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "str": isinstance(value, str),
+        }[kind]
+        if not ok:
+            raise JobError(f"{where} must be {_KIND_WORD[kind]}, got {value!r} ({type(value).__name__})")
+        if kind == "float":
+            value = float(value)
+            if not math.isfinite(value):
+                raise JobError(f"{where} must be a finite number, got {value!r}")
+            object.__setattr__(obj, f.name, value)
+        if kind == "str" and not value.strip():
+            raise JobError(f"{where} must not be empty")
+        lo, hi = meta["lo"], meta["hi"]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bound = (
+                f"between {lo:g} and {hi:g}"
+                if lo is not None and hi is not None
+                else (f"≥ {lo:g}" if lo is not None else f"≤ {hi:g}")
+            )
+            raise JobError(f"{where} must be {bound}, got {value!r}")
+
+
+def section_keys(cls: type) -> set[str]:
+    """The job-file keys of a settings section."""
+    return {f.name for f in fields(cls) if f.metadata.get("key", False)}
+
+
+def defaults(cls: type) -> dict[str, object]:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """[analysis]: what every worker needs to analyze a matrix. Only `sparsity_threshold` changes results, so
+    only it (with the method version) keys stored rows: a resume never mixes settings."""
+
+    sparsity_threshold: float = setting(1e-8, "float", flag="--sparsity-threshold", lo=0.0)
+    block_mib: int = setting(64, "int", flag="--block-mib", lo=1, hi=1 << 20)
+    seed: int = setting(0, "int", flag="--seed", lo=0)  # of synth: presets
+    force: bool = setting(False, "bool", flag="--force")
+    threads: int = setting(1, "int", lo=1, hi=1024, key=False)  # BLAS threads per worker ([workers])
+
+    def __post_init__(self) -> None:
+        check("analysis", self)
+
+    @property
+    def block_bytes(self) -> int:
+        return self.block_mib << 20
+
+    def settings_id(self) -> str:
+        payload = json.dumps(self.as_dict(), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"sparsity_threshold": self.sparsity_threshold, "method": METHOD_VERSION}
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """[embedding]: the k-means sweep over the token embeddings."""
+
+    enabled: bool = setting(True, "bool", flag="--no-embedding")
+    k_min: int = setting(2, "int", flag="--k-range", lo=2)
+    k_max: int = setting(100, "int", flag="--k-range", lo=2, hi=100_000)
+    k_step: int | None = setting(None, "int", flag="--k-step", lo=1, nullable=True)  # None: coarse-to-fine
+    include_special: bool = setting(False, "bool", flag="--include-special-tokens")
+    seed: int = setting(0, "int", flag="--seed", lo=0)  # of k-means
+    representatives: int = setting(10, "int", lo=1, hi=1000)
+    silhouette_sample: int = setting(2000, "int", lo=10, hi=1_000_000)
+
+    def __post_init__(self) -> None:
+        check("embedding", self)
+        if self.k_min > self.k_max:
+            raise JobError(f"[embedding] k_min ({self.k_min}) must not exceed k_max ({self.k_max}) (--k-range)")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """[workers]: where and how the analysis runs."""
+
+    cpu_only: bool = setting(False, "bool", flag="--cpu-only")
+    num_workers: int | None = setting(None, "int", flag="--num-workers", lo=1, hi=100_000, nullable=True)
+    threads_per_worker: int = setting(1, "int", flag="--threads-per-worker", lo=1, hi=1024)
+    # 4 GPU workers share each GPU (BENCHMARKS.md: 8.4x vs 4.0x with 1)
+    gpus_per_worker: float = setting(0.25, "float", flag="--gpus-per-worker", lo=0.01, hi=8.0)
+    address: str | None = setting(None, "str", flag="--address", nullable=True)  # None: RAY_ADDRESS or local
+
+    def __post_init__(self) -> None:
+        check("workers", self)
+
+
+SECTIONS: dict[str, type] = {
+    "analysis": AnalysisSettings,
+    "embedding": EmbeddingSettings,
+    "workers": WorkerSettings,
+}
+
+__all__ = ["METHOD_VERSION", "SECTIONS", "AnalysisSettings", "EmbeddingSettings", "WorkerSettings", "check"]
