@@ -316,7 +316,7 @@ class Driver:
         finally:
             progress.close()
             for actor in pools.all():
-                ray.kill(actor)
+                ray.kill(actor, no_restart=True)  # no restarts, so no retry chatter after the run
 
 
 def error_row(task: MatrixTask, settings_id: str, message: str) -> dict:

@@ -1,15 +1,18 @@
-"""Exact Lloyd k-means written as BLAS, with greedy k-means++ seeding and warm starts along a sweep of k.
+"""Exact Lloyd k-means written as BLAS, with greedy k-means++ seeding, several starts run side by side, and warm
+starts along a sweep of k.
 
 Distances are ‖x‖² − 2·X·Cᵀ + ‖c‖² with one float32 GEMM per chunk of rows; the data are centred first (in
 float64), so the large shared mean offset of trained embeddings costs no float32 digits. Centroid sums are a
 float32 GEMM per chunk (one-hot · rows) accumulated in float64 across chunks, and the stored inertia is computed
-exactly in float64 from the rows. Lloyd runs to convergence — labels unchanged, or scikit-learn's criterion
-(centre shift ≤ 1e-4 × mean feature variance) — never a mini-batch estimate.
+exactly in float64 from the original rows. Lloyd runs to convergence — labels unchanged, scikit-learn's
+criterion (centre shift ≤ 1e-4 × mean feature variance), or an iteration that gains under 1e-4 of the
+inertia — never a mini-batch estimate.
 
-A sweep visits k in ascending order and starts each k from the solution of the largest k below it plus new
-centres chosen by greedy k-means++ (D² sampling, best of 2 + ln k candidates, as scikit-learn): adding a centre
-never raises the inertia and Lloyd never raises it either, so the inertia is non-increasing in k by construction.
-With ``device`` "cuda" (or "torch-cpu" in tests) the same iterations run in torch.
+Starts for one k (fresh greedy k-means++ seedings and a warm start from the previous k's solution) run as one
+batch: every pass over the rows serves all of them with one GEMM against all their centres, so extra starts
+cost little where a pass is bound by reading the rows (small k). A sweep visits k in ascending order, and the
+warm start — the previous solution plus new k-means++ centres — can only lower the inertia, so the kept
+inertia is non-increasing in k by construction. With ``use_torch`` the passes run in torch (GPU workers).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHUNK_ROWS = 4096
-SAMPLE_ROWS = 16_384  # fresh starts of large data are seeded and iterated on this many rows
+CHUNK_ROWS = 8192
+SAMPLE_ROWS = 16_384  # fresh starts of large data are seeded and screened on this many rows
 TOL = 1e-4  # scikit-learn's KMeans default (centre shift)
 RTOL = 1e-4  # an iteration that gains less than this share of the inertia ends Lloyd
 
@@ -28,9 +31,9 @@ RTOL = 1e-4  # an iteration that gains less than this share of the inertia ends 
 @dataclass
 class KMeansFit:
     k: int
-    centers: np.ndarray  # float64, in the centred coordinates
-    labels: np.ndarray  # int32
-    inertia: float  # float64 Σ‖x − c_label‖²
+    centers: np.ndarray  # float64 (k, d), in the centred coordinates
+    labels: np.ndarray  # int32 (n,)
+    inertia: float  # float64 Σ‖x − c_label‖², from the original rows
     iterations: int
 
 
@@ -46,13 +49,13 @@ class Data:
         self.x = centred
         self.orig = x
         self.sq = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
-        self.total_ss = self.inertia(np.zeros((1, self.d)), np.zeros(self.n, dtype=np.int64))  # Σ‖x − μ‖²
         self.variance = float(self.sq.sum()) / (self.n * self.d)
         self.device = "cpu"
         self.tx = self.tsq = None
+        self.total_ss = self.inertia(np.zeros((1, self.d)), np.zeros(self.n, dtype=np.int64))  # Σ‖x − μ‖²
 
     def use_torch(self, device: str) -> None:
-        """Run the distance and sum passes in torch on `device` (a GPU worker's "cuda", or "cpu" in tests)."""
+        """Run the passes over the rows in torch on `device` (a GPU worker's "cuda", or "cpu" in tests)."""
         import torch
 
         self.device = device
@@ -60,60 +63,64 @@ class Data:
         self.tsq = torch.from_numpy(self.sq).to(device)
 
     def assign(self, centers: np.ndarray, sums: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """One pass over the rows: (labels, squared distance to the nearest centre, per-label sums, sizes).
+        """One pass over the rows for L sets of k centres (shape (L, k, d)): labels (L, n), squared distance to the
+        nearest centre (L, n), per-label sums (L, k, d) and sizes (L, k).
 
-        The nearest centre minimises ‖c‖² − 2·x·c (float32 GEMM; ‖x‖² is common to all centres); the distance
-        adds the row's float64 ‖x‖² back. Sums are a one-hot float32 GEMM per chunk, accumulated in float64."""
+        The nearest centre minimises ‖c‖² − 2·x·c (one float32 GEMM against all L·k centres; ‖x‖² is common to
+        all); the distance adds the row's float64 ‖x‖² back. Sums: a one-hot float32 GEMM, float64 across chunks."""
         if self.tx is not None:
             return self._assign_torch(centers, sums)
-        k = len(centers)
-        c32 = centers.astype(np.float32)
-        csq = np.einsum("ij,ij->i", c32, c32)
-        labels = np.empty(self.n, dtype=np.int32)
-        dist = np.empty(self.n, dtype=np.float64)
-        total = np.zeros((k, self.d), dtype=np.float64)
+        nsets, k, _ = centers.shape
+        flat = centers.reshape(nsets * k, self.d).astype(np.float32)
+        csq = np.einsum("ij,ij->i", flat, flat)
+        labels = np.empty((nsets, self.n), dtype=np.int32)
+        dist = np.empty((nsets, self.n), dtype=np.float64)
+        total = np.zeros((nsets * k, self.d), dtype=np.float64)
+        offsets = (np.arange(nsets) * k)[None, :]
         for r0 in range(0, self.n, CHUNK_ROWS):
             xb = self.x[r0 : r0 + CHUNK_ROWS]
-            d = xb @ c32.T
-            d *= -2.0
-            d += csq
-            lab = np.argmin(d, axis=1)
-            rows = np.arange(len(lab))
-            labels[r0 : r0 + len(lab)] = lab
-            dist[r0 : r0 + len(lab)] = np.maximum(self.sq[r0 : r0 + len(lab)] + d[rows, lab], 0.0)
+            m = len(xb)
+            g = xb @ flat.T
+            g *= -2.0
+            g += csq
+            g = g.reshape(m, nsets, k)
+            lab = np.argmin(g, axis=2)  # (m, L)
+            best = np.take_along_axis(g, lab[:, :, None], axis=2)[:, :, 0]
+            labels[:, r0 : r0 + m] = lab.T
+            dist[:, r0 : r0 + m] = np.maximum(self.sq[r0 : r0 + m, None] + best, 0.0).T
             if sums:
-                onehot = np.zeros((len(lab), k), dtype=np.float32)
-                onehot[rows, lab] = 1.0
+                onehot = np.zeros((m, nsets * k), dtype=np.float32)
+                np.put_along_axis(onehot, lab + offsets, 1.0, axis=1)
                 total += onehot.T @ xb  # float32 GEMM per chunk, float64 across chunks
-        return labels, dist, total, np.bincount(labels, minlength=k).astype(np.float64)
+        counts = np.stack([np.bincount(labels[i], minlength=k) for i in range(nsets)]).astype(np.float64)
+        return labels, dist, total.reshape(nsets, k, self.d), counts
 
     def _assign_torch(self, centers: np.ndarray, sums: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         import torch
 
-        k = len(centers)
-        c = torch.from_numpy(centers).to(self.device)
-        c32 = c.to(torch.float32)
-        csq = (c * c).sum(1)
+        nsets, k, _ = centers.shape
+        flat = torch.from_numpy(centers.reshape(nsets * k, self.d)).to(self.device)
+        flat32 = flat.to(torch.float32)
+        csq = (flat32.to(torch.float64) ** 2).sum(1)
+        offsets = (torch.arange(nsets, device=self.device) * k)[None, :]
         labels, dist = [], []
-        total = torch.zeros((k, self.d), dtype=torch.float64, device=self.device)
-        step = 8 * CHUNK_ROWS
+        total = torch.zeros((nsets * k, self.d), dtype=torch.float64, device=self.device)
+        step = 4 * CHUNK_ROWS
         for r0 in range(0, self.n, step):
             xb = self.tx[r0 : r0 + step]
-            d = self.tsq[r0 : r0 + step, None] - 2.0 * (xb @ c32.T).to(torch.float64) + csq[None, :]
-            m, lab = d.min(1)
+            g = (csq[None, :] - 2.0 * (xb @ flat32.T).to(torch.float64)).reshape(len(xb), nsets, k)
+            best, lab = g.min(2)
             labels.append(lab)
-            dist.append(m.clamp_min(0))
+            dist.append((self.tsq[r0 : r0 + step, None] + best).clamp_min(0))
             if sums:
-                part = torch.zeros((k, self.d), dtype=torch.float32, device=self.device).index_add_(0, lab, xb)
-                total += part.to(torch.float64)
-        lab = torch.cat(labels)
-        counts = torch.bincount(lab, minlength=k).to(torch.float64)
-        return (
-            lab.to(torch.int32).cpu().numpy(),
-            torch.cat(dist).cpu().numpy(),
-            total.cpu().numpy(),
-            counts.cpu().numpy(),
-        )
+                index = (lab + offsets).reshape(-1)
+                rows = xb.repeat_interleave(nsets, dim=0)
+                part = torch.zeros((nsets * k, self.d), dtype=torch.float32, device=self.device)
+                total += part.index_add_(0, index, rows).to(torch.float64)
+        lab = torch.cat(labels).T.contiguous()
+        counts = torch.stack([torch.bincount(lab[i], minlength=k) for i in range(nsets)]).to(torch.float64)
+        return (lab.to(torch.int32).cpu().numpy(), torch.cat(dist).T.cpu().numpy(),
+                total.reshape(nsets, k, self.d).cpu().numpy(), counts.cpu().numpy())
 
     def dist_to(self, points: np.ndarray) -> np.ndarray:
         """Squared distances (float64) of every row to each of a few points: shape (n, len(points))."""
@@ -124,8 +131,8 @@ class Data:
             dot = (self.tx @ torch.from_numpy(p32).to(self.device).T).cpu().numpy()
         else:
             dot = np.empty((self.n, len(points)), dtype=np.float32)
-            for r0 in range(0, self.n, 4 * CHUNK_ROWS):
-                dot[r0 : r0 + 4 * CHUNK_ROWS] = self.x[r0 : r0 + 4 * CHUNK_ROWS] @ p32.T
+            for r0 in range(0, self.n, CHUNK_ROWS):
+                dot[r0 : r0 + CHUNK_ROWS] = self.x[r0 : r0 + CHUNK_ROWS] @ p32.T
         psq = np.einsum("ij,ij->i", points, points)
         return np.maximum(self.sq[:, None] - 2.0 * dot.astype(np.float64) + psq[None, :], 0.0)
 
@@ -139,59 +146,75 @@ class Data:
         return total
 
 
-def add_centers(data: Data, centers: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Extend `centers` to k rows by greedy k-means++: each new centre is the candidate (of 2 + ln k rows drawn
-    with probability ∝ D², the squared distance to the nearest centre so far) that lowers the potential most."""
-    if len(centers) == 0:
-        first = int(rng.integers(data.n))
-        centers = data.x[first : first + 1].astype(np.float64)
-    closest = data.assign(centers, sums=False)[1]
-    out = list(centers)
+def seed_centers(data: Data, partial: list[np.ndarray], k: int, rngs: list[np.random.Generator]) -> np.ndarray:
+    """Complete several centre sets to k centres each by greedy k-means++ (shape (L, k, d)): each new centre is
+    the candidate — of 2 + ln k rows drawn with probability ∝ D², the squared distance to the nearest centre of
+    its set so far — that lowers the set's potential most. One pass over the rows serves every set's candidates."""
+    sets = [list(p) for p in partial]
+    for i, s in enumerate(sets):
+        if not s:
+            s.append(data.x[int(rngs[i].integers(data.n))].astype(np.float64))
+    closest = np.stack([data.dist_to(np.asarray(s)).min(axis=1) for s in sets])  # (L, n)
     trials = 2 + int(math.log(k))
-    while len(out) < k:
-        cum = np.cumsum(closest)
-        if cum[-1] <= 0:  # every row sits on a centre (duplicate rows): any row will do
-            pick = rng.integers(data.n, size=1)
-        else:
-            pick = np.minimum(np.searchsorted(cum, rng.random(trials) * cum[-1], side="right"), data.n - 1)
-        cands = data.x[pick].astype(np.float64)
-        pots = np.minimum(closest[:, None], data.dist_to(cands))
-        best = int(np.argmin(pots.sum(axis=0)))
-        closest = pots[:, best].copy()
-        out.append(cands[best])
-    return np.asarray(out)
+    while True:
+        active = [i for i, s in enumerate(sets) if len(s) < k]
+        if not active:
+            return np.asarray(sets)
+        picks = []
+        for i in active:
+            cum = np.cumsum(closest[i])
+            if cum[-1] <= 0:  # every row sits on a centre (duplicate rows): any rows will do
+                picks.append(rngs[i].integers(data.n, size=trials))
+            else:
+                draw = np.searchsorted(cum, rngs[i].random(trials) * cum[-1], side="right")
+                picks.append(np.minimum(draw, data.n - 1))
+        cands = data.x[np.concatenate(picks)].astype(np.float64)
+        dists = data.dist_to(cands)  # (n, active · trials)
+        for j, i in enumerate(active):
+            pots = np.minimum(closest[i][:, None], dists[:, j * trials : (j + 1) * trials])
+            best = int(np.argmin(pots.sum(axis=0)))
+            closest[i] = pots[:, best]
+            sets[i].append(cands[j * trials + best])
 
 
-def lloyd(data: Data, centers: np.ndarray, max_iter: int = 300, rtol: float = RTOL) -> KMeansFit:
-    """Lloyd iterations from `centers` until converged: labels unchanged, scikit-learn's centre-shift criterion,
-    or an iteration that lowers the inertia by less than `rtol` of it. An emptied cluster takes the row farthest
-    from its centre (as scikit-learn does)."""
-    k = len(centers)
-    labels, dist, sums, counts = data.assign(centers)
+def lloyd_batch(data: Data, centers: np.ndarray, max_iter: int = 300, rtol: float = RTOL
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lloyd iterations of L starts side by side (centers (L, k, d)) until every one has converged (labels
+    unchanged, scikit-learn's centre-shift criterion, or a gain under `rtol` of its inertia); an emptied cluster
+    takes the row farthest from its centre (as scikit-learn does). Returns (centres, labels, Σ of GEMM distances,
+    iterations), one per start."""
+    nsets, k, _ = centers.shape
     tol = TOL * data.variance  # on Σ over centres of ‖shift‖², as scikit-learn: tol · mean feature variance
-    iterations = 0
-    previous = float(dist.sum())
-    while iterations < max_iter:
-        iterations += 1
-        new_centers = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centers)
-        empty = np.flatnonzero(counts == 0)
-        if empty.size:
-            new_centers[empty] = data.x[np.argpartition(dist, -empty.size)[-empty.size :]].astype(np.float64)
-        shift = float(np.sum((new_centers - centers) ** 2))
-        centers = new_centers
-        new_labels, dist, sums, counts = data.assign(centers)
-        current = float(dist.sum())
-        done = np.array_equal(new_labels, labels) or shift <= tol or previous - current <= rtol * current
-        labels, previous = new_labels, current
-        if done and not empty.size:
-            break
-    centers = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centers)
-    return KMeansFit(k, centers, labels, data.inertia(centers, labels), iterations)
+    labels, dist, sums, counts = data.assign(centers)
+    previous = dist.sum(axis=1)
+    active = np.ones(nsets, dtype=bool)
+    iterations = np.zeros(nsets, dtype=np.int64)
+    while active.any() and iterations.max() < max_iter:
+        idx = np.flatnonzero(active)
+        new = np.where(counts[idx, :, None] > 0, sums[idx] / np.maximum(counts[idx], 1)[:, :, None], centers[idx])
+        refilled = np.zeros(len(idx), dtype=bool)
+        for j, i in enumerate(idx):
+            empty = np.flatnonzero(counts[i] == 0)
+            if empty.size:
+                new[j, empty] = data.x[np.argpartition(dist[i], -empty.size)[-empty.size :]].astype(np.float64)
+                refilled[j] = True
+        shift = np.sum((new - centers[idx]) ** 2, axis=(1, 2))
+        centers[idx] = new
+        lab, dst, sm, cnt = data.assign(new)
+        current = dst.sum(axis=1)
+        unchanged = np.all(lab == labels[idx], axis=1)
+        done = (unchanged | (shift <= tol) | (previous[idx] - current <= rtol * current)) & ~refilled
+        labels[idx], dist[idx], sums[idx], counts[idx], previous[idx] = lab, dst, sm, cnt, current
+        iterations[idx] += 1
+        active[idx[done]] = False
+    centers = np.where(counts[:, :, None] > 0, sums / np.maximum(counts, 1)[:, :, None], centers)
+    return centers, labels, previous, iterations
 
 
 def n_init(k: int) -> int:
-    """Fresh k-means++ starts for k: many for small k, where one start lands in a poor local minimum (two true
-    clusters merged, a lone far row as a cluster) often enough to matter and starts are cheap; one for large k."""
+    """Fresh k-means++ starts for k: many for small k, where a start lands in a poor local minimum (two true
+    clusters merged, a lone far row as a cluster) often enough to matter and extra starts are nearly free; one
+    for large k."""
     return max(1, min(10, round(30 / k)))
 
 
@@ -200,36 +223,34 @@ def _subsample(data: Data, rows: int, seed: int) -> Data:
     return Data(data.orig[idx])
 
 
-def _fresh_starts(data: Data, k: int, seed: int, count: int, max_iter: int) -> list[np.ndarray]:
-    """Centres (in `data`'s coordinates) of `count` fresh greedy k-means++ starts. On large data the starts are
-    seeded and iterated on a subsample, and only the one that is best on the full data is kept: seeding quality
-    for a fraction of the cost; the full Lloyd then runs once."""
+def _fresh(data: Data, k: int, seed: int, count: int, max_iter: int) -> np.ndarray:
+    """Centre sets of `count` fresh greedy k-means++ starts, shape (count or 1, k, d). On large data the starts are
+    seeded and iterated on a subsample, and only the one that is best on the full rows is kept."""
+    rngs = [np.random.default_rng([seed, k, i]) for i in range(count)]
     if count == 1 or data.n <= 2 * SAMPLE_ROWS:
-        return [add_centers(data, np.zeros((0, data.d)), k, np.random.default_rng([seed, k, i])) for i in range(count)]
+        return seed_centers(data, [[] for _ in range(count)], k, rngs)
     sample = _subsample(data, SAMPLE_ROWS, seed)
-    shift = sample.mean - data.mean
-    best = None
-    for i in range(count):
-        rng = np.random.default_rng([seed, k, i])
-        centers = lloyd(sample, add_centers(sample, np.zeros((0, data.d)), k, rng), max_iter).centers + shift
-        potential = float(data.assign(centers, sums=False)[1].sum())
-        if best is None or potential < best[0]:
-            best = (potential, centers)
-    return [best[1]]
+    if data.device != "cpu":
+        sample.use_torch(data.device)
+    centers = lloyd_batch(sample, seed_centers(sample, [[] for _ in range(count)], k, rngs), max_iter)[0]
+    centers += sample.mean - data.mean
+    potentials = data.assign(centers, sums=False)[1].sum(axis=1)
+    return centers[[int(np.argmin(potentials))]]
 
 
 def fit(data: Data, k: int, seed: int, start: KMeansFit | None = None, max_iter: int = 300) -> KMeansFit:
     """k-means for one k: the best of a warm start (`start`, a solution with fewer centres, plus greedy
-    k-means++ centres) and `n_init(k)` fresh greedy k-means++ starts, each run to convergence. Deterministic
-    for a seed; with `start`, never worse than it (the sweep's inertia is non-increasing in k)."""
-    inits = _fresh_starts(data, k, seed, n_init(k), max_iter)
+    k-means++ centres) and `n_init(k)` fresh greedy k-means++ starts, run side by side to convergence.
+    Deterministic for a seed; with `start`, never worse than it (the sweep's inertia is non-increasing in k)."""
+    sets = _fresh(data, k, seed, n_init(k), max_iter)
     if start is not None:
-        inits.insert(0, add_centers(data, start.centers, k, np.random.default_rng([seed, k, 1_000])))
-    best: KMeansFit | None = None
-    for centers in inits:
-        result = lloyd(data, centers, max_iter)
-        if best is None or result.inertia < best.inertia:
-            best = result
-    if start is not None and best.inertia > start.inertia:  # only by float rounding: keep the monotone answer
-        return KMeansFit(k, best.centers, start.labels.copy(), start.inertia, best.iterations)
-    return best
+        warm = seed_centers(data, [list(start.centers)], k, [np.random.default_rng([seed, k, 1_000])])
+        sets = np.concatenate([warm, sets])
+    centers, labels, potentials, iterations = lloyd_batch(data, sets, max_iter)
+    best = int(np.argmin(potentials))
+    result = KMeansFit(k, centers[best], labels[best], data.inertia(centers[best], labels[best]),
+                       int(iterations[best]))
+    if start is not None and result.inertia > start.inertia:  # only by float rounding: keep the monotone answer
+        centers = np.vstack([start.centers, result.centers[len(start.centers) :]])
+        return KMeansFit(k, centers, start.labels.copy(), start.inertia, result.iterations)
+    return result

@@ -218,9 +218,19 @@ class Scheduler:
     def run(self, error_row: Callable[[MatrixTask, str], dict]) -> None:
         """Run every queued batch; `error_row(task, message)` makes the row of a task that cannot run."""
         import ray
-        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
         inflight: dict = {}
+        try:
+            self._loop(inflight, error_row)
+        except KeyboardInterrupt:  # stop the tasks in flight (cancelled tasks are not retried: no retry chatter)
+            for ref in inflight:
+                ray.cancel(ref)
+            raise
+
+    def _loop(self, inflight: dict, error_row: Callable[[MatrixTask, str], dict]) -> None:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
         while self.queue or inflight:
             if self.gate:
                 self._drop_unfetchable(error_row)
