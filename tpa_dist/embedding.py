@@ -15,7 +15,7 @@ from scipy import sparse
 from scipy.stats import f as f_dist
 
 from .catalog import ModelCatalog, TensorInfo
-from .kmeans import Data, KMeansFit, fit
+from .kmeans import Data, KMeansFit, fit, sampler
 from .reader import Region, iter_blocks
 from .settings import EmbeddingSettings  # noqa: F401 - re-exported (tests, benchmarks)
 from .vocab import Vocab
@@ -179,12 +179,13 @@ def sweep_ks(x: np.ndarray, settings: EmbeddingSettings, device: str = "cpu") ->
     k_min = min(settings.k_min, k_max)
     fits: dict[int, KMeansFit] = {}
     rows: dict[int, dict] = {}
+    sample = sampler(data, settings.seed)
 
     def run(ks: list[int]) -> None:
         for k in sorted(set(ks) - set(fits)):
             below = [j for j in fits if j < k]
             t0 = time.perf_counter()
-            fits[k] = fit(data, k, settings.seed, fits[max(below)] if below else None)
+            fits[k] = fit(data, k, settings.seed, fits[max(below)] if below else None, sample=sample)
             rows[k] = _row(
                 data, fits[k], settings.seed, settings.silhouette_sample, _method(device), time.perf_counter() - t0
             )
@@ -198,7 +199,7 @@ def sweep_ks(x: np.ndarray, settings: EmbeddingSettings, device: str = "cpu") ->
             if fits[j].inertia <= fits[prev].inertia:
                 break
             t0 = time.perf_counter()
-            fits[j] = fit(data, j, settings.seed, fits[prev])
+            fits[j] = fit(data, j, settings.seed, fits[prev], sample=sample)
             rows[j] = _row(
                 data, fits[j], settings.seed, settings.silhouette_sample, _method(device), time.perf_counter() - t0
             )

@@ -119,8 +119,12 @@ class Data:
                 total += part.index_add_(0, index, rows).to(torch.float64)
         lab = torch.cat(labels).T.contiguous()
         counts = torch.stack([torch.bincount(lab[i], minlength=k) for i in range(nsets)]).to(torch.float64)
-        return (lab.to(torch.int32).cpu().numpy(), torch.cat(dist).T.cpu().numpy(),
-                total.reshape(nsets, k, self.d).cpu().numpy(), counts.cpu().numpy())
+        return (
+            lab.to(torch.int32).cpu().numpy(),
+            torch.cat(dist).T.cpu().numpy(),
+            total.reshape(nsets, k, self.d).cpu().numpy(),
+            counts.cpu().numpy(),
+        )
 
     def dist_to(self, points: np.ndarray) -> np.ndarray:
         """Squared distances (float64) of every row to each of a few points: shape (n, len(points))."""
@@ -177,8 +181,9 @@ def seed_centers(data: Data, partial: list[np.ndarray], k: int, rngs: list[np.ra
             sets[i].append(cands[j * trials + best])
 
 
-def lloyd_batch(data: Data, centers: np.ndarray, max_iter: int = 300, rtol: float = RTOL
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def lloyd_batch(
+    data: Data, centers: np.ndarray, max_iter: int = 300, rtol: float = RTOL
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Lloyd iterations of L starts side by side (centers (L, k, d)) until every one has converged (labels
     unchanged, scikit-learn's centre-shift criterion, or a gain under `rtol` of its inertia); an emptied cluster
     takes the row farthest from its centre (as scikit-learn does). Returns (centres, labels, Σ of GEMM distances,
@@ -208,7 +213,17 @@ def lloyd_batch(data: Data, centers: np.ndarray, max_iter: int = 300, rtol: floa
         iterations[idx] += 1
         active[idx[done]] = False
     centers = np.where(counts[:, :, None] > 0, sums / np.maximum(counts, 1)[:, :, None], centers)
-    return centers, labels, previous, iterations
+    ssb = np.sum(np.sum(sums**2, axis=2) / np.maximum(counts, 1), axis=1)  # Σ_c ‖s_c‖² / n_c (centred data)
+    return centers, labels, previous, iterations, ssb
+
+
+def _inertia(data: Data, centers: np.ndarray, labels: np.ndarray, ssb: float) -> float:
+    """SSW of a partition, float64. Where the clusters explain at most half the total sum of squares (embeddings
+    as trained models have them) SSW = TSS − SSB is exact to ~1e-8 relative from the float64-accumulated sums;
+    otherwise the subtraction would cancel digits and SSW is summed exactly over the rows."""
+    if ssb <= 0.5 * data.total_ss:
+        return data.total_ss - ssb
+    return data.inertia(centers, labels)
 
 
 def n_init(k: int) -> int:
@@ -223,33 +238,58 @@ def _subsample(data: Data, rows: int, seed: int) -> Data:
     return Data(data.orig[idx])
 
 
-def _fresh(data: Data, k: int, seed: int, count: int, max_iter: int) -> np.ndarray:
-    """Centre sets of `count` fresh greedy k-means++ starts, shape (count or 1, k, d). On large data the starts are
-    seeded and iterated on a subsample, and only the one that is best on the full rows is kept."""
+def _large(data: Data) -> bool:
+    return data.n > 2 * SAMPLE_ROWS
+
+
+def _fresh(data: Data, sample: Data | None, k: int, seed: int, count: int, max_iter: int) -> np.ndarray:
+    """Centre sets of fresh greedy k-means++ starts, shape (L, k, d). On large data they are seeded and iterated
+    on a subsample (`sample`), and only the one that is best on the full rows is kept (L = 1)."""
     rngs = [np.random.default_rng([seed, k, i]) for i in range(count)]
-    if count == 1 or data.n <= 2 * SAMPLE_ROWS:
+    if sample is None:
         return seed_centers(data, [[] for _ in range(count)], k, rngs)
-    sample = _subsample(data, SAMPLE_ROWS, seed)
-    if data.device != "cpu":
-        sample.use_torch(data.device)
     centers = lloyd_batch(sample, seed_centers(sample, [[] for _ in range(count)], k, rngs), max_iter)[0]
     centers += sample.mean - data.mean
     potentials = data.assign(centers, sums=False)[1].sum(axis=1)
     return centers[[int(np.argmin(potentials))]]
 
 
-def fit(data: Data, k: int, seed: int, start: KMeansFit | None = None, max_iter: int = 300) -> KMeansFit:
+def _warm(data: Data, sample: Data | None, start: KMeansFit, k: int, seed: int) -> np.ndarray:
+    """The previous solution plus greedy k-means++ centres (drawn from the subsample on large data), (1, k, d)."""
+    rng = [np.random.default_rng([seed, k, 1_000])]
+    if sample is None:
+        return seed_centers(data, [list(start.centers)], k, rng)
+    shift = sample.mean - data.mean
+    return seed_centers(sample, [list(start.centers - shift)], k, rng) + shift
+
+
+def sampler(data: Data, seed: int) -> Data | None:
+    """The subsample that seeds and screens starts on large data (None for small data: everything runs full)."""
+    if not _large(data):
+        return None
+    sample = _subsample(data, SAMPLE_ROWS, seed)
+    if data.device != "cpu":
+        sample.use_torch(data.device)
+    return sample
+
+
+def fit(
+    data: Data, k: int, seed: int, start: KMeansFit | None = None, max_iter: int = 300, sample: Data | None = None
+) -> KMeansFit:
     """k-means for one k: the best of a warm start (`start`, a solution with fewer centres, plus greedy
-    k-means++ centres) and `n_init(k)` fresh greedy k-means++ starts, run side by side to convergence.
-    Deterministic for a seed; with `start`, never worse than it (the sweep's inertia is non-increasing in k)."""
-    sets = _fresh(data, k, seed, n_init(k), max_iter)
+    k-means++ centres) and `n_init(k)` fresh greedy k-means++ starts, run side by side to convergence (on large
+    data the fresh starts are screened on `sample` and the best one runs). Deterministic for a seed; with
+    `start`, never worse than it (the sweep's inertia is non-increasing in k)."""
+    if sample is None and _large(data):
+        sample = sampler(data, seed)
+    sets = _fresh(data, sample, k, seed, n_init(k), max_iter)
     if start is not None:
-        warm = seed_centers(data, [list(start.centers)], k, [np.random.default_rng([seed, k, 1_000])])
-        sets = np.concatenate([warm, sets])
-    centers, labels, potentials, iterations = lloyd_batch(data, sets, max_iter)
+        sets = np.concatenate([_warm(data, sample, start, k, seed), sets])
+    centers, labels, potentials, iterations, ssb = lloyd_batch(data, sets, max_iter)
     best = int(np.argmin(potentials))
-    result = KMeansFit(k, centers[best], labels[best], data.inertia(centers[best], labels[best]),
-                       int(iterations[best]))
+    result = KMeansFit(
+        k, centers[best], labels[best], _inertia(data, centers[best], labels[best], ssb[best]), int(iterations[best])
+    )
     if start is not None and result.inertia > start.inertia:  # only by float rounding: keep the monotone answer
         centers = np.vstack([start.centers, result.centers[len(start.centers) :]])
         return KMeansFit(k, centers, start.labels.copy(), start.inertia, result.iterations)

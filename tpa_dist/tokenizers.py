@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from .vocab import bytes_to_unicode, load_vocab  # noqa: F401 - load_vocab re-exported (the reading side)
+
 _ONSETS = [
     "",
     "b",
@@ -40,19 +42,6 @@ _ONSETS = [
 ]
 _VOWELS = ["a", "e", "i", "o", "u", "ea", "io", "ou", "y"]
 _CODAS = ["", "n", "r", "s", "t", "l", "m", "d", "ng", "ck", "st", "nt"]
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table (space becomes 'Ġ')."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
 
 
 def _words() -> Iterator[str]:
@@ -171,6 +160,3 @@ def write_tokenizer(folder: Path, kind: str, size: int) -> None:
     (folder / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     cls = {"wordpiece": "BertTokenizerFast", "sentencepiece": "LlamaTokenizerFast"}.get(kind, "Qwen2TokenizerFast")
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": cls}))
-
-
-from .vocab import load_vocab  # noqa: E402,F401 - re-exported (the reading side lives in vocab.py)

@@ -42,9 +42,16 @@ class Vocab(dict):
 
 
 def bytes_to_unicode() -> dict[int, str]:
-    from .tokenizers import bytes_to_unicode as table
-
-    return table()
+    """GPT-2's reversible byte -> printable character table (space becomes 'Ġ')."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
 
 
 def _byte_level_text(token: str, table: dict[str, int]) -> str:

@@ -1,0 +1,105 @@
+"""The package's shape, checked statically: an acyclic import graph (function-level imports included), and the
+modules that run inside Ray workers free of the database and the command line."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "tpa_dist"
+
+#: what Ray workers import to read, decode and analyze tensors and to cluster embeddings
+WORKER_MODULES = {
+    "actors",
+    "analysis",
+    "spectrum",
+    "reader",
+    "metrics",
+    "heavytail",
+    "stats",
+    "dtypes",
+    "quant",
+    "kmeans",
+    "embedding",
+    "embedding_run",
+    "tasks",
+    "settings",
+    "vocab",
+}
+
+
+def _imports(path: Path) -> tuple[set[str], set[str]]:
+    """(tpa_dist modules, third-party top-level packages) that a module imports anywhere in its body."""
+    ours, theirs = set(), set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                if node.module:
+                    ours.add(node.module.split(".")[0])
+                else:
+                    ours |= {a.name for a in node.names}
+            elif node.module and node.module.split(".")[0] == "tpa_dist":
+                parts = node.module.split(".")
+                ours |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+            elif node.module and node.level == 0:
+                theirs.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                if top == "tpa_dist":
+                    ours.add(alias.name.split(".")[1] if "." in alias.name else "__init__")
+                else:
+                    theirs.add(top)
+    return ours, theirs
+
+
+def _graph() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    modules = {p.stem: p for p in PACKAGE.glob("*.py")}
+    edges, third = {}, {}
+    for name, path in modules.items():
+        ours, theirs = _imports(path)
+        edges[name] = {m for m in ours if m in modules and m != name}
+        third[name] = theirs
+    return edges, third
+
+
+def test_import_graph_is_acyclic():
+    edges, _ = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt) :] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node)
+
+
+def test_worker_modules_import_neither_duckdb_nor_click():
+    edges, third = _graph()
+    for start in sorted(WORKER_MODULES):
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            todo += edges[node]
+        bad = {m: third[m] & {"duckdb", "click"} for m in seen if third[m] & {"duckdb", "click"}}
+        assert not bad, f"{start} reaches {bad} (through {sorted(seen)})"
+
+
+def test_no_module_shadows_the_standard_library():
+    import sys
+
+    assert not {p.stem for p in PACKAGE.glob("*.py")} & set(sys.stdlib_module_names)
