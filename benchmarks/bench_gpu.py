@@ -29,8 +29,11 @@ from tpa_dist.actors import AnalysisWorker  # noqa: E402
 from tpa_dist.analysis import analyze_task  # noqa: E402
 from tpa_dist.catalog import open_model  # noqa: E402
 from tpa_dist.reader import read_all  # noqa: E402
+from tpa_dist.settings import AnalysisSettings  # noqa: E402
 from tpa_dist.synth import write_synthetic  # noqa: E402
 from tpa_dist.tasks import tasks_for_tensor  # noqa: E402
+
+BIG_BLOCKS = AnalysisSettings(block_mib=256)
 
 
 def log(*args: object) -> None:
@@ -111,8 +114,8 @@ def main() -> None:
     # 2. GPU path vs CPU path
     checks = []
     for t in one_per_shape.values():
-        gpu_row, gpu_sv = analyze_task(t, "s", 1e-8, block_bytes=256 << 20, device=dev)
-        cpu_row, cpu_sv = analyze_task(t, "s", 1e-8, block_bytes=256 << 20, device="cpu")
+        gpu_row, gpu_sv = analyze_task(t, BIG_BLOCKS, device=dev)
+        cpu_row, cpu_sv = analyze_task(t, BIG_BLOCKS, device="cpu")
         same = all(
             gpu_row[k] == cpu_row[k]
             for k in ("actual_rank", "energy_rank_50", "energy_rank_90", "energy_rank_95", "energy_rank_99")
@@ -138,7 +141,7 @@ def main() -> None:
     res["checks"] = checks
 
     # 3. end to end
-    worker = AnalysisWorker("s", 1e-8, 256 << 20, 16, gpu=dev == "cuda")
+    worker = AnalysisWorker(AnalysisSettings(block_mib=256, threads=16), gpu=dev == "cuda")
     if dev != "cuda":
         worker.compute, worker.device = dev, dev
     order = sorted(tasks, key=lambda t: t.cost, reverse=True)

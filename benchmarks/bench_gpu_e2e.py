@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from benchmarks.common import seed_method  # noqa: E402
 from tpa_dist.actors import AnalysisWorker  # noqa: E402
 from tpa_dist.catalog import open_model  # noqa: E402
+from tpa_dist.settings import AnalysisSettings  # noqa: E402
 from tpa_dist.synth import write_synthetic  # noqa: E402
 from tpa_dist.tasks import plan_tasks  # noqa: E402
 
@@ -52,7 +53,7 @@ def main() -> None:
         key=lambda t: t.cost,
         reverse=True,
     )
-    worker = AnalysisWorker("s", 1e-8, 256 << 20, 16, gpu=gpu)
+    worker = AnalysisWorker(AnalysisSettings(block_mib=256, threads=16), gpu=gpu)
     for n in (int(x) for x in args.threads.split(",")):
         t0 = time.perf_counter()
         rows = threaded(worker, tasks, n)

@@ -30,7 +30,7 @@ base = hwm()
 (info,) = open_model(sys.argv[1]).tensors()
 (task,) = tasks_for_tensor("m", "r", info)
 t0 = time.perf_counter()
-row, sv = analyze_task(task, "s", 1e-8, block_bytes=int(sys.argv[2]))
+row, sv = analyze_task(task, block_bytes=int(sys.argv[2]))
 print("RESULT " + json.dumps({"rss_growth_mib": (hwm() - base) / 1024, "seconds": time.perf_counter() - t0,
                               "status": row["status"], "actual_rank": row["actual_rank"], "sv": sv.tolist()}))
 """

@@ -31,7 +31,7 @@ if method == "floor":
         tasks = [t for i in open_model(folder).tensors() for t in tasks_for_tensor("m", "r", i) if t.kind == "matrix"]
         t0 = time.perf_counter()
         for t in tasks:
-            analyze_task(t, "s", 1e-8)
+            analyze_task(t)
         out.update(matrices=len(tasks), wall_s=time.perf_counter() - t0)
 else:
     import ray

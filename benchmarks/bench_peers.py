@@ -52,7 +52,7 @@ elif method == "floor":
     with threadpool_limits(os.cpu_count()):
         tasks = [t for i in open_model(folder).tensors() for t in tasks_for_tensor("m", "r", i) if t.kind == "matrix"]
         for t in tasks:
-            analyze_task(t, "s", 1e-8)
+            analyze_task(t)
     out["matrices"] = len(tasks)
 else:
     import ray

@@ -30,3 +30,9 @@ FROM matrix_analysis ma
 LEFT JOIN models mo USING (model_id, revision)
 WHERE ma.kind = 'matrix' AND ma.status = 'ok'
 ORDER BY ma.model_id, ma.layer_index NULLS LAST, ma.param_name, ma.expert_index NULLS FIRST;
+
+-- block_rank(block_type): the canonical in-layer order of block types (q, k, v, o, gate, up, down, then the
+--   rest), for ORDER BY in every table; the same list as tpa_dist/classify.py BLOCK_ORDER (a test checks it).
+CREATE OR REPLACE MACRO block_rank(b) AS coalesce(list_position(['embedding', 'position_embedding',
+    'token_type_embedding', 'q_proj', 'k_proj', 'v_proj', 'qkv_proj', 'o_proj', 'router', 'gate_proj', 'up_proj',
+    'gate_up_proj', 'down_proj', 'moe', 'output', 'norm', 'bias', 'other'], b), 99);

@@ -103,3 +103,22 @@ def test_no_module_shadows_the_standard_library():
     import sys
 
     assert not {p.stem for p in PACKAGE.glob("*.py")} & set(sys.stdlib_module_names)
+
+
+def test_result_row_declares_exactly_the_table_columns(tmp_path):
+    """The store writes MatrixRow's declared columns plus the driver's stamps: a column missing on either side is
+    an error at open, and a misspelt measurement name is an error when set, never a silent NULL."""
+    import duckdb
+    import pytest
+
+    from tpa_dist.rows import MATRIX_COLUMNS, STAMPED, MatrixRow
+    from tpa_dist.store import Store
+
+    Store(tmp_path / "t.duckdb").close()
+    con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
+    table = [r[0] for r in con.execute("DESCRIBE matrix_analysis").fetchall()]
+    con.close()
+    assert set(table) - {"created_at"} == set(MATRIX_COLUMNS) | set(STAMPED)
+    row = MatrixRow("m", "r", "k", "k", None, None, "other", "matrix", "(1, 1)", 1, 1, 1, "F32", "s", 4)
+    with pytest.raises(TypeError, match="no column 'stable_rnak'"):
+        row.update(stable_rnak=1.0)

@@ -13,6 +13,7 @@ from tpa_dist.catalog import open_model
 from tpa_dist.driver import submit
 from tpa_dist.errors import UnknownModelSpecError
 from tpa_dist.jobs import Job
+from tpa_dist.settings import AnalysisSettings
 from tpa_dist.sources import resolve
 
 from .hub_emulator import HubEmulator
@@ -344,7 +345,7 @@ def test_a_node_fetches_an_fp8_weight_and_its_scale_from_two_shards(hub, tmp_pat
     task = replace(task, hub=("org/fp8", source.revision))
     assert len(task_paths(task)) == 2
     monkeypatch.setenv("TPA_DIST_NODE_CACHE", str(tmp_path / "nodes"))
-    ((row, sv),) = AnalysisWorker("s", 1e-8, 1 << 20, 1).analyze([task])
+    ((row, sv),) = AnalysisWorker(AnalysisSettings(block_mib=1)).analyze([task])
     assert row["status"] == "ok", row["error"]
     _assert_spectrum_close(sv, sl.svdvals((q.to(torch.float64) * expanded.double()).numpy()))
     fetched = [p.rsplit("/", 1)[1] for m, p, ua, r in hub.agents if m == "GET" and "tpa-node" in ua and not r]

@@ -201,6 +201,7 @@ def test_float64_extremes_are_exact(tmp_path, scale):
     """σ of F64 matrices from 1e-300 to 1e300: the Gram is scaled by a power of two, never under/overflows."""
     from tpa_dist.analysis import analyze_task
     from tpa_dist.catalog import open_model
+    from tpa_dist.settings import AnalysisSettings
     from tpa_dist.tasks import plan_tasks
 
     base = np.random.default_rng(3).standard_normal((16, 8))
@@ -208,7 +209,7 @@ def test_float64_extremes_are_exact(tmp_path, scale):
     write_safetensors(tmp_path / "model.safetensors", {"model.layers.0.mlp.up_proj.weight": ("F64", a, (16, 8))})
     cat = open_model(tmp_path)
     (task,) = plan_tasks("m", "r", cat.tensors(), {})
-    row, sv = analyze_task(task, "s", 0.0, block_bytes=128)  # several blocks
+    row, sv = analyze_task(task, AnalysisSettings(sparsity_threshold=0.0), block_bytes=128)  # several blocks
     reference = sl.svdvals(base) * scale  # scipy on the scaled copy: exact scaling by a constant
     assert row["status"] == "ok", row["error"]
     np.testing.assert_allclose(sv, reference, rtol=1e-12, atol=0)

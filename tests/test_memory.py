@@ -24,7 +24,7 @@ np.zeros(1)  # libraries loaded before the baseline
 base = hwm_kib()
 (info,) = open_model(sys.argv[1]).tensors()
 (task,) = tasks_for_tensor("m", "r", info)
-row, sv = analyze_task(task, "s", 1e-8, block_bytes=int(sys.argv[2]))
+row, sv = analyze_task(task, block_bytes=int(sys.argv[2]))
 peak = hwm_kib()
 print(json.dumps({"base_kib": base, "peak_kib": peak, "status": row["status"], "rank": row["actual_rank"],
                   "sv0": float(sv[0]), "mean": row["mean"]}))

@@ -148,7 +148,7 @@ def _plan_and_read(folder: Path) -> str:
         return "error"
     load_vocab(folder)  # never raises: unusable tokenizers fall back to ids
     for task in tasks:
-        row, _ = analyze_task(task, "s", 1e-8, block_bytes=1 << 16)
+        row, _ = analyze_task(task, block_bytes=1 << 16)
         assert row["status"] in ("ok", "error", "skipped"), row
     return "ok"
 

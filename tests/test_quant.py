@@ -103,8 +103,10 @@ def test_packed_int4_weights_are_dequantized(tmp_path, method):
     assert set(tasks) == {"model.layers.0.self_attn.q_proj.qweight"}  # companions folded in
     task = tasks["model.layers.0.self_attn.q_proj.qweight"]
     assert task.block_type == "q_proj" and task.layer_index == 0 and task.dtype == f"{method}-int4"
-    row, sv = analyze_task(task, "s", 1e-8)
+    row, sv = analyze_task(task)
     assert row["status"] == "ok", row["error"]
+    # one shape: the module's (out, in) weight, in the shape string and in rows/cols alike
+    assert (row["shape"], row["rows"], row["cols"]) == (f"({n_out}, {n_in})", n_out, n_in)
     _assert_spectrum_close(sv, sl.svdvals(reference))
     assert row["actual_rank"] == actual_rank(sl.svdvals(reference), n_in, n_out)
     assert row["mean"] == pytest.approx(reference.mean(), rel=1e-9)
@@ -122,5 +124,5 @@ def test_unsupported_packing_is_skipped_with_reason(tmp_path):
     )
     tasks = _tasks(tmp_path, {"quantization_config": {"quant_method": "gptq", "bits": 3}})
     assert {t.kind for t in tasks.values()} == {"skipped"}
-    row, sv = analyze_task(tasks["l.qweight"], "s", 1e-8)
+    row, sv = analyze_task(tasks["l.qweight"])
     assert row["status"] == "skipped" and "3-bit packing is not supported" in row["error"] and sv is None

@@ -16,7 +16,9 @@ from tpa_dist.jobs import Job
 from tpa_dist.plots import FIG_H, FIG_W
 from tpa_dist.report import ReportError, parse_section
 
-from .conftest import SEED_COLUMNS
+from .conftest import SEED_COLUMNS, write_safetensors
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,8 @@ def test_report_every_section_rows_and_plots(two_models, tmp_path):
     from tpa_dist.report import load_sections
 
     sections = load_sections((user,))
-    assert len(sections) == 16
+    builtin = sorted(p.name for p in (ROOT / "sql" / "reports").glob("[0-9][0-9]_*.sql"))
+    assert len(sections) == len(builtin) + 1 and sections[0].title == "Summary by model"
     for sec in sections:
         assert f"## {sec.title}" in md and sec.title in html
     body_after = {sec.title: md.split(f"## {sec.title}", 1)[1].split("\n## ", 1)[0] for sec in sections}
@@ -66,8 +69,9 @@ def test_report_every_section_rows_and_plots(two_models, tmp_path):
     assert len(pngs) == sum(s.draw != "table" for s in sections) == 7
     for png in pngs:
         w, h = _png_size(png.read_bytes())
-        facets = 2 if png.stem in ("05_compressibility", "06_alpha_heatmap") else 1  # one heatmap per model
-        assert (w, h) == (FIG_W, FIG_H * facets), png.name
+        assert w == FIG_W and h % FIG_H == 0, png.name  # small multiples: FIG_H per row of panels
+        if png.stem in ("05_compressibility", "06_alpha_heatmap"):
+            assert h == 2 * FIG_H  # one heatmap per model, on one colour scale
     assert html.count("data:image/png;base64,") == 7 and "<img" in html and 'src="http' not in html
 
 
@@ -155,3 +159,112 @@ def test_html_report_renders_in_headless_chromium_without_console_errors(two_mod
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "CONSOLE" not in proc.stderr and "Uncaught" not in proc.stderr
     assert _png_size(shot.read_bytes()) == (1280, 3000)
+
+
+def test_summary_first_then_contents_and_every_model_in_every_cross_model_section(two_models, tmp_path):
+    import duckdb
+
+    from tpa_dist.report import load_sections, render
+
+    job, _ = two_models
+    write_report_dir = tmp_path / "rep"
+    CliRunner().invoke(main, ["report", "--db", job.db, "--out", str(write_report_dir)])
+    md = (write_report_dir / "report.md").read_text(encoding="utf-8")
+    html = (write_report_dir / "report.html").read_text(encoding="utf-8")
+    assert md.index("## Summary by model") < md.index("## Contents") < md.index("## Models")
+    assert "- [Models](#02_models)" in md and '<a id="02_models"></a>' in md
+    assert "<a href='#02_models'>Models</a>" in html and "<h2 id='02_models'>" in html
+    summary = md.split("## Summary by model", 1)[1].split("## Contents", 1)[0]
+    for column in (
+        "mean_alpha",
+        "alpha_weighted",
+        "log_norm",
+        "log_spectral_norm",
+        "stable_rank",
+        "rank_deficient_pct",
+        "mean_r90_ratio",
+        "embedding_k",
+        "silhouette",
+        "degenerate",
+    ):
+        assert column in summary
+    assert "tiny-llama" in summary and "tiny-gpt2" in summary
+    con = duckdb.connect(job.db, read_only=True)
+    rendered = {r.section.name: r for r in render(con, load_sections(), ["tiny-llama", "tiny-gpt2"])}
+    con.close()
+    for name in (
+        "09_alpha_distribution.sql",
+        "11_spectra.sql",
+        "12_esd.sql",
+        "13_embedding_anova.sql",
+        "15_comparison.sql",
+        "05_compressibility.sql",
+    ):
+        r = rendered[name]
+        i = r.columns.index("model_id")
+        assert {row[i] for row in r.rows} == {"tiny-llama", "tiny-gpt2"}, name
+    assert len(rendered["12_esd.sql"].captions) == 2 and all("chosen as" in c for c in rendered["12_esd.sql"].captions)
+    layer = [row for row in rendered["04_layer_by_layer.sql"].rows if row[0] == "tiny-llama" and row[1] == 0]
+    blocks = [row[2] for row in layer]
+    assert blocks == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], blocks
+    params = rendered["03_params_by_block.sql"]
+    assert params.columns == ["block_type", "tiny-llama (percent)", "tiny-gpt2 (percent)"]
+
+
+def test_block_rank_macro_is_the_canonical_order(two_models):
+    import duckdb
+
+    from tpa_dist.classify import BLOCK_ORDER
+
+    job, _ = two_models
+    con = duckdb.connect(job.db, read_only=True)
+    ranks = [con.execute("SELECT block_rank(?)", [b]).fetchone()[0] for b in BLOCK_ORDER]
+    con.close()
+    assert ranks == list(range(1, len(BLOCK_ORDER) + 1))
+
+
+def test_report_text_is_clean_utf8_with_control_tokens_and_broken_bytes(ray_session, tmp_path):
+    """A byte-level BPE vocabulary whose tokens decode to NUL, 0x11, 0x19, ESC and invalid UTF-8."""
+    import json
+
+    import numpy as np
+
+    from tpa_dist.vocab import bytes_to_unicode
+
+    table = bytes_to_unicode()
+    raw_tokens = [b"\x00", b"\x11", b"\x19", b"\x1b[31m", b"\xe4", b"\xff\xfe", b"ok", b"\xe2\x80\xae"]
+    raw_tokens += [f"w{i}".encode() for i in range(40)]
+    vocab = {"".join(table[b] for b in t): i for i, t in enumerate(raw_tokens)}
+    folder = tmp_path / "ctl"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text(
+        json.dumps({"model": {"type": "BPE", "vocab": vocab, "merges": []}, "decoder": {"type": "ByteLevel"}})
+    )
+    (folder / "config.json").write_text(json.dumps({"vocab_size": len(raw_tokens)}))
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((len(raw_tokens), 8)).astype(np.float32)
+    emb[:8] += 25.0  # the odd tokens form a cluster of their own: they are representatives
+    write_safetensors(
+        folder / "model.safetensors",
+        {
+            "model.embed_tokens.weight": ("F32", emb, emb.shape),
+            "model.layers.0.mlp.down_proj.weight": ("F32", rng.standard_normal((8, 16)).astype(np.float32), (8, 16)),
+        },
+    )
+    job = Job.create(
+        models=(str(folder),),
+        db=str(tmp_path / "c.duckdb"),
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+        k_min=2,
+        k_max=4,
+    )
+    summary = submit(job)
+    assert summary.ok, summary.describe()
+    for name in ("report.md", "report.html"):
+        data = (tmp_path / "out" / name).read_bytes()
+        text = data.decode("utf-8")  # valid UTF-8
+        bad = sorted({hex(ord(c)) for c in text if (ord(c) < 32 and c not in "\n\t") or c == "\ufffd"})
+        assert not bad, (name, bad)
+    md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert "\\x00" in md and "\\x1b[31m" in md and "\\xe4" in md and "U+202E" in md

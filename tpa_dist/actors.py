@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .analysis import analyze_task, base_row
+from .rows import MatrixRow
+from .settings import AnalysisSettings
 from .tasks import MatrixTask, relocate, task_paths
 
 INJECT_PREFIX = "TPA_DIST_"
@@ -39,17 +41,13 @@ def gpu_compute_device() -> tuple[str, str, int]:
 class AnalysisWorker:
     """One analysis process with a fixed BLAS thread count (run as a Ray actor)."""
 
-    def __init__(
-        self, settings_id: str, sparsity_threshold: float, block_bytes: int, threads: int, gpu: bool = False
-    ) -> None:
+    def __init__(self, settings: AnalysisSettings, gpu: bool = False) -> None:
         import torch
         from threadpoolctl import threadpool_limits
 
-        self._limits = threadpool_limits(limits=threads)
-        torch.set_num_threads(threads)
-        self.settings_id = settings_id
-        self.sparsity_threshold = sparsity_threshold
-        self.block_bytes = block_bytes
+        self._limits = threadpool_limits(limits=settings.threads)
+        torch.set_num_threads(settings.threads)
+        self.settings = settings
         if gpu:
             self.compute, self.device, self.free_bytes = gpu_compute_device()
         else:
@@ -121,7 +119,7 @@ class AnalysisWorker:
             moved[path] = self._fetched[key]
         return relocate(task, moved)
 
-    def analyze(self, tasks: list[MatrixTask]) -> list[tuple[dict, np.ndarray | None]]:
+    def analyze(self, tasks: list[MatrixTask]) -> list[tuple[MatrixRow, np.ndarray | None]]:
         """One (row, singular values) per task; anything a task raises (fetching its shard included) becomes
         that task's error row, so one bad tensor never costs the rest of its batch."""
         out = []
@@ -130,13 +128,11 @@ class AnalysisWorker:
             try:
                 local = self._localize(task)
             except Exception as exc:  # noqa: BLE001 - a shard this node cannot fetch fails its tasks only
-                row = base_row(task, self.settings_id)
+                row = base_row(task)
                 row.update(status="error", error=f"tensor {task.matrix_key}: cannot fetch {task.shard}: {exc}")
                 out.append((row, None))
                 continue
-            row, sv = analyze_task(
-                local, self.settings_id, self.sparsity_threshold, block_bytes=self.block_bytes, device=self.compute
-            )
+            row, sv = analyze_task(local, self.settings, device=self.compute)
             out.append((row, sv))
         for row, _ in out:
             row.update(node=self.node, worker=self.worker, device=self.device)

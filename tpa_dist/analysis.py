@@ -5,37 +5,45 @@ This is the function every worker runs; it never raises for bad data — the row
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 
 from .errors import TpaError
 from .metrics import spectral_metrics
-from .spectrum import DEFAULT_BLOCK_BYTES, matrix_spectrum, vector_stats
-from .tasks import METHOD_VERSION, MatrixTask
+from .rows import MatrixRow
+from .settings import METHOD_VERSION, AnalysisSettings
+from .spectrum import matrix_spectrum, vector_stats
+from .tasks import MatrixTask
+
+DEFAULT_SETTINGS = AnalysisSettings()
 
 
-def base_row(task: MatrixTask, settings_id: str) -> dict[str, object]:
-    r = task.region
-    return {
-        "model_id": task.model_id,
-        "revision": task.revision,
-        "settings_id": settings_id,
-        "matrix_key": task.matrix_key,
-        "param_name": task.param_name,
-        "expert_index": task.expert_index,
-        "layer_index": task.layer_index,
-        "block_type": task.block_type,
-        "kind": task.kind,
-        "shape": "(" + ", ".join(str(d) for d in task.shape) + ("," if len(task.shape) == 1 else "") + ")",
-        "rows": r.rows if task.kind == "matrix" else None,
-        "cols": r.cols if task.kind == "matrix" else None,
-        "numel": r.rows * r.cols,
-        "dtype": task.dtype,
-        "shard": task.shard,
-        "nbytes": r.nbytes,
-    }
+def base_row(task: MatrixTask) -> MatrixRow:
+    """The row of a task before anything is measured: identity and shape, from the task alone."""
+    if task.kind == "matrix":
+        rows, cols = task.matrix_shape
+        shape, numel = (rows, cols), rows * cols
+    else:
+        rows = cols = None
+        shape, numel = task.shape, task.region.rows * task.region.cols
+    return MatrixRow(
+        model_id=task.model_id,
+        revision=task.revision,
+        matrix_key=task.matrix_key,
+        param_name=task.param_name,
+        expert_index=task.expert_index,
+        layer_index=task.layer_index,
+        block_type=task.block_type,
+        kind=task.kind,
+        shape="(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")",
+        rows=rows,
+        cols=cols,
+        numel=numel,
+        dtype=task.dtype,
+        shard=task.shard,
+        nbytes=task.region.nbytes,
+    )
 
 
 def _free_cuda() -> None:
@@ -50,24 +58,23 @@ def _free_cuda() -> None:
 
 def analyze_task(
     task: MatrixTask,
-    settings_id: str,
-    sparsity_threshold: float,
+    settings: AnalysisSettings = DEFAULT_SETTINGS,
     *,
-    block_bytes: int = DEFAULT_BLOCK_BYTES,
     device: str = "cpu",
-) -> tuple[dict, np.ndarray | None]:
-    """(matrix_analysis row, singular values or None); errors become status='error' rows."""
-    row = base_row(task, settings_id)
-    row.update(sparsity_threshold=sparsity_threshold, device=device, method=None, status="ok", error=None)
+    block_bytes: int | None = None,
+) -> tuple[MatrixRow, np.ndarray | None]:
+    """(matrix_analysis row, singular values or None); errors become status='error' rows, never exceptions.
+    `block_bytes` overrides the settings' MiB budget (tests and benchmarks use tiny blocks)."""
+    row = base_row(task)
+    threshold, block_bytes = settings.sparsity_threshold, block_bytes or settings.block_bytes
+    row.update(sparsity_threshold=threshold, device=device)
     t0 = time.perf_counter()
     sv = None
     try:
         if task.kind == "skipped":
             row.update(status="skipped", error=f"tensor {task.matrix_key}: {task.note}")
         elif task.kind == "matrix":
-            res = matrix_spectrum(
-                task.region, sparsity_threshold=sparsity_threshold, block_bytes=block_bytes, device=device
-            )
+            res = matrix_spectrum(task.region, sparsity_threshold=threshold, block_bytes=block_bytes, device=device)
             measured = {
                 **res.stats.as_row(),
                 **spectral_metrics(res.singular_values, task.region.rows, task.region.cols, device),
@@ -75,9 +82,7 @@ def analyze_task(
             row.update(measured, method=METHOD_VERSION)  # whole, or not at all
             sv = res.singular_values
         else:
-            row.update(
-                vector_stats(task.region, sparsity_threshold=sparsity_threshold, block_bytes=block_bytes).as_row()
-            )
+            row.update(vector_stats(task.region, sparsity_threshold=threshold, block_bytes=block_bytes).as_row())
     except TpaError as exc:
         row.update(status="error", error=str(exc))
         sv = None
@@ -88,8 +93,6 @@ def analyze_task(
         else:
             row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")
         sv = None
-    row["seconds"] = time.perf_counter() - t0
-    for key, value in list(row.items()):
-        if isinstance(value, float) and not math.isfinite(value):
-            row[key] = None
+    row.seconds = time.perf_counter() - t0
+    row.finite()
     return row, sv

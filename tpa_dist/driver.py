@@ -25,6 +25,7 @@ from .progress import Progress
 from .raystart import ray_target, start_ray
 from .remote import Downloads, ShardFetcher
 from .results import ResultSink, RunSummary
+from .rows import MatrixRow
 from .store import Store
 from .tasks import MatrixTask, task_paths
 
@@ -246,9 +247,7 @@ class Driver:
         settings = self.job.embedding
         try:
             workers = self.job.workers
-            results = analyze_model_embeddings(
-                m.catalog, settings, workers.cpu_only, m.embeddings, workers.gpus_per_worker
-            )
+            results = analyze_model_embeddings(m.catalog, settings, workers.cpu_only, m.embeddings, workers)
             for res in results:
                 store.write_embedding(store_tables(m.model_id, m.revision, self.summary.run_id, settings.seed, res))
             write_files(Path(self.job.output_dir), m.model_id, results)
@@ -286,15 +285,7 @@ class Driver:
         from .scheduler import Scheduler, make_pools
 
         workers = self.job.workers
-        pools = make_pools(
-            settings_id=self.settings_id,
-            sparsity_threshold=self.settings.sparsity_threshold,
-            block_bytes=self.settings.block_bytes,
-            threads=workers.threads_per_worker,
-            num_workers=workers.num_workers,
-            cpu_only=workers.cpu_only,
-            gpus_per_worker=workers.gpus_per_worker,
-        )
+        pools = make_pools(self.settings, workers)
         log.info(
             "workers: %d GPU, %d CPU (%d BLAS thread(s) each)",
             len(pools.gpu),
@@ -302,13 +293,13 @@ class Driver:
             workers.threads_per_worker,
         )
         progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)
-        sink = ResultSink(store, self.job.db, self.summary, progress, self.downloads.explains)
+        sink = ResultSink(store, self.job.db, self.summary, self.settings_id, progress, self.downloads.explains)
         self.by_device = sink.by_device
         gate = self.downloads.state if self.downloads else None
         scheduler = Scheduler(pools, self.settings.block_bytes, sink.add, sink.maybe_flush, gate)
         scheduler.plan(tasks)
         try:
-            scheduler.run(lambda t, message: error_row(t, self.settings_id, message))
+            scheduler.run(error_row)
             sink.flush()
         except KeyboardInterrupt:
             sink.flush()  # finished results are whole rows: keep them, then stop
@@ -319,12 +310,12 @@ class Driver:
                 ray.kill(actor, no_restart=True)  # no restarts, so no retry chatter after the run
 
 
-def error_row(task: MatrixTask, settings_id: str, message: str) -> dict:
+def error_row(task: MatrixTask, message: str) -> MatrixRow:
     """The stored row of a task that could not run (worker lost, shard not downloadable)."""
     from .analysis import base_row
 
-    row = base_row(task, settings_id)
-    row.update(status="error", error=f"tensor {task.matrix_key}: {message}", device="cpu", seconds=None)
+    row = base_row(task)
+    row.update(status="error", error=f"tensor {task.matrix_key}: {message}", device="cpu")
     return row
 
 

@@ -17,7 +17,7 @@ from scipy.stats import f as f_dist
 from .catalog import ModelCatalog, TensorInfo
 from .kmeans import Data, KMeansFit, fit, sampler
 from .reader import Region, iter_blocks
-from .settings import EmbeddingSettings  # noqa: F401 - re-exported (tests, benchmarks)
+from .settings import DEFAULT_BLOCK_MIB, EmbeddingSettings  # noqa: F401 - EmbeddingSettings re-exported
 from .vocab import Vocab
 
 SMALL_CLUSTER = 0.001  # a cluster under 0.1 % of the rows makes a partition degenerate
@@ -48,7 +48,7 @@ def load_embedding(info: TensorInfo) -> np.ndarray:
     region = Region(info.name, info.path, info.start, info.dtype, info.shape[0], info.shape[1])
     out = np.empty(info.shape, dtype=np.float32)
     r0 = 0
-    for block in iter_blocks(region, 64 << 20):
+    for block in iter_blocks(region, DEFAULT_BLOCK_MIB << 20):
         out[r0 : r0 + len(block)] = block
         r0 += len(block)
     return out

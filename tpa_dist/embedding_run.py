@@ -27,7 +27,7 @@ from .embedding import (
     silhouette_best,
     sweep_ks,
 )
-from .settings import EmbeddingSettings
+from .settings import EmbeddingSettings, WorkerSettings
 from .vocab import Vocab, load_vocab
 
 log = logging.getLogger("tpa_dist")
@@ -85,7 +85,7 @@ def _analyze_task(
         return analyze_embedding(info, vocab, settings, _device(gpu))
 
 
-def _remote_options(cpu_only: bool, gpus_per_worker: float) -> tuple[dict, bool, int]:
+def _remote_options(workers: WorkerSettings) -> tuple[dict, bool, int]:
     """Ray options of one sweep task: the driver's node (it holds the file), all its CPUs, a GPU share."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -94,10 +94,10 @@ def _remote_options(cpu_only: bool, gpus_per_worker: float) -> tuple[dict, bool,
 
     node = ray.get_runtime_context().get_node_id()
     cpus = next((int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n["NodeID"] == node and n["Alive"]), 1)
-    gpu = not cpu_only and ray.cluster_resources().get("GPU", 0) > 0
+    gpu = not workers.cpu_only and ray.cluster_resources().get("GPU", 0) > 0
     opts: dict = {
         "num_cpus": max(1, cpus),
-        "num_gpus": min(1.0, gpus_per_worker) if gpu else 0,
+        "num_gpus": min(1.0, workers.gpus_per_worker) if gpu else 0,
         "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=True),
     }
     if worker_env():
@@ -105,13 +105,11 @@ def _remote_options(cpu_only: bool, gpus_per_worker: float) -> tuple[dict, bool,
     return opts, gpu, max(1, cpus)
 
 
-def sweep(
-    x: np.ndarray, settings: EmbeddingSettings, cpu_only: bool = False, gpus_per_worker: float = 0.25
-) -> list[dict]:
+def sweep(x: np.ndarray, settings: EmbeddingSettings, cpu_only: bool = False) -> list[dict]:
     """The k sweep of one matrix as a Ray task (see embedding.sweep_ks)."""
     import ray
 
-    opts, gpu, threads = _remote_options(cpu_only, gpus_per_worker)
+    opts, gpu, threads = _remote_options(WorkerSettings(cpu_only=cpu_only))
     return ray.get(ray.remote(_sweep_task).options(**opts).remote(x, settings, gpu, threads))
 
 
@@ -120,13 +118,13 @@ def analyze_model_embeddings(
     settings: EmbeddingSettings,
     cpu_only: bool = False,
     embeddings: list[TensorInfo] | None = None,
-    gpus_per_worker: float = 0.25,
+    workers: WorkerSettings | None = None,
 ) -> list[EmbeddingResult]:
     """Cluster the token embedding (and an untied output head) of one model, each in its own Ray task."""
     import ray
 
     vocab = load_vocab(catalog.root)
-    opts, gpu, threads = _remote_options(cpu_only, gpus_per_worker)
+    opts, gpu, threads = _remote_options(workers or WorkerSettings(cpu_only=cpu_only))
     task = ray.remote(_analyze_task).options(**opts)
     infos = find_embeddings(catalog) if embeddings is None else embeddings
     out = ray.get([task.remote(info, vocab, settings, gpu, threads) for info in infos])

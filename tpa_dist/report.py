@@ -1,6 +1,11 @@
-"""Report generators: every section is a `.sql` file (sql/reports/NN_name.sql, plus users' --sql-dir),
-whose header says its title, what it shows and how it is drawn; this module runs them read-only and
-writes report.md (plots as PNG files beside it) and a self-contained report.html (plots embedded)."""
+"""Report generators: every section is a `.sql` file (sql/reports/NN_name.sql, plus users' --sql-dir), whose header
+says its title, what it shows and how it is drawn; this module runs them on a sandboxed read-only connection and
+writes report.md (plots as PNG files beside it) and a self-contained report.html (plots embedded).
+
+The first section is the per-model summary, followed by a table of contents. A section may return a `caption`
+column: its distinct values are printed under the plot (what a sampled plot chose, why a partition is degenerate).
+All text is escaped for display: decoded tokens with control characters or broken bytes never reach the files raw.
+"""
 
 from __future__ import annotations
 
@@ -15,21 +20,30 @@ import duckdb
 from . import plots
 from .errors import ReportError
 from .files import read_text_limited
+from .query import fetch_capped
 from .sqlfiles import sql_files
 from .store import connect_db
+from .text import printable
 
 MAX_TABLE_ROWS = 60
+MAX_FETCH_ROWS = 2_000_000  # a section's result is fetched up to this many rows / bytes, then cut with a note
+MAX_FETCH_BYTES = 512 << 20
+DRAW_KINDS = ("table", "heatmap", "lines", "loglog", "histogram", "esd")
 _HEADER = re.compile(r"^--\s*(title|shows|draw):\s*(.*)$")
 
 
 @dataclass
 class Section:
-    path: Path
+    path: object  # a Path, or a Traversable of the packaged sections
     title: str
     shows: str
     draw: str  # table | heatmap | lines | loglog | histogram | esd
     options: dict[str, str]
     query: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
 
 @dataclass
@@ -39,6 +53,8 @@ class Rendered:
     rows: list[tuple] = field(default_factory=list)
     png: bytes | None = None
     error: str | None = None
+    captions: list[str] = field(default_factory=list)
+    note: str | None = None  # the result was cut
 
 
 def parse_section(path: Path) -> Section:
@@ -63,8 +79,8 @@ def parse_section(path: Path) -> Section:
     if "title" not in meta:
         raise ReportError(f"{path}: no `-- title:` header line (see sql/reports/*.sql for the format)")
     kind, *opts = (meta.get("draw") or "table").split()
-    if kind not in ("table", "heatmap", "lines", "loglog", "histogram", "esd"):
-        raise ReportError(f"{path}: unknown draw kind {kind!r}")
+    if kind not in DRAW_KINDS:
+        raise ReportError(f"{path}: unknown draw kind {kind!r} (one of {', '.join(DRAW_KINDS)})")
     options = dict(o.split("=", 1) for o in opts if "=" in o)
     return Section(path, meta["title"], meta.get("shows", ""), kind, options, text)
 
@@ -87,26 +103,58 @@ def _draw(sec: Section, cols: list[str], rows: list[tuple]) -> bytes | None:
     if sec.draw == "heatmap":
         return plots.heatmap(sec.title, cols, rows, o["x"], o["y"], o["value"], o.get("facet"), o.get("label"))
     if sec.draw in ("lines", "loglog"):
-        return plots.lines(sec.title, cols, rows, o["x"], o["y"], o["series"], log=sec.draw == "loglog")
+        return plots.lines(
+            sec.title,
+            cols,
+            rows,
+            o["x"],
+            o["y"],
+            o["series"],
+            log=sec.draw == "loglog",
+            facet=o.get("facet"),
+            color=o.get("color"),
+            ylabel=o.get("label"),
+            sharey=o.get("sharey", "true") != "false",
+        )
     if sec.draw == "histogram":
         return plots.histogram(sec.title, cols, rows, o["value"], o["series"])
-    return plots.esd(sec.title, cols, rows, o["value"], o["series"], o["alpha"], o["xmin"])
+    return plots.esd(sec.title, cols, rows, o["value"], o["series"], o["alpha"], o["xmin"], o.get("facet"))
 
 
 def render(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[str]) -> list[Rendered]:
+    plots.set_models(models)
     out = []
     for sec in sections:
         r = Rendered(sec)
         try:
             params = {"models": models} if "$models" in sec.query else None
             cur = con.execute(sec.query, params) if params else con.execute(sec.query)
-            r.columns = [d[0] for d in cur.description or []]
-            r.rows = cur.fetchall()
+            result = fetch_capped(cur, MAX_FETCH_ROWS, MAX_FETCH_BYTES)
+            r.columns, r.rows, r.note = result.columns, result.rows, result.note
+            if "caption" in r.columns:
+                i = r.columns.index("caption")
+                r.captions = list(dict.fromkeys(str(row[i]) for row in r.rows if row[i] is not None))
+                r.columns = r.columns[:i] + r.columns[i + 1 :]
+                r.rows = [row[:i] + row[i + 1 :] for row in r.rows]
+            if sec.draw == "table" and "pivot" in sec.options:
+                r.columns, r.rows = pivot(r.columns, r.rows, sec.options["pivot"], sec.options["value"])
             r.png = _draw(sec, r.columns, r.rows)
-        except (duckdb.Error, KeyError, ValueError) as exc:
-            r.error = f"{sec.path.name}: {type(exc).__name__}: {exc}"
+        except (duckdb.Error, KeyError, ValueError, TypeError) as exc:
+            r.error = f"{sec.name}: {type(exc).__name__}: {exc}"
         out.append(r)
     return out
+
+
+def pivot(cols: list[str], rows: list[tuple], on: str, value: str) -> tuple[list[str], list[tuple]]:
+    """Spread `value` over one column per distinct `on` (in first-seen order); the other columns key the rows."""
+    i, j = cols.index(on), cols.index(value)
+    keys = [c for n, c in enumerate(cols) if n not in (i, j)]
+    spread = list(dict.fromkeys(str(r[i]) for r in rows))
+    table: dict[tuple, dict[str, object]] = {}
+    for r in rows:
+        key = tuple(v for n, v in enumerate(r) if n not in (i, j))
+        table.setdefault(key, {})[str(r[i])] = r[j]
+    return keys + [f"{s} ({value})" for s in spread], [k + tuple(v.get(s) for s in spread) for k, v in table.items()]
 
 
 def _cell(v: object) -> str:
@@ -114,71 +162,113 @@ def _cell(v: object) -> str:
         return ""
     if isinstance(v, float):
         return f"{v:.4g}"
-    return str(v)
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_cell(x) for x in v)
+    return printable(str(v))
 
 
 def _slug(sec: Section) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", sec.path.name.removesuffix(".sql").lower()).strip("_")
+    return re.sub(r"[^a-z0-9]+", "_", sec.name.removesuffix(".sql").lower()).strip("_")
+
+
+def _hint(r: Rendered, models: list[str]) -> str:
+    return f"tpa-dist sql --file {r.section.path} --models {','.join(models)}"
+
+
+def _md_text(s: str) -> str:
+    return printable(s).replace("|", "\\|")
 
 
 def _markdown(rendered: list[Rendered], models: list[str]) -> str:
-    lines = ["# tpa-dist report", "", f"Models: {', '.join(models)}", ""]
-    for r in rendered:
-        lines += [f"## {r.section.title}", "", f"_{r.section.shows}_", ""]
+    lines = ["# tpa-dist report", "", f"Models: {_md_text(', '.join(models))}", ""]
+    for i, r in enumerate(rendered):
+        lines += [
+            f'<a id="{_slug(r.section)}"></a>',
+            "",
+            f"## {_md_text(r.section.title)}",
+            "",
+            f"_{_md_text(r.section.shows)}_",
+            "",
+        ]
         if r.error:
-            lines += [f"**Error:** `{r.error}`", ""]
-            continue
-        if r.png:
-            lines += [f"![{r.section.title}]({_slug(r.section)}.png)", ""]
-        if r.section.draw == "table" or not r.png:
-            if not r.rows:
-                lines += ["(no rows)", ""]
-                continue
-            lines.append("| " + " | ".join(r.columns) + " |")
-            lines.append("|" + " --- |" * len(r.columns))
-            for row in r.rows[:MAX_TABLE_ROWS]:
-                lines.append("| " + " | ".join(_cell(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
-            if len(r.rows) > MAX_TABLE_ROWS:
-                lines.append(
-                    f"\n… {len(r.rows) - MAX_TABLE_ROWS} more rows (`tpa-dist sql` with "
-                    f"sql/reports/{r.section.path.name} for all)"
-                )
-            lines.append("")
+            lines += [f"**Error:** `{printable(r.error)}`", ""]
+        else:
+            if r.png:
+                lines += [f"![{_md_text(r.section.title)}]({_slug(r.section)}.png)", ""]
+            lines += [f"> {_md_text(c)}" for c in r.captions] + ([""] if r.captions else [])
+            if r.section.draw == "table" or not r.png:
+                lines += _md_table(r, models)
+        if i == 0:  # the summary, then the table of contents
+            lines += (
+                ["## Contents", ""]
+                + [f"- [{_md_text(x.section.title)}](#{_slug(x.section)})" for x in rendered[1:]]
+                + [""]
+            )
     return "\n".join(lines)
+
+
+def _md_table(r: Rendered, models: list[str]) -> list[str]:
+    if not r.rows:
+        return ["(no rows)", ""]
+    out = ["| " + " | ".join(_md_text(c) for c in r.columns) + " |", "|" + " --- |" * len(r.columns)]
+    for row in r.rows[:MAX_TABLE_ROWS]:
+        out.append("| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |")
+    if len(r.rows) > MAX_TABLE_ROWS:
+        out.append(f"\n… {len(r.rows) - MAX_TABLE_ROWS} more rows (`{_hint(r, models)}` for all)")
+    if r.note:
+        out.append(f"\n({r.note})")
+    return out + [""]
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}
 th{background:#f2f2f2}h2{border-bottom:2px solid #446;margin-top:2em}.shows{color:#555;font-style:italic}
-img{max-width:100%;border:1px solid #ddd}.error{color:#a00}"""
+img{max-width:100%;border:1px solid #ddd}.error{color:#a00}.caption{color:#333;border-left:3px solid #c60;
+padding-left:.6em}nav ol{columns:2}code{background:#f4f4f4}"""
+
+
+def _esc(s: str) -> str:
+    return html.escape(printable(s), quote=True)
 
 
 def _html(rendered: list[Rendered], models: list[str]) -> str:
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>tpa-dist report</title>",
         f"<style>{_CSS}</style></head><body><h1>tpa-dist report</h1>",
-        f"<p>Models: {html.escape(', '.join(models))}</p>",
+        f"<p>Models: {_esc(', '.join(models))}</p>",
     ]
-    for r in rendered:
-        parts.append(f"<h2>{html.escape(r.section.title)}</h2><p class='shows'>{html.escape(r.section.shows)}</p>")
+    for i, r in enumerate(rendered):
+        parts.append(
+            f"<h2 id='{_slug(r.section)}'>{_esc(r.section.title)}</h2><p class='shows'>{_esc(r.section.shows)}</p>"
+        )
         if r.error:
-            parts.append(f"<p class='error'>{html.escape(r.error)}</p>")
-            continue
-        if r.png:
-            data = base64.b64encode(r.png).decode()
-            parts.append(f"<img alt='{html.escape(r.section.title)}' src='data:image/png;base64,{data}'>")
-        if r.section.draw == "table" or not r.png:
-            if not r.rows:
-                parts.append("<p>(no rows)</p>")
-                continue
-            parts.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in r.columns) + "</tr>")
-            for row in r.rows[:MAX_TABLE_ROWS]:
-                parts.append("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>")
-            parts.append("</table>")
-            if len(r.rows) > MAX_TABLE_ROWS:
-                parts.append(f"<p>… {len(r.rows) - MAX_TABLE_ROWS} more rows</p>")
+            parts.append(f"<p class='error'>{_esc(r.error)}</p>")
+        else:
+            if r.png:
+                data = base64.b64encode(r.png).decode()
+                parts.append(f"<img alt='{_esc(r.section.title)}' src='data:image/png;base64,{data}'>")
+            parts += [f"<p class='caption'>{_esc(c)}</p>" for c in r.captions]
+            if r.section.draw == "table" or not r.png:
+                parts += _html_table(r, models)
+        if i == 0:
+            links = "".join(f"<li><a href='#{_slug(x.section)}'>{_esc(x.section.title)}</a></li>" for x in rendered[1:])
+            parts.append(f"<nav><h2>Contents</h2><ol>{links}</ol></nav>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _html_table(r: Rendered, models: list[str]) -> list[str]:
+    if not r.rows:
+        return ["<p>(no rows)</p>"]
+    out = ["<table><tr>" + "".join(f"<th>{_esc(c)}</th>" for c in r.columns) + "</tr>"]
+    for row in r.rows[:MAX_TABLE_ROWS]:
+        out.append("<tr>" + "".join(f"<td>{_esc(_cell(v))}</td>" for v in row) + "</tr>")
+    out.append("</table>")
+    if len(r.rows) > MAX_TABLE_ROWS:
+        out.append(f"<p>… {len(r.rows) - MAX_TABLE_ROWS} more rows (<code>{_esc(_hint(r, models))}</code> for all)</p>")
+    if r.note:
+        out.append(f"<p>({_esc(r.note)})</p>")
+    return out
 
 
 def write_report(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .progress import Progress, write_live_progress
+from .rows import MatrixRow
 from .store import Store
 
 FLUSH_ROWS = 256
@@ -71,38 +72,40 @@ class ResultSink:
         store: Store,
         db: str,
         summary: RunSummary,
+        settings_id: str,
         progress: Progress,
         explains: Callable[[str], bool] = lambda _msg: False,
     ) -> None:
         self.store = store
         self.db = db
         self.summary = summary
+        self.settings_id = settings_id
         self.progress = progress
         self.explains = explains  # errors already reported once elsewhere (a shard that never downloaded)
         self.by_device: dict[str, dict[str, float]] = {}
-        self.rows: list[dict] = []
-        self.spectra: list[tuple[dict, np.ndarray]] = []
+        self.rows: list[MatrixRow] = []
+        self.reasons: list[str | None] = []  # each row's fallback_reason
+        self.spectra: list[tuple[MatrixRow, np.ndarray]] = []
         self.last_flush = time.monotonic()
 
-    def add(self, results: list[tuple[dict, np.ndarray | None]], fallback_reason: str | None) -> None:
+    def add(self, results: list[tuple[MatrixRow, np.ndarray | None]], fallback_reason: str | None) -> None:
         """Buffer one batch's results and count them."""
         s = self.summary
         failed = nbytes = 0
         device = "cpu"
         for row, sv in results:
-            row["run_id"] = s.run_id
-            row["fallback_reason"] = fallback_reason
             self.rows.append(row)
-            device = row.get("device") or device
+            self.reasons.append(fallback_reason)
+            device = row.device or device
             stats = self.by_device.setdefault(device, {"matrices": 0, "bytes": 0, "seconds": 0.0})
             stats["matrices"] += 1
-            stats["bytes"] += row["nbytes"]
-            stats["seconds"] += row.get("seconds") or 0.0
-            nbytes += row["nbytes"]
-            if row["status"] == "error":
+            stats["bytes"] += row.nbytes
+            stats["seconds"] += row.seconds or 0.0
+            nbytes += row.nbytes
+            if row.status == "error":
                 failed += 1
-                if not self.explains(row["error"]):
-                    s.fail(f"{row['model_id']}: {row['error']}")
+                if not self.explains(row.error):
+                    s.fail(f"{row.model_id}: {row.error}")
             if sv is not None:
                 self.spectra.append((row, sv))
         s.done += len(results) - failed
@@ -118,8 +121,9 @@ class ResultSink:
     def flush(self) -> None:
         """Write the buffered rows and spectra as one transaction, then publish the counters."""
         s = self.summary
-        self.store.write_batch(self.rows, self.spectra)
-        self.rows, self.spectra = [], []
+        stamps = {"settings_id": self.settings_id, "run_id": s.run_id}
+        self.store.write_batch(self.rows, self.spectra, stamps, self.reasons)
+        self.rows, self.spectra, self.reasons = [], [], []
         self.store.progress(s.run_id, s.total, s.done + s.reused, s.failed, s.bytes)
         write_live_progress(self.db, s, self.progress)
         self.last_flush = time.monotonic()

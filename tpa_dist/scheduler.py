@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .settings import AnalysisSettings, WorkerSettings
 from .tasks import MatrixTask, batch_tasks, task_paths
 
 log = logging.getLogger("tpa_dist")
@@ -39,16 +40,7 @@ def worker_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("TPA_DIST_") or k == "HF_ENDPOINT"}
 
 
-def make_pools(
-    *,
-    settings_id: str,
-    sparsity_threshold: float,
-    block_bytes: int,
-    threads: int,
-    num_workers: int | None,
-    cpu_only: bool,
-    gpus_per_worker: float = 1.0,
-) -> Pools:
+def make_pools(settings: AnalysisSettings, workers: WorkerSettings) -> Pools:
     """GPU actors (1/gpus_per_worker per GPU: 4 by default, so that one worker's file reading overlaps
     another's eigvalsh) unless cpu_only; CPU actors on the remaining cores."""
     import ray
@@ -63,13 +55,12 @@ def make_pools(
         opts["runtime_env"] = {"env_vars": env}
     remote = ray.remote(AnalysisWorker)
     pools = Pools()
-    if gpus > 0 and not cpu_only:
+    gpus_per_worker, threads = workers.gpus_per_worker, workers.threads_per_worker
+    if gpus > 0 and not workers.cpu_only:
         n_gpu = int(gpus / gpus_per_worker)
         gpu_cpus = min(1.0, cpus / (2 * n_gpu))  # GPU workers take at most half the CPUs; the CPU pool the rest
         gpu_actors = [
-            remote.options(num_cpus=gpu_cpus, num_gpus=gpus_per_worker, **opts).remote(
-                settings_id, sparsity_threshold, block_bytes, threads, True
-            )
+            remote.options(num_cpus=gpu_cpus, num_gpus=gpus_per_worker, **opts).remote(settings, True)
             for _ in range(n_gpu)
         ]
         infos = _describe_all(gpu_actors)
@@ -84,13 +75,8 @@ def make_pools(
         share = max(1, round(1 / gpus_per_worker)) if gpus_per_worker < 1 else 1
         pools.gpu_free_bytes = min((i["free_bytes"] for i in infos if i["free_bytes"]), default=0) // share
         cpus = int(cpus - gpu_cpus * len(pools.gpu))
-    n_cpu = num_workers or max(1, cpus // threads)
-    if pools.gpu and num_workers is None:
-        n_cpu = max(1, cpus // threads)
-    pools.cpu = [
-        remote.options(num_cpus=threads, **opts).remote(settings_id, sparsity_threshold, block_bytes, threads, False)
-        for _ in range(n_cpu)
-    ]
+    n_cpu = workers.num_workers or max(1, cpus // threads)
+    pools.cpu = [remote.options(num_cpus=threads, **opts).remote(settings, False) for _ in range(n_cpu)]
     for i, info in enumerate(_describe_all(pools.cpu)):
         pools.nodes[("cpu", i)] = info["node"]
     return pools
@@ -259,12 +245,12 @@ class Scheduler:
                     cause = exc.cause if isinstance(exc.cause, BaseException) else exc
                     message = f"worker error {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
                     results = [(error_row(t, message), None) for t in batch]
-                oom = [t for t, (row, _) in zip(batch, results) if row["status"] == "oom"]
+                oom = [t for t, (row, _) in zip(batch, results) if row.status == "oom"]
                 if oom:
                     log.warning("CUDA OOM on %d matrix(es); re-running them on the CPU pool", len(oom))
                     for retry in batch_tasks(oom, workers=len(self.pools.cpu)):
                         self.queue.append(("cpu", retry, 1, "cuda_oom"))
-                    results = [r for r in results if r[0]["status"] != "oom"]
+                    results = [r for r in results if r[0].status != "oom"]
                 if results:
                     self.on_results(results, reason)
             self.on_idle()

@@ -14,6 +14,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from .errors import JobError
 
 METHOD_VERSION = "gram_eigvalsh_f64/1"
+DEFAULT_SPARSITY_THRESHOLD = 1e-8  # |w| at or below this counts as zero
+DEFAULT_BLOCK_MIB = 64  # memory budget of one streamed block, per worker
+DEFAULT_GPUS_PER_WORKER = 0.25  # 4 GPU workers share each GPU (BENCHMARKS.md: 8.4x vs 4.0x with 1)
 
 
 def setting(
@@ -87,8 +90,8 @@ class AnalysisSettings:
     """[analysis]: what every worker needs to analyze a matrix. Only `sparsity_threshold` changes results, so
     only it (with the method version) keys stored rows: a resume never mixes settings."""
 
-    sparsity_threshold: float = setting(1e-8, "float", flag="--sparsity-threshold", lo=0.0)
-    block_mib: int = setting(64, "int", flag="--block-mib", lo=1, hi=1 << 20)
+    sparsity_threshold: float = setting(DEFAULT_SPARSITY_THRESHOLD, "float", flag="--sparsity-threshold", lo=0.0)
+    block_mib: int = setting(DEFAULT_BLOCK_MIB, "int", flag="--block-mib", lo=1, hi=1 << 20)
     seed: int = setting(0, "int", flag="--seed", lo=0)  # of synth: presets
     force: bool = setting(False, "bool", flag="--force")
     threads: int = setting(1, "int", lo=1, hi=1024, key=False)  # BLAS threads per worker ([workers])
@@ -134,8 +137,7 @@ class WorkerSettings:
     cpu_only: bool = setting(False, "bool", flag="--cpu-only")
     num_workers: int | None = setting(None, "int", flag="--num-workers", lo=1, hi=100_000, nullable=True)
     threads_per_worker: int = setting(1, "int", flag="--threads-per-worker", lo=1, hi=1024)
-    # 4 GPU workers share each GPU (BENCHMARKS.md: 8.4x vs 4.0x with 1)
-    gpus_per_worker: float = setting(0.25, "float", flag="--gpus-per-worker", lo=0.01, hi=8.0)
+    gpus_per_worker: float = setting(DEFAULT_GPUS_PER_WORKER, "float", flag="--gpus-per-worker", lo=0.01, hi=8.0)
     address: str | None = setting(None, "str", flag="--address", nullable=True)  # None: RAY_ADDRESS or local
 
     def __post_init__(self) -> None:

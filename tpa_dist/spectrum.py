@@ -17,9 +17,10 @@ import numpy as np
 
 from .errors import TensorDataError
 from .reader import Region, iter_blocks
+from .settings import DEFAULT_BLOCK_MIB, DEFAULT_SPARSITY_THRESHOLD
 from .stats import RunningStats
 
-DEFAULT_BLOCK_BYTES = 64 << 20
+DEFAULT_BLOCK_BYTES = DEFAULT_BLOCK_MIB << 20
 #: dtypes whose values can lie outside [2^-300, 2^300] (F32/F16/BF16/FP8 cannot): only these are range-checked
 WIDE_DTYPES = frozenset({"F64"})
 
@@ -144,7 +145,11 @@ def _numpy_gram(
 
 
 def matrix_spectrum(
-    region: Region, *, sparsity_threshold: float = 1e-8, block_bytes: int = DEFAULT_BLOCK_BYTES, device: str = "cpu"
+    region: Region,
+    *,
+    sparsity_threshold: float = DEFAULT_SPARSITY_THRESHOLD,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    device: str = "cpu",
 ) -> SpectrumResult:
     """Singular values (descending) and element statistics of one stored matrix, in one streaming pass."""
     transpose = region.rows < region.cols  # Gram of the smaller side
@@ -163,7 +168,7 @@ def matrix_spectrum(
 
 
 def vector_stats(
-    region: Region, *, sparsity_threshold: float = 1e-8, block_bytes: int = DEFAULT_BLOCK_BYTES
+    region: Region, *, sparsity_threshold: float = DEFAULT_SPARSITY_THRESHOLD, block_bytes: int = DEFAULT_BLOCK_BYTES
 ) -> RunningStats:
     """Element statistics of a tensor read as flat values (1-D and other non-matrix tensors)."""
     stats = RunningStats(sparsity_threshold)

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .settings import DEFAULT_SPARSITY_THRESHOLD
+
 
 @dataclass
 class RunningStats:
     """Chan et al.'s pairwise-combinable moments: exact to float64 rounding, one pass, O(1) memory."""
 
-    sparsity_threshold: float = 1e-8
+    sparsity_threshold: float = DEFAULT_SPARSITY_THRESHOLD
     count: int = 0
     mean: float = 0.0
     m2: float = 0.0

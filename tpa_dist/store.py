@@ -15,6 +15,7 @@ import pyarrow as pa
 from .catalog import TensorInfo
 from .errors import StoreError, StoreLockedError
 from .progress import describe_live, live_progress
+from .rows import MATRIX_COLUMNS, STAMPED, MatrixRow
 from .sqlfiles import sql_text, statements
 
 #: DuckDB settings of every connection that runs SQL a user wrote (`tpa-dist sql`, report sections): the database
@@ -108,9 +109,14 @@ class Store:
         except duckdb.Error as exc:
             self.con.close()
             raise StoreError(f"{self.path}: cannot create the tables: {str(exc).splitlines()[0]}") from None
-        self.result_columns = [
-            r[0] for r in self.con.execute("DESCRIBE matrix_analysis").fetchall() if r[0] != "created_at"
-        ]
+        table = {r[0] for r in self.con.execute("DESCRIBE matrix_analysis").fetchall()} - {"created_at"}
+        declared = set(MATRIX_COLUMNS) | set(STAMPED)
+        if table != declared:
+            self.con.close()
+            raise StoreError(
+                f"{self.path}: matrix_analysis columns differ from the declared row (only in the table: "
+                f"{sorted(table - declared)}, only in the row: {sorted(declared - table)})"
+            )
 
     def close(self) -> None:
         self.con.close()
@@ -197,24 +203,32 @@ class Store:
     def transaction(self) -> _Transaction:
         return _Transaction(self.con, self.path)
 
-    def write_batch(self, rows: list[dict], spectra: list[tuple[dict, np.ndarray]]) -> None:
-        """Store result rows and their spectra atomically."""
+    def write_batch(
+        self,
+        rows: list[MatrixRow],
+        spectra: list[tuple[MatrixRow, np.ndarray]],
+        stamps: dict[str, object],
+        fallback_reasons: list[str | None] | None = None,
+    ) -> None:
+        """Store result rows (their declared columns, plus the driver's `stamps` — settings_id, run_id — and
+        each row's fallback_reason) and their spectra, atomically."""
         if not rows:
             return
-        # every column explicitly: from_pylist would infer the columns from the first row alone, and a
-        # 1-D tensor's row (statistics only) first in a batch would drop the spectral columns of the rest
-        batch_rows = pa.table({col: [r.get(col) for r in rows] for col in self.result_columns})
+        reasons = fallback_reasons or [None] * len(rows)
+        columns = {name: [getattr(r, name) for r in rows] for name in MATRIX_COLUMNS}
+        columns.update({name: [value] * len(rows) for name, value in stamps.items()}, fallback_reason=reasons)
+        batch_rows = pa.table(columns)
         values = [np.asarray(sv, dtype=np.float64) for _, sv in spectra]
         offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
         flat = np.concatenate(values) if values else np.zeros(0)
         batch_spectra = pa.table(
             {
-                "model_id": [r["model_id"] for r, _ in spectra],
-                "revision": [r["revision"] for r, _ in spectra],
-                "settings_id": [r["settings_id"] for r, _ in spectra],
-                "matrix_key": [r["matrix_key"] for r, _ in spectra],
-                "param_name": [r["param_name"] for r, _ in spectra],
-                "expert_index": pa.array([r["expert_index"] for r, _ in spectra], pa.int32()),
+                "model_id": [r.model_id for r, _ in spectra],
+                "revision": [r.revision for r, _ in spectra],
+                "settings_id": [stamps["settings_id"]] * len(spectra),
+                "matrix_key": [r.matrix_key for r, _ in spectra],
+                "param_name": [r.param_name for r, _ in spectra],
+                "expert_index": pa.array([r.expert_index for r, _ in spectra], pa.int32()),
                 "singular_values": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float64())),
             }
         )

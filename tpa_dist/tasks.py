@@ -35,6 +35,13 @@ class MatrixTask:
         return self.region.nbytes
 
     @property
+    def matrix_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the matrix analyzed, as the layer's weight: a packed GPTQ/AWQ layer is dequantized as
+        [in, out] but is the (out, in) weight of its module, like its unquantized original."""
+        r = self.region
+        return (r.cols, r.rows) if r.packed is not None else (r.rows, r.cols)
+
+    @property
     def cost(self) -> float:
         """Relative compute cost: Gram flops m·n² plus eigvalsh n³ (n the smaller side)."""
         if self.kind != "matrix":

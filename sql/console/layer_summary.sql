@@ -7,5 +7,4 @@ FROM matrix_analysis
 WHERE list_contains($models, model_id) AND kind = 'matrix' AND status = 'ok'
 GROUP BY model_id, layer_index, block_type
 ORDER BY model_id, layer_index NULLS LAST,
-         list_position(['embedding', 'q_proj', 'k_proj', 'v_proj', 'qkv_proj', 'o_proj', 'router', 'gate_proj',
-                        'up_proj', 'gate_up_proj', 'down_proj', 'moe', 'output'], block_type) NULLS LAST, block_type;
+         block_rank(block_type), block_type;

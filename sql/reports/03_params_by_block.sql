@@ -1,9 +1,10 @@
 -- title: Parameters by block type
--- shows: how each model's parameters divide between attention, MLP, experts, embeddings and the rest.
--- draw: table
-SELECT model_id, block_type, count(*) AS tensors, sum(numel) AS params,
+-- shows: the share (%) of each model's parameters in each block type, one column per model (block types in
+--        their in-layer order).
+-- draw: table pivot=model_id value=percent
+SELECT block_type, model_id,
        round(100.0 * sum(numel) / sum(sum(numel)) OVER (PARTITION BY model_id), 2) AS percent
 FROM tensors
 WHERE list_contains($models, model_id)
 GROUP BY model_id, block_type
-ORDER BY model_id, params DESC;
+ORDER BY block_rank(block_type), block_type, list_position($models, model_id);

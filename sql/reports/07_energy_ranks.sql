@@ -7,5 +7,5 @@ SELECT model_id, block_type, count(*) AS matrices,
        round(avg(stable_rank), 1) AS stable_rank, round(avg(effective_rank), 1) AS effective_rank
 FROM matrix_analysis
 WHERE list_contains($models, model_id) AND kind = 'matrix' AND status = 'ok'
-GROUP BY ALL
-ORDER BY model_id, r90;
+GROUP BY model_id, block_type
+ORDER BY list_position($models, model_id), block_rank(block_type), block_type;

@@ -5,4 +5,4 @@ SELECT model_id, matrix_key, block_type, shape, actual_rank, design_rank,
        design_rank - actual_rank AS missing, round(sparsity, 4) AS sparsity
 FROM matrix_analysis
 WHERE list_contains($models, model_id) AND kind = 'matrix' AND status = 'ok' AND actual_rank < design_rank
-ORDER BY model_id, missing DESC, matrix_key;
+ORDER BY list_position($models, model_id), missing DESC, layer_index NULLS LAST, block_rank(block_type), matrix_key;

@@ -1,8 +1,18 @@
--- title: Embedding clustering: ANOVA F by k
--- shows: the one-way ANOVA F of the k-means clusters of the token embeddings for each k tried; the chosen
---        k is the maximum (the seed's rule).
--- draw: lines x=k y=f_stat series=series
-SELECT model_id || ' ' || tensor AS series, k, f_stat
-FROM embedding_sweep
-WHERE list_contains($models, model_id)
-ORDER BY series, k;
+-- title: Embedding clustering: F, silhouette and inertia by k
+-- shows: for each k of the sweep, the one-way ANOVA F of the k-means clusters of the token embeddings, the
+--        silhouette and the inertia (SSW); the chosen k is F's maximum (the seed's rule). A degenerate choice
+--        is said under the plot.
+-- draw: lines x=k y=value series=series facet=metric color=model_id sharey=false
+WITH s AS (
+    SELECT model_id, revision, tensor, k, f_stat, silhouette, inertia
+    FROM embedding_sweep WHERE list_contains($models, model_id)
+), long AS (
+    SELECT * FROM s UNPIVOT (value FOR metric IN (f_stat AS 'ANOVA F', silhouette AS 'silhouette',
+                                                  inertia AS 'inertia (SSW)'))
+)
+SELECT l.model_id, l.model_id || ' ' || l.tensor AS series, l.k, l.metric, l.value,
+       CASE WHEN c.degenerate IS NOT NULL
+            THEN l.model_id || ' ' || l.tensor || ': k = ' || c.chosen_k || ' is degenerate — ' || c.degenerate END
+           AS caption
+FROM long l LEFT JOIN embedding_choice c USING (model_id, revision, tensor)
+ORDER BY series, l.metric, l.k;

@@ -1,7 +1,7 @@
 -- title: Cross-model comparison by block type and relative depth
--- shows: the 90 % energy rank ratio against relative depth (layer / last layer), one line per model and
---        block type — how two models differ layer by layer (needs two or more models).
--- draw: lines x=depth y=value series=series
+-- shows: the 90 % energy rank ratio against relative depth (layer / last layer); one panel per block type, one
+--        colour per model — how the models differ layer by layer (needs two or more models).
+-- draw: lines x=depth y=value series=model_id facet=block_type color=model_id label=svd_90_percent_ratio
 WITH m AS (
     SELECT model_id, block_type, svd_90_percent_ratio,
            round(layer_index / greatest(max(layer_index) OVER (PARTITION BY model_id), 1), 2) AS depth
@@ -9,8 +9,8 @@ WITH m AS (
     WHERE list_contains($models, model_id) AND kind = 'matrix' AND status = 'ok' AND layer_index IS NOT NULL
           AND block_type IN ('q_proj', 'o_proj', 'up_proj', 'down_proj', 'qkv_proj', 'moe')
 )
-SELECT model_id || ' ' || block_type AS series, depth, avg(svd_90_percent_ratio) AS value
+SELECT model_id, block_type, depth, avg(svd_90_percent_ratio) AS value
 FROM m
 WHERE (SELECT count(DISTINCT model_id) FROM matrix_analysis WHERE list_contains($models, model_id)) > 1
-GROUP BY ALL
-ORDER BY series, depth;
+GROUP BY model_id, block_type, depth
+ORDER BY block_rank(block_type), model_id, depth;

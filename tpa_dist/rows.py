@@ -1,0 +1,100 @@
+"""Typed result rows: what a worker measures for one matrix (`MatrixRow`), and the columns the driver adds when it
+stores the row (`STAMPED`). The store writes exactly these declared columns — a misspelt or missing column is an
+error (a test compares them with the table), never a silent NULL."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+#: columns of matrix_analysis that the driver stamps on each row when it stores it (not measured by workers)
+STAMPED = ("settings_id", "run_id", "fallback_reason")
+
+
+@dataclass
+class MatrixRow:
+    """One row of matrix_analysis as a worker produces it. Identity and shape come from the task; the rest is
+    measured (statistics for every tensor, the spectral columns for matrices)."""
+
+    # identity, from the task
+    model_id: str
+    revision: str
+    matrix_key: str
+    param_name: str
+    expert_index: int | None
+    layer_index: int | None
+    block_type: str
+    kind: str  # matrix | vector | tensor | buffer | skipped
+    shape: str  # the analyzed matrix (rows, cols), or the tensor's own shape for the statistics-only kinds
+    rows: int | None
+    cols: int | None
+    numel: int
+    dtype: str
+    shard: str
+    nbytes: int
+    # how it was measured
+    sparsity_threshold: float | None = None
+    status: str = "ok"  # ok | error | skipped | oom (re-run on a CPU worker, never stored)
+    error: str | None = None
+    method: str | None = None
+    device: str | None = None
+    seconds: float | None = None
+    node: str | None = None
+    worker: str | None = None
+    # element statistics
+    mean: float | None = None
+    std: float | None = None
+    var: float | None = None
+    min: float | None = None
+    max: float | None = None
+    sparsity: float | None = None
+    # the spectrum's metrics
+    design_rank: int | None = None
+    actual_rank: int | None = None
+    rank_ratio: float | None = None
+    energy_rank_50: int | None = None
+    energy_rank_90: int | None = None
+    energy_rank_95: int | None = None
+    energy_rank_99: int | None = None
+    svd_90_percent_rank: int | None = None  # the seed's names of energy_rank_90 and its ratio
+    svd_90_percent_ratio: float | None = None
+    spectral_norm: float | None = None
+    frobenius_norm: float | None = None
+    nuclear_norm: float | None = None
+    stable_rank: float | None = None
+    effective_rank: float | None = None
+    condition_number: float | None = None
+    alpha: float | None = None
+    D: float | None = None  # noqa: N815 - WeightWatcher's name
+    xmin: float | None = None
+    xmax: float | None = None
+    num_pl_spikes: int | None = None
+    lambda_max: float | None = None
+    alpha_weighted: float | None = None
+    log_norm: float | None = None
+    log_spectral_norm: float | None = None
+    log_alpha_norm: float | None = None
+    entropy: float | None = None
+
+    def update(self, values: dict[str, object] | None = None, **more: object) -> None:
+        """Set measured columns by name; a name that is not a column is an error."""
+        for key, value in {**(values or {}), **more}.items():
+            if key not in _FIELDS:
+                raise TypeError(f"matrix_analysis has no column {key!r}")
+            setattr(self, key, value)
+
+    def finite(self) -> None:
+        """NaN and ±Inf measurements are stored as NULL."""
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                setattr(self, name, None)
+
+    def __getitem__(self, key: str) -> object:  # rows read like the mappings they are stored as
+        if key not in _FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+_FIELDS = {f.name for f in fields(MatrixRow)}
+MATRIX_COLUMNS = tuple(f.name for f in fields(MatrixRow))
