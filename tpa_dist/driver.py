@@ -195,28 +195,28 @@ class Driver:
         return self.summary
 
     def _close(self, store: Store, status: str) -> None:
-        """Write the outputs (after a whole run) and the `runs` row's final status; never masks the exception
-        that may be under way."""
-        if status == "interrupted":
-            try:
-                self._finish(store, status)
-            finally:
-                store.close()
-            return
-        store.close()  # the outputs read the database through read-only connections
-        if status == "ok":
-            self._outputs()
-            if not self.summary.ok:
-                status = "failed"
+        """Record the run's end, then (after a whole run) write the outputs — the report shows the final status —
+        and mark the run failed if an output could not be written. Never masks the exception under way."""
+        completed = status == "ok"
+        if completed and not self.summary.ok:
+            status = "failed"
         try:
-            store = Store(self.job.db)
+            self._finish(store, status)
+        finally:
+            store.close()  # the outputs read the database through read-only connections
+        if not completed:
+            return
+        before = len(self.summary.failures)
+        self._outputs()
+        if len(self.summary.failures) > before:
             try:
-                self._finish(store, status)
-            finally:
-                store.close()
-        except TpaError as exc:
-            log.error("could not record the end of run %s: %s", self.summary.run_id, exc)
-            self.summary.fail(f"run record not finished: {exc}")
+                store = Store(self.job.db)
+                try:
+                    self._finish(store, "failed")
+                finally:
+                    store.close()
+            except TpaError as exc:
+                log.error("could not record the end of run %s: %s", self.summary.run_id, exc)
 
     def _finish(self, store: Store, status: str) -> None:
         s = self.summary

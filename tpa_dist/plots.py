@@ -62,15 +62,19 @@ def _png(fig) -> bytes:  # noqa: ANN001
     return buf.getvalue()
 
 
-def _panels(n: int, columns: int = PANEL_COLUMNS, sharex: bool = True, sharey: bool = True):  # noqa: ANN202
+def _panels(  # noqa: ANN202
+    n: int, columns: int = PANEL_COLUMNS, sharex: bool = True, sharey: bool = True, layout: str | None = None
+):
     rows, cols = panel_grid(n, columns)
     w, h = figure_size(n, columns)
     fig, axes = plt.subplots(
-        rows, cols, figsize=(w / DPI, h / DPI), dpi=DPI, squeeze=False, sharex=sharex, sharey=sharey
+        rows, cols, figsize=(w / DPI, h / DPI), dpi=DPI, squeeze=False, sharex=sharex, sharey=sharey, layout=layout
     )
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.set_visible(False)
+    for ax in flat[:n]:  # every panel keeps its own tick labels (a panel with none below it would have none)
+        ax.tick_params(labelbottom=True, labelleft=True)
     return fig, flat[:n]
 
 
@@ -115,7 +119,7 @@ def heatmap(
     names = sorted(groups, key=str) if facet else [None]
     values = [d[value] for part in groups.values() for d in part if d[value] is not None]
     vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
-    fig, axes = _panels(len(names), columns=1, sharex=False, sharey=False)
+    fig, axes = _panels(len(names), columns=1, sharex=False, sharey=False, layout="constrained")
     im = None
     for ax, name in zip(axes, names):
         part = groups[name]
@@ -137,11 +141,11 @@ def heatmap(
             for (i, j), v in np.ndenumerate(grid):
                 if not np.isnan(v):
                     ax.text(
-                        j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < mid else "black"
+                        j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < mid else "black"
                     )
     if im is not None:
         shared = " (one scale for all panels)" if len(names) > 1 else ""
-        fig.colorbar(im, ax=axes, label=_label(label or value) + shared, fraction=0.03, pad=0.02)
+        fig.colorbar(im, ax=axes, label=_label(label or value) + shared, fraction=0.04, pad=0.01, aspect=40)
     return _png(fig)
 
 
@@ -163,6 +167,7 @@ def lines(
     panels = _groups(cols, rows, facet)
     names = sorted(panels, key=lambda v: _order_key(v)) if facet else [None]
     fig, axes = _panels(len(names), sharey=sharey)
+    variants: dict[str, list[str]] = defaultdict(list)  # colour key -> its series: the n-th gets the n-th line style
     for ax, name in zip(axes, names):
         groups: dict[str, list[tuple[float, float, object]]] = defaultdict(list)
         for d in panels[name]:
@@ -170,13 +175,17 @@ def lines(
                 groups[str(d[series])].append((d[x], d[y], d[color] if color else d[series]))
         for key in sorted(groups):
             pts = sorted(groups[key], key=lambda p: p[:2])
+            own = variants[str(pts[0][2])]
+            if key not in own:
+                own.append(key)
+            st = {**style(pts[0][2]), "linestyle": LINE_STYLES[own.index(key) % len(LINE_STYLES)]}
             ax.plot(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
                 marker=None if log else "o",
                 markersize=3,
                 label=key,
-                **style(pts[0][2]),
+                **st,
             )
         if log:
             ax.set_xscale("log")
@@ -185,10 +194,27 @@ def lines(
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(ylabel or (name if facet and not sharey else y)))
         ax.grid(alpha=0.3)
-        _legend(ax)
+        if not facet:
+            _legend(ax)
     if facet:
         fig.suptitle(title, fontsize=10)
+        return _png_with_legend(fig, axes)
     fig.tight_layout()
+    return _png(fig)
+
+
+def _png_with_legend(fig, axes: list) -> bytes:  # noqa: ANN001
+    """One legend for all panels, below them (labels are long: model and matrix names)."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    ncol = 2 if max((len(s) for s in seen), default=0) > 45 else 3
+    rows = math.ceil(len(seen) / ncol)
+    height = fig.get_size_inches()[1] * DPI
+    legend_frac = min(0.5, (rows * 14 + 16) / height)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, legend_frac, 1, 0.97))
     return _png(fig)
 
 
@@ -265,7 +291,7 @@ def esd(
         ax.set_yscale("log")
         ax.set_xlabel("eigenvalue λ = σ²")
         ax.set_ylabel("density")
-        ax.set_title(textwrap.shorten(name, 70), fontsize=8)
+        ax.set_title(name if len(name) <= 80 else name[:38] + " … " + name[-38:], fontsize=8)
         _legend(ax)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

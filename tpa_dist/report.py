@@ -221,7 +221,7 @@ def _md_table(r: Rendered, models: list[str]) -> list[str]:
 
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px}
+table{border-collapse:collapse;font-size:12px;margin:1em 0;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:3px 6px}
 th{background:#f2f2f2}h2{border-bottom:2px solid #446;margin-top:2em}.shows{color:#555;font-style:italic}
 img{max-width:100%;border:1px solid #ddd}.error{color:#a00}.caption{color:#333;border-left:3px solid #c60;
 padding-left:.6em}nav ol{columns:2}code{background:#f4f4f4}"""
