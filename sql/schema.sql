@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS runs (
     summary         VARCHAR
 );
 
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS phases JSON;  -- seconds per phase: startup (interpreter and imports),
+-- plan, ray_startup, analysis, embedding, outputs (CSV and report), writing (database writes, within analysis)
+
 CREATE TABLE IF NOT EXISTS settings (
     settings_id VARCHAR PRIMARY KEY,
     settings    JSON

@@ -107,3 +107,16 @@ def test_torch_kmeans_path_recovers_planted_partition():
     assert adjusted_rand_score(truth, res["labels"]) == 1.0
     assert res["f_stat"] == pytest.approx(calinski_harabasz_score(x, res["labels"]), rel=1e-9)
     assert res["silhouette"] > 0.8
+
+
+@pytest.mark.parametrize("k", [2, 7, 40])
+def test_silhouette_equals_scikit_learn(k):
+    from sklearn.metrics import silhouette_score
+
+    from tpa_dist.embedding import silhouette
+
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((600, 9)).astype(np.float32)
+    labels = rng.integers(0, k, 600)
+    labels[0] = k  # a cluster of one row scores 0, as scikit-learn defines it
+    assert silhouette(x, labels) == pytest.approx(silhouette_score(x.astype(np.float64), labels), rel=1e-9)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -42,11 +43,13 @@ class AnalysisWorker:
     """One analysis process with a fixed BLAS thread count (run as a Ray actor)."""
 
     def __init__(self, settings: AnalysisSettings, gpu: bool = False) -> None:
-        import torch
         from threadpoolctl import threadpool_limits
 
         self._limits = threadpool_limits(limits=settings.threads)
-        torch.set_num_threads(settings.threads)
+        if gpu or "torch" in sys.modules:  # CPU workers never need torch (2 s to import)
+            import torch
+
+            torch.set_num_threads(settings.threads)
         self.settings = settings
         if gpu:
             self.compute, self.device, self.free_bytes = gpu_compute_device()

@@ -206,4 +206,23 @@ def open_model(path: str | os.PathLike[str], remote: Mapping[str, FileHeader] | 
     raise ModelFolderError(str(root), "no *.safetensors files and no model.safetensors.index.json")
 
 
-__all__ = ["HeaderError", "ModelCatalog", "TensorInfo", "open_model"]
+def find_embeddings(catalog: ModelCatalog) -> list[TensorInfo]:
+    """The token-embedding matrix, plus the output head when it is a separate (untied) matrix.
+
+    Position and token-type embeddings are never chosen (BERT's position table is not the vocabulary).
+    """
+    tensors = [t for t in catalog.tensors() if t.ndim == 2 and t.shape[0] > 0 and t.shape[1] > 0]
+    vocab = catalog.config.get("vocab_size")
+    tokens = [t for t in tensors if t.block_type == "embedding"]
+    if isinstance(vocab, int) and vocab > 0:
+        tokens.sort(key=lambda t: (t.shape[0] != vocab, -t.shape[0]))
+    else:
+        tokens.sort(key=lambda t: -t.shape[0])
+    out = tokens[:1]
+    heads = [t for t in tensors if t.block_type == "output" and (not out or t.shape == out[0].shape)]
+    if heads and catalog.config.get("tie_word_embeddings") is not True:
+        out.append(heads[0])
+    return out
+
+
+__all__ = ["HeaderError", "ModelCatalog", "TensorInfo", "find_embeddings", "open_model"]

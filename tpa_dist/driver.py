@@ -9,17 +9,21 @@ is isolated: whatever it raises becomes that model's recorded failure, and the o
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import socket
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__
 from .errors import JobError, TpaError
 from .jobs import Job
+from .local import choose_local, run_local
 from .planning import PlannedModel, failed_model_record, plan_model
 from .progress import Progress
 from .raystart import ray_target, start_ray
@@ -35,24 +39,26 @@ __all__ = ["Driver", "RunSummary", "error_row", "submit"]
 
 
 def versions() -> dict[str, str]:
-    import duckdb
-    import numpy
-    import ray
+    """Versions of the software a run used, read from the installed distributions (nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    out = {
-        "tpa_dist": __version__,
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "duckdb": duckdb.__version__,
-        "ray": ray.__version__,
-    }
-    try:
-        import torch
-
-        out["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover
-        out["torch"] = "absent"
+    out = {"tpa_dist": __version__, "python": platform.python_version()}
+    for name in ("numpy", "duckdb", "ray", "torch", "scipy", "scikit-learn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:  # pragma: no cover
+            out[name] = "absent"
     return out
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports, before the run), or None."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _multi_node() -> bool:
@@ -91,6 +97,7 @@ class Driver:
         self.models: list[PlannedModel] = []
         self.downloads = Downloads()  # Hub shards arriving while the analysis runs
         self.by_device: dict[str, dict[str, float]] = {}
+        self.local = False  # the single-machine pool instead of Ray (local.py), decided after planning
 
     # -- planning ------------------------------------------------------------------------------------------------
     def plan(self, store: Store) -> None:
@@ -166,20 +173,28 @@ class Driver:
                 self.summary.run_id, " ".join(job.argv or sys.argv), config, versions(), socket.gethostname()
             )
             store.upsert_settings(self.settings_id, self.settings.as_dict())
-            self.plan(store)
+            self.summary.phases["startup"] = process_age()
+            with self._phase("plan"):
+                self.plan(store)
             tasks = [t for m in self.models for t in m.todo]
             embed = [m for m in self.models if not m.embeddings_done]
             # a cluster (an address, or a multi-node Ray already running) fetches shards on its nodes
             self._start_downloads(spread=ray_target(job.workers.address)[0] is not None or _multi_node())
-            if tasks or embed:  # a fully resumed run needs no Ray at all
+            self.local = choose_local(
+                job.workers.address, job.workers.cpu_only, sum(t.nbytes for t in tasks), bool(self.downloads)
+            )
+            if (tasks or embed) and not self.local:  # a fully resumed run needs no Ray at all
                 self.summary.ray_startup_s = start_ray(job.workers.address)
+                self.summary.phases["ray_startup"] = self.summary.ray_startup_s
                 t0 = time.perf_counter()
             if tasks:
-                self._execute(store, tasks)
+                with self._phase("analysis"):
+                    self._execute(store, tasks)
             for message in self.downloads.join():
                 self.summary.fail(message)
-            for m in embed:
-                self._embedding(store, m)
+            with self._phase("embedding"):
+                for m in embed:
+                    self._embedding(store, m)
             status = "ok"
         except KeyboardInterrupt:
             self.downloads.stop()
@@ -207,7 +222,8 @@ class Driver:
         if not completed:
             return
         before = len(self.summary.failures)
-        self._outputs()
+        with self._phase("outputs"):
+            self._outputs()
         if len(self.summary.failures) > before:
             try:
                 store = Store(self.job.db)
@@ -217,6 +233,15 @@ class Driver:
                     store.close()
             except TpaError as exc:
                 log.error("could not record the end of run %s: %s", self.summary.run_id, exc)
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Time one phase of the run (summary.phases, stored with the run): where each second goes."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.summary.phases[name] = self.summary.phases.get(name, 0.0) + time.perf_counter() - t0
 
     def _finish(self, store: Store, status: str) -> None:
         s = self.summary
@@ -233,6 +258,7 @@ class Driver:
             mps=s.done / s.seconds if s.seconds else None,
             bps=s.bytes / s.seconds if s.seconds else None,
             throughput=self.by_device,
+            phases={**s.phases, "writing": getattr(getattr(self, "sink", None), "write_s", 0.0)},
             summary=s.describe(),
         )
 
@@ -247,7 +273,9 @@ class Driver:
         settings = self.job.embedding
         try:
             workers = self.job.workers
-            results = analyze_model_embeddings(m.catalog, settings, workers.cpu_only, m.embeddings, workers)
+            results = analyze_model_embeddings(
+                m.catalog, settings, workers.cpu_only, m.embeddings, workers, local=self.local
+            )
             for res in results:
                 store.write_embedding(store_tables(m.model_id, m.revision, self.summary.run_id, settings.seed, res))
             write_files(Path(self.job.output_dir), m.model_id, results)
@@ -280,6 +308,23 @@ class Driver:
             s.outputs = "outputs: " + ", ".join(written)
 
     def _execute(self, store: Store, tasks: list[MatrixTask]) -> None:
+        progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)
+        sink = ResultSink(store, self.job.db, self.summary, self.settings_id, progress, self.downloads.explains)
+        self.by_device = sink.by_device
+        self.sink = sink
+        try:
+            if self.local:
+                run_local(tasks, self.settings, self.job.workers, sink.add, sink.maybe_flush, error_row)
+            else:
+                self._execute_ray(sink, tasks)
+            sink.flush()
+        except KeyboardInterrupt:
+            sink.flush()  # finished results are whole rows: keep them, then stop
+            raise
+        finally:
+            progress.close()
+
+    def _execute_ray(self, sink: ResultSink, tasks: list[MatrixTask]) -> None:
         import ray
 
         from .scheduler import Scheduler, make_pools
@@ -292,20 +337,12 @@ class Driver:
             len(pools.cpu),
             workers.threads_per_worker,
         )
-        progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)
-        sink = ResultSink(store, self.job.db, self.summary, self.settings_id, progress, self.downloads.explains)
-        self.by_device = sink.by_device
         gate = self.downloads.state if self.downloads else None
         scheduler = Scheduler(pools, self.settings.block_bytes, sink.add, sink.maybe_flush, gate)
         scheduler.plan(tasks)
         try:
             scheduler.run(error_row)
-            sink.flush()
-        except KeyboardInterrupt:
-            sink.flush()  # finished results are whole rows: keep them, then stop
-            raise
         finally:
-            progress.close()
             for actor in pools.all():
                 ray.kill(actor, no_restart=True)  # no restarts, so no retry chatter after the run
 

@@ -11,10 +11,8 @@ import math
 import time
 
 import numpy as np
-from scipy import sparse
-from scipy.stats import f as f_dist
 
-from .catalog import ModelCatalog, TensorInfo
+from .catalog import TensorInfo, find_embeddings  # noqa: F401 - find_embeddings re-exported
 from .kmeans import Data, KMeansFit, fit, sampler
 from .reader import Region, iter_blocks
 from .settings import DEFAULT_BLOCK_MIB, EmbeddingSettings  # noqa: F401 - EmbeddingSettings re-exported
@@ -22,25 +20,6 @@ from .vocab import Vocab
 
 SMALL_CLUSTER = 0.001  # a cluster under 0.1 % of the rows makes a partition degenerate
 NEAR_ZERO = 1e-3  # a row whose norm is under this share of the median row norm was never trained
-
-
-def find_embeddings(catalog: ModelCatalog) -> list[TensorInfo]:
-    """The token-embedding matrix, plus the output head when it is a separate (untied) matrix.
-
-    Position and token-type embeddings are never chosen (BERT's position table is not the vocabulary).
-    """
-    tensors = [t for t in catalog.tensors() if t.ndim == 2 and t.shape[0] > 0 and t.shape[1] > 0]
-    vocab = catalog.config.get("vocab_size")
-    tokens = [t for t in tensors if t.block_type == "embedding"]
-    if isinstance(vocab, int) and vocab > 0:
-        tokens.sort(key=lambda t: (t.shape[0] != vocab, -t.shape[0]))
-    else:
-        tokens.sort(key=lambda t: -t.shape[0])
-    out = tokens[:1]
-    heads = [t for t in tensors if t.block_type == "output" and (not out or t.shape == out[0].shape)]
-    if heads and catalog.config.get("tie_word_embeddings") is not True:
-        out.append(heads[0])
-    return out
 
 
 def load_embedding(info: TensorInfo) -> np.ndarray:
@@ -79,6 +58,8 @@ def anova_f(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 16384) -> tu
 
     Sums are accumulated in float64 over row chunks, so a 152k × 2560 float32 matrix is never copied whole.
     """
+    from scipy import sparse
+
     n, d = x.shape
     counts = np.bincount(labels, minlength=k).astype(np.float64)
     sums = np.zeros((k, d))
@@ -100,20 +81,42 @@ def anova_f(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 16384) -> tu
 
 def f_test(ssb: float, ssw: float, n: int, groups: int) -> tuple[float, float, float, float]:
     """(F, p-value, SSB, SSW) from the between and within sums of squares."""
+    from scipy.stats import f as f_dist  # scipy.stats takes most of a second to import: only when clustering
+
     if groups < 2 or n <= groups or ssw == 0:
         return math.inf if ssw == 0 and groups > 1 else math.nan, 0.0, ssb, ssw
     f_stat = (ssb / (groups - 1)) / (ssw / (n - groups))
     return f_stat, float(f_dist.sf(f_stat, groups - 1, n - groups)), ssb, ssw
 
 
-def _silhouette(data: Data, labels: np.ndarray, seed: int, sample: int) -> float | None:
-    from sklearn.metrics import silhouette_score
+def silhouette(x: np.ndarray, labels: np.ndarray) -> float | None:
+    """The mean silhouette (Rousseeuw 1987) of rows x grouped by labels, Euclidean, float64 — the definition of
+    scikit-learn's silhouette_score (a point alone in its cluster scores 0); None unless 2..n-1 clusters."""
+    n = len(labels)
+    groups, inverse = np.unique(labels, return_inverse=True)
+    if not 2 <= len(groups) < n:
+        return None
+    xf = x.astype(np.float64)
+    sq = np.einsum("ij,ij->i", xf, xf)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (xf @ xf.T), 0.0))
+    np.fill_diagonal(dist, 0.0)
+    onehot = np.zeros((n, len(groups)))
+    onehot[np.arange(n), inverse] = 1.0
+    sums = dist @ onehot  # (n, clusters): summed distance of each point to each cluster
+    sizes = onehot.sum(axis=0)
+    own = sizes[inverse]
+    a = np.where(own > 1, sums[np.arange(n), inverse] / np.maximum(own - 1, 1), 0.0)
+    mean_to = sums / sizes[None, :]
+    mean_to[np.arange(n), inverse] = np.inf
+    b = mean_to.min(axis=1)
+    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-300), 0.0)
+    return float(s.mean())
 
+
+def _silhouette(data: Data, labels: np.ndarray, seed: int, sample: int) -> float | None:
+    """The silhouette on a fixed sample of rows (the full one is quadratic in the rows)."""
     pick = np.random.default_rng(seed).permutation(data.n)[: min(sample, data.n)]
-    sampled = labels[pick]
-    if 2 <= len(np.unique(sampled)) < len(pick):  # silhouette needs 2..n-1 distinct labels in the sample
-        return float(silhouette_score(data.x[pick], sampled))
-    return None
+    return silhouette(data.x[pick], labels[pick])
 
 
 def _row(data: Data, res: KMeansFit, seed: int, sample: int, method: str, seconds: float) -> dict:

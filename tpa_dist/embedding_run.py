@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -119,15 +120,20 @@ def analyze_model_embeddings(
     cpu_only: bool = False,
     embeddings: list[TensorInfo] | None = None,
     workers: WorkerSettings | None = None,
+    local: bool = False,
 ) -> list[EmbeddingResult]:
-    """Cluster the token embedding (and an untied output head) of one model, each in its own Ray task."""
-    import ray
-
+    """Cluster the token embedding (and an untied output head) of one model, each in its own Ray task (in this
+    process, on all cores, with `local`)."""
     vocab = load_vocab(catalog.root)
-    opts, gpu, threads = _remote_options(workers or WorkerSettings(cpu_only=cpu_only))
-    task = ray.remote(_analyze_task).options(**opts)
     infos = find_embeddings(catalog) if embeddings is None else embeddings
-    out = ray.get([task.remote(info, vocab, settings, gpu, threads) for info in infos])
+    if local:
+        out = [_analyze_task(info, vocab, settings, False, os.cpu_count() or 1) for info in infos]
+    else:
+        import ray
+
+        opts, gpu, threads = _remote_options(workers or WorkerSettings(cpu_only=cpu_only))
+        task = ray.remote(_analyze_task).options(**opts)
+        out = ray.get([task.remote(info, vocab, settings, gpu, threads) for info in infos])
     for res in out:
         log.info(
             "embedding %s %s: k=%d by max F (silhouette best %s, elbow %d)%s in %.1fs",

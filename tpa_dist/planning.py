@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .catalog import ModelCatalog, TensorInfo, open_model
+from .catalog import ModelCatalog, TensorInfo, find_embeddings, open_model
 from .jobs import parse_model_entry
 from .sources import ModelSource, resolve
 from .store import Store
@@ -56,8 +56,6 @@ class PlannedModel:
 def plan_model(spec: str, store: Store, settings_id: str, *, seed: int, force: bool, embedding: bool) -> PlannedModel:
     """Resolve, catalog and plan `spec` (``NAME=SPEC`` names the model); raise on any problem (the caller
     records it as this model's failure)."""
-    from .embedding import find_embeddings
-
     name, target = parse_model_entry(spec)
     source = resolve(target, seed=seed, stream=True, name=name)
     catalog = open_model(source.path, remote=source.remote)

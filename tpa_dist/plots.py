@@ -190,6 +190,7 @@ def lines(
         if log:
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.minorticks_off()  # minor log ticks cost seconds in layout and add little
         ax.set_title(f"{_label(facet)}: {name}" if name is not None else title, fontsize=9)
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(ylabel or (name if facet and not sharey else y)))
@@ -289,6 +290,7 @@ def esd(
                 )
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.minorticks_off()
         ax.set_xlabel("eigenvalue λ = σ²")
         ax.set_ylabel("density")
         ax.set_title(name if len(name) <= 80 else name[:38] + " … " + name[-38:], fontsize=8)

@@ -34,6 +34,7 @@ class RunSummary:
     failures: list[str] = field(default_factory=list)  # model-, tensor- and step-level messages, each once
     warnings: list[str] = field(default_factory=list)  # things the run worked around (shown, not failures)
     outputs: str | None = None  # where the CSV and report went
+    phases: dict[str, float | None] = field(default_factory=dict)  # seconds per phase: where the time went
 
     @property
     def ok(self) -> bool:
@@ -87,6 +88,7 @@ class ResultSink:
         self.reasons: list[str | None] = []  # each row's fallback_reason
         self.spectra: list[tuple[MatrixRow, np.ndarray]] = []
         self.last_flush = time.monotonic()
+        self.write_s = 0.0  # seconds spent writing batches
 
     def add(self, results: list[tuple[MatrixRow, np.ndarray | None]], fallback_reason: str | None) -> None:
         """Buffer one batch's results and count them."""
@@ -121,9 +123,11 @@ class ResultSink:
     def flush(self) -> None:
         """Write the buffered rows and spectra as one transaction, then publish the counters."""
         s = self.summary
+        t0 = time.perf_counter()
         stamps = {"settings_id": self.settings_id, "run_id": s.run_id}
         self.store.write_batch(self.rows, self.spectra, stamps, self.reasons)
         self.rows, self.spectra, self.reasons = [], [], []
         self.store.progress(s.run_id, s.total, s.done + s.reused, s.failed, s.bytes)
         write_live_progress(self.db, s, self.progress)
         self.last_flush = time.monotonic()
+        self.write_s += time.perf_counter() - t0

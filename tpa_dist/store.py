@@ -144,6 +144,7 @@ class Store:
     def finish_run(self, run_id: str, **fields: object) -> None:
         params = dict(fields, run_id=run_id)
         params["throughput"] = json.dumps(params.get("throughput") or {})
+        params["phases"] = json.dumps(params.get("phases") or {})
         self._run("store/run_finish.sql", params)
 
     def upsert_settings(self, settings_id: str, settings: dict) -> None:

@@ -1,0 +1,122 @@
+"""The single-machine path for small jobs: the same worker code (`AnalysisWorker`) in forked processes, no Ray.
+
+Starting Ray and its worker processes costs several seconds, more than the whole analysis of a small model. For
+jobs where the benchmark (BENCHMARKS.md, bench_small) shows that this wins, `submit` runs the batches in a pool of
+forked processes instead: no address or RAY_ADDRESS given, no Ray running in this process, no GPU on the
+machine, nothing still downloading, and at most LOCAL_MAX_BYTES to read. `TPA_DIST_EXECUTOR=ray|local` forces
+the choice; `--address` always means Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from .rows import MatrixRow
+from .settings import AnalysisSettings, WorkerSettings
+from .tasks import MatrixTask, batch_tasks
+
+log = logging.getLogger("tpa_dist")
+
+LOCAL_MAX_BYTES = 2 << 30  # bench_small: below this the local pool beats Ray's start-up (BENCHMARKS.md)
+MAX_ATTEMPTS = 3
+
+_worker = None
+
+
+def has_gpu() -> bool:
+    """Whether this machine shows an NVIDIA GPU (without importing torch, which takes seconds)."""
+    return os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi") is not None
+
+
+def choose_local(address: str | None, cpu_only: bool, nbytes: int, downloading: bool) -> bool:
+    """Whether a submit runs on the local pool rather than on Ray (see the module docstring)."""
+    forced = os.environ.get("TPA_DIST_EXECUTOR", "").strip().lower()
+    if forced in ("ray", "local"):
+        return forced == "local" and not address
+    if address or os.environ.get("RAY_ADDRESS", "").strip() or downloading:
+        return False
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return False
+    return nbytes <= LOCAL_MAX_BYTES and (cpu_only or not has_gpu())
+
+
+def _init(settings: AnalysisSettings) -> None:
+    global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver handles it
+    from .actors import AnalysisWorker
+
+    _worker = AnalysisWorker(settings, gpu=False)
+
+
+def _run(batch: list[MatrixTask]) -> list:
+    return _worker.analyze(batch)
+
+
+def workers_for(workers: WorkerSettings) -> int:
+    return workers.num_workers or max(1, (os.cpu_count() or 1) // workers.threads_per_worker)
+
+
+def run_local(
+    tasks: list[MatrixTask],
+    settings: AnalysisSettings,
+    workers: WorkerSettings,
+    on_results: Callable[[list, str | None], None],
+    on_idle: Callable[[], None],
+    error_row: Callable[[MatrixTask, str], MatrixRow],
+) -> None:
+    """Run every task on a pool of forked worker processes; results go to `on_results` batch by batch. A worker
+    that dies has its batches re-run (a batch that keeps killing its worker becomes error rows)."""
+    n = workers_for(workers)
+    queue = [(batch, 1) for batch in batch_tasks(tasks, workers=n)]
+    log.info("workers: %d local processes (%d BLAS thread(s) each)", n, workers.threads_per_worker)
+    while queue:
+        queue = _pool_pass(queue, n, settings, on_results, on_idle, error_row)
+
+
+def _pool_pass(
+    queue: list, n: int, settings: AnalysisSettings, on_results: Callable, on_idle: Callable, error_row: Callable
+) -> list:
+    """Run `queue` on one pool; return what must run again (a worker died and broke the pool)."""
+    pool = ProcessPoolExecutor(
+        n, mp_context=multiprocessing.get_context("fork"), initializer=_init, initargs=(settings,)
+    )
+    pending: dict[Future, tuple[list[MatrixTask], int]] = {}
+    retry: list = []
+    try:
+        pending = {pool.submit(_run, batch): (batch, attempt) for batch, attempt in queue}
+        while pending:
+            done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in done:
+                batch, attempt = pending.pop(fut)
+                try:
+                    on_results(fut.result(), None)
+                except BrokenProcessPool:
+                    if attempt < MAX_ATTEMPTS:
+                        retry.append((batch, attempt + 1))
+                    else:
+                        on_results([(error_row(t, f"worker lost {MAX_ATTEMPTS} times"), None) for t in batch], None)
+                except Exception as exc:  # noqa: BLE001 - raised outside a task's own guard: isolate it
+                    if len(batch) > 1:
+                        retry += [([t], attempt) for t in batch]
+                    else:
+                        on_results([(error_row(batch[0], f"worker error {type(exc).__name__}: {exc}"), None)], None)
+            on_idle()
+        if retry:
+            log.warning("a local worker was lost; re-running %d batch(es)", len(retry))
+        return retry
+    except KeyboardInterrupt:
+        for fut in pending:
+            fut.cancel()
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
