@@ -29,6 +29,7 @@ FILL = r"""
 import resource, signal, sys, numpy as np
 from tpa_dist.store import Store
 from tpa_dist.errors import StoreError
+from tpa_dist.rows import MatrixRow
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a full disk: writes fail with EFBIG, no signal
 store = Store(sys.argv[1])
 limit = int(sys.argv[2])
@@ -36,11 +37,10 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 rows_per_batch = 50
 try:
     for b in range(100000):
-        rows = [{"model_id": "m", "revision": "r", "settings_id": "s", "matrix_key": f"b{b}-{i}",
-                 "param_name": f"b{b}", "expert_index": None, "kind": "matrix", "status": "ok", "run_id": f"batch{b}"}
-                for i in range(rows_per_batch)]
+        rows = [MatrixRow("m", "r", f"b{b}-{i}", f"b{b}", None, None, "other", "matrix", "(1, 1)", 1, 1, 1, "F32",
+                          "s", 4) for i in range(rows_per_batch)]
         spectra = [(r, np.random.default_rng(b).random(512)) for r in rows]
-        store.write_batch(rows, spectra)
+        store.write_batch(rows, spectra, {"settings_id": "s", "run_id": f"batch{b}"})
 except StoreError as exc:
     print("STOREERROR", exc)
     sys.exit(3)

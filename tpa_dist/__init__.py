@@ -6,6 +6,8 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
+from .jobs import Job  # noqa: E402 - light: settings and errors only
+
 
 def connect(db: str | Path = "data/tpa.duckdb"):  # noqa: ANN201 - duckdb.DuckDBPyConnection
     """A read-only DuckDB connection to a results database (tables and views as in the README)."""
@@ -14,4 +16,11 @@ def connect(db: str | Path = "data/tpa.duckdb"):  # noqa: ANN201 - duckdb.DuckDB
     return connect_db(db, read_only=True)
 
 
-__all__ = ["__version__", "connect"]
+def submit(job: Job):  # noqa: ANN201 - driver.RunSummary
+    """Analyze every model of `job` into its database (what `tpa-dist submit` runs); see RunSummary.ok."""
+    from .driver import submit as run
+
+    return run(job)
+
+
+__all__ = ["Job", "__version__", "connect", "submit"]

@@ -54,6 +54,10 @@ class UnknownPresetError(UnknownModelSpecError):
     """A synth:PRESET names no built-in synthetic preset."""
 
 
+class DownloadError(TpaError):
+    """A Hub download failed (network, server), after retrying; what was stored is kept."""
+
+
 class DiskSpaceError(TpaError):
     """Not enough free disk for what a download needs."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import (
     DiskSpaceError,
+    DownloadError,
     ModelFolderError,
     UnknownModelSpecError,
     UnknownPresetError,
@@ -224,7 +225,7 @@ def download(
                     _refuse_pickle_only(repo_id, sha or revision, kwargs["endpoint"])
                 path = Path(snapshot_download(repo_id, **kwargs))
             return ModelSource(spec, repo_id, path, "hub", revision=sha or (None if out else path.name))
-        except (UnknownModelSpecError, DiskSpaceError, UnsupportedFormatError):
+        except (UnknownModelSpecError, DiskSpaceError, UnsupportedFormatError, DownloadError):
             raise
         except Exception as exc:  # noqa: BLE001 - network errors of any HTTP stack: retry, resuming
             if is_disk_full(exc):
@@ -233,7 +234,7 @@ def download(
                     "HF_HUB_CACHE / --out at a larger disk) and run again — the partial file resumes"
                 ) from None
             if attempt == attempts:
-                raise UnknownModelSpecError(f"{repo_id}: download failed after {attempts} attempts: {exc}") from None
+                raise DownloadError(f"{repo_id}: download failed after {attempts} attempts: {exc}") from None
     raise AssertionError("unreachable")
 
 

@@ -292,6 +292,7 @@ def preset(name: str) -> Preset:
             ctx=64,
             planted={"bert.encoder.layer.0.intermediate.dense.weight": 6},
         ),
+        "bert-base": lambda: _bert("bert-base", hidden=768, layers=12, vocab=30522, ctx=512, planted={}),
         "qwen3-0.6b": lambda: _decoder_only(
             "qwen3-0.6b",
             arch="Qwen3ForCausalLM",
@@ -354,6 +355,7 @@ PRESETS = (
     "tiny-moe-fused",
     "tiny-gpt2",
     "tiny-bert",
+    "bert-base",
     "qwen3-0.6b",
     "qwen3-4b",
     "llama-2-7b",
