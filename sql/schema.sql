@@ -200,3 +200,80 @@ CREATE TABLE IF NOT EXISTS embedding_assignments (
     PRIMARY KEY (model_id, revision, tensor, token_id)
 );
 ALTER TABLE embedding_assignments ADD COLUMN IF NOT EXISTS excluded VARCHAR;  -- special|unused|padding|zero|untrained
+
+-- delta_analysis: ΔW = W_tuned − W_base of every matrix present in both models with the same shape (--base);
+-- the spectral columns are those of matrix_analysis, computed on ΔW. Pairs that cannot be compared (a tensor in
+-- one model only, shapes that differ) are rows with status 'skipped' and the reason in `error`.
+CREATE TABLE IF NOT EXISTS delta_analysis (
+    model_id             VARCHAR NOT NULL,  -- the tuned model
+    revision             VARCHAR NOT NULL,
+    base_model_id        VARCHAR NOT NULL,
+    base_revision        VARCHAR NOT NULL,
+    settings_id          VARCHAR NOT NULL,
+    matrix_key           VARCHAR NOT NULL,
+    param_name           VARCHAR NOT NULL,
+    expert_index         INTEGER,
+    layer_index          INTEGER,
+    block_type           VARCHAR,
+    shape                VARCHAR,
+    rows                 BIGINT,
+    cols                 BIGINT,
+    dtype                VARCHAR,
+    base_dtype           VARCHAR,
+    status               VARCHAR NOT NULL,  -- ok | error | skipped
+    error                VARCHAR,
+    device               VARCHAR,
+    seconds              DOUBLE,
+    node                 VARCHAR,
+    worker               VARCHAR,
+    design_rank          INTEGER,
+    actual_rank          INTEGER,           -- 0 for an unchanged matrix (ΔW = 0)
+    rank_ratio           DOUBLE,
+    energy_rank_50       INTEGER,
+    energy_rank_90       INTEGER,           -- the LoRA rank that captures 90 % of the update's energy
+    energy_rank_95       INTEGER,
+    energy_rank_99       INTEGER,
+    spectral_norm        DOUBLE,
+    frobenius_norm       DOUBLE,
+    nuclear_norm         DOUBLE,
+    stable_rank          DOUBLE,
+    effective_rank       DOUBLE,
+    condition_number     DOUBLE,
+    alpha                DOUBLE,
+    D                    DOUBLE,
+    xmin                 DOUBLE,
+    xmax                 DOUBLE,
+    num_pl_spikes        INTEGER,
+    lambda_max           DOUBLE,
+    alpha_weighted       DOUBLE,
+    log_norm             DOUBLE,
+    log_spectral_norm    DOUBLE,
+    log_alpha_norm       DOUBLE,
+    entropy              DOUBLE,
+    relative_update      DOUBLE,            -- ‖ΔW‖_F / ‖W_base‖_F
+    spectral_update      DOUBLE,            -- ‖ΔW‖₂ / ‖W_base‖₂
+    base_frobenius_norm  DOUBLE,
+    tuned_frobenius_norm DOUBLE,
+    subspace_side        VARCHAR,           -- right | left: the smaller side's singular vectors
+    subspace_rank        INTEGER,           -- r of the principal angles
+    principal_angles     DOUBLE[],          -- radians, ascending: top-r singular subspaces of base vs tuned
+    max_principal_angle  DOUBLE,
+    intruder_k           INTEGER,
+    intruder_epsilon     DOUBLE,
+    intruders            INTEGER,           -- top-k tuned singular vectors with |cos| < ε to every base vector
+    intruder_similarity  DOUBLE[],
+    run_id               VARCHAR,
+    created_at           TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (model_id, revision, base_model_id, base_revision, settings_id, matrix_key)
+);
+
+CREATE TABLE IF NOT EXISTS delta_spectra (
+    model_id        VARCHAR NOT NULL,
+    revision        VARCHAR NOT NULL,
+    base_model_id   VARCHAR NOT NULL,
+    base_revision   VARCHAR NOT NULL,
+    settings_id     VARCHAR NOT NULL,
+    matrix_key      VARCHAR NOT NULL,
+    singular_values DOUBLE[],           -- every singular value of ΔW, descending
+    PRIMARY KEY (model_id, revision, base_model_id, base_revision, settings_id, matrix_key)
+);

@@ -36,3 +36,21 @@ ORDER BY ma.model_id, ma.layer_index NULLS LAST, ma.param_name, ma.expert_index 
 CREATE OR REPLACE MACRO block_rank(b) AS coalesce(list_position(['embedding', 'position_embedding',
     'token_type_embedding', 'q_proj', 'k_proj', 'v_proj', 'qkv_proj', 'o_proj', 'router', 'gate_proj', 'up_proj',
     'gate_up_proj', 'down_proj', 'moe', 'output', 'norm', 'bias', 'other'], b), 99);
+
+-- lora_plan: per tuned model, block type and captured share of the update's energy (0.9, 0.95, 0.99): the ΔW rank
+--   each matrix needs (energy_rank_q), and the adapter parameters a LoRA would need for that captured energy —
+--   with one rank for every matrix of the block type (the largest needed, `uniform_rank`) against a rank per
+--   matrix. A rank-r LoRA of an m × n matrix has r · (m + n) parameters.
+CREATE OR REPLACE VIEW lora_plan AS
+WITH per_matrix AS (
+    SELECT model_id, revision, base_model_id, base_revision, block_type, matrix_key, rows, cols, e.energy,
+           CASE e.energy WHEN 0.9 THEN energy_rank_90 WHEN 0.95 THEN energy_rank_95 ELSE energy_rank_99 END AS rank
+    FROM delta_analysis, (SELECT unnest([0.9, 0.95, 0.99]) AS energy) e
+    WHERE status = 'ok'
+)
+SELECT model_id, revision, base_model_id, base_revision, block_type, energy, count(*) AS matrices,
+       count(*) FILTER (rank = 0) AS unchanged, max(rank) AS uniform_rank, round(avg(rank), 2) AS mean_rank,
+       max(rank) * sum(rows + cols) AS uniform_params, sum(rank * (rows + cols)) AS per_matrix_params,
+       sum(rows * cols) AS full_params
+FROM per_matrix
+GROUP BY ALL;

@@ -120,5 +120,5 @@ def test_result_row_declares_exactly_the_table_columns(tmp_path):
     con.close()
     assert set(table) - {"created_at"} == set(MATRIX_COLUMNS) | set(STAMPED)
     row = MatrixRow("m", "r", "k", "k", None, None, "other", "matrix", "(1, 1)", 1, 1, 1, "F32", "s", 4)
-    with pytest.raises(TypeError, match="no column 'stable_rnak'"):
+    with pytest.raises(TypeError, match="MatrixRow has no column .stable_rnak."):
         row.update(stable_rnak=1.0)

@@ -15,14 +15,15 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from .analysis import analyze_task, base_row
+from .analysis import analyze_delta, analyze_task, base_row, delta_base_row
 from .rows import MatrixRow
 from .settings import AnalysisSettings
-from .tasks import MatrixTask, relocate, task_paths
+from .tasks import DeltaTask, MatrixTask, relocate, task_paths
 
 INJECT_PREFIX = "TPA_DIST_"
 
@@ -127,16 +128,22 @@ class AnalysisWorker:
         that task's error row, so one bad tensor never costs the rest of its batch."""
         out = []
         for task in tasks:
-            self._inject(task)
+            delta = isinstance(task, DeltaTask)
+            self._inject(task.tuned if delta else task)
             try:
-                local = self._localize(task)
+                if delta:
+                    local = replace(task, tuned=self._localize(task.tuned), base=self._localize(task.base))
+                else:
+                    local = self._localize(task)
             except Exception as exc:  # noqa: BLE001 - a shard this node cannot fetch fails its tasks only
-                row = base_row(task)
+                row = delta_base_row(task) if delta else base_row(task)
                 row.update(status="error", error=f"tensor {task.matrix_key}: cannot fetch {task.shard}: {exc}")
                 out.append((row, None))
                 continue
-            row, sv = analyze_task(local, self.settings, device=self.compute)
-            out.append((row, sv))
+            if delta:  # ΔW runs on the CPU (numpy) in every worker
+                out.append(analyze_delta(local, self.settings))
+            else:
+                out.append(analyze_task(local, self.settings, device=self.compute))
         for row, _ in out:
             row.update(node=self.node, worker=self.worker, device=self.device)
         return out

@@ -11,10 +11,10 @@ import numpy as np
 
 from .errors import TpaError
 from .metrics import spectral_metrics
-from .rows import MatrixRow
+from .rows import DeltaRow, MatrixRow
 from .settings import METHOD_VERSION, AnalysisSettings
 from .spectrum import matrix_spectrum, vector_stats
-from .tasks import MatrixTask
+from .tasks import DeltaTask, MatrixTask
 
 DEFAULT_SETTINGS = AnalysisSettings()
 
@@ -93,6 +93,76 @@ def analyze_task(
         else:
             row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")
         sv = None
+    row.seconds = time.perf_counter() - t0
+    row.finite()
+    return row, sv
+
+
+def delta_base_row(task: DeltaTask) -> DeltaRow:
+    """The delta_analysis row of a pair before anything is measured."""
+    t, b = task.tuned, task.base
+    rows, cols = t.matrix_shape
+    return DeltaRow(
+        model_id=t.model_id,
+        revision=t.revision,
+        base_model_id=b.model_id,
+        base_revision=b.revision,
+        matrix_key=t.matrix_key,
+        param_name=t.param_name,
+        expert_index=t.expert_index,
+        layer_index=t.layer_index,
+        block_type=t.block_type,
+        shape=f"({rows}, {cols})",
+        rows=rows,
+        cols=cols,
+        dtype=t.dtype,
+        base_dtype=b.dtype,
+    )
+
+
+def analyze_delta(
+    task: DeltaTask,
+    settings: AnalysisSettings = DEFAULT_SETTINGS,
+    *,
+    device: str = "cpu",
+    block_bytes: int | None = None,
+) -> tuple[DeltaRow, np.ndarray | None]:
+    """(delta_analysis row, singular values of ΔW or None); errors become status='error' rows, never exceptions."""
+    from .delta import delta_spectrum
+
+    row = delta_base_row(task)
+    row.update(device=device)
+    t0 = time.perf_counter()
+    sv = None
+    try:
+        res = delta_spectrum(task.tuned.region, task.base.region, task.settings, block_bytes or settings.block_bytes)
+        rows, cols = task.tuned.region.rows, task.tuned.region.cols
+        metrics = {
+            k: v
+            for k, v in spectral_metrics(res.singular_values, rows, cols, "cpu").items()
+            if not k.startswith("svd_90")
+        }
+        s = task.settings
+        row.update(
+            metrics,
+            relative_update=metrics["frobenius_norm"] / res.base_frobenius if res.base_frobenius > 0 else None,
+            spectral_update=metrics["spectral_norm"] / res.base_spectral if res.base_spectral > 0 else None,
+            base_frobenius_norm=res.base_frobenius,
+            tuned_frobenius_norm=res.tuned_frobenius,
+            subspace_side=res.side,
+            subspace_rank=min(s.subspace_rank, len(res.singular_values)),
+            principal_angles=[float(a) for a in res.principal_angles],
+            max_principal_angle=float(res.principal_angles.max()) if len(res.principal_angles) else None,
+            intruder_k=min(s.intruder_k, len(res.singular_values)),
+            intruder_epsilon=s.intruder_epsilon,
+            intruders=res.intruders,
+            intruder_similarity=[float(c) for c in res.intruder_similarity],
+        )
+        sv = res.singular_values
+    except TpaError as exc:
+        row.update(status="error", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - one bad pair is its own row's error, never the run's
+        row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")
     row.seconds = time.perf_counter() - t0
     row.finite()
     return row, sv

@@ -59,6 +59,10 @@ def main(verbose: bool) -> None:
 @click.option(
     "--models", help="Comma-separated: local folders, synth:PRESET, Hub ids org/name[@rev]; NAME=SPEC names one."
 )
+@click.option(
+    "--base",
+    help="Also analyze ΔW = model − BASE for every model (a model spec; 'previous': each model's predecessor).",
+)
 @click.option("--db", help=f"DuckDB file [default: {DEFAULT_DB}].")
 @click.option("--output-dir", help="Folder for the CSV/report files [default: data/outputs].")
 @click.option("--cpu-only", "--use-cpu", "cpu_only", is_flag=True, default=None, help="Never use GPUs.")

@@ -24,14 +24,14 @@ from . import __version__
 from .errors import JobError, TpaError
 from .jobs import Job
 from .local import choose_local, run_local
-from .planning import PlannedModel, failed_model_record, plan_model
+from .planning import PlannedModel, failed_model_record, plan_deltas, plan_model
 from .progress import Progress
 from .raystart import ray_target, start_ray
 from .remote import Downloads, ShardFetcher
 from .results import ResultSink, RunSummary
-from .rows import MatrixRow
+from .rows import DeltaRow, MatrixRow
 from .store import Store
-from .tasks import MatrixTask, task_paths
+from .tasks import DeltaTask, MatrixTask, task_paths
 
 log = logging.getLogger("tpa_dist")
 
@@ -98,33 +98,73 @@ class Driver:
         self.downloads = Downloads()  # Hub shards arriving while the analysis runs
         self.by_device: dict[str, dict[str, float]] = {}
         self.local = False  # the single-machine pool instead of Ray (local.py), decided after planning
+        self.delta_tasks: list[DeltaTask] = []  # ΔW of each (tuned, base) pair (--base)
 
     # -- planning ------------------------------------------------------------------------------------------------
     def plan(self, store: Store) -> None:
-        """Catalog every model (headers only); a bad model is recorded and skipped, never fatal."""
-        seen: dict[tuple[str, str], str] = {}
-        job = self.job
-        for spec in job.models:
-            try:
-                planned = plan_model(
-                    spec,
-                    store,
-                    self.settings_id,
-                    seed=job.analysis.seed,
-                    force=job.analysis.force,
-                    embedding=job.embedding.enabled,
-                )
-                if planned.key in seen:
-                    self.summary.warnings.append(
-                        f"model {spec}: same model and revision as {seen[planned.key]}; analyzed once"
-                    )
-                    continue
-                store.record_model(planned.record(self.summary.run_id), planned.tensors)
-            except Exception as exc:  # noqa: BLE001 - any problem of one model is that model's failure
-                self._model_failed(store, spec, exc)
+        """Catalog every model (headers only); a bad model is recorded and skipped, never fatal. Then the bases
+        of --base / `base =` (planned as models too) and the ΔW tasks of each (tuned, base) pair."""
+        by_key: dict[tuple[str, str], PlannedModel] = {}
+        by_entry: dict[str, PlannedModel] = {}
+        for spec in self.job.models:
+            planned = self._plan_one(store, spec, by_key)
+            if planned is not None:
+                by_entry[spec] = planned
+        for spec in self.job.models:
+            base_spec = self.job.base_of(spec)
+            if base_spec is None or spec not in by_entry:
                 continue
-            seen[planned.key] = spec
-            self._add(planned)
+            base = by_entry.get(base_spec) or self._plan_one(store, base_spec, by_key)
+            if base is None:
+                self.summary.fail(f"model {spec}: its base {base_spec} could not be planned; no ΔW analysis")
+            elif base.key != by_entry[spec].key:
+                by_entry.setdefault(base_spec, base)
+                self._plan_pair(store, by_entry[spec], base)
+
+    def _plan_one(self, store: Store, spec: str, by_key: dict) -> PlannedModel | None:
+        job = self.job
+        try:
+            planned = plan_model(
+                spec,
+                store,
+                self.settings_id,
+                seed=job.analysis.seed,
+                force=job.analysis.force,
+                embedding=job.embedding.enabled,
+            )
+            if planned.key in by_key:
+                first = by_key[planned.key]
+                self.summary.warnings.append(f"model {spec}: same model and revision as {first.spec}; analyzed once")
+                return first
+            store.record_model(planned.record(self.summary.run_id), planned.tensors)
+        except Exception as exc:  # noqa: BLE001 - any problem of one model is that model's failure
+            self._model_failed(store, spec, exc)
+            return None
+        by_key[planned.key] = planned
+        self._add(planned)
+        return planned
+
+    def _plan_pair(self, store: Store, tuned: PlannedModel, base: PlannedModel) -> None:
+        """ΔW tasks of one (tuned, base) pair; the pairs that cannot be compared are stored now, with the reason."""
+        try:
+            done = (
+                set()
+                if self.job.analysis.force
+                else store.done_deltas(tuned.model_id, tuned.revision, base.model_id, base.revision, self.settings_id)
+            )
+            tasks, skipped = plan_deltas(tuned, base, done, self.job.delta)
+            store.write_deltas(skipped, [], {"settings_id": self.settings_id, "run_id": self.summary.run_id})
+        except Exception as exc:  # noqa: BLE001
+            self.summary.fail(f"model {tuned.spec}: ΔW against {base.spec} not planned: {_describe(exc)}")
+            return
+        self.delta_tasks += tasks
+        self.summary.total += len(tasks)
+        self.summary.reused += len(done)
+        if skipped:
+            self.summary.warnings.append(
+                f"{tuned.model_id} vs {base.model_id}: {len(skipped)} matrix(es) not compared (in one model only "
+                "or of different shapes; SELECT matrix_key, error FROM delta_analysis WHERE status = 'skipped')"
+            )
 
     def _add(self, planned: PlannedModel) -> None:
         s = self.summary
@@ -153,7 +193,7 @@ class Driver:
             if not m.source.pending:
                 continue
             needed = {t.path for t in m.embeddings} if not m.embeddings_done else set()
-            paths = needed if spread else needed | {p for t in m.todo for p in task_paths(t)}
+            paths = needed if spread else needed | {p for t in m.todo + self.delta_tasks for p in task_paths(t)}
             shards = [s for s in m.source.pending if s.local_path in paths]
             if shards:
                 self.downloads.add(ShardFetcher(m.model_id, m.source.revision, shards, m.source.fetch))
@@ -176,7 +216,7 @@ class Driver:
             self.summary.phases["startup"] = process_age()
             with self._phase("plan"):
                 self.plan(store)
-            tasks = [t for m in self.models for t in m.todo]
+            tasks = [t for m in self.models for t in m.todo] + self.delta_tasks
             embed = [m for m in self.models if not m.embeddings_done]
             # a cluster (an address, or a multi-node Ray already running) fetches shards on its nodes
             self._start_downloads(spread=ray_target(job.workers.address)[0] is not None or _multi_node())
@@ -347,11 +387,11 @@ class Driver:
                 ray.kill(actor, no_restart=True)  # no restarts, so no retry chatter after the run
 
 
-def error_row(task: MatrixTask, message: str) -> MatrixRow:
+def error_row(task: MatrixTask | DeltaTask, message: str) -> MatrixRow | DeltaRow:
     """The stored row of a task that could not run (worker lost, shard not downloadable)."""
-    from .analysis import base_row
+    from .analysis import base_row, delta_base_row
 
-    row = base_row(task)
+    row = delta_base_row(task) if isinstance(task, DeltaTask) else base_row(task)
     row.update(status="error", error=f"tensor {task.matrix_key}: {message}", device="cpu")
     return row
 

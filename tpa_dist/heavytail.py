@@ -126,6 +126,8 @@ def heavy_tail_metrics(sv: np.ndarray, device: str = "cpu") -> dict[str, float |
     if len(evals) >= MIN_EVALS and len(data) >= 2 and data[-1] > data[0]:
         alpha, xmin, d = _fit_small(data) if len(data) < SMALL_N else _fit_standard(data, device)
         if math.isfinite(alpha):
+            with np.errstate(over="ignore", under="ignore"):
+                alpha_norm = float(np.sum(evals**alpha))  # 0 or inf for a degenerate fit's huge alpha: NULL
             out.update(
                 alpha=alpha,
                 D=d,
@@ -133,6 +135,6 @@ def heavy_tail_metrics(sv: np.ndarray, device: str = "cpu") -> dict[str, float |
                 xmax=float(data[-1]),
                 num_pl_spikes=int(np.count_nonzero(evals >= xmin)),
                 alpha_weighted=alpha * math.log10(lam_max),
-                log_alpha_norm=math.log10(float(np.sum(evals**alpha))),
+                log_alpha_norm=math.log10(alpha_norm) if 0 < alpha_norm < math.inf else None,
             )
     return out

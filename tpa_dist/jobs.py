@@ -18,7 +18,16 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import JobError, JobFileError
-from .settings import SECTIONS, AnalysisSettings, EmbeddingSettings, WorkerSettings, check, section_keys, setting
+from .settings import (
+    SECTIONS,
+    AnalysisSettings,
+    DeltaSettings,
+    EmbeddingSettings,
+    WorkerSettings,
+    check,
+    section_keys,
+    setting,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,11 +49,16 @@ class Job:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
+    delta: DeltaSettings = field(default_factory=DeltaSettings)
+    base: str | None = None  # --base: the base of every model (a spec, or "previous": each model's predecessor)
+    bases: tuple[tuple[str, str], ...] = ()  # per model entry (job files' `base = "..."`): (entry, base spec)
     progress: bool = True
     argv: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         check("job", self)
+        if self.base is not None and (not isinstance(self.base, str) or not self.base.strip()):
+            raise JobError(f"base (--base) must be a model spec or 'previous', got {self.base!r}")
         models = (self.models,) if isinstance(self.models, str) else tuple(self.models)
         for m in models:
             if not isinstance(m, str) or not m.strip():
@@ -58,6 +72,16 @@ class Job:
         """A job from flat option names (as the CLI flags: db, sparsity_threshold, k_min, cpu_only, embedding,
         seed …); `seed` seeds both synth: presets and k-means."""
         return cls().with_overrides(**options)
+
+    def base_of(self, entry: str) -> str | None:
+        """The base spec of a model entry: its own (job file), else --base; 'previous' means the entry before it
+        in `models` (checkpoints over training); None for the first model with 'previous' and for the base itself."""
+        own = dict(self.bases).get(entry)
+        base = own or self.base
+        if base == "previous":
+            i = self.models.index(entry)
+            return self.models[i - 1] if i > 0 else None
+        return None if base == entry else base
 
     def with_overrides(self, **options: object) -> Job:
         """This job with every non-None option applied (CLI options win over the file)."""
@@ -87,13 +111,15 @@ def parse_model_entry(entry: str) -> tuple[str | None, str]:
     return None, entry.strip()
 
 
-_MODEL_KEYS = {"id", "revision", "name"}
+_MODEL_KEYS = {"id", "revision", "name", "base"}
 
 
-def _model_entries(raw: object, path: Path) -> tuple[str, ...]:
+def _model_entries(raw: object, path: Path) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """(model entries, (entry, base) pairs) of a job file's `models` list."""
     if not isinstance(raw, list):
         raise JobFileError(f'{path}: `models` must be a list, e.g. models = ["synth:tiny-llama"]')
     out = []
+    bases = []
     for item in raw:
         if isinstance(item, str) and item.strip():
             out.append(item.strip())
@@ -106,7 +132,7 @@ def _model_entries(raw: object, path: Path) -> tuple[str, ...]:
                 f"{path}: model entry {item['id']!r}: unknown key(s) {sorted(unknown)} "
                 f"(known: {', '.join(sorted(_MODEL_KEYS))})"
             )
-        for key in ("revision", "name"):
+        for key in ("revision", "name", "base"):
             if key in item and (
                 not isinstance(item[key], str) or not item[key].strip() or "/" in item[key] and key == "name"
             ):
@@ -116,7 +142,9 @@ def _model_entries(raw: object, path: Path) -> tuple[str, ...]:
                 )
         spec = f"{item['id']}@{item['revision']}" if item.get("revision") else item["id"]
         out.append(f"{item['name']}={spec}" if item.get("name") else spec)
-    return tuple(out)
+        if item.get("base"):
+            bases.append((out[-1], item["base"].strip()))
+    return tuple(out), tuple(bases)
 
 
 def load_job(path: str | Path) -> Job:
@@ -135,7 +163,11 @@ def load_job(path: str | Path) -> Job:
     sections: dict[str, dict[str, object]] = {}
     for key, value in doc.items():
         if key == "models":
-            top["models"] = _model_entries(value, path)
+            top["models"], top["bases"] = _model_entries(value, path)
+        elif key == "base":
+            if not isinstance(value, str) or not value.strip():
+                raise JobFileError(f'{path}: base must be a model spec or "previous", got {value!r}')
+            top["base"] = value.strip()
         elif key == "job" and isinstance(value, dict):
             for sub, subval in value.items():
                 if sub not in ("db", "output_dir"):
@@ -148,7 +180,7 @@ def load_job(path: str | Path) -> Job:
                     raise JobFileError(f"{path}: unknown setting [{key}].{sub} (known: {', '.join(sorted(known))})")
             sections[key] = dict(value)
         else:
-            raise JobFileError(f"{path}: unknown key {key!r} (known: models, job, {', '.join(SECTIONS)})")
+            raise JobFileError(f"{path}: unknown key {key!r} (known: models, base, job, {', '.join(SECTIONS)})")
     try:
         parts = {name: replace(getattr(job, name), **kw) for name, kw in sections.items()}
         return replace(job, **top, **parts)

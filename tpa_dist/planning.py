@@ -7,9 +7,11 @@ from dataclasses import dataclass, field, replace
 
 from .catalog import ModelCatalog, TensorInfo, find_embeddings, open_model
 from .jobs import parse_model_entry
+from .rows import DeltaRow
+from .settings import DeltaSettings
 from .sources import ModelSource, resolve
 from .store import Store
-from .tasks import MatrixTask, plan_tasks
+from .tasks import DeltaTask, MatrixTask, plan_tasks
 
 
 @dataclass
@@ -93,3 +95,36 @@ def failed_model_record(spec: str, error: str, run_id: str) -> dict[str, object]
         error=error,
         run_id=run_id,
     )
+
+
+def plan_deltas(
+    tuned: PlannedModel, base: PlannedModel, done: set[str], settings: DeltaSettings
+) -> tuple[list[DeltaTask], list[DeltaRow]]:
+    """ΔW tasks for every matrix (expert slice) present in both models with the same shape and not stored yet,
+    and a 'skipped' row, with the reason, for every matrix in one model only or whose shapes differ."""
+    from .analysis import delta_base_row
+
+    tuned_by_key = {t.matrix_key: t for t in tuned.tasks if t.kind == "matrix"}
+    base_by_key = {t.matrix_key: t for t in base.tasks if t.kind == "matrix"}
+    tasks: list[DeltaTask] = []
+    skipped: list[DeltaRow] = []
+
+    def skip(t: MatrixTask, b: MatrixTask, reason: str) -> None:
+        if t.matrix_key not in done:
+            row = delta_base_row(DeltaTask(t, b, settings))
+            row.update(status="skipped", error=f"tensor {t.matrix_key}: {reason}")
+            skipped.append(row)
+
+    for key, t in tuned_by_key.items():
+        b = base_by_key.get(key)
+        if b is None:
+            skip(t, replace(t, model_id=base.model_id, revision=base.revision, dtype=None), "only in the tuned model")
+        elif t.matrix_shape != b.matrix_shape:
+            skip(t, b, f"shapes differ: tuned {t.matrix_shape}, base {b.matrix_shape}")
+        elif key not in done:
+            tasks.append(DeltaTask(t, b, settings))
+    for key, b in base_by_key.items():
+        if key not in tuned_by_key:
+            own = replace(b, model_id=tuned.model_id, revision=tuned.revision, dtype=None)
+            skip(own, b, "only in the base model")
+    return tasks, skipped

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .progress import Progress, write_live_progress
-from .rows import MatrixRow
+from .rows import DeltaRow, MatrixRow
 from .store import Store
 
 FLUSH_ROWS = 256
@@ -84,6 +84,8 @@ class ResultSink:
         self.progress = progress
         self.explains = explains  # errors already reported once elsewhere (a shard that never downloaded)
         self.by_device: dict[str, dict[str, float]] = {}
+        self.deltas: list[DeltaRow] = []
+        self.delta_spectra: list[tuple[DeltaRow, np.ndarray]] = []
         self.rows: list[MatrixRow] = []
         self.reasons: list[str | None] = []  # each row's fallback_reason
         self.spectra: list[tuple[MatrixRow, np.ndarray]] = []
@@ -96,19 +98,25 @@ class ResultSink:
         failed = nbytes = 0
         device = "cpu"
         for row, sv in results:
-            self.rows.append(row)
-            self.reasons.append(fallback_reason)
+            if isinstance(row, DeltaRow):
+                self.deltas.append(row)
+                if sv is not None:
+                    self.delta_spectra.append((row, sv))
+            else:
+                self.rows.append(row)
+                self.reasons.append(fallback_reason)
             device = row.device or device
             stats = self.by_device.setdefault(device, {"matrices": 0, "bytes": 0, "seconds": 0.0})
             stats["matrices"] += 1
-            stats["bytes"] += row.nbytes
+            row_bytes = getattr(row, "nbytes", 0)
+            stats["bytes"] += row_bytes
             stats["seconds"] += row.seconds or 0.0
-            nbytes += row.nbytes
+            nbytes += row_bytes
             if row.status == "error":
                 failed += 1
                 if not self.explains(row.error):
                     s.fail(f"{row.model_id}: {row.error}")
-            if sv is not None:
+            if sv is not None and not isinstance(row, DeltaRow):
                 self.spectra.append((row, sv))
         s.done += len(results) - failed
         s.failed += failed
@@ -117,7 +125,8 @@ class ResultSink:
 
     def maybe_flush(self) -> None:
         """Flush when enough rows are buffered or enough time has passed."""
-        if len(self.rows) >= FLUSH_ROWS or (self.rows and time.monotonic() - self.last_flush >= FLUSH_SECONDS):
+        buffered = len(self.rows) + len(self.deltas)
+        if buffered >= FLUSH_ROWS or (buffered and time.monotonic() - self.last_flush >= FLUSH_SECONDS):
             self.flush()
 
     def flush(self) -> None:
@@ -126,7 +135,8 @@ class ResultSink:
         t0 = time.perf_counter()
         stamps = {"settings_id": self.settings_id, "run_id": s.run_id}
         self.store.write_batch(self.rows, self.spectra, stamps, self.reasons)
-        self.rows, self.spectra, self.reasons = [], [], []
+        self.store.write_deltas(self.deltas, self.delta_spectra, stamps)
+        self.rows, self.spectra, self.reasons, self.deltas, self.delta_spectra = [], [], [], [], []
         self.store.progress(s.run_id, s.total, s.done + s.reused, s.failed, s.bytes)
         write_live_progress(self.db, s, self.progress)
         self.last_flush = time.monotonic()

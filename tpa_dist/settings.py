@@ -144,10 +144,39 @@ class WorkerSettings:
         check("workers", self)
 
 
+@dataclass(frozen=True)
+class DeltaSettings:
+    """[delta]: how a fine-tune is compared with its base (--base): the subspace change's parameters, after
+    Shuttleworth et al., *LoRA vs Full Fine-tuning: An Illusion of Equivalence* (2024)."""
+
+    subspace_rank: int = setting(16, "int", lo=1, hi=1_000_000)  # r of the principal angles
+    intruder_k: int = setting(10, "int", lo=1, hi=1_000_000)  # top-k tuned singular vectors examined
+    intruder_epsilon: float = setting(0.5, "float", lo=0.0, hi=1.0)  # |cos| below this with every base vector
+
+    def __post_init__(self) -> None:
+        check("delta", self)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "subspace_rank": self.subspace_rank,
+            "intruder_k": self.intruder_k,
+            "intruder_epsilon": self.intruder_epsilon,
+        }
+
+
 SECTIONS: dict[str, type] = {
     "analysis": AnalysisSettings,
     "embedding": EmbeddingSettings,
     "workers": WorkerSettings,
+    "delta": DeltaSettings,
 }
 
-__all__ = ["METHOD_VERSION", "SECTIONS", "AnalysisSettings", "EmbeddingSettings", "WorkerSettings", "check"]
+__all__ = [
+    "METHOD_VERSION",
+    "SECTIONS",
+    "AnalysisSettings",
+    "DeltaSettings",
+    "EmbeddingSettings",
+    "WorkerSettings",
+    "check",
+]

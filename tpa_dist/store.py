@@ -15,7 +15,7 @@ import pyarrow as pa
 from .catalog import TensorInfo
 from .errors import StoreError, StoreLockedError
 from .progress import describe_live, live_progress
-from .rows import MATRIX_COLUMNS, STAMPED, MatrixRow
+from .rows import DELTA_COLUMNS, DELTA_STAMPED, MATRIX_COLUMNS, STAMPED, DeltaRow, MatrixRow
 from .sqlfiles import sql_text, statements
 
 #: DuckDB settings of every connection that runs SQL a user wrote (`tpa-dist sql`, report sections): the database
@@ -109,14 +109,17 @@ class Store:
         except duckdb.Error as exc:
             self.con.close()
             raise StoreError(f"{self.path}: cannot create the tables: {str(exc).splitlines()[0]}") from None
-        table = {r[0] for r in self.con.execute("DESCRIBE matrix_analysis").fetchall()} - {"created_at"}
-        declared = set(MATRIX_COLUMNS) | set(STAMPED)
-        if table != declared:
-            self.con.close()
-            raise StoreError(
-                f"{self.path}: matrix_analysis columns differ from the declared row (only in the table: "
-                f"{sorted(table - declared)}, only in the row: {sorted(declared - table)})"
-            )
+        for name, declared in (
+            ("matrix_analysis", set(MATRIX_COLUMNS) | set(STAMPED)),
+            ("delta_analysis", set(DELTA_COLUMNS) | set(DELTA_STAMPED)),
+        ):
+            table = {r[0] for r in self.con.execute(f"DESCRIBE {name}").fetchall()} - {"created_at"}
+            if table != declared:
+                self.con.close()
+                raise StoreError(
+                    f"{self.path}: {name} columns differ from the declared row (only in the table: "
+                    f"{sorted(table - declared)}, only in the row: {sorted(declared - table)})"
+                )
 
     def close(self) -> None:
         self.con.close()
@@ -204,6 +207,32 @@ class Store:
     def transaction(self) -> _Transaction:
         return _Transaction(self.con, self.path)
 
+    def write_deltas(
+        self, rows: list[DeltaRow], spectra: list[tuple[DeltaRow, np.ndarray]], stamps: dict[str, object]
+    ) -> None:
+        """Store ΔW rows (declared columns plus settings_id and run_id) and their spectra, atomically."""
+        if not rows:
+            return
+        batch, batch_spectra = _delta_tables(rows, spectra, stamps)
+        with self.transaction():
+            self.con.register("batch_deltas", batch)
+            self.con.register("batch_delta_spectra", batch_spectra)
+            self._run("store/insert_delta_batch.sql", {})
+            self.con.unregister("batch_deltas")
+            self.con.unregister("batch_delta_spectra")
+
+    def done_deltas(
+        self, model_id: str, revision: str, base_model_id: str, base_revision: str, settings_id: str
+    ) -> set[str]:
+        params = dict(
+            model_id=model_id,
+            revision=revision,
+            base_model_id=base_model_id,
+            base_revision=base_revision,
+            settings_id=settings_id,
+        )
+        return {r[0] for r in self.con.execute(sql_text("store/done_deltas.sql"), params).fetchall()}
+
     def write_batch(
         self,
         rows: list[MatrixRow],
@@ -241,6 +270,22 @@ class Store:
             self.con.unregister("batch_spectra")
             _inject_write_pause(self.path)
         _inject_write_pause(self.path, done=True)
+
+
+def _delta_tables(
+    rows: list[DeltaRow], spectra: list[tuple[DeltaRow, np.ndarray]], stamps: dict[str, object]
+) -> tuple[pa.Table, pa.Table]:
+    columns = {name: [getattr(r, name) for r in rows] for name in DELTA_COLUMNS}
+    columns.update({name: [value] * len(rows) for name, value in stamps.items()})
+    for name in ("principal_angles", "intruder_similarity"):
+        columns[name] = pa.array(columns[name], pa.list_(pa.float64()))
+    keys = ("model_id", "revision", "base_model_id", "base_revision", "matrix_key")
+    spectra_cols = {k: [getattr(r, k) for r, _ in spectra] for k in keys}
+    spectra_cols["settings_id"] = [stamps["settings_id"]] * len(spectra)
+    spectra_cols["singular_values"] = pa.array(
+        [np.asarray(sv, np.float64) for _, sv in spectra], pa.list_(pa.float64())
+    )
+    return pa.table(columns), pa.table(spectra_cols)
 
 
 def _inject_write_pause(db: Path, done: bool = False) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .catalog import TensorInfo
 from .dtypes import FLOAT_DTYPES, ITEMSIZE
 from .reader import Region
-from .settings import METHOD_VERSION, AnalysisSettings  # noqa: F401 - re-exported
+from .settings import METHOD_VERSION, AnalysisSettings, DeltaSettings  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,37 @@ class MatrixTask:
         return float(m) * n * n + 4.0 * n**3
 
 
-def task_paths(task: MatrixTask) -> set[str]:
-    """Every file a task reads: its shard, and those of its FP8 scale or GPTQ/AWQ companions."""
+@dataclass(frozen=True)
+class DeltaTask:
+    """ΔW = tuned − base of one matrix present in both models with the same shape (delta.py)."""
+
+    tuned: MatrixTask
+    base: MatrixTask
+    settings: DeltaSettings
+    kind: str = "delta"
+
+    model_id = property(lambda self: self.tuned.model_id)
+    revision = property(lambda self: self.tuned.revision)
+    matrix_key = property(lambda self: self.tuned.matrix_key)
+    region = property(lambda self: self.tuned.region)  # the scheduler's shard locality and batching
+    shard = property(lambda self: self.tuned.shard)
+    hub = property(lambda self: self.tuned.hub)
+
+    @property
+    def nbytes(self) -> int:
+        return self.tuned.nbytes + self.base.nbytes
+
+    @property
+    def cost(self) -> float:
+        """Three Gram updates per block pair plus an eigvalsh and two eigh."""
+        return 3.0 * self.tuned.cost
+
+
+def task_paths(task: MatrixTask | DeltaTask) -> set[str]:
+    """Every file a task reads: its shard, and those of its FP8 scale or GPTQ/AWQ companions (of both models for
+    a delta)."""
+    if isinstance(task, DeltaTask):
+        return task_paths(task.tuned) | task_paths(task.base)
     region = task.region
     paths = {region.path}
     if region.scale is not None:
@@ -62,9 +91,12 @@ def task_paths(task: MatrixTask) -> set[str]:
     return paths
 
 
-def relocate(task: MatrixTask, moved: dict[str, str]) -> MatrixTask:
+def relocate(task: MatrixTask | DeltaTask, moved: dict[str, str]) -> MatrixTask | DeltaTask:
     """The same task reading its files from new paths (`moved`: old path -> new), companions included."""
     from dataclasses import replace
+
+    if isinstance(task, DeltaTask):
+        return replace(task, tuned=relocate(task.tuned, moved), base=relocate(task.base, moved))
 
     def at(obj):  # noqa: ANN001, ANN202 - a Region or TensorInfo
         return replace(obj, path=moved.get(obj.path, obj.path)) if obj is not None else None
