@@ -220,3 +220,17 @@ def test_job_file_and_flag_bases(tmp_path):
     prev = Job.create(models=("a", "b", "c"), base="previous")
     assert [prev.base_of(m) for m in prev.models] == [None, "a", "b"]
     assert json.loads(json.dumps(prev.bases)) == []
+
+
+def test_report_has_the_delta_sections(finetunes):
+    job, _, work = finetunes
+    md = (work / "out" / "report.md").read_text(encoding="utf-8")
+    for title in (
+        "What fine-tuning changed (ΔW against the base)",
+        "Which layers moved: relative update by layer",
+        "LoRA plan: the adapter rank the update needs",
+    ):
+        assert f"## {title}" in md
+    summary = md.split("## What fine-tuning changed", 1)[1].split("\n## ", 1)[0]
+    assert "synth:tiny-llama-ft" in summary and "synth:tiny-llama-lora" in summary and "(no rows)" not in summary
+    assert (work / "out" / "18_delta_by_layer.png").is_file()

@@ -56,9 +56,17 @@ def test_report_every_section_rows_and_plots(two_models, tmp_path):
     html = (tmp_path / "rep" / "report.html").read_text()
     from tpa_dist.report import load_sections
 
-    sections = load_sections((user,))
+    every = load_sections((user,))
     builtin = sorted(p.name for p in (ROOT / "sql" / "reports").glob("[0-9][0-9]_*.sql"))
-    assert len(sections) == len(builtin) + 1 and sections[0].title == "Summary by model"
+    assert len(every) == len(builtin) + 1 and every[0].title == "Summary by model"
+    sections = [s for s in every if not s.optional]  # the ΔW and checkpoint sections need --base / checkpoints
+    assert {s.name for s in every if s.optional} == {
+        "17_delta_summary.sql",
+        "18_delta_by_layer.sql",
+        "19_lora_plan.sql",
+        "20_over_training.sql",
+    }
+    assert not any(f"## {s.title}" in md for s in every if s.optional)
     for sec in sections:
         assert f"## {sec.title}" in md and sec.title in html
     body_after = {sec.title: md.split(f"## {sec.title}", 1)[1].split("\n## ", 1)[0] for sec in sections}

@@ -150,14 +150,17 @@ def analyze_delta(
             base_frobenius_norm=res.base_frobenius,
             tuned_frobenius_norm=res.tuned_frobenius,
             subspace_side=res.side,
-            subspace_rank=min(s.subspace_rank, len(res.singular_values)),
-            principal_angles=[float(a) for a in res.principal_angles],
-            max_principal_angle=float(res.principal_angles.max()) if len(res.principal_angles) else None,
-            intruder_k=min(s.intruder_k, len(res.singular_values)),
-            intruder_epsilon=s.intruder_epsilon,
-            intruders=res.intruders,
-            intruder_similarity=[float(c) for c in res.intruder_similarity],
         )
+        if res.principal_angles is not None:
+            row.update(
+                subspace_rank=min(s.subspace_rank, len(res.singular_values)),
+                principal_angles=[float(a) for a in res.principal_angles],
+                max_principal_angle=float(res.principal_angles.max()) if len(res.principal_angles) else None,
+                intruder_k=min(s.intruder_k, len(res.singular_values)),
+                intruder_epsilon=s.intruder_epsilon,
+                intruders=res.intruders,
+                intruder_similarity=[float(c) for c in res.intruder_similarity],
+            )
         sv = res.singular_values
     except TpaError as exc:
         row.update(status="error", error=str(exc))

@@ -30,9 +30,9 @@ class DeltaResult:
     base_frobenius: float
     base_spectral: float
     tuned_frobenius: float
-    principal_angles: np.ndarray  # radians, ascending
-    intruders: int
-    intruder_similarity: np.ndarray  # largest |cos| of each of the top-k tuned vectors with any base vector
+    principal_angles: np.ndarray | None  # radians, ascending (None without the subspace metrics)
+    intruders: int | None
+    intruder_similarity: np.ndarray | None  # largest |cos| of each top-k tuned vector with any base vector
     side: str  # right | left: which singular vectors (the smaller side's)
 
 
@@ -50,8 +50,10 @@ def delta_spectrum(tuned: Region, base: Region, settings: DeltaSettings, block_b
     transpose = tuned.rows < tuned.cols
     n = min(tuned.rows, tuned.cols)
     g_d = np.zeros((n, n))
-    g_t = np.zeros((n, n))
-    g_b = np.zeros((n, n))
+    sub = settings.subspace
+    g_t = np.zeros((n, n)) if sub else None
+    g_b = np.zeros((n, n))  # always: ‖W_b‖₂ and ‖W_b‖_F are exact from it
+    sq_t = 0.0  # ‖W_t‖_F² when its Gram is not kept
     finite = True
     for bt, bb in zip(
         iter_blocks(tuned, block_bytes, transpose), iter_blocks(base, block_bytes, transpose), strict=True
@@ -61,11 +63,21 @@ def delta_spectrum(tuned: Region, base: Region, settings: DeltaSettings, block_b
             break
         d = bt - bb
         g_d += d.T @ d
-        g_t += bt.T @ bt
         g_b += bb.T @ bb
+        if sub:
+            g_t += bt.T @ bt
+        else:
+            sq_t += float(np.einsum("ij,ij->", bt, bt))
     if not finite:
         raise TensorDataError(tuned.name, "the tuned or the base matrix contains NaN or Inf values")
     sv = np.sqrt(np.clip(np.linalg.eigvalsh(g_d), 0.0, None))[::-1].copy()
+    side = "left" if transpose else "right"
+    base_frobenius = float(np.sqrt(max(np.trace(g_b), 0.0)))
+    if not sub:
+        s_b = np.sqrt(np.clip(np.linalg.eigvalsh(g_b)[::-1], 0.0, None))
+        return DeltaResult(
+            sv, base_frobenius, float(s_b[0]) if n else 0.0, float(np.sqrt(sq_t)), None, None, None, side
+        )
     s_t, v_t = _eigh_desc(g_t)
     s_b, v_b = _eigh_desc(g_b)
     r = min(settings.subspace_rank, n)
@@ -75,11 +87,11 @@ def delta_spectrum(tuned: Region, base: Region, settings: DeltaSettings, block_b
     similarity = np.abs(v_t[:, :k].T @ v_b).max(axis=1)
     return DeltaResult(
         singular_values=sv,
-        base_frobenius=float(np.sqrt(max(np.trace(g_b), 0.0))),
+        base_frobenius=base_frobenius,
         base_spectral=float(s_b[0]) if n else 0.0,
         tuned_frobenius=float(np.sqrt(max(np.trace(g_t), 0.0))),
         principal_angles=angles,
         intruders=int(np.count_nonzero(similarity < settings.intruder_epsilon)),
         intruder_similarity=similarity,
-        side="left" if transpose else "right",
+        side=side,
     )

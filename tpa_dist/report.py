@@ -29,7 +29,7 @@ MAX_TABLE_ROWS = 60
 MAX_FETCH_ROWS = 2_000_000  # a section's result is fetched up to this many rows / bytes, then cut with a note
 MAX_FETCH_BYTES = 512 << 20
 DRAW_KINDS = ("table", "heatmap", "lines", "loglog", "histogram", "esd")
-_HEADER = re.compile(r"^--\s*(title|shows|draw):\s*(.*)$")
+_HEADER = re.compile(r"^--\s*(title|shows|draw|optional):\s*(.*)$")
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Section:
     draw: str  # table | heatmap | lines | loglog | histogram | esd
     options: dict[str, str]
     query: str
+    optional: bool = False  # left out of the report when it has no rows (e.g. ΔW sections without --base)
 
     @property
     def name(self) -> str:
@@ -82,7 +83,8 @@ def parse_section(path: Path) -> Section:
     if kind not in DRAW_KINDS:
         raise ReportError(f"{path}: unknown draw kind {kind!r} (one of {', '.join(DRAW_KINDS)})")
     options = dict(o.split("=", 1) for o in opts if "=" in o)
-    return Section(path, meta["title"], meta.get("shows", ""), kind, options, text)
+    optional = meta.get("optional", "").strip().lower() in ("true", "yes")
+    return Section(path, meta["title"], meta.get("shows", ""), kind, options, text, optional)
 
 
 def load_sections(extra_dirs: tuple[str | Path, ...] = ()) -> list[Section]:
@@ -282,7 +284,7 @@ def write_report(
     try:
         if not models:
             models = [m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis ORDER BY 1").fetchall()]
-        rendered = render(con, sections, models)
+        rendered = [r for r in render(con, sections, models) if r.rows or r.error or not r.section.optional]
     finally:
         con.close()
     for r in rendered:

@@ -152,6 +152,7 @@ class DeltaSettings:
     subspace_rank: int = setting(16, "int", lo=1, hi=1_000_000)  # r of the principal angles
     intruder_k: int = setting(10, "int", lo=1, hi=1_000_000)  # top-k tuned singular vectors examined
     intruder_epsilon: float = setting(0.5, "float", lo=0.0, hi=1.0)  # |cos| below this with every base vector
+    subspace: bool = setting(True, "bool")  # principal angles and intruders (two more Grams and eigh per pair)
 
     def __post_init__(self) -> None:
         check("delta", self)
@@ -161,6 +162,7 @@ class DeltaSettings:
             "subspace_rank": self.subspace_rank,
             "intruder_k": self.intruder_k,
             "intruder_epsilon": self.intruder_epsilon,
+            "subspace": self.subspace,
         }
 
 

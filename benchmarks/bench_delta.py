@@ -1,0 +1,171 @@
+"""ΔW analysis of a qwen3-0.6b-shaped pair, side by side in one run, against the way it is done today: a script that
+loads both models into RAM and calls torch.linalg.svd on each difference. Then memory against the row count.
+
+Methods (each in a fresh process; wall time includes reading the weights):
+  script        both models to float32 in RAM, torch.linalg.svd(W_t − W_b) per matrix (all cores' threads)
+  tpa           `tpa-dist submit --models tuned --base base` with both models' own analyses already stored:
+                the ΔW pass only — float64 exact spectra plus principal angles and intruder dimensions
+  tpa-spectra   the same with `[delta] subspace = false`: ΔW spectra and updates only (what the script computes)
+Memory: the ΔW of a 10,000 × 256 and of a 1,000,000 × 256 bf16 pair with the same 8 MiB block budget.
+
+Usage: python benchmarks/bench_delta.py [--runs 1] [--out benchmarks/results/delta.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SCRIPT = r"""
+import os, sys, time, json
+import torch
+from safetensors.torch import load_file
+from pathlib import Path
+torch.set_num_threads(os.cpu_count())
+def load(folder):
+    out = {}
+    for shard in sorted(Path(folder).glob("*.safetensors")):
+        out.update({k: v.float() for k, v in load_file(str(shard)).items()})
+    return out
+tuned, base = load(sys.argv[1]), load(sys.argv[2])
+n = 0
+for key, w in tuned.items():
+    if w.ndim == 2 and key in base and base[key].shape == w.shape:
+        torch.linalg.svd(w - base[key], full_matrices=False)
+        n += 1
+rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+print("RESULT " + json.dumps({"matrices": n, "peak_rss_mib": rss}))
+"""
+
+MEMORY = r"""
+import json, sys
+sys.path.insert(0, sys.argv[4])
+import numpy as np
+from tpa_dist.analysis import analyze_delta
+from tpa_dist.catalog import open_model
+from tpa_dist.settings import DeltaSettings
+from tpa_dist.tasks import DeltaTask, tasks_for_tensor
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+np.zeros(1)
+start = hwm()
+(t,) = tasks_for_tensor("t", "r", open_model(sys.argv[1]).tensors()[0])
+(b,) = tasks_for_tensor("b", "r", open_model(sys.argv[2]).tensors()[0])
+row, sv = analyze_delta(DeltaTask(t, b, DeltaSettings()), block_bytes=int(sys.argv[3]))
+print("RESULT " + json.dumps({"rss_growth_mib": (hwm() - start) / 1024, "status": row.status,
+                              "relative_update": row.relative_update, "seconds": row.seconds}))
+"""
+
+
+def _result(proc: subprocess.CompletedProcess) -> dict:
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-3000:])
+    return json.loads(lines[-1][7:])
+
+
+def run_tpa(tuned: Path, base: Path, work: Path, subspace: bool) -> dict:
+    db = work / f"pair-{subspace}.duckdb"
+    job = work / f"job-{subspace}.toml"
+    job.write_text(
+        f'models = ["tuned={tuned}", "base={base}"]\n[job]\ndb = "{db}"\noutput_dir = "{work}/o"\n'
+        "[embedding]\nenabled = false\n"
+    )
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    subprocess.run(
+        [sys.executable, "-m", "tpa_dist", "submit", str(job), "--no-progress", "--quiet"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )  # both models' own analyses, stored (not timed)
+    delta = work / f"delta-{subspace}.toml"
+    delta.write_text(
+        f'models = ["tuned={tuned}"]\nbase = "base={base}"\n[job]\ndb = "{db}"\noutput_dir = "{work}/o"\n'
+        f"[embedding]\nenabled = false\n[delta]\nsubspace = {str(subspace).lower()}\n[analysis]\nforce = false\n"
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tpa_dist", "submit", str(delta), "--no-progress", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-3000:])
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    n = con.execute("SELECT count(*) FROM delta_analysis WHERE status = 'ok'").fetchone()[0]
+    phases = json.loads(con.execute("SELECT phases FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0])
+    con.close()
+    db.unlink()
+    return {"wall_s": wall, "matrices": n, "delta_s": phases.get("analysis")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "delta.json"))
+    args = ap.parse_args()
+    from tpa_dist.sources import cache_dir
+    from tpa_dist.synth import TensorSpec, _write_shard, write_synthetic
+
+    base = write_synthetic("qwen3-0.6b", cache_dir() / "synth" / "qwen3-0.6b-seed0", seed=0)
+    tuned = write_synthetic("qwen3-0.6b", cache_dir() / "synth" / "qwen3-0.6b-seed1", seed=1)
+    report: dict = {"cpus": os.cpu_count(), "runs": args.runs, "methods": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        timings: dict[str, list[dict]] = {"script": [], "tpa": [], "tpa-spectra": []}
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            res = _result(
+                subprocess.run([sys.executable, "-c", SCRIPT, str(tuned), str(base)], capture_output=True, text=True)
+            )
+            timings["script"].append({**res, "wall_s": time.perf_counter() - t0})
+            timings["tpa"].append(run_tpa(tuned, base, work, True))
+            timings["tpa-spectra"].append(run_tpa(tuned, base, work, False))
+            print(time.strftime("%H:%M:%S"), {k: v[-1] for k, v in timings.items()}, flush=True)
+        for method, runs in timings.items():
+            report["methods"][method] = {"wall_s_median": statistics.median(r["wall_s"] for r in runs), "runs": runs}
+        script = report["methods"]["script"]["wall_s_median"]
+        for method in ("tpa", "tpa-spectra"):
+            report["methods"][method]["speedup_vs_script"] = script / report["methods"][method]["wall_s_median"]
+        memory = {}
+        for rows in (10_000, 1_000_000):
+            folders = []
+            for seed in (0, 1):
+                folder = work / f"m{rows}-{seed}"
+                folder.mkdir()
+                _write_shard(
+                    folder / "model.safetensors",
+                    [TensorSpec("model.embed_tokens.weight", (rows, 256), "BF16")],
+                    seed=seed,
+                )
+                folders.append(folder)
+            memory[rows] = _result(
+                subprocess.run(
+                    [sys.executable, "-c", MEMORY, str(folders[1]), str(folders[0]), str(8 << 20), str(ROOT)],
+                    capture_output=True,
+                    text=True,
+                )
+            )
+            print(rows, memory[rows], flush=True)
+        report["memory_8mib_blocks"] = memory
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
