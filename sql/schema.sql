@@ -84,8 +84,6 @@ CREATE TABLE IF NOT EXISTS matrix_analysis (
     design_rank         INTEGER,
     actual_rank         INTEGER,
     rank_ratio          DOUBLE,
-    svd_90_percent_rank INTEGER,
-    svd_90_percent_ratio DOUBLE,
     energy_rank_50      INTEGER,
     energy_rank_90      INTEGER,
     energy_rank_95      INTEGER,
@@ -124,6 +122,10 @@ CREATE TABLE IF NOT EXISTS matrix_analysis (
     seconds             DOUBLE,
     run_id              VARCHAR,
     created_at          TIMESTAMP DEFAULT current_timestamp,
+    -- the seed tool's names of energy_rank_90 and its ratio: computed on read (virtual), never stored twice
+    svd_90_percent_rank INTEGER GENERATED ALWAYS AS (energy_rank_90) VIRTUAL,
+    svd_90_percent_ratio DOUBLE GENERATED ALWAYS AS (CASE WHEN design_rank > 0 THEN energy_rank_90 / design_rank END)
+        VIRTUAL,
     PRIMARY KEY (model_id, revision, settings_id, matrix_key)
 );
 
@@ -142,7 +144,7 @@ CREATE TABLE IF NOT EXISTS spectra (
 CREATE TABLE IF NOT EXISTS embedding_sweep (
     model_id   VARCHAR NOT NULL,
     revision   VARCHAR NOT NULL,
-    tensor     VARCHAR NOT NULL,  -- param_name of the embedding (or untied output head)
+    param_name VARCHAR NOT NULL,  -- the embedding (or untied output head)
     k          INTEGER NOT NULL,
     f_stat     DOUBLE,            -- one-way ANOVA F = (SSB/(k-1)) / (SSW/(n-k)) (Calinski–Harabasz)
     p_value    DOUBLE,
@@ -150,14 +152,14 @@ CREATE TABLE IF NOT EXISTS embedding_sweep (
     silhouette DOUBLE,            -- on a fixed-size sample
     method     VARCHAR,           -- kmeans (exact Lloyd to convergence, numpy) | kmeans_torch_gpu (the same in torch)
     seconds    DOUBLE,
-    PRIMARY KEY (model_id, revision, tensor, k)
+    PRIMARY KEY (model_id, revision, param_name, k)
 );
 ALTER TABLE embedding_sweep ADD COLUMN IF NOT EXISTS iterations INTEGER;  -- Lloyd iterations of the kept start
 
 CREATE TABLE IF NOT EXISTS embedding_choice (
     model_id   VARCHAR NOT NULL,
     revision   VARCHAR NOT NULL,
-    tensor     VARCHAR NOT NULL,
+    param_name VARCHAR NOT NULL,
     rows       BIGINT,
     cols       BIGINT,
     chosen_k   INTEGER,
@@ -166,7 +168,7 @@ CREATE TABLE IF NOT EXISTS embedding_choice (
     seed       INTEGER,
     seconds    DOUBLE,
     run_id     VARCHAR,
-    PRIMARY KEY (model_id, revision, tensor)
+    PRIMARY KEY (model_id, revision, param_name)
 );
 -- rows: the rows clustered; vocab_rows: all rows of the matrix; excluded_rows: specials, unused, padding,
 -- all-zero and never-trained rows left out (listed in embedding_assignments.excluded)
@@ -181,23 +183,23 @@ ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS degenerate VARCHAR;      -
 CREATE TABLE IF NOT EXISTS embedding_clusters (
     model_id           VARCHAR NOT NULL,
     revision           VARCHAR NOT NULL,
-    tensor             VARCHAR NOT NULL,
+    param_name         VARCHAR NOT NULL,
     cluster            INTEGER NOT NULL,
     size               BIGINT,
     centroid_norm      DOUBLE,
     representative_ids INTEGER[],
     representatives    VARCHAR[],  -- decoded token strings, nearest the centroid first
-    PRIMARY KEY (model_id, revision, tensor, cluster)
+    PRIMARY KEY (model_id, revision, param_name, cluster)
 );
 
 CREATE TABLE IF NOT EXISTS embedding_assignments (
     model_id VARCHAR NOT NULL,
     revision VARCHAR NOT NULL,
-    tensor   VARCHAR NOT NULL,
+    param_name VARCHAR NOT NULL,
     token_id INTEGER NOT NULL,
     token    VARCHAR,
     cluster  INTEGER,              -- NULL for rows left out of the clustering
-    PRIMARY KEY (model_id, revision, tensor, token_id)
+    PRIMARY KEY (model_id, revision, param_name, token_id)
 );
 ALTER TABLE embedding_assignments ADD COLUMN IF NOT EXISTS excluded VARCHAR;  -- special|unused|padding|zero|untrained
 

@@ -118,7 +118,50 @@ def test_result_row_declares_exactly_the_table_columns(tmp_path):
     con = duckdb.connect(str(tmp_path / "t.duckdb"), read_only=True)
     table = [r[0] for r in con.execute("DESCRIBE matrix_analysis").fetchall()]
     con.close()
-    assert set(table) - {"created_at"} == set(MATRIX_COLUMNS) | set(STAMPED)
+    assert set(table) - {"created_at", "svd_90_percent_rank", "svd_90_percent_ratio"} == set(MATRIX_COLUMNS) | set(
+        STAMPED
+    )  # the seed's names are generated columns (see the next test)
     row = MatrixRow("m", "r", "k", "k", None, None, "other", "matrix", "(1, 1)", 1, 1, 1, "F32", "s", 4)
     with pytest.raises(TypeError, match="MatrixRow has no column .stable_rnak."):
         row.update(stable_rnak=1.0)
+
+
+def test_one_name_per_concept_and_older_databases_upgrade(tmp_path):
+    """svd_90_percent_rank/ratio are the seed's names of energy_rank_90 and its ratio: computed on read, never a
+    second stored value; the embedding tables name their matrix param_name like every other table. A database of
+    the earlier layout (stored seed columns, `tensor`) is upgraded when opened for writing and keeps working."""
+    import duckdb
+
+    from tpa_dist.rows import MatrixRow
+    from tpa_dist.store import Store
+
+    path = tmp_path / "old.duckdb"
+    Store(path).close()
+    con = duckdb.connect(str(path))
+    defaults = dict(
+        con.execute(
+            "SELECT column_name, column_default FROM duckdb_columns() WHERE table_name = 'matrix_analysis'"
+        ).fetchall()
+    )
+    assert "energy_rank_90" in defaults["svd_90_percent_rank"]  # generated from it
+    for table in ("embedding_sweep", "embedding_choice", "embedding_clusters", "embedding_assignments"):
+        assert "param_name" in {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+    # the earlier layout
+    for q in (
+        "ALTER TABLE matrix_analysis DROP COLUMN svd_90_percent_rank",
+        "ALTER TABLE matrix_analysis DROP COLUMN svd_90_percent_ratio",
+        "ALTER TABLE matrix_analysis ADD COLUMN svd_90_percent_rank INTEGER",
+        "ALTER TABLE matrix_analysis ADD COLUMN svd_90_percent_ratio DOUBLE",
+        "ALTER TABLE embedding_choice RENAME COLUMN param_name TO tensor",
+    ):
+        con.execute(q)
+    con.close()
+    store = Store(path)
+    row = MatrixRow("m", "r", "k", "k", None, 0, "q_proj", "matrix", "(8, 4)", 8, 4, 32, "F32", "s", 128)
+    row.update(design_rank=4, energy_rank_90=3)
+    store.write_batch([row], [], {"settings_id": "s", "run_id": "r"})
+    store.close()
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT svd_90_percent_rank, svd_90_percent_ratio FROM matrix_analysis").fetchone() == (3, 0.75)
+    assert "param_name" in {r[0] for r in con.execute("DESCRIBE embedding_choice").fetchall()}
+    con.close()

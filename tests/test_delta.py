@@ -14,8 +14,8 @@ from safetensors.numpy import load_file
 from tpa_dist.driver import submit
 from tpa_dist.jobs import Job, load_job
 from tpa_dist.metrics import actual_rank
-from tpa_dist.synth import write_synthetic
 from tpa_dist.synth_derived import FT_PLAN, LORA_RANK
+from tpa_dist.synth_derived import write_any as write_synthetic
 
 from .conftest import write_safetensors
 

@@ -212,7 +212,9 @@ def test_embedding_tables_and_files(four_run):
     job, _ = four_run
     con = duckdb.connect(job.db, read_only=True)
     try:
-        choice = con.execute("SELECT model_id, tensor, chosen_k, rule FROM embedding_choice ORDER BY 1, 2").fetchall()
+        choice = con.execute(
+            "SELECT model_id, param_name, chosen_k, rule FROM embedding_choice ORDER BY 1, 2"
+        ).fetchall()
         assert {(m, t) for m, t, _, _ in choice} == {
             ("tiny-bert", "bert.embeddings.word_embeddings.weight"),
             ("tiny-gpt2", "wte.weight"),
@@ -224,15 +226,16 @@ def test_embedding_tables_and_files(four_run):
         assert all(rule == "max_f" for *_, rule in choice)
         for model, tensor, k, _ in choice:
             best = con.execute(
-                "SELECT k FROM embedding_sweep WHERE model_id = ? AND tensor = ? ORDER BY f_stat DESC LIMIT 1",
+                "SELECT k FROM embedding_sweep WHERE model_id = ? AND param_name = ? ORDER BY f_stat DESC LIMIT 1",
                 [model, tensor],
             ).fetchone()[0]
             assert best == k
             n_clusters, size = con.execute(
-                "SELECT count(*), sum(size) FROM embedding_clusters WHERE model_id = ? AND tensor = ?", [model, tensor]
+                "SELECT count(*), sum(size) FROM embedding_clusters WHERE model_id = ? AND param_name = ?",
+                [model, tensor],
             ).fetchone()
             rows = con.execute(
-                "SELECT count(*) FROM embedding_assignments WHERE model_id = ? AND tensor = ? AND cluster IS NOT NULL",
+                "SELECT count(*) FROM embedding_assignments WHERE model_id = ? AND param_name = ? AND cluster IS NOT NULL",
                 [model, tensor],
             ).fetchone()[0]
             assert n_clusters == k and size == rows > 0

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import click
 
 from . import __version__
-from .errors import TpaError
+from .errors import TpaError, UnknownPresetError
 
 DEFAULT_DB = "data/tpa.duckdb"
 
@@ -191,9 +191,11 @@ def inspect(model: str) -> None:
 @click.option("--seed", default=0, show_default=True)
 def synth(preset: str, out: str, seed: int) -> None:
     """Write a synthetic checkpoint with a real family's names, shapes, dtypes and sharding."""
-    from .synth import write_synthetic
+    from .synth_derived import all_presets, write_any
 
-    click.echo(write_synthetic(preset, out, seed=seed))
+    if preset not in all_presets():
+        raise UnknownPresetError(f"unknown synthetic preset {preset!r}; known: {', '.join(all_presets())}")
+    click.echo(write_any(preset, out, seed=seed))
 
 
 @main.command()

@@ -55,9 +55,7 @@ class MatrixRow:
     energy_rank_50: int | None = None
     energy_rank_90: int | None = None
     energy_rank_95: int | None = None
-    energy_rank_99: int | None = None
-    svd_90_percent_rank: int | None = None  # the seed's names of energy_rank_90 and its ratio
-    svd_90_percent_ratio: float | None = None
+    energy_rank_99: int | None = None  # (svd_90_percent_rank/ratio: the table computes them from energy_rank_90)
     spectral_norm: float | None = None
     frobenius_norm: float | None = None
     nuclear_norm: float | None = None

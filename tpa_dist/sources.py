@@ -69,12 +69,12 @@ def resolve(spec: str, seed: int = 0, stream: bool = False, name: str | None = N
 
 def _resolve(spec: str, seed: int, stream: bool) -> ModelSource:
     if spec.startswith("synth:"):
-        from .synth import all_presets, write_synthetic
+        from .synth_derived import all_presets, write_any
 
         preset = spec.split(":", 1)[1]
         if preset not in all_presets():
             raise UnknownPresetError(f"unknown synthetic preset {preset!r}; known: {', '.join(all_presets())}")
-        path = write_synthetic(preset, cache_dir() / "synth" / f"{preset}-seed{seed}", seed=seed)
+        path = write_any(preset, cache_dir() / "synth" / f"{preset}-seed{seed}", seed=seed)
         return ModelSource(spec, spec, path, "synth")
     local = Path(spec).expanduser()
     if local.exists():

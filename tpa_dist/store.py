@@ -26,6 +26,8 @@ SANDBOX = {
     "autoload_known_extensions": False,
     "lock_configuration": True,
 }
+#: the seed tool's names of energy_rank_90 and its ratio: generated (virtual) columns of matrix_analysis
+SEED_ALIASES = ("svd_90_percent_rank", "svd_90_percent_ratio")
 #: the tables every tpa-dist database has; a DuckDB file with other tables and not these belongs to someone else
 OWN_TABLES = {"runs", "models", "matrix_analysis", "spectra"}
 
@@ -109,17 +111,36 @@ class Store:
         except duckdb.Error as exc:
             self.con.close()
             raise StoreError(f"{self.path}: cannot create the tables: {str(exc).splitlines()[0]}") from None
+        self._migrate()
         for name, declared in (
             ("matrix_analysis", set(MATRIX_COLUMNS) | set(STAMPED)),
             ("delta_analysis", set(DELTA_COLUMNS) | set(DELTA_STAMPED)),
         ):
-            table = {r[0] for r in self.con.execute(f"DESCRIBE {name}").fetchall()} - {"created_at"}
+            table = {r[0] for r in self.con.execute(f"DESCRIBE {name}").fetchall()} - {"created_at", *SEED_ALIASES}
             if table != declared:
                 self.con.close()
                 raise StoreError(
                     f"{self.path}: {name} columns differ from the declared row (only in the table: "
                     f"{sorted(table - declared)}, only in the row: {sorted(declared - table)})"
                 )
+
+    def _migrate(self) -> None:
+        """Databases written by earlier versions: the embedding tables' `tensor` column is `param_name` now, and
+        svd_90_percent_rank/ratio may be stored columns (they are computed on read in new databases) — then they
+        keep being written."""
+        cols = self.con.execute(
+            "SELECT table_name, column_name, column_default FROM duckdb_columns() "
+            "WHERE database_name = current_database()"
+        ).fetchall()
+        for table, column, _ in cols:
+            if table.startswith("embedding_") and column == "tensor":
+                try:
+                    self.con.execute(f'ALTER TABLE "{table}" RENAME COLUMN tensor TO param_name')
+                except duckdb.Error as exc:
+                    raise StoreError(f"{self.path}: cannot upgrade {table} ({str(exc).splitlines()[0]})") from None
+        self.stored_seed_aliases = any(
+            t == "matrix_analysis" and c in SEED_ALIASES and default is None for t, c, default in cols
+        )
 
     def close(self) -> None:
         self.con.close()
@@ -246,6 +267,12 @@ class Store:
             return
         reasons = fallback_reasons or [None] * len(rows)
         columns = {name: [getattr(r, name) for r in rows] for name in MATRIX_COLUMNS}
+        if self.stored_seed_aliases:  # a database of an earlier version stores the seed's names as columns
+            columns["svd_90_percent_rank"] = columns["energy_rank_90"]
+            columns["svd_90_percent_ratio"] = [
+                r.energy_rank_90 / r.design_rank if r.energy_rank_90 is not None and r.design_rank else None
+                for r in rows
+            ]
         columns.update({name: [value] * len(rows) for name, value in stamps.items()}, fallback_reason=reasons)
         batch_rows = pa.table(columns)
         values = [np.asarray(sv, dtype=np.float64) for _, sv in spectra]

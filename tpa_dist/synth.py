@@ -131,21 +131,9 @@ def write_synthetic(name: str, out_dir: str | Path, seed: int = 0, values: bool 
     """Write preset `name` into `out_dir` (created); return the folder. Idempotent for the same seed.
 
     With ``values=False`` the shards are sparse files holding only real headers (zero-valued data). Derived
-    presets (fine-tunes, a training trajectory: synth_derived.py) are written from their base preset.
+    presets (fine-tunes, a training trajectory) are synth_derived.write_any's.
     """
-    from .synth_derived import DERIVED, write_derived
-
-    if name in DERIVED:
-        return write_derived(name, out_dir, seed)
     return write_preset(preset(name), out_dir, seed, values)
-
-
-def all_presets() -> tuple[str, ...]:
-    """Every synth: preset name, derived ones included."""
-    from .synth_derived import DERIVED
-    from .synth_presets import PRESETS
-
-    return PRESETS + tuple(DERIVED)
 
 
 def write_preset(p: Preset, out_dir: str | Path, seed: int = 0, values: bool = True) -> Path:

@@ -62,6 +62,20 @@ def _trajectory(rng: np.random.Generator, shape: tuple[int, int], step: int, sca
     return _low_rank(rng, shape, sigmas)
 
 
+def all_presets() -> tuple[str, ...]:
+    """Every synth: preset name, derived ones included."""
+    from .synth_presets import PRESETS
+
+    return PRESETS + tuple(DERIVED)
+
+
+def write_any(name: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """Write any synth: preset — a built-in one (synth.py) or a derived one (here)."""
+    from .synth import write_synthetic
+
+    return write_derived(name, out_dir, seed) if name in DERIVED else write_synthetic(name, out_dir, seed=seed)
+
+
 def write_derived(name: str, out_dir: str | Path, seed: int = 0) -> Path:
     """Write derived preset `name` (see DERIVED) into `out_dir`; idempotent for the same seed."""
     from safetensors.numpy import load_file, save_file

@@ -16,9 +16,9 @@ WITH m AS (
     WHERE list_contains($models, model_id) AND kind = 'matrix'
     GROUP BY model_id
 ), e AS (
-    SELECT model_id, string_agg(chosen_k::VARCHAR, ', ' ORDER BY tensor) AS embedding_k,
-           string_agg(round(silhouette, 3)::VARCHAR, ', ' ORDER BY tensor) AS silhouette,
-           string_agg(CASE WHEN degenerate IS NULL THEN 'no' ELSE 'yes' END, ', ' ORDER BY tensor) AS degenerate
+    SELECT model_id, string_agg(chosen_k::VARCHAR, ', ' ORDER BY param_name) AS embedding_k,
+           string_agg(round(silhouette, 3)::VARCHAR, ', ' ORDER BY param_name) AS silhouette,
+           string_agg(CASE WHEN degenerate IS NULL THEN 'no' ELSE 'yes' END, ', ' ORDER BY param_name) AS degenerate
     FROM embedding_choice
     WHERE list_contains($models, model_id)
     GROUP BY model_id

@@ -4,15 +4,15 @@
 --        is said under the plot.
 -- draw: lines x=k y=value series=series facet=metric color=model_id sharey=false
 WITH s AS (
-    SELECT model_id, revision, tensor, k, f_stat, silhouette, inertia
+    SELECT model_id, revision, param_name, k, f_stat, silhouette, inertia
     FROM embedding_sweep WHERE list_contains($models, model_id)
 ), long AS (
     SELECT * FROM s UNPIVOT (value FOR metric IN (f_stat AS 'ANOVA F', silhouette AS 'silhouette',
                                                   inertia AS 'inertia (SSW)'))
 )
-SELECT l.model_id, l.model_id || ' ' || l.tensor AS series, l.k, l.metric, l.value,
+SELECT l.model_id, l.model_id || ' ' || l.param_name AS series, l.k, l.metric, l.value,
        CASE WHEN c.degenerate IS NOT NULL
-            THEN l.model_id || ' ' || l.tensor || ': k = ' || c.chosen_k || ' is degenerate — ' || c.degenerate END
+            THEN l.model_id || ' ' || l.param_name || ': k = ' || c.chosen_k || ' is degenerate — ' || c.degenerate END
            AS caption
-FROM long l LEFT JOIN embedding_choice c USING (model_id, revision, tensor)
+FROM long l LEFT JOIN embedding_choice c USING (model_id, revision, param_name)
 ORDER BY series, l.metric, l.k;
