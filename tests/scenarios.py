@@ -57,8 +57,28 @@ def gpu_fallback(work: Path) -> dict:
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "1600000"  # 4 workers share it: 400000 each, as above
     shared = submit(_job(work, "shared", ("synth:tiny-llama",)))
     cpu_only = submit(_job(work, "cpu", ("synth:tiny-llama",), cpu_only=True))
+    # ΔW pairs on GPU workers: the small ones on the (fake) GPU, the larger ones hit an injected OOM and re-run
+    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = str(1 << 30)
+    os.environ["TPA_DIST_INJECT_OOM_BYTES"] = "40000"
+    delta = submit(_job(work, "delta", ("synth:tiny-llama-ft",), base="synth:tiny-llama", gpus_per_worker=1.0))
+    del os.environ["TPA_DIST_INJECT_OOM_BYTES"]
+    delta_cpu = submit(_job(work, "delta-cpu", ("synth:tiny-llama-ft",), base="synth:tiny-llama", cpu_only=True))
+
+    def deltas(name: str) -> list[dict]:
+        con = duckdb.connect(str(work / f"{name}.duckdb"), read_only=True)
+        cur = con.execute(
+            "SELECT matrix_key, device, status, rows, cols, relative_update, actual_rank, intruders "
+            "FROM delta_analysis ORDER BY matrix_key"
+        )
+        cols = [d[0] for d in cur.description]
+        out = [dict(zip(cols, r)) for r in cur.fetchall()]
+        con.close()
+        return out
+
     return {
-        "ok": [oom.ok, planner.ok, cpu_only.ok, shared.ok],
+        "ok": [oom.ok, planner.ok, cpu_only.ok, shared.ok, delta.ok, delta_cpu.ok],
+        "delta": deltas("delta"),
+        "delta_cpu": deltas("delta-cpu"),
         "shared": _rows(str(work / "shared.duckdb")),
         "oom": _rows(str(work / "oom.duckdb")),
         "planner": _rows(str(work / "plan.duckdb")),

@@ -44,7 +44,15 @@ def _once(rows: list[dict]) -> bool:
 
 def test_fake_gpu_oom_falls_back_to_cpu_and_planner_routes(tmp_path):
     facts = _scenario("gpu_fallback", tmp_path)
-    assert facts["ok"] == [True, True, True, True]
+    assert facts["ok"] == [True, True, True, True, True, True]
+    # ΔW pairs run on GPU workers too; an OOM re-runs the pair, exactly, on a CPU worker
+    gpu, cpu = facts["delta"], facts["delta_cpu"]
+    assert len(gpu) == len(cpu) == 16 and {r["status"] for r in gpu} == {"ok"}
+    assert {r["device"] for r in gpu} == {"fake-gpu", "cpu"} and {r["device"] for r in cpu} == {"cpu"}
+    for g, c in zip(gpu, cpu):
+        assert g["matrix_key"] == c["matrix_key"] and g["actual_rank"] == c["actual_rank"]
+        assert g["intruders"] == c["intruders"]
+        assert g["relative_update"] == pytest.approx(c["relative_update"], rel=1e-9, abs=1e-15)
     oom = [r for r in facts["oom"] if r["kind"] == "matrix"]
     assert _once(facts["oom"]) and len(oom) == 16
     for r in oom:

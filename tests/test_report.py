@@ -167,6 +167,11 @@ def test_html_report_renders_in_headless_chromium_without_console_errors(two_mod
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "CONSOLE" not in proc.stderr and "Uncaught" not in proc.stderr
     assert _png_size(shot.read_bytes()) == (1280, 3000)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(str(shot))[..., :3]
+    rows = pixels.reshape(30, -1, 3).std(axis=(1, 2))  # 30 bands of 100 pixel rows: text, tables and plots drawn
+    assert pixels.std() > 0.05 and (rows > 0.02).sum() >= 25, rows
 
 
 def test_summary_first_then_contents_and_every_model_in_every_cross_model_section(two_models, tmp_path):

@@ -140,8 +140,8 @@ class AnalysisWorker:
                 row.update(status="error", error=f"tensor {task.matrix_key}: cannot fetch {task.shard}: {exc}")
                 out.append((row, None))
                 continue
-            if delta:  # ΔW runs on the CPU (numpy) in every worker
-                out.append(analyze_delta(local, self.settings))
+            if delta:
+                out.append(analyze_delta(local, self.settings, device=self.compute))
             else:
                 out.append(analyze_task(local, self.settings, device=self.compute))
         for row, _ in out:

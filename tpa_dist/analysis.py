@@ -133,11 +133,13 @@ def analyze_delta(
     t0 = time.perf_counter()
     sv = None
     try:
-        res = delta_spectrum(task.tuned.region, task.base.region, task.settings, block_bytes or settings.block_bytes)
+        res = delta_spectrum(
+            task.tuned.region, task.base.region, task.settings, block_bytes or settings.block_bytes, device
+        )
         rows, cols = task.tuned.region.rows, task.tuned.region.cols
         metrics = {
             k: v
-            for k, v in spectral_metrics(res.singular_values, rows, cols, "cpu").items()
+            for k, v in spectral_metrics(res.singular_values, rows, cols, device).items()
             if not k.startswith("svd_90")
         }
         s = task.settings
@@ -163,7 +165,11 @@ def analyze_delta(
     except TpaError as exc:
         row.update(status="error", error=str(exc))
     except Exception as exc:  # noqa: BLE001 - one bad pair is its own row's error, never the run's
-        row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")
+        if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError: re-run on a CPU worker
+            _free_cuda()
+            row.update(status="oom", error=f"tensor {task.matrix_key}: {exc}")
+        else:
+            row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")
     row.seconds = time.perf_counter() - t0
     row.finite()
     return row, sv

@@ -41,35 +41,65 @@ def _eigh_desc(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.clip(lam[::-1], 0.0, None)), vec[:, ::-1]
 
 
-def delta_spectrum(tuned: Region, base: Region, settings: DeltaSettings, block_bytes: int) -> DeltaResult:
-    """Spectrum of ΔW and the subspace change of one matrix pair (same shape), streamed block by block."""
+def _grams(
+    tuned: Region, base: Region, block_bytes: int, transpose: bool, n: int, sub: bool, device: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
+    """(ΔᵀΔ, W_tᵀW_t or None, W_bᵀW_b, ‖W_t‖_F²) accumulated in float64 over streamed block pairs — with numpy on
+    the CPU, with torch on `device` for GPU workers ("torch-cpu": the same code on the CPU, for tests)."""
+    blocks = zip(iter_blocks(tuned, block_bytes, transpose), iter_blocks(base, block_bytes, transpose), strict=True)
+    if device == "cpu":
+        g_d, g_b = np.zeros((n, n)), np.zeros((n, n))
+        g_t = np.zeros((n, n)) if sub else None
+        sq_t = 0.0
+        for bt, bb in blocks:
+            if not (np.isfinite(bt).all() and np.isfinite(bb).all()):
+                raise TensorDataError(tuned.name, "the tuned or the base matrix contains NaN or Inf values")
+            d = bt - bb
+            g_d += d.T @ d
+            g_b += bb.T @ bb
+            if sub:
+                g_t += bt.T @ bt
+            else:
+                sq_t += float(np.einsum("ij,ij->", bt, bt))
+        return g_d, g_t, g_b, sq_t
+    import torch
+
+    from .spectrum import inject_oom
+
+    inject_oom(tuned)
+    dev = "cpu" if device == "torch-cpu" else device
+    zeros = lambda: torch.zeros((n, n), dtype=torch.float64, device=dev)  # noqa: E731
+    g_d, g_b = zeros(), zeros()
+    g_t = zeros() if sub else None
+    sq_t = torch.zeros((), dtype=torch.float64, device=dev)
+    for bt, bb in blocks:
+        t, b = torch.from_numpy(bt).to(dev), torch.from_numpy(bb).to(dev)
+        if not (bool(torch.isfinite(t).all()) and bool(torch.isfinite(b).all())):
+            raise TensorDataError(tuned.name, "the tuned or the base matrix contains NaN or Inf values")
+        d = t - b
+        g_d.addmm_(d.T, d)
+        g_b.addmm_(b.T, b)
+        if sub:
+            g_t.addmm_(t.T, t)
+        else:
+            sq_t += (t * t).sum()
+    host = lambda g: g.cpu().numpy() if g is not None else None  # noqa: E731
+    return host(g_d), host(g_t), host(g_b), float(sq_t)
+
+
+def delta_spectrum(
+    tuned: Region, base: Region, settings: DeltaSettings, block_bytes: int, device: str = "cpu"
+) -> DeltaResult:
+    """Spectrum of ΔW and the subspace change of one matrix pair (same shape), streamed block by block; the Grams
+    accumulate on `device` (a GPU worker's "cuda"), the eigen-decompositions run in float64 LAPACK."""
     if (tuned.rows, tuned.cols) != (base.rows, base.cols):
         raise TensorDataError(
             tuned.name, f"shape {(tuned.rows, tuned.cols)} differs from the base's {(base.rows, base.cols)}"
         )
     transpose = tuned.rows < tuned.cols
     n = min(tuned.rows, tuned.cols)
-    g_d = np.zeros((n, n))
     sub = settings.subspace
-    g_t = np.zeros((n, n)) if sub else None
-    g_b = np.zeros((n, n))  # always: ‖W_b‖₂ and ‖W_b‖_F are exact from it
-    sq_t = 0.0  # ‖W_t‖_F² when its Gram is not kept
-    finite = True
-    for bt, bb in zip(
-        iter_blocks(tuned, block_bytes, transpose), iter_blocks(base, block_bytes, transpose), strict=True
-    ):
-        if not (np.isfinite(bt).all() and np.isfinite(bb).all()):
-            finite = False
-            break
-        d = bt - bb
-        g_d += d.T @ d
-        g_b += bb.T @ bb
-        if sub:
-            g_t += bt.T @ bt
-        else:
-            sq_t += float(np.einsum("ij,ij->", bt, bt))
-    if not finite:
-        raise TensorDataError(tuned.name, "the tuned or the base matrix contains NaN or Inf values")
+    g_d, g_t, g_b, sq_t = _grams(tuned, base, block_bytes, transpose, n, sub, device)
     sv = np.sqrt(np.clip(np.linalg.eigvalsh(g_d), 0.0, None))[::-1].copy()
     side = "left" if transpose else "right"
     base_frobenius = float(np.sqrt(max(np.trace(g_b), 0.0)))

@@ -99,9 +99,11 @@ def _describe_all(actors: list) -> list[dict]:
 
 
 def gpu_bytes_needed(task: MatrixTask, block_bytes: int) -> int:
-    """Device memory a matrix needs on the GPU path: Gram + eigvalsh workspace + one block in flight."""
+    """Device memory a matrix needs on the GPU path: Gram + eigvalsh workspace + one block in flight (a ΔW pair:
+    three Grams and two blocks)."""
     m, n = max(task.region.rows, task.region.cols), min(task.region.rows, task.region.cols)
-    return 3 * 8 * n * n + 3 * min(block_bytes, 8 * m * n)
+    grams = 3 if task.kind == "delta" else 1
+    return grams * 3 * 8 * n * n + 3 * grams * min(block_bytes, 8 * m * n)
 
 
 class Scheduler:
@@ -133,7 +135,7 @@ class Scheduler:
         cpu_tasks: list[MatrixTask] = []
         too_big: list[MatrixTask] = []
         for t in tasks:
-            if not self.pools.gpu or t.kind != "matrix":
+            if not self.pools.gpu or t.kind not in ("matrix", "delta"):
                 cpu_tasks.append(t)
             elif gpu_bytes_needed(t, self.block_bytes) > 0.9 * self.pools.gpu_free_bytes:
                 too_big.append(t)
