@@ -11,8 +11,59 @@ from dataclasses import dataclass, fields
 STAMPED = ("settings_id", "run_id", "fallback_reason")
 
 
+@dataclass(kw_only=True)
+class SpectralColumns:
+    """The metrics of a singular-value spectrum (metrics.py, heavytail.py): the columns matrix_analysis and
+    delta_analysis share, filled by name."""
+
+    design_rank: int | None = None
+    actual_rank: int | None = None
+    rank_ratio: float | None = None
+    energy_rank_50: int | None = None
+    energy_rank_90: int | None = None
+    energy_rank_95: int | None = None
+    energy_rank_99: int | None = None  # (svd_90_percent_rank/ratio: matrix_analysis computes them from energy_rank_90)
+    spectral_norm: float | None = None
+    frobenius_norm: float | None = None
+    nuclear_norm: float | None = None
+    stable_rank: float | None = None
+    effective_rank: float | None = None
+    condition_number: float | None = None
+    alpha: float | None = None
+    D: float | None = None  # noqa: N815 - WeightWatcher's name
+    xmin: float | None = None
+    xmax: float | None = None
+    num_pl_spikes: int | None = None
+    lambda_max: float | None = None
+    alpha_weighted: float | None = None
+    log_norm: float | None = None
+    log_spectral_norm: float | None = None
+    log_alpha_norm: float | None = None
+    entropy: float | None = None
+
+    def update(self, values: dict[str, object] | None = None, **more: object) -> None:
+        """Set measured columns by name; a name that is not a column is an error."""
+        names = {f.name for f in fields(self)}
+        for key, value in {**(values or {}), **more}.items():
+            if key not in names:
+                raise TypeError(f"{type(self).__name__} has no column {key!r}")
+            setattr(self, key, value)
+
+    def finite(self) -> None:
+        """NaN and ±Inf measurements are stored as NULL."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                setattr(self, f.name, None)
+
+    def __getitem__(self, key: str) -> object:  # rows read like the mappings they are stored as
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
 @dataclass
-class MatrixRow:
+class MatrixRow(SpectralColumns):
     """One row of matrix_analysis as a worker produces it. Identity and shape come from the task; the rest is
     measured (statistics for every tensor, the spectral columns for matrices)."""
 
@@ -48,59 +99,13 @@ class MatrixRow:
     min: float | None = None
     max: float | None = None
     sparsity: float | None = None
-    # the spectrum's metrics
-    design_rank: int | None = None
-    actual_rank: int | None = None
-    rank_ratio: float | None = None
-    energy_rank_50: int | None = None
-    energy_rank_90: int | None = None
-    energy_rank_95: int | None = None
-    energy_rank_99: int | None = None  # (svd_90_percent_rank/ratio: the table computes them from energy_rank_90)
-    spectral_norm: float | None = None
-    frobenius_norm: float | None = None
-    nuclear_norm: float | None = None
-    stable_rank: float | None = None
-    effective_rank: float | None = None
-    condition_number: float | None = None
-    alpha: float | None = None
-    D: float | None = None  # noqa: N815 - WeightWatcher's name
-    xmin: float | None = None
-    xmax: float | None = None
-    num_pl_spikes: int | None = None
-    lambda_max: float | None = None
-    alpha_weighted: float | None = None
-    log_norm: float | None = None
-    log_spectral_norm: float | None = None
-    log_alpha_norm: float | None = None
-    entropy: float | None = None
-
-    def update(self, values: dict[str, object] | None = None, **more: object) -> None:
-        """Set measured columns by name; a name that is not a column is an error."""
-        names = {f.name for f in fields(self)}
-        for key, value in {**(values or {}), **more}.items():
-            if key not in names:
-                raise TypeError(f"{type(self).__name__} has no column {key!r}")
-            setattr(self, key, value)
-
-    def finite(self) -> None:
-        """NaN and ±Inf measurements are stored as NULL."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                setattr(self, f.name, None)
-
-    def __getitem__(self, key: str) -> object:  # rows read like the mappings they are stored as
-        if key not in _FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
 
 
-_FIELDS = {f.name for f in fields(MatrixRow)}
 MATRIX_COLUMNS = tuple(f.name for f in fields(MatrixRow))
 
 
 @dataclass
-class DeltaRow:
+class DeltaRow(SpectralColumns):
     """One row of delta_analysis: ΔW = tuned − base of one matrix (delta.py). Skipped pairs (a tensor in one model
     only, or shapes that differ) are rows too, with the reason in `error`."""
 
@@ -124,31 +129,6 @@ class DeltaRow:
     seconds: float | None = None
     node: str | None = None
     worker: str | None = None
-    # ΔW's spectrum, as for a matrix
-    design_rank: int | None = None
-    actual_rank: int | None = None
-    rank_ratio: float | None = None
-    energy_rank_50: int | None = None
-    energy_rank_90: int | None = None
-    energy_rank_95: int | None = None
-    energy_rank_99: int | None = None
-    spectral_norm: float | None = None
-    frobenius_norm: float | None = None
-    nuclear_norm: float | None = None
-    stable_rank: float | None = None
-    effective_rank: float | None = None
-    condition_number: float | None = None
-    alpha: float | None = None
-    D: float | None = None  # noqa: N815 - WeightWatcher's name
-    xmin: float | None = None
-    xmax: float | None = None
-    num_pl_spikes: int | None = None
-    lambda_max: float | None = None
-    alpha_weighted: float | None = None
-    log_norm: float | None = None
-    log_spectral_norm: float | None = None
-    log_alpha_norm: float | None = None
-    entropy: float | None = None
     # the update relative to the base, and the subspace change
     relative_update: float | None = None  # ‖ΔW‖_F / ‖W_base‖_F
     spectral_update: float | None = None  # ‖ΔW‖₂ / ‖W_base‖₂
@@ -163,15 +143,6 @@ class DeltaRow:
     intruders: int | None = None
     intruder_similarity: list[float] | None = None  # per top-k tuned vector: largest |cos| with a base vector
 
-    update = MatrixRow.update
-    finite = MatrixRow.finite
 
-    def __getitem__(self, key: str) -> object:
-        if key not in _DELTA_FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
-
-
-_DELTA_FIELDS = {f.name for f in fields(DeltaRow)}
 DELTA_COLUMNS = tuple(f.name for f in fields(DeltaRow))
 DELTA_STAMPED = ("settings_id", "run_id")
