@@ -59,14 +59,17 @@ def test_report_every_section_rows_and_plots(two_models, tmp_path):
     every = load_sections((user,))
     builtin = sorted(p.name for p in (ROOT / "sql" / "reports").glob("[0-9][0-9]_*.sql"))
     assert len(every) == len(builtin) + 1 and every[0].title == "Summary by model"
-    sections = [s for s in every if not s.optional]  # the ΔW and checkpoint sections need --base / checkpoints
+    # optional sections are left out when they have nothing to show: the cross-model comparison with one model,
+    # the ΔW and checkpoint sections without --base or checkpoints (two models here: the comparison is shown)
+    sections = [s for s in every if not s.optional or s.name == "15_comparison.sql"]
     assert {s.name for s in every if s.optional} == {
+        "15_comparison.sql",
         "17_delta_summary.sql",
         "18_delta_by_layer.sql",
         "19_lora_plan.sql",
         "20_over_training.sql",
     }
-    assert not any(f"## {s.title}" in md for s in every if s.optional)
+    assert not any(f"## {s.title}" in md for s in every if s.optional and s.name != "15_comparison.sql")
     for sec in sections:
         assert f"## {sec.title}" in md and sec.title in html
     body_after = {sec.title: md.split(f"## {sec.title}", 1)[1].split("\n## ", 1)[0] for sec in sections}

@@ -2,6 +2,7 @@
 -- shows: the 90 % energy rank ratio against relative depth (layer / last layer); one panel per block type, one
 --        colour per model — how the models differ layer by layer (needs two or more models).
 -- draw: lines x=depth y=value series=model_id facet=block_type color=model_id label=svd_90_percent_ratio
+-- optional: true
 WITH m AS (
     SELECT model_id, block_type, svd_90_percent_ratio,
            round(layer_index / greatest(max(layer_index) OVER (PARTITION BY model_id), 1), 2) AS depth
