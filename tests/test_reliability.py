@@ -299,3 +299,35 @@ def test_disk_full_in_the_download_command_is_named(tmp_path, monkeypatch):
     assert (source.path / "model-00002-of-00002.safetensors").stat().st_size == (
         big / "model-00002-of-00002.safetensors"
     ).stat().st_size
+
+
+def test_ctrl_c_inside_a_database_call_still_interrupts(tmp_path, monkeypatch):
+    """DuckDB turns a SIGINT that lands inside its call into "Query interrupted" (a RuntimeError): the store gives
+    it back as KeyboardInterrupt, so a run stops as interrupted instead of failing (or running on)."""
+    import duckdb
+    import pytest
+
+    from tpa_dist.rows import MatrixRow
+    from tpa_dist.store import Store
+
+    store = Store(tmp_path / "i.duckdb")
+    real = store.con
+
+    class Interrupting:  # the connection as DuckDB leaves it when a SIGINT arrives mid-query
+        def __getattr__(self, name):  # noqa: ANN001, ANN204
+            return getattr(real, name)
+
+        def execute(self, query, *args):  # noqa: ANN001, ANN201
+            if query.lstrip().upper().startswith("INSERT"):
+                raise RuntimeError("Query interrupted")
+            return real.execute(query, *args)
+
+    store.con = Interrupting()
+    row = MatrixRow("m", "r", "k", "k", None, 0, "q_proj", "matrix", "(1, 1)", 1, 1, 1, "F32", "s", 4)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_batch([row], [], {"settings_id": "s", "run_id": "r"})
+    store.con = real
+    store.close()
+    con = duckdb.connect(str(tmp_path / "i.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM matrix_analysis").fetchone() == (0,)  # rolled back, nothing half-written
+    con.close()

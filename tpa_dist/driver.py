@@ -30,7 +30,7 @@ from .raystart import ray_target, start_ray
 from .remote import Downloads, ShardFetcher
 from .results import ResultSink, RunSummary
 from .rows import DeltaRow, MatrixRow
-from .store import Store
+from .store import Store, is_interrupt
 from .tasks import DeltaTask, MatrixTask, task_paths
 
 log = logging.getLogger("tpa_dist")
@@ -138,6 +138,8 @@ class Driver:
                 return first
             store.record_model(planned.record(self.summary.run_id), planned.tensors)
         except Exception as exc:  # noqa: BLE001 - any problem of one model is that model's failure
+            if is_interrupt(exc):
+                raise KeyboardInterrupt from None
             self._model_failed(store, spec, exc)
             return None
         by_key[planned.key] = planned
@@ -320,6 +322,8 @@ class Driver:
                 store.write_embedding(store_tables(m.model_id, m.revision, self.summary.run_id, settings.seed, res))
             write_files(Path(self.job.output_dir), m.model_id, results)
         except Exception as exc:  # noqa: BLE001 - one model's embedding never costs the others
+            if is_interrupt(exc):
+                raise KeyboardInterrupt from None
             self.summary.fail(f"{m.model_id}: embedding analysis failed: {_describe(exc)}")
             log.error("%s: embedding analysis failed: %s", m.model_id, _describe(exc))
 

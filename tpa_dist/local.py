@@ -112,10 +112,10 @@ def _pool_pass(
         if retry:
             log.warning("a local worker was lost; re-running %d batch(es)", len(retry))
         return retry
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, or anything else: no worker outlives the run (a held one would block exit)
         for fut in pending:
             fut.cancel()
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
             proc.terminate()
         raise
     finally:

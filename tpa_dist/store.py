@@ -149,7 +149,8 @@ class Store:
         try:
             for stmt in statements(sql_text(name)):
                 self.con.execute(stmt, params)
-        except duckdb.Error as exc:
+        except (duckdb.Error, RuntimeError) as exc:
+            _reraise_interrupt(exc)
             raise StoreError(
                 f"{self.path}: cannot write ({str(exc).splitlines()[0]}). Is the disk full, or the folder read-only?"
             ) from None
@@ -330,6 +331,20 @@ def _inject_write_pause(db: Path, done: bool = False) -> None:
     time.sleep(float(pause))
 
 
+def is_interrupt(exc: BaseException | None) -> bool:
+    """Whether `exc` is a Ctrl-C that landed inside a DuckDB call: DuckDB reports it as "Query interrupted" (a
+    RuntimeError or an InterruptException), not as KeyboardInterrupt."""
+    return isinstance(exc, duckdb.InterruptException) or (
+        isinstance(exc, RuntimeError) and "interrupt" in str(exc).lower()
+    )
+
+
+def _reraise_interrupt(exc: BaseException | None) -> None:
+    """Turn DuckDB's report of a Ctrl-C back into KeyboardInterrupt, so the run stops as interrupted."""
+    if is_interrupt(exc):
+        raise KeyboardInterrupt from None
+
+
 class _Transaction:
     """BEGIN … COMMIT; any failure (a full disk included) rolls back and becomes a StoreError."""
 
@@ -346,12 +361,13 @@ class _Transaction:
             try:
                 self.con.execute("COMMIT")
                 return False
-            except duckdb.Error as commit_exc:
+            except (duckdb.Error, RuntimeError) as commit_exc:
                 exc_type, exc = type(commit_exc), commit_exc
         try:
             self.con.execute("ROLLBACK")
-        except duckdb.Error:
+        except (duckdb.Error, RuntimeError):
             pass  # the transaction is already gone; nothing of it was stored
+        _reraise_interrupt(exc)
         if isinstance(exc, duckdb.Error):
             raise StoreError(
                 f"{self.path}: write failed and was rolled back — nothing of this batch was stored, earlier "
