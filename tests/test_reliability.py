@@ -331,3 +331,25 @@ def test_ctrl_c_inside_a_database_call_still_interrupts(tmp_path, monkeypatch):
     con = duckdb.connect(str(tmp_path / "i.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM matrix_analysis").fetchone() == (0,)  # rolled back, nothing half-written
     con.close()
+
+
+def test_a_swallowed_ctrl_c_still_stops_the_run():
+    """A library that catches the KeyboardInterrupt of a Ctrl-C (DuckDB's client can, mid-scan) does not lose it:
+    the submit's handler records it and the executor loops check the record."""
+    import os
+    import signal as sig
+
+    import pytest
+
+    from tpa_dist import interrupts
+
+    with interrupts.recorded():
+        try:
+            os.kill(os.getpid(), sig.SIGINT)
+            for _ in range(1000):  # the handler runs at the next bytecode boundaries
+                pass
+        except KeyboardInterrupt:
+            pass  # swallowed, as a library might
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+    assert sig.getsignal(sig.SIGINT) is sig.default_int_handler  # the previous handler is back

@@ -404,10 +404,13 @@ def submit(job: Job) -> RunSummary:
     """Analyze every model of `job` into its database; see RunSummary.ok for the outcome."""
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
+    from .interrupts import recorded
+
     was_disabled = are_progress_bars_disabled()
     disable_progress_bars()  # huggingface_hub's per-file bars would fight ours; shards are logged instead
     try:
-        return Driver(job).run()
+        with recorded():  # Ctrl-C stops the run even where a library swallows the KeyboardInterrupt
+            return Driver(job).run()
     finally:
         if not was_disabled:
             enable_progress_bars()

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from .interrupts import check as check_interrupt
 from .rows import MatrixRow
 from .settings import AnalysisSettings, WorkerSettings
 from .tasks import MatrixTask, batch_tasks
@@ -93,6 +94,7 @@ def _pool_pass(
     try:
         pending = {pool.submit(_run, batch): (batch, attempt) for batch, attempt in queue}
         while pending:
+            check_interrupt()
             done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
             for fut in done:
                 batch, attempt = pending.pop(fut)
@@ -109,6 +111,7 @@ def _pool_pass(
                     else:
                         on_results([(error_row(batch[0], f"worker error {type(exc).__name__}: {exc}"), None)], None)
             on_idle()
+            check_interrupt()
         if retry:
             log.warning("a local worker was lost; re-running %d batch(es)", len(retry))
         return retry

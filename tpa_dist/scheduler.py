@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .interrupts import check as check_interrupt
 from .settings import AnalysisSettings, WorkerSettings
 from .tasks import MatrixTask, batch_tasks, task_paths
 
@@ -220,6 +221,7 @@ class Scheduler:
         from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
         while self.queue or inflight:
+            check_interrupt()
             if self.gate:
                 self._drop_unfetchable(error_row)
             self._launch(inflight)
