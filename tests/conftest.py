@@ -104,7 +104,15 @@ def start_slow_submit(db: Path, out: Path, extra_env: dict[str, str] | None = No
         "--no-progress",
         "--no-embedding",
     ]
-    return subprocess.Popen(cmd, env=env, **popen)
+    # a test run started as a background job has SIGINT ignored, and a child inherits that: give the submit the
+    # default disposition, so that Python turns SIGINT into KeyboardInterrupt there as in a terminal
+    return subprocess.Popen(cmd, env=env, preexec_fn=_default_sigint, **popen)
+
+
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until_stored(db: Path, at_least: int, timeout: float = 120) -> int:

@@ -336,12 +336,22 @@ def test_ctrl_c_inside_a_database_call_still_interrupts(tmp_path, monkeypatch):
 def test_a_swallowed_ctrl_c_still_stops_the_run():
     """A library that catches the KeyboardInterrupt of a Ctrl-C (DuckDB's client can, mid-scan) does not lose it:
     the submit's handler records it and the executor loops check the record."""
+    import signal as sig
+
+    from tpa_dist import interrupts
+
+    outer = sig.signal(sig.SIGINT, sig.default_int_handler)  # as in a terminal (a background test run ignores it)
+    try:
+        _swallow_and_check(interrupts)
+    finally:
+        sig.signal(sig.SIGINT, outer)
+
+
+def _swallow_and_check(interrupts) -> None:  # noqa: ANN001
     import os
     import signal as sig
 
     import pytest
-
-    from tpa_dist import interrupts
 
     with interrupts.recorded():
         try:
