@@ -96,6 +96,81 @@ def test_ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume(ray_session, 
     assert resumed.ok and resumed.reused == stored and resumed.done == 41 - stored
 
 
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; fate-sharing is Linux's")
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is `pid`, from /proc."""
+    from pathlib import Path
+
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and (state := _proc_state(int(d.name))) and state[1] == pid and state[0] != "Z":
+            found.append(int(d.name))
+    return found
+
+
+def _proc_state(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a process, None once it is gone."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def _all_gone(pids: list[int], timeout: float = 60) -> list[int]:
+    """The processes of `pids` still alive (not gone, not zombie) after waiting up to `timeout` for them to exit."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if (st := _proc_state(p)) and st[0] != "Z"]
+        time.sleep(0.05)
+    return alive
+
+
+@linux_only
+def test_sigterm_stops_like_ctrl_c_and_no_worker_outlives_it(tmp_path):
+    """`kill PID` (SIGTERM, as a batch system's time limit sends) to the driver alone: the run ends `interrupted`
+    with its batches kept, exit status 143, and the local pool's workers (one held mid-task) end with it."""
+    db = tmp_path / "term.duckdb"
+    hold = {"TPA_DIST_INJECT_HOLD": "model.norm.weight", "TPA_DIST_INJECT_HOLD_UNTIL": str(tmp_path / "never")}
+    proc = start_slow_submit(
+        db, tmp_path / "out", extra_env=hold, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert wait_until_stored(db, 5, timeout=600) >= 5
+    workers = _children(proc.pid)
+    assert workers, "the small local job runs on forked workers"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err[-3000:]
+    assert "interrupted by SIGTERM: every stored batch is kept; run the same submit again to resume" in err
+    assert "Traceback" not in err
+    assert _all_gone(workers) == []
+    con = duckdb.connect(str(db), read_only=True)
+    stored = con.execute("SELECT count(*) FROM matrix_analysis").fetchone()[0]
+    status = con.execute("SELECT status FROM runs").fetchall()
+    con.close()
+    assert 5 <= stored < 41 and status == [("interrupted",)]
+
+
+@linux_only
+def test_workers_die_with_a_killed_driver(tmp_path):
+    """SIGKILL to the driver alone (no clean-up can run): the kernel ends its local workers, as Ray does for its
+    own processes, instead of leaving one held mid-task forever."""
+    db = tmp_path / "kill1.duckdb"
+    hold = {"TPA_DIST_INJECT_HOLD": "model.norm.weight", "TPA_DIST_INJECT_HOLD_UNTIL": str(tmp_path / "never")}
+    proc = start_slow_submit(db, tmp_path / "out", extra_env=hold, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_until_stored(db, 5, timeout=600) >= 5
+    workers = _children(proc.pid)
+    assert workers
+    proc.kill()
+    proc.wait()
+    assert _all_gone(workers) == []
+
+
 def test_second_writer_gets_a_clear_message(tmp_path):
     db = tmp_path / "locked.duckdb"
     holder = subprocess.Popen(

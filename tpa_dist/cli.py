@@ -115,8 +115,10 @@ def submit(
     try:
         summary = run_submit(job)
     except KeyboardInterrupt:
-        click.echo("interrupted: every stored batch is kept; run the same submit again to resume", err=True)
-        sys.exit(130)
+        from .interrupts import describe, exit_code
+
+        click.echo(f"{describe()}: every stored batch is kept; run the same submit again to resume", err=True)
+        sys.exit(exit_code())
     if not quiet and summary.models:
         from .console import layer_summary
 

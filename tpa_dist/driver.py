@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import JobError, TpaError
+from .interrupts import describe, recorded
 from .jobs import Job
 from .local import choose_local, run_local
 from .planning import PlannedModel, failed_model_record, plan_deltas, plan_model
@@ -241,7 +242,7 @@ class Driver:
         except KeyboardInterrupt:
             self.downloads.stop()
             status = "interrupted"
-            self.summary.fail("interrupted (Ctrl-C): stored batches are kept; run the same submit again to resume")
+            self.summary.fail(f"{describe()}: stored batches are kept; run the same submit again to resume")
             raise
         except Exception as exc:
             self.summary.fail(f"run stopped: {_describe(exc)}")
@@ -404,12 +405,10 @@ def submit(job: Job) -> RunSummary:
     """Analyze every model of `job` into its database; see RunSummary.ok for the outcome."""
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-    from .interrupts import recorded
-
     was_disabled = are_progress_bars_disabled()
     disable_progress_bars()  # huggingface_hub's per-file bars would fight ours; shards are logged instead
     try:
-        with recorded():  # Ctrl-C stops the run even where a library swallows the KeyboardInterrupt
+        with recorded():  # Ctrl-C/SIGTERM stop the run even where a library swallows the KeyboardInterrupt
             return Driver(job).run()
     finally:
         if not was_disabled:

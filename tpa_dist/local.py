@@ -49,12 +49,29 @@ def choose_local(address: str | None, cpu_only: bool, nbytes: int, downloading: 
     return nbytes <= LOCAL_MAX_BYTES and (cpu_only or not has_gpu())
 
 
-def _init(settings: AnalysisSettings) -> None:
+def _init(settings: AnalysisSettings, driver_pid: int) -> None:
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver handles it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler: terminate() must end a worker
+    _die_with(driver_pid)
     from .actors import AnalysisWorker
 
     _worker = AnalysisWorker(settings, gpu=False)
+
+
+def _die_with(driver_pid: int) -> None:
+    """Fate-share with the driver, as Ray's own processes do: on Linux the kernel kills this worker when the driver
+    dies, whatever killed it (SIGKILL included); elsewhere the driver's own clean-up is all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:  # pragma: no cover - refused only by seccomp
+        log.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != driver_pid:  # the driver died before the line above: nobody would kill this worker
+        os._exit(1)
 
 
 def _run(batch: list[MatrixTask]) -> list:
@@ -87,7 +104,7 @@ def _pool_pass(
 ) -> list:
     """Run `queue` on one pool; return what must run again (a worker died and broke the pool)."""
     pool = ProcessPoolExecutor(
-        n, mp_context=multiprocessing.get_context("fork"), initializer=_init, initargs=(settings,)
+        n, mp_context=multiprocessing.get_context("fork"), initializer=_init, initargs=(settings, os.getpid())
     )
     pending: dict[Future, tuple[list[MatrixTask], int]] = {}
     retry: list = []
