@@ -81,12 +81,12 @@ def anova_f(x: np.ndarray, labels: np.ndarray, k: int, chunk: int = 16384) -> tu
 
 def f_test(ssb: float, ssw: float, n: int, groups: int) -> tuple[float, float, float, float]:
     """(F, p-value, SSB, SSW) from the between and within sums of squares."""
-    from scipy.stats import f as f_dist  # scipy.stats takes most of a second to import: only when clustering
+    from scipy.special import fdtrc  # F's survival function, what scipy.stats.f.sf calls (a 1.3 s lighter import)
 
     if groups < 2 or n <= groups or ssw == 0:
         return math.inf if ssw == 0 and groups > 1 else math.nan, 0.0, ssb, ssw
     f_stat = (ssb / (groups - 1)) / (ssw / (n - groups))
-    return f_stat, float(f_dist.sf(f_stat, groups - 1, n - groups)), ssb, ssw
+    return f_stat, float(fdtrc(groups - 1, n - groups, f_stat)), ssb, ssw
 
 
 def silhouette(x: np.ndarray, labels: np.ndarray) -> float | None:

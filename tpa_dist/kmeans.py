@@ -206,16 +206,33 @@ def lloyd_batch(
                 refilled[j] = True
         shift = np.sum((new - centers[idx]) ** 2, axis=(1, 2))
         centers[idx] = new
-        lab, dst, sm, cnt = data.assign(new)
+        lab, dst, _, cnt = data.assign(new, sums=False)
         current = dst.sum(axis=1)
-        unchanged = np.all(lab == labels[idx], axis=1)
+        unchanged = np.ones(len(idx), dtype=bool)
+        for j, i in enumerate(idx):
+            moved = np.flatnonzero(lab[j] != labels[i])
+            if moved.size:
+                unchanged[j] = False
+                _move_rows(data, sums[i], moved, labels[i, moved], lab[j, moved])
         done = (unchanged | (shift <= tol) | (previous[idx] - current <= rtol * current)) & ~refilled
-        labels[idx], dist[idx], sums[idx], counts[idx], previous[idx] = lab, dst, sm, cnt, current
+        labels[idx], dist[idx], counts[idx], previous[idx] = lab, dst, cnt, current
         iterations[idx] += 1
         active[idx[done]] = False
     centers = np.where(counts[:, :, None] > 0, sums / np.maximum(counts, 1)[:, :, None], centers)
     ssb = np.sum(np.sum(sums**2, axis=2) / np.maximum(counts, 1), axis=1)  # Σ_c ‖s_c‖² / n_c (centred data)
     return centers, labels, previous, iterations, ssb
+
+
+def _move_rows(data: Data, sums: np.ndarray, rows: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+    """Take rows that changed cluster out of their old cluster's float64 sum and into the new one's (one ±1 GEMM
+    over those rows only: late iterations move a few rows, so a pass needs no sums GEMM over all of them)."""
+    for r0 in range(0, rows.size, CHUNK_ROWS):
+        part = slice(r0, r0 + CHUNK_ROWS)
+        cols = np.arange(len(rows[part]))
+        signs = np.zeros((len(sums), len(cols)))
+        signs[new[part], cols] = 1.0
+        signs[old[part], cols] = -1.0
+        sums += signs @ data.x[rows[part]].astype(np.float64)
 
 
 def _inertia(data: Data, centers: np.ndarray, labels: np.ndarray, ssb: float) -> float:
