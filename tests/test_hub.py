@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 import duckdb
+import numpy as np
 import pytest
 
 from tpa_dist.catalog import open_model
@@ -350,3 +351,42 @@ def test_a_node_fetches_an_fp8_weight_and_its_scale_from_two_shards(hub, tmp_pat
     _assert_spectrum_close(sv, sl.svdvals((q.to(torch.float64) * expanded.double()).numpy()))
     fetched = [p.rsplit("/", 1)[1] for m, p, ua, r in hub.agents if m == "GET" and "tpa-node" in ua and not r]
     assert sorted(fetched) == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+
+
+def test_a_hub_base_at_a_revision_gives_the_same_deltas_as_a_local_one(ray_session, hub, tmp_path):
+    """`--models synth:tiny-llama-ft --base org/tiny-llama@SHA`: the base comes through the Hub (pinned, recorded
+    as base_model_id/base_revision) and every ΔW row and spectrum equals the run against the same weights as a
+    local base."""
+    sha = hub.sha("org/tiny-llama")
+
+    def deltas(base: str, name: str) -> dict:
+        job = Job.create(
+            models=("synth:tiny-llama-ft",),
+            base=base,
+            db=str(tmp_path / f"{name}.duckdb"),
+            output_dir=str(tmp_path / name),
+            progress=False,
+            embedding=False,
+        )
+        summary = submit(job)
+        assert summary.ok, summary.describe()
+        con = duckdb.connect(job.db, read_only=True)
+        rows = con.execute(
+            "SELECT matrix_key, base_model_id, base_revision, actual_rank, frobenius_norm, relative_update, "
+            "spectral_update, s.singular_values FROM delta_analysis JOIN delta_spectra s "
+            "USING (model_id, revision, base_model_id, base_revision, settings_id, matrix_key)"
+        ).fetchall()
+        con.close()
+        return {r[0]: r[1:] for r in rows}
+
+    remote = deltas(f"org/tiny-llama@{sha}", "hub")
+    local = deltas("synth:tiny-llama", "local")
+    assert len(remote) == len(local) == 16
+    assert {(r[0], r[1]) for r in remote.values()} == {("org/tiny-llama", sha)}
+    for key, (_, _, rank, fro, rel, spec, sv) in remote.items():
+        l_rank, l_fro, l_rel, l_spec, l_sv = local[key][2:]
+        assert rank == l_rank and fro == pytest.approx(l_fro, rel=1e-12), key
+        assert rel == pytest.approx(l_rel, rel=1e-12) and spec == pytest.approx(l_spec, rel=1e-12), key
+        np.testing.assert_allclose(sv, l_sv, rtol=1e-12, atol=0)
+    fetched = {path for method, path, _, _ in hub.log if method == "GET" and path.endswith(".safetensors")}
+    assert fetched == {f"/org/tiny-llama/resolve/{sha}/model-0000{i}-of-00002.safetensors" for i in (1, 2)}, fetched
