@@ -9,10 +9,11 @@ import json
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 import duckdb
+
+from .conftest import wait_until_stored
 
 
 def _rows(db: str) -> list[dict]:
@@ -99,24 +100,32 @@ def cluster(work: Path) -> dict:
     ray.init(address=c.address, log_to_driver=False)
     spread = submit(_job(work, "spread", ("synth:tiny-mixtral",), address=c.address))
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    # node removal: slow tasks, remove one worker node while the run is in flight
-    os.environ["TPA_DIST_INJECT_DELAY_S"] = "0.15"
+    # node removal while the run is in flight: once 5 results are stored, with one task held until released
+    release = work / "release-removed"
+    os.environ.update(
+        TPA_DIST_INJECT_DELAY_S="0.15",
+        TPA_DIST_INJECT_HOLD="model.norm.weight",
+        TPA_DIST_INJECT_HOLD_UNTIL=str(release),
+    )
     spare = c.add_node(num_cpus=1)
     c.wait_for_nodes()
     result: dict = {}
     job = _job(work, "removed", ("synth:tiny-gpt2", "synth:tiny-llama"), address=c.address, num_workers=3)
     thread = threading.Thread(target=lambda: result.setdefault("summary", submit(job)))
     thread.start()
-    time.sleep(3.0)
+    stored_at_removal = wait_until_stored(work / "removed.duckdb", 5, timeout=900)
     c.remove_node(workers[0])
-    thread.join(timeout=240)
-    del os.environ["TPA_DIST_INJECT_DELAY_S"]
+    release.touch()
+    thread.join(timeout=900)  # an upper bound for a hang
+    for name in ("TPA_DIST_INJECT_DELAY_S", "TPA_DIST_INJECT_HOLD", "TPA_DIST_INJECT_HOLD_UNTIL"):
+        del os.environ[name]
     summary = result.get("summary")
     out = {
         "spread_ok": spread.ok,
         "spread": _rows(str(work / "spread.duckdb")),
         "alive_nodes": len(nodes),
         "removed_ok": bool(summary and summary.ok),
+        "stored_at_removal": stored_at_removal,
         "removed_total": summary.total if summary else None,
         "removed": _rows(str(work / "removed.duckdb")) if summary else [],
         "spare": spare.unique_id,
@@ -199,7 +208,7 @@ def stray_cluster(work: Path) -> dict:
             capture_output=True,
             text=True,
             env=env,
-            timeout=300,
+            timeout=900,
         )
         cluster_nodes = [n.node_id for n in [c.head_node]]
     finally:

@@ -23,7 +23,7 @@ from .conftest import start_slow_submit, wait_until_stored
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _scenario(name: str, work: Path, timeout: int = 300) -> dict:
+def _scenario(name: str, work: Path, timeout: int = 1200) -> dict:  # an upper bound for a hang (a loaded machine)
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=str(ROOT))
     proc = subprocess.run(
         [sys.executable, "-m", "tests.scenarios", name, str(work)],
@@ -75,7 +75,7 @@ def test_fake_gpu_oom_falls_back_to_cpu_and_planner_routes(tmp_path):
 
 @pytest.mark.slow
 def test_three_node_cluster_spreads_work_and_survives_node_loss(tmp_path):
-    facts = _scenario("cluster", tmp_path, timeout=400)
+    facts = _scenario("cluster", tmp_path)
     assert facts["spread_ok"] and _once(facts["spread"])
     assert len({r["node"] for r in facts["spread"]}) >= 2  # work on more than one node
     # tensors of one shard prefer one node (its page cache; idle workers still steal): most rows ran on their
@@ -87,6 +87,7 @@ def test_three_node_cluster_spreads_work_and_survives_node_loss(tmp_path):
     assert local >= 0.6 * len(facts["spread"]), by_shard
     assert len([r for r in facts["spread"] if r["kind"] == "matrix"]) == 36
     assert facts["removed_ok"], facts
+    assert 5 <= facts["stored_at_removal"] < facts["removed_total"]  # the node went while the run was in flight
     assert _once(facts["removed"]) and len(facts["removed"]) == facts["removed_total"] == 51
     assert all(r["status"] == "ok" for r in facts["removed"])
 
@@ -172,12 +173,12 @@ def test_an_unreachable_ray_address_is_one_clear_line(tmp_path):
         "--no-embedding",
         "--quiet",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "cannot connect to the Ray cluster at '127.0.0.1:9' (from RAY_ADDRESS)" in proc.stderr
     assert "Traceback" not in proc.stderr
     env.pop("RAY_ADDRESS")
     proc = subprocess.run(
-        cmd + ["--address", "127.0.0.1:9"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
+        cmd + ["--address", "127.0.0.1:9"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900
     )
     assert proc.returncode == 2 and "(from --address)" in proc.stderr and "Traceback" not in proc.stderr
