@@ -15,7 +15,7 @@ from sklearn.cluster import KMeans
 from tpa_dist.catalog import open_model
 from tpa_dist.embedding import EmbeddingSettings, find_embeddings, sweep_ks
 from tpa_dist.embedding_run import analyze_embedding
-from tpa_dist.kmeans import Data
+from tpa_dist.kmeans import Data, FreshSeeds, n_init
 from tpa_dist.vocab import load_vocab
 
 from .conftest import write_safetensors
@@ -140,3 +140,24 @@ def test_degenerate_choice_is_named():
     text = degeneracy(best, results, len(x))
     assert best["k"] == 2 and text is not None
     assert "smallest cluster holds 3 of 5,003 rows" in text and "edge of the swept range" in text
+
+
+def test_fresh_starts_of_a_sweep_are_prefixes_of_shared_chains(monkeypatch):
+    """The fresh starts of every k are the first k centres of shared greedy k-means++ chains (n_init(k) of them),
+    seeded with one pass over the rows per centre of the longest chain — not one per centre of every k."""
+    x = realistic_embedding(n=3_000, d=16)
+    data = Data(x)
+    passes = []
+    original = Data.dist_to
+    monkeypatch.setattr(Data, "dist_to", lambda self, p: passes.append(len(p)) or original(self, p))
+    seeds = FreshSeeds(data, 2, 40, seed=0)
+    assert len(seeds.chains) == n_init(2) and len(seeds.chains[0]) == 40
+    assert len(passes) == len(seeds.chains) + 39  # each chain's first centre, then one pass per added centre
+    for k in (2, 5, 11, 40):
+        starts = seeds.starts(k)
+        assert starts.shape == (n_init(k), k, 16)
+        for i, start in enumerate(starts):
+            np.testing.assert_array_equal(start, seeds.chains[i][:k])
+            rows = {tuple(np.round(c, 9)) for c in start}
+            assert len(rows) == k  # k distinct rows of the data
+    assert seeds.starts(41) is None

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from .catalog import TensorInfo, find_embeddings  # noqa: F401 - find_embeddings re-exported
-from .kmeans import Data, KMeansFit, fit, sampler
+from .kmeans import Data, FreshSeeds, KMeansFit, fit, sampler
 from .reader import Region, iter_blocks
 from .settings import DEFAULT_BLOCK_MIB, EmbeddingSettings  # noqa: F401 - EmbeddingSettings re-exported
 from .vocab import Vocab
@@ -183,12 +183,15 @@ def sweep_ks(x: np.ndarray, settings: EmbeddingSettings, device: str = "cpu") ->
     fits: dict[int, KMeansFit] = {}
     rows: dict[int, dict] = {}
     sample = sampler(data, settings.seed)
+    seeds = FreshSeeds(
+        sample if sample is not None else data, k_min, k_max, settings.seed
+    )  # one seeding pass per centre of the largest k
 
     def run(ks: list[int]) -> None:
         for k in sorted(set(ks) - set(fits)):
             below = [j for j in fits if j < k]
             t0 = time.perf_counter()
-            fits[k] = fit(data, k, settings.seed, fits[max(below)] if below else None, sample=sample)
+            fits[k] = fit(data, k, settings.seed, fits[max(below)] if below else None, sample=sample, seeds=seeds)
             rows[k] = _row(
                 data, fits[k], settings.seed, settings.silhouette_sample, _method(device), time.perf_counter() - t0
             )
@@ -202,7 +205,7 @@ def sweep_ks(x: np.ndarray, settings: EmbeddingSettings, device: str = "cpu") ->
             if fits[j].inertia <= fits[prev].inertia:
                 break
             t0 = time.perf_counter()
-            fits[j] = fit(data, j, settings.seed, fits[prev], sample=sample)
+            fits[j] = fit(data, j, settings.seed, fits[prev], sample=sample, seeds=seeds)
             rows[j] = _row(
                 data, fits[j], settings.seed, settings.silhouette_sample, _method(device), time.perf_counter() - t0
             )

@@ -13,7 +13,9 @@ Starts for one k (fresh greedy k-means++ seedings and a warm start from the prev
 batch: every pass over the rows serves all of them with one GEMM against all their centres, so extra starts
 cost little where a pass is bound by reading the rows (small k). A sweep visits k in ascending order, and the
 warm start — the previous solution plus new k-means++ centres — can only lower the inertia, so the kept
-inertia is non-increasing in k by construction. With ``use_torch`` the passes run in torch (GPU workers).
+inertia is non-increasing in k by construction. A sweep's fresh starts are prefixes of a few greedy k-means++
+chains seeded once (FreshSeeds): a seeding pass per centre of the largest k, not per centre of every k. With
+``use_torch`` the passes run in torch (GPU workers).
 """
 
 from __future__ import annotations
@@ -153,34 +155,66 @@ class Data:
 
 
 def seed_centers(data: Data, partial: list[np.ndarray], k: int, rngs: list[np.random.Generator]) -> np.ndarray:
-    """Complete several centre sets to k centres each by greedy k-means++ (shape (L, k, d)): each new centre is
-    the candidate — of 2 + ln k rows drawn with probability ∝ D², the squared distance to the nearest centre of
-    its set so far — that lowers the set's potential most. One pass over the rows serves every set's candidates."""
+    """Complete several centre sets to k centres each by greedy k-means++ (shape (L, k, d)); see seed_chains."""
+    return np.asarray(seed_chains(data, partial, [k] * len(partial), rngs))
+
+
+def seed_chains(
+    data: Data, partial: list[np.ndarray], lengths: list[int], rngs: list[np.random.Generator]
+) -> list[np.ndarray]:
+    """Complete each centre set to its length by greedy k-means++: each new centre is the candidate — of
+    2 + ln(length) rows drawn with probability ∝ D², the squared distance to the nearest centre of its set so far —
+    that lowers the set's potential most. One pass over the rows serves every set's candidates."""
     sets = [list(p) for p in partial]
     for i, s in enumerate(sets):
         if not s:
             s.append(data.x[int(rngs[i].integers(data.n))].astype(np.float64))
     closest = np.stack([data.dist_to(np.asarray(s)).min(axis=1) for s in sets])  # (L, n)
-    trials = 2 + int(math.log(k))
+    trials = [2 + int(math.log(length)) for length in lengths]
     while True:
-        active = [i for i, s in enumerate(sets) if len(s) < k]
+        active = [i for i, s in enumerate(sets) if len(s) < lengths[i]]
         if not active:
-            return np.asarray(sets)
+            return [np.asarray(s) for s in sets]
         picks = []
         for i in active:
             cum = np.cumsum(closest[i])
             if cum[-1] <= 0:  # every row sits on a centre (duplicate rows): any rows will do
-                picks.append(rngs[i].integers(data.n, size=trials))
+                picks.append(rngs[i].integers(data.n, size=trials[i]))
             else:
-                draw = np.searchsorted(cum, rngs[i].random(trials) * cum[-1], side="right")
+                draw = np.searchsorted(cum, rngs[i].random(trials[i]) * cum[-1], side="right")
                 picks.append(np.minimum(draw, data.n - 1))
         cands = data.x[np.concatenate(picks)].astype(np.float64)
-        dists = data.dist_to(cands)  # (n, active · trials)
-        for j, i in enumerate(active):
-            pots = np.minimum(closest[i][:, None], dists[:, j * trials : (j + 1) * trials])
+        dists = data.dist_to(cands)  # (n, Σ trials of the active sets)
+        col = 0
+        for i in active:
+            pots = np.minimum(closest[i][:, None], dists[:, col : col + trials[i]])
             best = int(np.argmin(pots.sum(axis=0)))
             closest[i] = pots[:, best]
-            sets[i].append(cands[j * trials + best])
+            sets[i].append(cands[col + best])
+            col += trials[i]
+
+
+class FreshSeeds:
+    """The fresh starts of every k of a sweep, cut from a few shared greedy k-means++ chains.
+
+    Chain i is seeded once, to the largest k of the range that takes i + 1 fresh starts, and the fresh starts for
+    k are the first k centres of chains 0 … n_init(k) − 1. A chain's first k picks do not depend on its later
+    ones, so each start is a greedy k-means++ seeding for k (with the chain's 2 + ln(length) candidates per pick);
+    the sweep pays max k seeding passes over the rows instead of Σ k. `data` is what the fresh starts are seeded
+    on: the rows, or the subsample of large data."""
+
+    def __init__(self, data: Data, k_min: int, k_max: int, seed: int) -> None:
+        ks = range(max(1, k_min), k_max + 1)
+        lengths = [max(k for k in ks if n_init(k) > i) for i in range(n_init(ks[0]))] if len(ks) else []
+        rngs = [np.random.default_rng([seed, 2_000, i]) for i in range(len(lengths))]
+        self.chains = seed_chains(data, [[] for _ in lengths], lengths, rngs) if lengths else []
+
+    def starts(self, k: int) -> np.ndarray | None:
+        """(n_init(k), k, d), or None where k lies outside the range the chains were seeded for."""
+        count = n_init(k)
+        if count > len(self.chains) or len(self.chains[count - 1]) < k:
+            return None
+        return np.asarray([chain[:k] for chain in self.chains[:count]])
 
 
 def lloyd_batch(
@@ -261,13 +295,19 @@ def _large(data: Data) -> bool:
     return data.n > 2 * SAMPLE_ROWS
 
 
-def _fresh(data: Data, sample: Data | None, k: int, seed: int, count: int, max_iter: int) -> np.ndarray:
-    """Centre sets of fresh greedy k-means++ starts, shape (L, k, d). On large data they are seeded and iterated
-    on a subsample (`sample`), and only the one that is best on the full rows is kept (L = 1)."""
-    rngs = [np.random.default_rng([seed, k, i]) for i in range(count)]
+def _fresh(
+    data: Data, sample: Data | None, k: int, seed: int, count: int, max_iter: int, seeds: FreshSeeds | None = None
+) -> np.ndarray:
+    """Centre sets of fresh greedy k-means++ starts, shape (L, k, d), cut from `seeds` where given. On large data
+    they are seeded and iterated on a subsample (`sample`), and only the one that is best on the full rows is kept
+    (L = 1)."""
+    init = seeds.starts(k) if seeds is not None else None
+    if init is None or len(init) != count:
+        rngs = [np.random.default_rng([seed, k, i]) for i in range(count)]
+        init = seed_centers(data if sample is None else sample, [[] for _ in range(count)], k, rngs)
     if sample is None:
-        return seed_centers(data, [[] for _ in range(count)], k, rngs)
-    centers = lloyd_batch(sample, seed_centers(sample, [[] for _ in range(count)], k, rngs), max_iter)[0]
+        return init
+    centers = lloyd_batch(sample, init, max_iter)[0]
     centers += sample.mean - data.mean
     potentials = data.assign(centers, sums=False)[1].sum(axis=1)
     return centers[[int(np.argmin(potentials))]]
@@ -293,16 +333,23 @@ def sampler(data: Data, seed: int) -> Data | None:
 
 
 def fit(
-    data: Data, k: int, seed: int, start: KMeansFit | None = None, max_iter: int = 300, sample: Data | None = None
+    data: Data,
+    k: int,
+    seed: int,
+    start: KMeansFit | None = None,
+    max_iter: int = 300,
+    sample: Data | None = None,
+    seeds: FreshSeeds | None = None,
 ) -> KMeansFit:
     """k-means for one k: the best of a warm start (`start`, a solution with fewer centres, plus greedy
-    k-means++ centres) and `n_init(k)` fresh greedy k-means++ starts, run side by side to convergence (on large
-    data the fresh starts are screened on `sample` and the best one runs). Deterministic for a seed; with
+    k-means++ centres) and `n_init(k)` fresh greedy k-means++ starts (cut from a sweep's `seeds` where given),
+    run side by side to convergence (on large data the fresh starts are screened on `sample` and the best one
+    runs). Deterministic for a seed; with
     `start`, never worse than it (the sweep's inertia is non-increasing in k)."""
     if sample is None and _large(data):
         sample = sampler(data, seed)
     fresh = n_init(k) if start is None or k < WARM_ONLY_K else 0
-    sets = _fresh(data, sample, k, seed, fresh, max_iter) if fresh else np.zeros((0, k, data.d))
+    sets = _fresh(data, sample, k, seed, fresh, max_iter, seeds) if fresh else np.zeros((0, k, data.d))
     if start is not None:
         sets = np.concatenate([_warm(data, sample, start, k, seed), sets])
     centers, labels, potentials, iterations, ssb = lloyd_batch(data, sets, max_iter)
