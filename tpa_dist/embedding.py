@@ -183,9 +183,8 @@ def sweep_ks(x: np.ndarray, settings: EmbeddingSettings, device: str = "cpu") ->
     fits: dict[int, KMeansFit] = {}
     rows: dict[int, dict] = {}
     sample = sampler(data, settings.seed)
-    seeds = FreshSeeds(
-        sample if sample is not None else data, k_min, k_max, settings.seed
-    )  # one seeding pass per centre of the largest k
+    # the fresh starts of every k, seeded once: one seeding pass per centre of the largest k
+    seeds = FreshSeeds(sample if sample is not None else data, k_min, k_max, settings.seed)
 
     def run(ks: list[int]) -> None:
         for k in sorted(set(ks) - set(fits)):

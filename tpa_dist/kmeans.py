@@ -344,8 +344,8 @@ def fit(
     """k-means for one k: the best of a warm start (`start`, a solution with fewer centres, plus greedy
     k-means++ centres) and `n_init(k)` fresh greedy k-means++ starts (cut from a sweep's `seeds` where given),
     run side by side to convergence (on large data the fresh starts are screened on `sample` and the best one
-    runs). Deterministic for a seed; with
-    `start`, never worse than it (the sweep's inertia is non-increasing in k)."""
+    runs). Deterministic for a seed; with `start`, never worse than it (the sweep's inertia is non-increasing in
+    k)."""
     if sample is None and _large(data):
         sample = sampler(data, seed)
     fresh = n_init(k) if start is None or k < WARM_ONLY_K else 0
