@@ -22,7 +22,7 @@ from .hub_emulator import HubEmulator
 DECOYS = ("pytorch_model.bin", "model.onnx", "weights.pt", "model.gguf", "logo.png")
 
 
-def _job(tmp_path, models: tuple[str, ...], name: str) -> Job:
+def _job(tmp_path, models: tuple[str, ...], name: str, **options: object) -> Job:
     """A matrices-only submit of `models` into tmp_path/NAME.duckdb."""
     return Job.create(
         models=models,
@@ -30,6 +30,7 @@ def _job(tmp_path, models: tuple[str, ...], name: str) -> Job:
         output_dir=str(tmp_path / "o"),
         progress=False,
         embedding=False,
+        **options,
     )
 
 
@@ -360,14 +361,7 @@ def test_a_hub_base_at_a_revision_gives_the_same_deltas_as_a_local_one(ray_sessi
     sha = hub.sha("org/tiny-llama")
 
     def deltas(base: str, name: str) -> dict:
-        job = Job.create(
-            models=("synth:tiny-llama-ft",),
-            base=base,
-            db=str(tmp_path / f"{name}.duckdb"),
-            output_dir=str(tmp_path / name),
-            progress=False,
-            embedding=False,
-        )
+        job = _job(tmp_path, ("synth:tiny-llama-ft",), name, base=base)
         summary = submit(job)
         assert summary.ok, summary.describe()
         con = duckdb.connect(job.db, read_only=True)
