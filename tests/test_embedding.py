@@ -110,14 +110,20 @@ def test_torch_kmeans_path_recovers_planted_partition():
     assert res["silhouette"] > 0.8
 
 
+@pytest.mark.parametrize("threads", [0, 3])
 @pytest.mark.parametrize("k", [2, 7, 40])
-def test_silhouette_equals_scikit_learn(k):
+def test_silhouette_equals_scikit_learn(k, threads):
+    from concurrent.futures import ThreadPoolExecutor
+
     from sklearn.metrics import silhouette_score
 
     from tpa_dist.embedding import silhouette
+    from tpa_dist.kmeans import RowThreads
 
     rng = np.random.default_rng(k)
     x = rng.standard_normal((600, 9)).astype(np.float32)
     labels = rng.integers(0, k, 600)
     labels[0] = k  # a cluster of one row scores 0, as scikit-learn defines it
-    assert silhouette(x, labels) == pytest.approx(silhouette_score(x.astype(np.float64), labels), rel=1e-9)
+    with ThreadPoolExecutor(max(threads, 1)) as pool:
+        spans = RowThreads(pool, threads) if threads else None  # rows in spans on threads, or all at once
+        assert silhouette(x, labels, spans) == pytest.approx(silhouette_score(x.astype(np.float64), labels), rel=1e-9)

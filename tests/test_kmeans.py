@@ -161,3 +161,40 @@ def test_fresh_starts_of_a_sweep_are_prefixes_of_shared_chains(monkeypatch):
             rows = {tuple(np.round(c, 9)) for c in start}
             assert len(rows) == k  # k distinct rows of the data
     assert seeds.starts(41) is None
+
+
+def test_row_threads_give_the_same_sweep_as_one_thread():
+    """The passes split into row spans on threads (RowThreads) change only where the float32 chunk sums of the first
+    pass start and end: the same partitions (up to numbering), inertias to 1e-6 and silhouettes to 1e-9 as the one-thread sweep."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.metrics import adjusted_rand_score
+
+    from tpa_dist.embedding import _sweep
+    from tpa_dist.kmeans import RowThreads
+
+    x = realistic_embedding(n=9_000, d=24, seed=3)
+    settings = EmbeddingSettings(k_min=2, k_max=12, silhouette_sample=800)
+    alone = _sweep(Data(x), settings, "cpu")
+    with ThreadPoolExecutor(3) as pool:
+        spans = _sweep(Data(x, RowThreads(pool, 3)), settings, "cpu")
+    assert [r["k"] for r in spans] == [r["k"] for r in alone]
+    for a, s in zip(alone, spans):
+        assert s["inertia"] == pytest.approx(a["inertia"], rel=1e-6)
+        assert s["silhouette"] == pytest.approx(a["silhouette"], rel=1e-9)
+        assert adjusted_rand_score(s["labels"], a["labels"]) == 1.0  # (starts that tie may number clusters apart)
+
+
+def test_row_spans_cover_every_row_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tpa_dist.kmeans import RowThreads, each_span
+
+    with ThreadPoolExecutor(4) as pool:
+        threads = RowThreads(pool, 4)
+        for n in (0, 1, 7, 8, 9, 1001):
+            spans = each_span(threads, n, lambda r0, r1: (r0, r1))
+            covered = [i for r0, r1 in spans for i in range(r0, r1)]
+            assert covered == list(range(n)), n
+            assert len(spans) == 1 if n < 8 else 2 < len(spans) <= 4
+    assert each_span(None, 5, lambda r0, r1: (r0, r1)) == [(0, 5)]

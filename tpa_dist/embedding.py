@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from .catalog import TensorInfo, find_embeddings  # noqa: F401 - find_embeddings re-exported
-from .kmeans import Data, FreshSeeds, KMeansFit, fit, sampler
+from .kmeans import Data, FreshSeeds, KMeansFit, RowThreads, each_span, fit, sampler
 from .reader import Region, iter_blocks
 from .settings import DEFAULT_BLOCK_MIB, EmbeddingSettings  # noqa: F401 - EmbeddingSettings re-exported
 from .vocab import Vocab
@@ -89,20 +91,26 @@ def f_test(ssb: float, ssw: float, n: int, groups: int) -> tuple[float, float, f
     return f_stat, float(fdtrc(groups - 1, n - groups, f_stat)), ssb, ssw
 
 
-def silhouette(x: np.ndarray, labels: np.ndarray) -> float | None:
+def silhouette(x: np.ndarray, labels: np.ndarray, threads: RowThreads | None = None) -> float | None:
     """The mean silhouette (Rousseeuw 1987) of rows x grouped by labels, Euclidean, float64 — the definition of
-    scikit-learn's silhouette_score (a point alone in its cluster scores 0); None unless 2..n-1 clusters."""
+    scikit-learn's silhouette_score (a point alone in its cluster scores 0); None unless 2..n-1 clusters. With
+    `threads`, spans of rows run in parallel."""
     n = len(labels)
     groups, inverse = np.unique(labels, return_inverse=True)
     if not 2 <= len(groups) < n:
         return None
     xf = x.astype(np.float64)
     sq = np.einsum("ij,ij->i", xf, xf)
-    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (xf @ xf.T), 0.0))
-    np.fill_diagonal(dist, 0.0)
     onehot = np.zeros((n, len(groups)))
     onehot[np.arange(n), inverse] = 1.0
-    sums = dist @ onehot  # (n, clusters): summed distance of each point to each cluster
+    sums = np.empty((n, len(groups)))  # summed distance of each point to each cluster
+
+    def span(r0: int, r1: int) -> None:
+        dist = np.sqrt(np.maximum(sq[r0:r1, None] + sq[None, :] - 2.0 * (xf[r0:r1] @ xf.T), 0.0))
+        dist[np.arange(r1 - r0), np.arange(r0, r1)] = 0.0
+        sums[r0:r1] = dist @ onehot
+
+    each_span(threads, n, span)
     sizes = onehot.sum(axis=0)
     own = sizes[inverse]
     a = np.where(own > 1, sums[np.arange(n), inverse] / np.maximum(own - 1, 1), 0.0)
@@ -116,7 +124,7 @@ def silhouette(x: np.ndarray, labels: np.ndarray) -> float | None:
 def _silhouette(data: Data, labels: np.ndarray, seed: int, sample: int) -> float | None:
     """The silhouette on a fixed sample of rows (the full one is quadratic in the rows)."""
     pick = np.random.default_rng(seed).permutation(data.n)[: min(sample, data.n)]
-    return silhouette(data.x[pick], labels[pick])
+    return silhouette(data.x[pick], labels[pick], data.threads)
 
 
 def _row(data: Data, res: KMeansFit, seed: int, sample: int, method: str, seconds: float) -> dict:
@@ -175,7 +183,16 @@ def sweep_ks(x: np.ndarray, settings: EmbeddingSettings, device: str = "cpu") ->
     """F, p, inertia, silhouette (and labels) per k, k ascending, each k warm-started from the largest k below
     it (so the inertia is non-increasing in k). Coarse geometric grid, then the k between the best coarse
     point's neighbours — or a plain range with `k_step`."""
-    data = Data(x)
+    blas = ThreadpoolController()
+    # as many row spans as the BLAS threads this process may use now (the worker's limit), each single-threaded
+    count = max((int(i["num_threads"]) for i in blas.info() if i["user_api"] == "blas"), default=1)
+    if device != "cpu" or count < 2:
+        return _sweep(Data(x), settings, device)
+    with ThreadPoolExecutor(count) as pool, blas.limit(limits=1, user_api="blas"):
+        return _sweep(Data(x, RowThreads(pool, count)), settings, device)
+
+
+def _sweep(data: Data, settings: EmbeddingSettings, device: str) -> list[dict]:
     if device != "cpu":
         data.use_torch("cpu" if device == "torch-cpu" else device)
     k_max = min(settings.k_max, data.n - 1)
