@@ -96,12 +96,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--methods", default="ww,tpa,tpa-ray,tpa-full")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "small.json"))
+    ap.add_argument("--models", default="", help="only the models whose name contains this (e.g. MiniLM)")
     args = ap.parse_args()
     methods = args.methods.split(",")
     report: dict = {"cpus": os.cpu_count(), "runs": args.runs, "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, folder in models().items():
+            if args.models not in name:
+                continue
             runs: dict[str, list[dict]] = {m: [] for m in methods}
             for i in range(args.runs):
                 for method in methods:

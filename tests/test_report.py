@@ -284,3 +284,69 @@ def test_report_text_is_clean_utf8_with_control_tokens_and_broken_bytes(ray_sess
         assert not bad, (name, bad)
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "\\x00" in md and "\\x1b[31m" in md and "\\xe4" in md and "U+202E" in md
+
+
+DRAW_CHECK = r"""
+import json, os
+from tpa_dist import drawing, plots
+
+def figure(i):
+    if i == 2:
+        raise ValueError("figure 2 has no value column")
+    rows = [(f"m{j % 2}", float((j * 7919 + i) % 97)) for j in range(200)]
+    return plots.histogram(f"figure {i}", ["model", "v"], rows, "v", "model") + f"|{os.getpid()}".encode()
+
+jobs = [(i,) for i in range(5)]
+forked = drawing.draw_all(figure, jobs, (ValueError,))
+drawing.can_fork = lambda: False
+serial = drawing.draw_all(figure, jobs, (ValueError,))
+def show(out):
+    return [str(o) if isinstance(o, Exception) else o.rsplit(b"|", 1)[1].decode() for o in out]
+same = [a == b for a, b in zip(forked, serial) if not isinstance(a, Exception)]
+print(json.dumps({"parent": os.getpid(), "forked": show(forked), "serial": show(serial),
+                  "same_png": all(a.rsplit(b"|", 1)[0] == b.rsplit(b"|", 1)[0] for a, b in zip(forked, serial)
+                                  if not isinstance(a, Exception))}))
+"""
+
+
+def test_figures_drawn_in_forked_children_equal_the_serial_ones_and_keep_errors_per_figure(tmp_path):
+    """A fresh process (no Ray in it, as a small submit's report): figures go to forked children when there are
+    several cores, come back in order as the same PNG bytes as drawn one by one, and a figure's error stays its
+    own."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", DRAW_CHECK], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    parent = str(out["parent"])
+    for run in ("forked", "serial"):
+        assert "figure 2 has no value column" in out[run][2]
+    assert out["serial"][:2] + out["serial"][3:] == [parent] * 4
+    if (os.cpu_count() or 1) > 1:
+        assert parent not in out["forked"][:2] + out["forked"][3:]
+    assert out["same_png"]
+
+
+def _broken_figure() -> bytes:
+    raise ValueError("no rows to plot")
+
+
+def test_extra_figures_are_written_with_the_report_and_a_failed_one_is_its_own_error(two_models, tmp_path):
+    """The run's other PNGs (the seed's anova_curve.png) are drawn with the report's figures: each lands at its
+    path, and one that fails is named as an error while the report and the other figure are written."""
+    from tpa_dist.drawing import Figure
+    from tpa_dist.plots import histogram
+    from tpa_dist.report import write_report
+
+    job, _ = two_models
+    good = Figure(tmp_path / "m" / "good.png", histogram, ("h", ["model", "v"], [("a", 1.0), ("a", 2.0)], "v", "model"))
+    bad = Figure(tmp_path / "m" / "bad.png", _broken_figure, ())
+    rendered = write_report(job.db, tmp_path / "rep", figures=[good, bad])
+    assert _png_size(good.path.read_bytes()) == (FIG_W, FIG_H)
+    assert not bad.path.exists()
+    errors = [r.error for r in rendered if r.error]
+    assert errors == ["bad.png not written: ValueError: no rows to plot"]
+    assert "bad.png not written" in (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__
+from .drawing import Figure
 from .errors import JobError, TpaError
 from .interrupts import describe, recorded
 from .jobs import Job
@@ -64,9 +65,8 @@ def process_age() -> float | None:
 
 def _multi_node() -> bool:
     """Whether the work spreads over several nodes (Ray running, more than one live node with CPUs)."""
-    import ray
-
-    if not ray.is_initialized():
+    ray = sys.modules.get("ray")  # not imported: not running here (importing it to ask costs 0.35 s)
+    if ray is None or not ray.is_initialized():
         return False
     return sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0) > 1
 
@@ -100,6 +100,7 @@ class Driver:
         self.by_device: dict[str, dict[str, float]] = {}
         self.local = False  # the single-machine pool instead of Ray (local.py), decided after planning
         self.delta_tasks: list[DeltaTask] = []  # ΔW of each (tuned, base) pair (--base)
+        self.figures: list[Figure] = []  # the seed's PNGs (anova_curve.png), drawn with the report's figures
 
     # -- planning ------------------------------------------------------------------------------------------------
     def plan(self, store: Store) -> None:
@@ -307,7 +308,7 @@ class Driver:
 
     def _embedding(self, store: Store, m: PlannedModel) -> None:
         """Cluster one model's token embedding(s); any failure is that model's, the others go on."""
-        from .embedding_run import analyze_model_embeddings, store_tables, write_files
+        from .embedding_run import analyze_model_embeddings, anova_figure, store_tables, write_files
 
         missing = [state for t in m.embeddings if (state := self.downloads.state(t.path)) != "ready"]
         if missing:
@@ -322,6 +323,7 @@ class Driver:
             for res in results:
                 store.write_embedding(store_tables(m.model_id, m.revision, self.summary.run_id, settings.seed, res))
             write_files(Path(self.job.output_dir), m.model_id, results)
+            self.figures.append(anova_figure(Path(self.job.output_dir), m.model_id, results))
         except Exception as exc:  # noqa: BLE001 - one model's embedding never costs the others
             if is_interrupt(exc):
                 raise KeyboardInterrupt from None
@@ -330,6 +332,7 @@ class Driver:
 
     def _outputs(self) -> None:
         """The seed CSV and the report for this run's models; a failure is recorded, never fatal."""
+        from .drawing import write_figures
         from .export import write_seed_csv
         from .report import write_report
 
@@ -342,13 +345,16 @@ class Driver:
         except Exception as exc:  # noqa: BLE001
             s.fail(f"CSV not written: {_describe(exc)}")
         try:
-            rendered = write_report(self.job.db, out, sorted({m for m, _ in s.models}))
+            rendered = write_report(self.job.db, out, sorted({m for m, _ in s.models}), figures=self.figures)
             written += [f"{out}/report.html", f"{out}/report.md"]
             for r in rendered:
                 if r.error:
                     s.fail(f"report section {r.error}")
         except Exception as exc:  # noqa: BLE001
             s.fail(f"report not written: {_describe(exc)}")
+            for message in write_figures(self.figures):  # the seed's figures all the same
+                if message:
+                    s.fail(message)
         if written:
             s.outputs = "outputs: " + ", ".join(written)
 

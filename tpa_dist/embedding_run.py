@@ -1,6 +1,7 @@
 """Run the embedding analysis of one model: each embedding matrix is read, filtered and swept in one Ray task
 (on the driver's node, which holds the file; a GPU share when the cluster has GPUs), then its rows go to the
-store and the seed's files are written (anova_curve.png with F, silhouette and inertia against k)."""
+store and the seed's files are written (anova_curve.png, with F, silhouette and inertia against k, is drawn with
+the report's figures)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from .catalog import ModelCatalog, TensorInfo
+from .drawing import Figure
 from .embedding import (
     degeneracy,
     elbow,
@@ -254,17 +256,25 @@ def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: Embe
     }
 
 
-def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> list[Path]:
-    """The seed's files: anova_curve.png, clustering_results.json, cluster_representatives.json,
-    <model>_embedding.csv (in a folder per model)."""
-    import csv
+def _folder(out_dir: Path, model_id: str) -> tuple[Path, str]:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id).strip("-")
+    return out_dir / slug, slug
 
+
+def anova_figure(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> Figure:
+    """The seed's anova_curve.png (F, silhouette and inertia against k), to be drawn with the report's figures."""
     from .plots import anova_curve
 
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id).strip("-")
-    folder = out_dir / slug
+    return Figure(_folder(out_dir, model_id)[0] / "anova_curve.png", anova_curve, (model_id, results))
+
+
+def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> list[Path]:
+    """The seed's data files: clustering_results.json, cluster_representatives.json, <model>_embedding.csv (in a
+    folder per model; its anova_curve.png comes from anova_figure)."""
+    import csv
+
+    folder, slug = _folder(out_dir, model_id)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "anova_curve.png").write_bytes(anova_curve(model_id, results))
     summary = [
         {
             "tensor": r.tensor,
@@ -301,7 +311,6 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
                 (r.tensor, i, r.tokens[i], cluster.get(i, ""), r.excluded.get(i, "")) for i in range(r.vocab_rows)
             )
     return [
-        folder / "anova_curve.png",
         folder / "clustering_results.json",
         folder / "cluster_representatives.json",
         csv_path,

@@ -12,12 +12,14 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
 from . import plots
+from .drawing import Figure, Result, draw_all, write_figures
 from .errors import ReportError
 from .files import read_text_limited
 from .query import fetch_capped
@@ -124,6 +126,14 @@ def _draw(sec: Section, cols: list[str], rows: list[tuple]) -> bytes | None:
 
 
 def render(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[str]) -> list[Rendered]:
+    """Run every section's query, then draw the figures."""
+    out = query(con, sections, models)
+    draw(out)
+    return out
+
+
+def query(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[str]) -> list[Rendered]:
+    """Every section's rows (a failed query is that section's error)."""
     plots.set_models(models)
     out = []
     for sec in sections:
@@ -140,11 +150,28 @@ def render(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list
                 r.rows = [row[:i] + row[i + 1 :] for row in r.rows]
             if sec.draw == "table" and "pivot" in sec.options:
                 r.columns, r.rows = pivot(r.columns, r.rows, sec.options["pivot"], sec.options["value"])
-            r.png = _draw(sec, r.columns, r.rows)
         except (duckdb.Error, KeyError, ValueError, TypeError) as exc:
             r.error = f"{sec.name}: {type(exc).__name__}: {exc}"
         out.append(r)
     return out
+
+
+def draw(rendered: list[Rendered], figures: Sequence[Figure] = ()) -> list[Result]:
+    """Draw the sections' figures and `figures` (other PNGs of the run) side by side on several cores
+    (drawing.py); returns what each of `figures` gave."""
+    plotted = [r for r in rendered if r.error is None and r.section.draw != "table" and r.rows]
+    jobs = [(_draw, (r.section, r.columns, r.rows)) for r in plotted] + [(f.draw, f.args) for f in figures]
+    drawn = draw_all(_call, jobs, (KeyError, ValueError, TypeError))
+    for r, png in zip(plotted, drawn):
+        if isinstance(png, Exception):
+            r.error = f"{r.section.name}: {type(png).__name__}: {png}"
+        else:
+            r.png = png
+    return drawn[len(plotted) :]
+
+
+def _call(draw: Callable[..., bytes | None], args: tuple) -> bytes | None:
+    return draw(*args)
 
 
 def pivot(cols: list[str], rows: list[tuple], on: str, value: str) -> tuple[list[str], list[tuple]]:
@@ -274,9 +301,14 @@ def _html_table(r: Rendered, models: list[str]) -> list[str]:
 
 
 def write_report(
-    db: str | Path, out_dir: str | Path, models: list[str] | None = None, sql_dirs: tuple[str | Path, ...] = ()
+    db: str | Path,
+    out_dir: str | Path,
+    models: list[str] | None = None,
+    sql_dirs: tuple[str | Path, ...] = (),
+    figures: Sequence[Figure] = (),
 ) -> list[Rendered]:
-    """Render every section for `models` (default: all stored) into out_dir/report.md and report.html."""
+    """Render every section for `models` (default: all stored) into out_dir/report.md and report.html; `figures`
+    (the run's other PNGs) are drawn beside the report's and written too (a failed one is a section error)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = load_sections(sql_dirs)
@@ -284,9 +316,16 @@ def write_report(
     try:
         if not models:
             models = [m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis ORDER BY 1").fetchall()]
-        rendered = [r for r in render(con, sections, models) if r.rows or r.error or not r.section.optional]
+        rendered = query(con, sections, models)
     finally:
         con.close()
+    drawn = draw(rendered, figures)
+    rendered = [r for r in rendered if r.rows or r.error or not r.section.optional]
+    for figure, message in zip(figures, write_figures(figures, drawn)):
+        if message:  # shown as a failed section, and counted as the run's failure by the driver
+            rendered.append(
+                Rendered(Section(Path(figure.path.name), figure.path.name, "", "table", {}, ""), error=message)
+            )
     for r in rendered:
         if r.png:
             (out / f"{_slug(r.section)}.png").write_bytes(r.png)
