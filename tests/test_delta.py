@@ -234,3 +234,48 @@ def test_report_has_the_delta_sections(finetunes):
     summary = md.split("## What fine-tuning changed", 1)[1].split("\n## ", 1)[0]
     assert "synth:tiny-llama-ft" in summary and "synth:tiny-llama-lora" in summary and "(no rows)" not in summary
     assert (work / "out" / "18_delta_by_layer.png").is_file()
+
+
+def _orthonormal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    return np.linalg.qr(rng.standard_normal((rows, cols)))[0]
+
+
+@pytest.mark.parametrize("case", ["fine-tune", "lora", "unrelated"])
+def test_subspace_metrics_from_the_top_vectors_equal_numpy_full_svds(tmp_path, monkeypatch, case):
+    """Matrices large enough that the singular vectors come from LAPACK's MRRR for the top ones only: the principal
+    angles, each top tuned vector's largest |cos| with all base vectors, and the intruder count equal numpy's full
+    SVDs. A fine-tune's tuned vectors are decided by the base's top vectors and the norm bound; LoRA intruders and
+    an unrelated pair (vectors spread over many base vectors) take the full decomposition of W_b."""
+    from tpa_dist import delta as delta_mod
+    from tpa_dist.catalog import open_model
+    from tpa_dist.reader import Region
+    from tpa_dist.settings import DeltaSettings
+
+    rng = np.random.default_rng(11)
+    m, n = 700, 300  # n > 4 · BASE_TOP: the base's top vectors alone first, as for real layers
+    base = (_orthonormal(rng, m, n) * (10.0 * np.arange(1, n + 1) ** -0.6)) @ _orthonormal(rng, n, n).T
+    noise = rng.standard_normal((m, n)) * 0.01 * np.linalg.norm(base) / np.sqrt(m * n)
+    tuned = {
+        "fine-tune": base + noise,
+        "lora": base + noise + (_orthonormal(rng, m, 3) * [30.0, 25.0, 20.0]) @ _orthonormal(rng, n, 3).T,
+        "unrelated": rng.standard_normal((m, n)),
+    }[case]
+    regions = {}
+    for name, w in (("tuned", tuned), ("base", base)):
+        folder = tmp_path / name
+        folder.mkdir()
+        write_safetensors(folder / "model.safetensors", {"w": ("F32", w.astype(np.float32), (m, n))})
+        (info,) = open_model(str(folder)).tensors()
+        regions[name] = Region("w", info.path, info.start, info.dtype, m, n)
+    full, whole = [], delta_mod._eigh_desc
+    monkeypatch.setattr(delta_mod, "_eigh_desc", lambda g: full.append(len(g)) or whole(g))
+    res = delta_mod.delta_spectrum(regions["tuned"], regions["base"], DeltaSettings(), 1 << 20)
+    t64, b64 = tuned.astype(np.float32).astype(np.float64), base.astype(np.float32).astype(np.float64)
+    ref = _reference(t64, b64)
+    vt = np.linalg.svd(t64, full_matrices=False)[2].T
+    vb = np.linalg.svd(b64, full_matrices=False)[2].T
+    similarity = np.abs(vt[:, :10].T @ vb).max(axis=1)
+    assert np.allclose(res.principal_angles, ref["angles"], atol=1e-7)
+    assert np.allclose(res.intruder_similarity, similarity, atol=1e-7)
+    assert res.intruders == ref["intruders"] == {"fine-tune": 0, "lora": 3, "unrelated": 10}[case]
+    assert full == ([] if case == "fine-tune" else [n])  # the full decomposition only where the bound cannot decide
