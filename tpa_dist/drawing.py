@@ -3,9 +3,9 @@
 A report's figures are independent and matplotlib is single-threaded, so with several cores the figures of one
 report take about the time of the largest few instead of their sum (bench_small: ~1 s of a small model's 2 s
 report). Children are forked after the queries ran and matplotlib was imported, draw from the rows they inherited
-and send back PNG bytes; they never touch the database. Where forking is not safe — Ray's gRPC threads live in
-this process, or this process is itself a daemonic worker — or there is one core or one figure, figures are drawn
-here, one after another.
+and send back PNG bytes; they never touch the database. Where forking is not safe — not Linux, Ray's gRPC threads
+live in this process, or this process is itself a daemonic worker — or there is one core or one figure, figures
+are drawn here, one after another.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def _draw_one(i: int) -> bytes | None:
 
 def can_fork() -> bool:
     """Whether figures may be drawn in forked children here (see the module docstring)."""
-    if not hasattr(os, "fork") or multiprocessing.current_process().daemon:
-        return False
+    if not sys.platform.startswith("linux") or multiprocessing.current_process().daemon:
+        return False  # (macOS frameworks are not fork-safe; Windows has no fork)
     ray = sys.modules.get("ray")
     return not (ray is not None and ray.is_initialized())
 
