@@ -296,10 +296,10 @@ def figure(i):
     rows = [(f"m{j % 2}", float((j * 7919 + i) % 97)) for j in range(200)]
     return plots.histogram(f"figure {i}", ["model", "v"], rows, "v", "model") + f"|{os.getpid()}".encode()
 
-jobs = [(i,) for i in range(5)]
-forked = drawing.draw_all(figure, jobs, (ValueError,))
+jobs = [(figure, (i,)) for i in range(5)]
+forked = drawing.draw_all(jobs, (ValueError,))
 drawing.can_fork = lambda: False
-serial = drawing.draw_all(figure, jobs, (ValueError,))
+serial = drawing.draw_all(jobs, (ValueError,))
 def show(out):
     return [str(o) if isinstance(o, Exception) else o.rsplit(b"|", 1)[1].decode() for o in out]
 same = [a == b for a, b in zip(forked, serial) if not isinstance(a, Exception)]

@@ -30,13 +30,14 @@ class Figure:
     args: tuple
 
 
-_job: Callable | None = None
-_args: Sequence[tuple] = ()
+Job = tuple[Callable[..., bytes | None], tuple]  # draw, args: draw(*args) gives the PNG bytes
+
+_jobs: Sequence[Job] = ()
 
 
 def _draw_one(i: int) -> bytes | None:
-    assert _job is not None
-    return _job(*_args[i])
+    draw, args = _jobs[i]
+    return draw(*args)
 
 
 def can_fork() -> bool:
@@ -47,15 +48,14 @@ def can_fork() -> bool:
     return not (ray is not None and ray.is_initialized())
 
 
-def draw_all(
-    draw: Callable[..., bytes | None], jobs: Sequence[tuple], errors: tuple[type[Exception], ...]
-) -> list[Result]:
-    """draw(*job) for every job, in order: its PNG bytes (or None), or the exception of type `errors` it raised."""
-    global _job, _args
+def draw_all(jobs: Sequence[Job], errors: tuple[type[Exception], ...]) -> list[Result]:
+    """draw(*args) for every (draw, args) job, in order: its PNG bytes (or None), or the exception of type `errors`
+    it raised."""
+    global _jobs
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers < 2 or not can_fork():
-        return [_guarded(draw, job, errors) for job in jobs]
-    _job, _args = draw, jobs  # inherited by the forked children: nothing of the rows is sent to them
+        return [_guarded(job, errors) for job in jobs]
+    _jobs = jobs  # inherited by the forked children: nothing of the rows is sent to them
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
             futures = [pool.submit(_draw_one, i) for i in range(len(jobs))]
@@ -67,12 +67,12 @@ def draw_all(
                     out.append(exc)
             return out
     finally:
-        _job, _args = None, ()
+        _jobs = ()
 
 
-def _guarded(draw: Callable[..., bytes | None], job: tuple, errors: tuple[type[Exception], ...]) -> Result:
+def _guarded(job: Job, errors: tuple[type[Exception], ...]) -> Result:
     try:
-        return draw(*job)
+        return job[0](*job[1])
     except errors as exc:
         return exc
 
@@ -81,7 +81,7 @@ def write_figures(figures: Sequence[Figure], drawn: Sequence[Result] | None = No
     """Write each figure's PNG (drawing them first unless `drawn`): per figure None, or why it was not written —
     one failed figure never costs the others."""
     if drawn is None:
-        drawn = draw_all(_figure, [(f,) for f in figures], (Exception,))
+        drawn = draw_all([(f.draw, f.args) for f in figures], (Exception,))
     out: list[str | None] = []
     for figure, png in zip(figures, drawn):
         try:
@@ -93,7 +93,3 @@ def write_figures(figures: Sequence[Figure], drawn: Sequence[Result] | None = No
         except Exception as exc:  # noqa: BLE001
             out.append(f"{figure.path.name} not written: {type(exc).__name__}: {exc}")
     return out
-
-
-def _figure(figure: Figure) -> bytes:
-    return figure.draw(*figure.args)

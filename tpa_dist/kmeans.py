@@ -57,17 +57,13 @@ class RowThreads:
     pool: Executor
     count: int
 
-    def each(self, n: int, work: Callable[[int, int], T]) -> list[T]:
-        """work(r0, r1) over contiguous spans of range(n), one per thread."""
-        if n < 2 * self.count:
-            return [work(0, n)]
-        step = -(-n // self.count)
-        return list(self.pool.map(lambda r0: work(r0, min(n, r0 + step)), range(0, n, step)))
-
 
 def each_span(threads: RowThreads | None, n: int, work: Callable[[int, int], T]) -> list[T]:
-    """work(r0, r1) over spans of range(n), one per row thread, or once over all of it without them."""
-    return threads.each(n, work) if threads is not None else [work(0, n)]
+    """work(r0, r1) over contiguous spans of range(n), one per row thread, or once over all of it without them."""
+    if threads is None or n < 2 * threads.count:
+        return [work(0, n)]
+    step = -(-n // threads.count)
+    return list(threads.pool.map(lambda r0: work(r0, min(n, r0 + step)), range(0, n, step)))
 
 
 class Data:

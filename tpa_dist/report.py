@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,17 +161,13 @@ def draw(rendered: list[Rendered], figures: Sequence[Figure] = ()) -> list[Resul
     (drawing.py); returns what each of `figures` gave."""
     plotted = [r for r in rendered if r.error is None and r.section.draw != "table" and r.rows]
     jobs = [(_draw, (r.section, r.columns, r.rows)) for r in plotted] + [(f.draw, f.args) for f in figures]
-    drawn = draw_all(_call, jobs, (KeyError, ValueError, TypeError))
+    drawn = draw_all(jobs, (KeyError, ValueError, TypeError))
     for r, png in zip(plotted, drawn):
         if isinstance(png, Exception):
             r.error = f"{r.section.name}: {type(png).__name__}: {png}"
         else:
             r.png = png
     return drawn[len(plotted) :]
-
-
-def _call(draw: Callable[..., bytes | None], args: tuple) -> bytes | None:
-    return draw(*args)
 
 
 def pivot(cols: list[str], rows: list[tuple], on: str, value: str) -> tuple[list[str], list[tuple]]:
