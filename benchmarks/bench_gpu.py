@@ -5,8 +5,9 @@ Writes the synthetic checkpoint under --work (8 GB for qwen3-4b), then:
  1. kernel timings per shape on the GPU: float64 Gram+eigvalsh (ours) vs torch svdvals f64 / f32 vs the seed's
     full torch.linalg.svd in float32;
  2. the GPU path against the CPU path on one matrix of every shape: max |Δσ|/σ_max, ranks identical;
- 3. end to end on the whole checkpoint: the seed's method (subset of layers, extrapolated per shape) vs
-    tpa-dist's GPU worker over every matrix (in-process AnalysisWorker; with Ray too when installed).
+ 3. end to end on the whole checkpoint: the seed's method vs tpa-dist's GPU worker class in this process (1
+    and 4 threads, each on its CUDA stream), and `tpa-dist submit` on a local Ray with GPU workers when Ray and
+    duckdb are installed (the default: one GPU worker running 4 streams; then 4 fractional workers, 1 stream each).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,6 +42,47 @@ def log(*args: object) -> None:
     print(time.strftime("%H:%M:%S"), *args, flush=True)
 
 
+def run_submit(folder: Path, work: Path, config: str, seed_s: float) -> dict[str, object]:
+    """`tpa-dist submit` (matrices only, as the seed's method) on a local Ray with GPU workers; config is
+    GPUS_PER_WORKER:STREAMS. Its figures, the devices that analyzed the matrices and the ratio to the seed."""
+    import duckdb
+
+    from tpa_dist.driver import submit
+    from tpa_dist.jobs import Job
+
+    gpus, streams = config.split(":")
+    db = work / f"gpu-{gpus}-{streams}.duckdb"
+    t0 = time.perf_counter()
+    summary = submit(
+        Job.create(
+            models=(str(folder),),
+            db=str(db),
+            output_dir=str(work / "out"),
+            progress=False,
+            force=True,
+            embedding=False,
+            gpus_per_worker=float(gpus),
+            gpu_streams=int(streams),
+        )
+    )
+    out: dict[str, object] = {
+        "wall_s": time.perf_counter() - t0,
+        "analysis_s": summary.seconds,
+        "ray_startup_s": summary.ray_startup_s,
+        "phases": summary.phases,
+        "ok": summary.ok,
+    }
+    con = duckdb.connect(str(db), read_only=True)
+    out["devices"] = dict(con.execute("SELECT device, count(*) FROM matrix_analysis GROUP BY 1").fetchall())
+    out["gpu_task_seconds"] = con.execute(
+        "SELECT sum(seconds), max(seconds), count(DISTINCT worker) FROM matrix_analysis WHERE device LIKE 'cuda%'"
+    ).fetchone()
+    con.close()
+    out["speedup_vs_seed"] = seed_s / summary.seconds
+    log(f"submit {config}:", summary.describe(), out)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="qwen3-4b")
@@ -52,6 +95,11 @@ def main() -> None:
         help="layers the seed's method runs end to end (-1: all, the whole model)",
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "torch-cpu")
+    ap.add_argument("--skip-kernels", action="store_true", help="skip step 1 (per-shape kernel timings)")
+    ap.add_argument("--worker-streams", default="1,4", help="in-process GPU worker runs: streams of each")
+    ap.add_argument(
+        "--submit-configs", default="1:4,0.25:1", help="submit runs, GPUS_PER_WORKER:STREAMS each (default first)"
+    )
     args = ap.parse_args()
     dev = args.device
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
@@ -83,7 +131,7 @@ def main() -> None:
     kernels = {}
     compute = "cuda" if dev == "cuda" else "cpu"
     for key, t in one_per_shape.items():
-        if key == ("planted",):
+        if key == ("planted",) or args.skip_kernels:
             continue
         w = torch.from_numpy(read_all(t.region)).to(compute)
         w32 = w.float()
@@ -140,74 +188,47 @@ def main() -> None:
         log("check", checks[-1])
     res["checks"] = checks
 
-    # 3. end to end
+    # 3. end to end: the GPU worker class in this process (no Ray), one stream and several
     worker = AnalysisWorker(AnalysisSettings(block_mib=256, threads=16), gpu=dev == "cuda")
     if dev != "cuda":
         worker.compute, worker.device = dev, dev
     order = sorted(tasks, key=lambda t: t.cost, reverse=True)
-    t0 = time.perf_counter()
-    rows = worker.analyze(order)
-    res["tpa_gpu_worker_s"] = time.perf_counter() - t0
-    res["tpa_gpu_worker_failed"] = sum(r["status"] != "ok" for r, _ in rows)
-    log(f"tpa-dist GPU worker, all {len(tasks)} matrices: {res['tpa_gpu_worker_s']:.1f}s")
+    rows: list = []
+    for streams in (int(x) for x in args.worker_streams.split(",") if x):
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(streams) as pool:
+            rows = [r for part in pool.map(worker.analyze, [order[i::streams] for i in range(streams)]) for r in part]
+        res[f"tpa_gpu_worker_{streams}_streams_s"] = time.perf_counter() - t0
+        res[f"tpa_gpu_worker_{streams}_streams_failed"] = sum(r["status"] != "ok" for r, _ in rows)
+        log(f"tpa-dist GPU worker, {streams} stream(s), all {len(tasks)} matrices: {time.perf_counter() - t0:.1f}s")
     subset = {
         t.param_name
         for t in tasks
         if args.seed_layers < 0 or (t.layer_index is not None and t.layer_index < args.seed_layers)
     }
     subset.add("model.embed_tokens.weight")
-    sub_tasks = [t for t in order if t.param_name in subset]
-    t0 = time.perf_counter()
-    worker.analyze(sub_tasks)
-    res["tpa_gpu_subset_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     seed_ranks = seed_method(folder, compute, subset)
     res["seed_gpu_subset_s"] = time.perf_counter() - t0
-    res["subset_matrices"] = len(sub_tasks)
+    res["subset_matrices"] = len(seed_ranks)
+    log(f"seed's method on {len(seed_ranks)} matrices: {res['seed_gpu_subset_s']:.1f}s")
     ours = {r["matrix_key"]: r["actual_rank"] for r, _ in rows}
     res["seed_rank_disagreements"] = {k: (v, ours[k]) for k, v in seed_ranks.items() if ours.get(k) != v}
-    per_shape_seed = sum(kernels[f"{r}x{c}"]["seed_svd_f32"] * n for (r, c), n in shapes.items())
-    res["seed_gpu_all_kernel_estimate_s"] = per_shape_seed
-    res["speedup_subset_end_to_end"] = res["seed_gpu_subset_s"] / res["tpa_gpu_subset_s"]
-    log(
-        f"subset ({len(sub_tasks)} matrices): seed {res['seed_gpu_subset_s']:.1f}s vs tpa-dist "
-        f"{res['tpa_gpu_subset_s']:.1f}s -> {res['speedup_subset_end_to_end']:.1f}x"
-    )
+    if kernels:
+        res["seed_gpu_all_kernel_estimate_s"] = sum(
+            kernels[f"{r}x{c}"]["seed_svd_f32"] * n for (r, c), n in shapes.items()
+        )
+    del worker
     try:
-        import duckdb
+        import duckdb  # noqa: F401
         import ray  # noqa: F401
-
-        from tpa_dist.driver import submit
-        from tpa_dist.jobs import Job
-
-        del worker
-        if dev == "cuda":
-            torch.cuda.empty_cache()  # the GPU actors plan with the card's free memory
-        db = Path(args.work) / "gpu.duckdb"
-        t0 = time.perf_counter()
-        summary = submit(
-            Job.create(
-                models=(str(folder),),
-                db=str(db),
-                output_dir=str(Path(args.work) / "out"),
-                progress=False,
-                force=True,
-                embedding=False,  # matrices only, as the seed's method
-            )
-        )
-        res["tpa_submit_wall_s"] = time.perf_counter() - t0
-        res["tpa_submit_analysis_s"] = summary.seconds
-        res["tpa_submit_ray_startup_s"] = summary.ray_startup_s
-        res["tpa_submit_ok"] = summary.ok
-        con = duckdb.connect(str(db), read_only=True)
-        res["tpa_submit_devices"] = dict(
-            con.execute("SELECT device, count(*) FROM matrix_analysis GROUP BY 1").fetchall()
-        )
-        con.close()
-        res["speedup_submit_vs_seed"] = res["seed_gpu_subset_s"] / summary.seconds
-        log("submit:", summary.describe(), res["tpa_submit_devices"])
     except ImportError:
         res["tpa_submit"] = "ray or duckdb not installed on this machine (see benchmarks/device_site.sh)"
+    else:
+        if dev == "cuda":
+            torch.cuda.empty_cache()  # the GPU actors plan with the card's free memory
+        for config in args.submit_configs.split(","):
+            res[f"tpa_submit_{config}"] = run_submit(folder, Path(args.work), config, res["seed_gpu_subset_s"])
     Path(args.out).write_text(
         json.dumps(res, indent=1, default=lambda o: None if isinstance(o, float) and math.isnan(o) else str(o))
     )

@@ -9,6 +9,7 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 RAY_AUTH_MODE=disabled
 OUT=${OUT:-/tmp/tpa-gpu-out}
 PRESET=${PRESET:-qwen3-4b}
+BENCH_ARGS=${BENCH_ARGS:-}  # e.g. --skip-kernels (the per-shape kernel table is in BENCHMARKS.md already)
 LOG="$OUT/gpu_log.txt"
 mkdir -p "$OUT"
 if [ -f .whl/site.tar.xz ]; then
@@ -19,7 +20,7 @@ python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', nump
 python3 -c "import ray, duckdb, weightwatcher; print('ray', ray.__version__, 'duckdb', duckdb.__version__)" 2>&1 \
   | tail -1 | tee -a "$LOG"
 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_spectrum.py 2>&1 | tail -5 | tee -a "$LOG"
-python3 benchmarks/bench_gpu.py --preset "$PRESET" --work /tmp/tpa-gpu --out "$OUT/gpu_results.json" 2>&1 \
+python3 benchmarks/bench_gpu.py --preset "$PRESET" --work /tmp/tpa-gpu --out "$OUT/gpu_results.json" $BENCH_ARGS 2>&1 \
   | tee -a "$LOG"
 python3 benchmarks/bench_peers.py --preset "$PRESET" --folder "/tmp/tpa-gpu/$PRESET" --device cuda --runs 1 \
   --methods ww --out "$OUT/gpu_peers.json" 2>&1 | tee -a "$LOG"

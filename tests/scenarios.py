@@ -19,7 +19,7 @@ from .conftest import wait_until_stored
 def _rows(db: str) -> list[dict]:
     con = duckdb.connect(db, read_only=True)
     cur = con.execute(
-        "SELECT model_id, matrix_key, kind, status, device, fallback_reason, node, nbytes, shard FROM matrix_analysis"
+        "SELECT model_id, matrix_key, kind, status, device, fallback_reason, node, worker, nbytes, shard FROM matrix_analysis"
     )
     cols = [d[0] for d in cur.description]
     out = [dict(zip(cols, r)) for r in cur.fetchall()]
@@ -54,9 +54,10 @@ def gpu_fallback(work: Path) -> dict:
     oom = submit(_job(work, "oom", ("synth:tiny-llama",), gpus_per_worker=1.0))
     del os.environ["TPA_DIST_INJECT_OOM_BYTES"]
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "400000"
-    planner = submit(_job(work, "plan", ("synth:tiny-llama",), gpus_per_worker=1.0))
-    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "1600000"  # 4 workers share it: 400000 each, as above
+    planner = submit(_job(work, "plan", ("synth:tiny-llama",), gpus_per_worker=1.0, gpu_streams=1))
+    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "1600000"  # 4 streams of one worker share it: 400000 each, as above
     shared = submit(_job(work, "shared", ("synth:tiny-llama",)))
+    fractional = submit(_job(work, "fractional", ("synth:tiny-llama",), gpus_per_worker=0.25, gpu_streams=1))
     cpu_only = submit(_job(work, "cpu", ("synth:tiny-llama",), cpu_only=True))
     # ΔW pairs on GPU workers: the small ones on the (fake) GPU, the larger ones hit an injected OOM and re-run
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = str(1 << 30)
@@ -77,10 +78,11 @@ def gpu_fallback(work: Path) -> dict:
         return out
 
     return {
-        "ok": [oom.ok, planner.ok, cpu_only.ok, shared.ok, delta.ok, delta_cpu.ok],
+        "ok": [oom.ok, planner.ok, cpu_only.ok, shared.ok, fractional.ok, delta.ok, delta_cpu.ok],
         "delta": deltas("delta"),
         "delta_cpu": deltas("delta-cpu"),
         "shared": _rows(str(work / "shared.duckdb")),
+        "fractional": _rows(str(work / "fractional.duckdb")),
         "oom": _rows(str(work / "oom.duckdb")),
         "planner": _rows(str(work / "plan.duckdb")),
         "cpu_only": _rows(str(work / "cpu.duckdb")),

@@ -28,3 +28,27 @@ def test_cuda_spectrum_matches_scipy(tmp_path, case):
     assert actual_rank(gpu.singular_values, *values.shape) == actual_rank(cpu.singular_values, *values.shape)
     assert gpu.stats.mean == pytest.approx(cpu.stats.mean, rel=1e-9, abs=1e-15)
     assert gpu.stats.small == cpu.stats.small
+
+
+def test_concurrent_calls_on_streams_equal_one_call(tmp_path):
+    """A GPU actor's concurrent batches (--gpu-streams, one CUDA stream per calling thread) give the results of
+    the same tasks run one by one, and every stream's result matches float64 scipy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tpa_dist.actors import AnalysisWorker
+    from tpa_dist.settings import AnalysisSettings
+
+    rng = np.random.default_rng(11)
+    tensors = {f"w{i}": CASES[case](rng).contiguous() for i, case in enumerate(sorted(CASES) * 2)}
+    infos = _store(tmp_path, tensors)
+    tasks = [t for name in sorted(infos) for t in tasks_for_tensor("m", "r", infos[name])]
+    worker = AnalysisWorker(AnalysisSettings(block_mib=1), gpu=True)
+    alone = {row["matrix_key"]: sv for row, sv in worker.analyze(tasks)}
+    with ThreadPoolExecutor(4) as pool:
+        parts = list(pool.map(worker.analyze, [tasks[i::4] for i in range(4)]))
+    together = {row["matrix_key"]: (row, sv) for part in parts for row, sv in part}
+    assert set(together) == set(alone)
+    for key, (row, sv) in together.items():
+        assert row["status"] == "ok" and row["device"].startswith("cuda:")
+        np.testing.assert_allclose(sv, alone[key], rtol=0, atol=1e-12 * max(alone[key][0], 1e-300))
+        _assert_spectrum_close(sv, sl.svdvals(tensors[key.split(".")[0]].double().numpy()))

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -67,6 +68,7 @@ class AnalysisWorker:
             pass
         self.worker = f"{self.host}:{os.getpid()}"
         self._fetched: dict[tuple, str] = {}
+        self._thread = threading.local()  # a GPU actor's concurrent calls: one CUDA stream per calling thread
 
     def describe(self) -> dict[str, object]:
         return {
@@ -125,7 +127,22 @@ class AnalysisWorker:
 
     def analyze(self, tasks: list[MatrixTask]) -> list[tuple[MatrixRow, np.ndarray | None]]:
         """One (row, singular values) per task; anything a task raises (fetching its shard included) becomes
-        that task's error row, so one bad tensor never costs the rest of its batch."""
+        that task's error row, so one bad tensor never costs the rest of its batch.
+
+        A GPU actor takes several calls at once (Ray's max_concurrency, --gpu-streams), each thread on its own
+        CUDA stream: one batch's file reading and copying overlap another's kernels in one process and one CUDA
+        context (BENCHMARKS.md: 4 streams 2.1x one on an H100; 4 processes sharing the card time-slice instead)."""
+        if self.compute != "cuda":
+            return self._analyze(tasks)
+        import torch
+
+        stream = getattr(self._thread, "stream", None)
+        if stream is None:
+            stream = self._thread.stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            return self._analyze(tasks)
+
+    def _analyze(self, tasks: list[MatrixTask]) -> list[tuple[MatrixRow, np.ndarray | None]]:
         out = []
         for task in tasks:
             delta = isinstance(task, DeltaTask)

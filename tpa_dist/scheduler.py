@@ -28,7 +28,8 @@ MAX_BATCH_ATTEMPTS = 3
 class Pools:
     cpu: list = field(default_factory=list)
     gpu: list = field(default_factory=list)
-    gpu_free_bytes: int = 0
+    gpu_free_bytes: int = 0  # device memory one GPU task may plan with (its worker's share, divided by streams)
+    gpu_streams: int = 1  # batches each GPU actor runs at once
     nodes: dict[tuple[str, int], str] = field(default_factory=dict)  # (pool, index) -> Ray node id
 
     def all(self) -> list:
@@ -42,8 +43,9 @@ def worker_env() -> dict[str, str]:
 
 
 def make_pools(settings: AnalysisSettings, workers: WorkerSettings) -> Pools:
-    """GPU actors (1/gpus_per_worker per GPU: 4 by default, so that one worker's file reading overlaps
-    another's eigvalsh) unless cpu_only; CPU actors on the remaining cores."""
+    """GPU actors (1/gpus_per_worker per GPU), each running gpu_streams batches at once on CUDA streams, unless
+    cpu_only; CPU actors on the remaining cores. All actors start together (a GPU actor's torch import and CUDA
+    context take seconds: the CPU actors' start overlaps it)."""
     import ray
 
     from .actors import AnalysisWorker
@@ -56,29 +58,41 @@ def make_pools(settings: AnalysisSettings, workers: WorkerSettings) -> Pools:
         opts["runtime_env"] = {"env_vars": env}
     remote = ray.remote(AnalysisWorker)
     pools = Pools()
-    gpus_per_worker, threads = workers.gpus_per_worker, workers.threads_per_worker
+    gpus_per_worker, threads, streams = workers.gpus_per_worker, workers.threads_per_worker, workers.gpu_streams
+    gpu_actors: list = []
     if gpus > 0 and not workers.cpu_only:
         n_gpu = int(gpus / gpus_per_worker)
-        gpu_cpus = min(1.0, cpus / (2 * n_gpu))  # GPU workers take at most half the CPUs; the CPU pool the rest
+        gpu_cpus = min(float(streams), cpus / (2 * n_gpu))  # GPU workers take at most half the CPUs
         gpu_actors = [
-            remote.options(num_cpus=gpu_cpus, num_gpus=gpus_per_worker, **opts).remote(settings, True)
+            remote.options(num_cpus=gpu_cpus, num_gpus=gpus_per_worker, max_concurrency=streams, **opts).remote(
+                settings, True
+            )
             for _ in range(n_gpu)
         ]
-        infos = _describe_all(gpu_actors)
-        for actor, info in zip(gpu_actors, infos):
-            if info["device"] in ("unavailable", "unknown"):
-                log.warning("GPU worker on %s has no usable CUDA device; using CPUs there", info["host"])
-                ray.kill(actor)
-            else:
-                pools.nodes[("gpu", len(pools.gpu))] = info["node"]
-                pools.gpu.append(actor)
-        # workers sharing a GPU share its memory: each plans with its share
-        share = max(1, round(1 / gpus_per_worker)) if gpus_per_worker < 1 else 1
-        pools.gpu_free_bytes = min((i["free_bytes"] for i in infos if i["free_bytes"]), default=0) // share
-        cpus = int(cpus - gpu_cpus * len(pools.gpu))
+        cpus = int(cpus - gpu_cpus * n_gpu)
     n_cpu = workers.num_workers or max(1, cpus // threads)
     pools.cpu = [remote.options(num_cpus=threads, **opts).remote(settings, False) for _ in range(n_cpu)]
-    for i, info in enumerate(_describe_all(pools.cpu)):
+    infos = _describe_all(gpu_actors + pools.cpu)
+    gpu_infos, cpu_infos = infos[: len(gpu_actors)], infos[len(gpu_actors) :]
+    for actor, info in zip(gpu_actors, gpu_infos):
+        if info["device"] in ("unavailable", "unknown"):
+            log.warning("GPU worker on %s has no usable CUDA device; its work goes to the CPU workers", info["host"])
+            ray.kill(actor)
+        else:
+            pools.nodes[("gpu", len(pools.gpu))] = info["node"]
+            pools.gpu.append(actor)
+    freed = int(gpu_cpus * (len(gpu_actors) - len(pools.gpu))) // threads if gpu_actors else 0
+    if freed and not workers.num_workers:  # the CPUs of GPU workers that found no device
+        extra = [remote.options(num_cpus=threads, **opts).remote(settings, False) for _ in range(freed)]
+        cpu_infos += _describe_all(extra)
+        pools.cpu += extra
+    if pools.gpu:
+        # workers sharing a GPU share its memory, and a worker's concurrent batches share the worker's
+        share = max(1, round(1 / gpus_per_worker)) if gpus_per_worker < 1 else 1
+        free = min((i["free_bytes"] for i in gpu_infos if i["free_bytes"]), default=0)
+        pools.gpu_free_bytes = free // (share * streams)
+        pools.gpu_streams = streams
+    for i, info in enumerate(cpu_infos):
         pools.nodes[("cpu", i)] = info["node"]
     return pools
 
@@ -127,6 +141,7 @@ class Scheduler:
         self.queue: deque = deque()  # (pool name, tasks, attempt, fallback_reason)
         self.shard_node: dict[str, str] = {}  # shard file -> node that read it first (warm page cache)
         self.load: dict[tuple[str, int], int] = {}
+        self.limit = {"cpu": INFLIGHT_PER_WORKER, "gpu": INFLIGHT_PER_WORKER * pools.gpu_streams}
         for name in ("cpu", "gpu"):
             for i in range(len(getattr(pools, name))):
                 self.load[(name, i)] = 0
@@ -145,7 +160,7 @@ class Scheduler:
         n_cpu, n_gpu = len(self.pools.cpu), len(self.pools.gpu)
         for batch in batch_tasks(too_big, workers=n_cpu):
             self.queue.append(("cpu", batch, 1, "gpu_memory"))
-        for batch in batch_tasks(gpu_tasks, workers=n_gpu):
+        for batch in batch_tasks(gpu_tasks, workers=n_gpu * self.pools.gpu_streams):
             self.queue.append(("gpu", batch, 1, None))
         for batch in batch_tasks(cpu_tasks, workers=n_cpu):
             self.queue.append(("cpu", batch, 1, None))
@@ -191,7 +206,7 @@ class Scheduler:
         while launched and self.queue:
             launched = False
             for key in sorted(self.load, key=self.load.get):
-                if self.load[key] >= INFLIGHT_PER_WORKER or not self.queue:
+                if self.load[key] >= self.limit[key[0]] or not self.queue:
                     continue
                 idx = self._pick(key)
                 if idx is None:
