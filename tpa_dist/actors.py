@@ -55,6 +55,10 @@ class AnalysisWorker:
         self.settings = settings
         if gpu:
             self.compute, self.device, self.free_bytes = gpu_compute_device()
+            if self.compute == "cuda":
+                # torch loads its CUDA linear-algebra library on the first linalg call, and that lazy load is not
+                # thread-safe (concurrent streams' first eigvalsh: "lazy wrapper should be called at most once")
+                torch.linalg.eigvalsh(torch.eye(2, dtype=torch.float64, device="cuda"))
         else:
             self.compute, self.device, self.free_bytes = "cpu", "cpu", 0
         self.host = socket.gethostname()
