@@ -52,3 +52,30 @@ def test_concurrent_calls_on_streams_equal_one_call(tmp_path):
         assert row["status"] == "ok" and row["device"].startswith("cuda:")
         np.testing.assert_allclose(sv, alone[key], rtol=0, atol=1e-12 * max(alone[key][0], 1e-300))
         _assert_spectrum_close(sv, sl.svdvals(tensors[key.split(".")[0]].double().numpy()))
+
+
+def test_fresh_worker_takes_concurrent_calls_at_once(tmp_path):
+    """In a fresh process (as a Ray GPU actor is), the first calls arrive on several threads together: none fails
+    on torch's lazily loaded CUDA linear algebra (it is loaded when the worker starts)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    rng = np.random.default_rng(3)
+    _store(tmp_path, {f"w{i}": torch.from_numpy(rng.standard_normal((64, 48))).float() for i in range(8)})
+    script = textwrap.dedent(
+        f"""
+        from concurrent.futures import ThreadPoolExecutor
+        from tpa_dist.actors import AnalysisWorker
+        from tpa_dist.catalog import open_model
+        from tpa_dist.settings import AnalysisSettings
+        from tpa_dist.tasks import tasks_for_tensor
+        tasks = [t for info in open_model({str(tmp_path)!r}).tensors() for t in tasks_for_tensor("m", "r", info)]
+        worker = AnalysisWorker(AnalysisSettings(), gpu=True)
+        with ThreadPoolExecutor(8) as pool:
+            rows = [r for part in pool.map(worker.analyze, [[t] for t in tasks]) for r, _ in part]
+        print(sorted((r["status"], r["error"]) for r in rows))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == str([("ok", None)] * 8), out.stdout + out.stderr
