@@ -136,6 +136,40 @@ def test_resumed_pairs_are_not_recomputed(finetunes):
     assert again.ok and again.done == 0 and again.reused == first.total
 
 
+def test_spectra_only_pairs_take_the_stored_base_norms(ray_session, tmp_path):
+    """Subspace metrics off and the base analyzed before: each pair's pass accumulates ΔᵀΔ alone, ‖W_b‖_F and ‖W_b‖₂
+    come with the task from the base's stored rows, and the updates still equal numpy's on the stored values."""
+    from tpa_dist.driver import Driver
+    from tpa_dist.store import Store
+
+    common = dict(db=str(tmp_path / "d.duckdb"), output_dir=str(tmp_path / "out"), progress=False, embedding=False)
+    assert submit(Job.create(models=("synth:tiny-llama",), **common)).ok
+    job = Job.create(models=("synth:tiny-llama-ft",), base="synth:tiny-llama", subspace=False, **common)
+    store = Store(job.db)
+    try:
+        planner = Driver(job)
+        planner.plan(store)
+    finally:
+        store.close()
+    assert len(planner.delta_tasks) == 16
+    assert all(t.base_norms is not None and t.grams == 1 for t in planner.delta_tasks)
+    assert submit(job).ok
+    base = _weights(write_synthetic("tiny-llama", tmp_path / "b"))
+    tuned = _weights(write_synthetic("tiny-llama-ft", tmp_path / "t"))
+    con = duckdb.connect(job.db, read_only=True)
+    query = "SELECT matrix_key, frobenius_norm FROM matrix_analysis WHERE kind = 'matrix' AND model_id = ?"
+    stored = dict(con.execute(query, ["synth:tiny-llama"]).fetchall())
+    con.close()
+    rows = _rows(job.db, "synth:tiny-llama-ft")
+    for key, row in rows.items():
+        assert row["base_frobenius_norm"] == stored[key] and row["principal_angles"] is None, key
+        if key in FT_PLAN:
+            ref = _reference(tuned[key], base[key])
+            assert row["relative_update"] == pytest.approx(ref["relative"], rel=1e-9)
+            assert row["spectral_update"] == pytest.approx(ref["spectral"], rel=1e-9)
+            assert row["actual_rank"] == FT_PLAN[key]
+
+
 def test_unmatched_tensors_are_listed_not_errors(ray_session, tmp_path):
     rng = np.random.default_rng(0)
     base, tuned = tmp_path / "base", tmp_path / "tuned"

@@ -134,7 +134,12 @@ def analyze_delta(
     sv = None
     try:
         res = delta_spectrum(
-            task.tuned.region, task.base.region, task.settings, block_bytes or settings.block_bytes, device
+            task.tuned.region,
+            task.base.region,
+            task.settings,
+            block_bytes or settings.block_bytes,
+            device,
+            task.base_norms,
         )
         rows, cols = task.tuned.region.rows, task.tuned.region.cols
         metrics = {

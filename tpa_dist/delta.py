@@ -3,7 +3,8 @@
 Both matrices stream by row block from their own byte ranges (any stored dtypes, decoded to float64); each pair of
 blocks adds to three Gram matrices of the smaller side n: ΔᵀΔ (from the difference of the blocks, so a small
 update is not lost to cancellation), W_tᵀW_t and W_bᵀW_b. Memory is O(block + 3·n²), independent of the long
-side.
+side. Without the subspace metrics only ΔᵀΔ is needed, and W_bᵀW_b only for ‖W_b‖₂ — not even that where the
+base's own analysis is stored (its ‖W_b‖_F and ‖W_b‖₂, the same float64 values, come with the task).
 
 * σ(ΔW) = sqrt(eigvalsh(ΔᵀΔ)) — the spectrum every matrix metric is computed from;
 * the singular vectors of W_t and W_b on that side come from their Grams (right singular vectors for a tall
@@ -61,6 +62,10 @@ def _top(gram: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(np.clip(lam[::-1], 0.0, None)), vec[:, ::-1]
 
 
+def _frobenius(gram: np.ndarray) -> float:
+    return float(np.sqrt(max(np.trace(gram), 0.0)))
+
+
 def _largest(gram: np.ndarray) -> float:
     """The largest singular value (‖W‖₂) from the Gram: its top eigenvalue alone."""
     from scipy.linalg import eigh
@@ -85,13 +90,14 @@ def _largest_cosines(v_t: np.ndarray, g_b: np.ndarray, v_b: np.ndarray) -> np.nd
 
 
 def _grams(
-    tuned: Region, base: Region, block_bytes: int, transpose: bool, n: int, sub: bool, device: str
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
-    """(ΔᵀΔ, W_tᵀW_t or None, W_bᵀW_b, ‖W_t‖_F²) accumulated in float64 over streamed block pairs — with numpy on
-    the CPU, with torch on `device` for GPU workers ("torch-cpu": the same code on the CPU, for tests)."""
+    tuned: Region, base: Region, block_bytes: int, transpose: bool, n: int, sub: bool, need_base: bool, device: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, float]:
+    """(ΔᵀΔ, W_tᵀW_t or None, W_bᵀW_b or None, ‖W_t‖_F²) accumulated in float64 over streamed block pairs — with
+    numpy on the CPU, with torch on `device` for GPU workers ("torch-cpu": the same code on the CPU, for tests)."""
     blocks = zip(iter_blocks(tuned, block_bytes, transpose), iter_blocks(base, block_bytes, transpose), strict=True)
     if device == "cpu":
-        g_d, g_b = np.zeros((n, n)), np.zeros((n, n))
+        g_d = np.zeros((n, n))
+        g_b = np.zeros((n, n)) if need_base else None
         g_t = np.zeros((n, n)) if sub else None
         sq_t = 0.0
         for bt, bb in blocks:
@@ -99,7 +105,8 @@ def _grams(
                 raise TensorDataError(tuned.name, "the tuned or the base matrix contains NaN or Inf values")
             d = bt - bb
             g_d += d.T @ d
-            g_b += bb.T @ bb
+            if need_base:
+                g_b += bb.T @ bb
             if sub:
                 g_t += bt.T @ bt
             else:
@@ -112,7 +119,8 @@ def _grams(
     inject_oom(tuned)
     dev = "cpu" if device == "torch-cpu" else device
     zeros = lambda: torch.zeros((n, n), dtype=torch.float64, device=dev)  # noqa: E731
-    g_d, g_b = zeros(), zeros()
+    g_d = zeros()
+    g_b = zeros() if need_base else None
     g_t = zeros() if sub else None
     sq_t = torch.zeros((), dtype=torch.float64, device=dev)
     for bt, bb in blocks:
@@ -121,7 +129,8 @@ def _grams(
             raise TensorDataError(tuned.name, "the tuned or the base matrix contains NaN or Inf values")
         d = t - b
         g_d.addmm_(d.T, d)
-        g_b.addmm_(b.T, b)
+        if need_base:
+            g_b.addmm_(b.T, b)
         if sub:
             g_t.addmm_(t.T, t)
         else:
@@ -131,10 +140,16 @@ def _grams(
 
 
 def delta_spectrum(
-    tuned: Region, base: Region, settings: DeltaSettings, block_bytes: int, device: str = "cpu"
+    tuned: Region,
+    base: Region,
+    settings: DeltaSettings,
+    block_bytes: int,
+    device: str = "cpu",
+    base_norms: tuple[float, float] | None = None,
 ) -> DeltaResult:
     """Spectrum of ΔW and the subspace change of one matrix pair (same shape), streamed block by block; the Grams
-    accumulate on `device` (a GPU worker's "cuda"), the eigen-decompositions run in float64 LAPACK."""
+    accumulate on `device` (a GPU worker's "cuda"), the eigen-decompositions run in float64 LAPACK. `base_norms`
+    (‖W_b‖_F, ‖W_b‖₂ from the base's stored analysis) spare the Gram of W_b when the subspace metrics are off."""
     if (tuned.rows, tuned.cols) != (base.rows, base.cols):
         raise TensorDataError(
             tuned.name, f"shape {(tuned.rows, tuned.cols)} differs from the base's {(base.rows, base.cols)}"
@@ -142,12 +157,14 @@ def delta_spectrum(
     transpose = tuned.rows < tuned.cols
     n = min(tuned.rows, tuned.cols)
     sub = settings.subspace
-    g_d, g_t, g_b, sq_t = _grams(tuned, base, block_bytes, transpose, n, sub, device)
+    stored = base_norms is not None and not sub
+    g_d, g_t, g_b, sq_t = _grams(tuned, base, block_bytes, transpose, n, sub, not stored, device)
     sv = np.sqrt(np.clip(np.linalg.eigvalsh(g_d), 0.0, None))[::-1].copy()
     side = "left" if transpose else "right"
-    base_frobenius = float(np.sqrt(max(np.trace(g_b), 0.0)))
     if not sub:
-        return DeltaResult(sv, base_frobenius, _largest(g_b), float(np.sqrt(sq_t)), None, None, None, side)
+        base_frobenius, base_spectral = base_norms if stored else (_frobenius(g_b), _largest(g_b))
+        return DeltaResult(sv, base_frobenius, base_spectral, float(np.sqrt(sq_t)), None, None, None, side)
+    base_frobenius = _frobenius(g_b)
     r, k = min(settings.subspace_rank, n), min(settings.intruder_k, n)
     _, v_t = _top(g_t, max(r, k))
     s_b, v_b = _top(g_b, min(n, max(r, BASE_TOP)))
@@ -158,7 +175,7 @@ def delta_spectrum(
         singular_values=sv,
         base_frobenius=base_frobenius,
         base_spectral=float(s_b[0]) if n else 0.0,
-        tuned_frobenius=float(np.sqrt(max(np.trace(g_t), 0.0))),
+        tuned_frobenius=_frobenius(g_t),
         principal_angles=angles,
         intruders=int(np.count_nonzero(similarity < settings.intruder_epsilon)),
         intruder_similarity=similarity,

@@ -156,7 +156,11 @@ class Driver:
                 if self.job.analysis.force
                 else store.done_deltas(tuned.model_id, tuned.revision, base.model_id, base.revision, self.settings_id)
             )
-            tasks, skipped = plan_deltas(tuned, base, done, self.job.delta)
+            # the base's norms where it was analyzed before (not when --force recomputes it)
+            norms = (
+                {} if self.job.analysis.force else store.matrix_norms(base.model_id, base.revision, self.settings_id)
+            )
+            tasks, skipped = plan_deltas(tuned, base, done, self.job.delta, norms)
             store.write_deltas(skipped, [], {"settings_id": self.settings_id, "run_id": self.summary.run_id})
         except Exception as exc:  # noqa: BLE001
             self.summary.fail(f"model {tuned.spec}: ΔW against {base.spec} not planned: {_describe(exc)}")

@@ -98,10 +98,15 @@ def failed_model_record(spec: str, error: str, run_id: str) -> dict[str, object]
 
 
 def plan_deltas(
-    tuned: PlannedModel, base: PlannedModel, done: set[str], settings: DeltaSettings
+    tuned: PlannedModel,
+    base: PlannedModel,
+    done: set[str],
+    settings: DeltaSettings,
+    base_norms: dict[str, tuple[float, float]] | None = None,
 ) -> tuple[list[DeltaTask], list[DeltaRow]]:
     """ΔW tasks for every matrix (expert slice) present in both models with the same shape and not stored yet,
-    and a 'skipped' row, with the reason, for every matrix in one model only or whose shapes differ."""
+    and a 'skipped' row, with the reason, for every matrix in one model only or whose shapes differ. `base_norms`:
+    the base's stored (‖W‖_F, ‖W‖₂) by matrix key, handed to the tasks (store.matrix_norms)."""
     from .analysis import delta_base_row
 
     tuned_by_key = {t.matrix_key: t for t in tuned.tasks if t.kind == "matrix"}
@@ -122,7 +127,7 @@ def plan_deltas(
         elif t.matrix_shape != b.matrix_shape:
             skip(t, b, f"shapes differ: tuned {t.matrix_shape}, base {b.matrix_shape}")
         elif key not in done:
-            tasks.append(DeltaTask(t, b, settings))
+            tasks.append(DeltaTask(t, b, settings, base_norms=(base_norms or {}).get(key)))
     for key, b in base_by_key.items():
         if key not in tuned_by_key:
             own = replace(b, model_id=tuned.model_id, revision=tuned.revision, dtype=None)

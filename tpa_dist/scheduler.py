@@ -117,7 +117,7 @@ def gpu_bytes_needed(task: MatrixTask, block_bytes: int) -> int:
     """Device memory a matrix needs on the GPU path: Gram + eigvalsh workspace + one block in flight (a ΔW pair:
     three Grams and two blocks)."""
     m, n = max(task.region.rows, task.region.cols), min(task.region.rows, task.region.cols)
-    grams = 3 if task.kind == "delta" else 1
+    grams = task.grams if task.kind == "delta" else 1
     return grams * 3 * 8 * n * n + 3 * grams * min(block_bytes, 8 * m * n)
 
 

@@ -213,6 +213,12 @@ class Store:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def matrix_norms(self, model_id: str, revision: str, settings_id: str) -> dict[str, tuple[float, float]]:
+        """matrix_key -> (‖W‖_F, ‖W‖₂) of the matrices stored for one (model, revision, settings)."""
+        params = dict(model_id=model_id, revision=revision, settings_id=settings_id)
+        rows = self.con.execute(sql_text("store/matrix_norms.sql"), params).fetchall()
+        return {key: (float(fro), float(spec)) for key, fro, spec in rows}
+
     def done_embeddings(self, model_id: str, revision: str) -> set[str]:
         rows = self.con.execute(sql_text("store/done_embeddings.sql"), dict(model_id=model_id, revision=revision))
         return {r[0] for r in rows.fetchall()}

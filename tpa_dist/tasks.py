@@ -58,6 +58,7 @@ class DeltaTask:
     base: MatrixTask
     settings: DeltaSettings
     kind: str = "delta"
+    base_norms: tuple[float, float] | None = None  # (‖W_b‖_F, ‖W_b‖₂) from the base's stored analysis
 
     model_id = property(lambda self: self.tuned.model_id)
     revision = property(lambda self: self.tuned.revision)
@@ -71,9 +72,15 @@ class DeltaTask:
         return self.tuned.nbytes + self.base.nbytes
 
     @property
+    def grams(self) -> int:
+        """Gram matrices its pass accumulates: ΔᵀΔ, W_tᵀW_t for the subspace metrics, W_bᵀW_b unless both the
+        subspace metrics are off and the base's norms are stored."""
+        return 1 + int(self.settings.subspace) + int(self.settings.subspace or self.base_norms is None)
+
+    @property
     def cost(self) -> float:
-        """Three Gram updates per block pair plus an eigvalsh and two eigh."""
-        return 3.0 * self.tuned.cost
+        """A Gram update per block pair and an eigen-solve per Gram."""
+        return self.grams * self.tuned.cost
 
 
 def task_paths(task: MatrixTask | DeltaTask) -> set[str]:
