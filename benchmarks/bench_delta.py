@@ -6,10 +6,14 @@ over many base vectors, the worst case of the intruder test); `fine-tune` — se
 each matrix's Frobenius norm, stored in bf16 like the base (tuned vectors close to base ones, as fine-tunes are).
 
 Methods (each in a fresh process; wall time includes reading the weights):
-  script        both models to float32 in RAM, torch.linalg.svd(W_t − W_b) per matrix (all cores' threads)
-  tpa           `tpa-dist submit --models tuned --base base` with both models' own analyses already stored:
-                the ΔW pass only — float64 exact spectra plus principal angles and intruder dimensions
-  tpa-spectra   the same with `[delta] subspace = false`: ΔW spectra and updates only (what the script computes)
+  script           both models to float32 in RAM, torch.linalg.svd(W_t − W_b) per matrix (all cores' threads)
+  script-subspace  the same plus what the subspace metrics need done that way: torch.linalg.svd of W_t and of W_b,
+                   principal angles of the top-16 subspaces, intruders among the top 10 (the like-for-like baseline
+                   of `tpa`)
+  tpa              `tpa-dist submit --models tuned --base base` with both models' own analyses already stored:
+                   the ΔW pass only — float64 exact spectra plus principal angles and intruder dimensions
+  tpa-spectra      the same with `[delta] subspace = false`: ΔW spectra and updates only (what `script` computes)
+  tpa-spectra-local  the same on the local pool of forked workers (TPA_DIST_EXECUTOR=local) instead of Ray
 Memory: the ΔW of a 10,000 × 256 and of a 1,000,000 × 256 bf16 pair with the same 8 MiB block budget.
 
 Usage: python benchmarks/bench_delta.py [--runs 1] [--out benchmarks/results/delta.json]
@@ -42,13 +46,21 @@ def load(folder):
         out.update({k: v.float() for k, v in load_file(str(shard)).items()})
     return out
 tuned, base = load(sys.argv[1]), load(sys.argv[2])
-n = 0
+subspace = sys.argv[3] == "subspace"
+n = intruders = 0
 for key, w in tuned.items():
     if w.ndim == 2 and key in base and base[key].shape == w.shape:
-        torch.linalg.svd(w - base[key], full_matrices=False)
+        b = base[key]
+        torch.linalg.svd(w - b, full_matrices=False)
+        if subspace:  # the vectors of W_t and W_b, their principal angles (r = 16) and intruders (k = 10, eps = 0.5)
+            ut, _, vht = torch.linalg.svd(w, full_matrices=False)
+            ub, _, vhb = torch.linalg.svd(b, full_matrices=False)
+            xt, xb = (vht.T, vhb.T) if w.shape[0] >= w.shape[1] else (ut, ub)
+            torch.linalg.svdvals(xb[:, :16].T @ xt[:, :16])
+            intruders += int(((xt[:, :10].T @ xb).abs().max(dim=1).values < 0.5).sum())
         n += 1
 rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
-print("RESULT " + json.dumps({"matrices": n, "peak_rss_mib": rss}))
+print("RESULT " + json.dumps({"matrices": n, "peak_rss_mib": rss, "intruders": intruders}))
 """
 
 MEMORY = r"""
@@ -78,7 +90,7 @@ def _result(proc: subprocess.CompletedProcess) -> dict:
     return json.loads(lines[-1][7:])
 
 
-def run_tpa(tuned: Path, base: Path, work: Path, subspace: bool) -> dict:
+def run_tpa(tuned: Path, base: Path, work: Path, subspace: bool, executor: str | None = None) -> dict:
     db = work / f"pair-{subspace}.duckdb"
     job = work / f"job-{subspace}.toml"
     job.write_text(
@@ -92,6 +104,8 @@ def run_tpa(tuned: Path, base: Path, work: Path, subspace: bool) -> dict:
         check=True,
         capture_output=True,
     )  # both models' own analyses, stored (not timed)
+    if executor:
+        env["TPA_DIST_EXECUTOR"] = executor
     delta = work / f"delta-{subspace}.toml"
     delta.write_text(
         f'models = ["tuned={tuned}"]\nbase = "base={base}"\n[job]\ndb = "{db}"\noutput_dir = "{work}/o"\n'
@@ -110,11 +124,11 @@ def run_tpa(tuned: Path, base: Path, work: Path, subspace: bool) -> dict:
     import duckdb
 
     con = duckdb.connect(str(db), read_only=True)
-    n = con.execute("SELECT count(*) FROM delta_analysis WHERE status = 'ok'").fetchone()[0]
+    n, intruders = con.execute("SELECT count(*), sum(intruders) FROM delta_analysis WHERE status = 'ok'").fetchone()
     phases = json.loads(con.execute("SELECT phases FROM runs ORDER BY started_at DESC LIMIT 1").fetchone()[0])
     con.close()
     db.unlink()
-    return {"wall_s": wall, "matrices": n, "delta_s": phases.get("analysis")}
+    return {"wall_s": wall, "matrices": n, "intruders": intruders, "delta_s": phases.get("analysis")}
 
 
 def finetune(base: Path, out: Path, rel: float = 0.01, seed: int = 2) -> Path:
@@ -150,39 +164,44 @@ def finetune(base: Path, out: Path, rel: float = 0.01, seed: int = 2) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--methods", default="script,script-subspace,tpa,tpa-spectra,tpa-spectra-local")
+    ap.add_argument("--pairs", default="fine-tune,unrelated")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "delta.json"))
     args = ap.parse_args()
     from tpa_dist.sources import cache_dir
     from tpa_dist.synth import TensorSpec, _write_shard, write_synthetic
 
     base = write_synthetic("qwen3-0.6b", cache_dir() / "synth" / "qwen3-0.6b-seed0", seed=0)
-    pairs = {
-        "unrelated": write_synthetic("qwen3-0.6b", cache_dir() / "synth" / "qwen3-0.6b-seed1", seed=1),
-        "fine-tune": finetune(base, cache_dir() / "synth" / "qwen3-0.6b-seed0-ft1pct"),
+    makers = {
+        "unrelated": lambda: write_synthetic("qwen3-0.6b", cache_dir() / "synth" / "qwen3-0.6b-seed1", seed=1),
+        "fine-tune": lambda: finetune(base, cache_dir() / "synth" / "qwen3-0.6b-seed0-ft1pct"),
     }
+    pairs = {name: makers[name]() for name in args.pairs.split(",")}
     report: dict = {"cpus": os.cpu_count(), "runs": args.runs, "pairs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for pair, tuned in pairs.items():
-            timings: dict[str, list[dict]] = {"script": [], "tpa": [], "tpa-spectra": []}
+            timings: dict[str, list[dict]] = {m: [] for m in args.methods.split(",")}
             for _ in range(args.runs):
-                t0 = time.perf_counter()
-                res = _result(
-                    subprocess.run(
-                        [sys.executable, "-c", SCRIPT, str(tuned), str(base)], capture_output=True, text=True
-                    )
-                )
-                timings["script"].append({**res, "wall_s": time.perf_counter() - t0})
-                timings["tpa"].append(run_tpa(tuned, base, work, True))
-                timings["tpa-spectra"].append(run_tpa(tuned, base, work, False))
-                print(time.strftime("%H:%M:%S"), pair, {k: v[-1] for k, v in timings.items()}, flush=True)
+                for method, runs in timings.items():
+                    if method.startswith("script"):
+                        mode = "subspace" if method == "script-subspace" else "delta"
+                        t0 = time.perf_counter()
+                        cmd = [sys.executable, "-c", SCRIPT, str(tuned), str(base), mode]
+                        res = _result(subprocess.run(cmd, capture_output=True, text=True))
+                        runs.append({**res, "wall_s": time.perf_counter() - t0})
+                    else:
+                        local = "local" if method.endswith("-local") else None
+                        runs.append(run_tpa(tuned, base, work, not method.startswith("tpa-spectra"), local))
+                    print(time.strftime("%H:%M:%S"), pair, method, runs[-1], flush=True)
             methods = {
                 m: {"wall_s_median": statistics.median(r["wall_s"] for r in rs), "runs": rs}
                 for m, rs in timings.items()
             }
-            script = methods["script"]["wall_s_median"]
-            for method in ("tpa", "tpa-spectra"):
-                methods[method]["speedup_vs_script"] = script / methods[method]["wall_s_median"]
+            for method, entry in methods.items():
+                for baseline in ("script", "script-subspace"):
+                    if method.startswith("tpa") and baseline in methods:
+                        entry[f"speedup_vs_{baseline}"] = methods[baseline]["wall_s_median"] / entry["wall_s_median"]
             report["pairs"][pair] = methods
         memory = {}
         for rows in (10_000, 1_000_000):
