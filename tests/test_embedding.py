@@ -127,3 +127,25 @@ def test_silhouette_equals_scikit_learn(k, threads):
     with ThreadPoolExecutor(max(threads, 1)) as pool:
         spans = RowThreads(pool, threads) if threads else None  # rows in spans on threads, or all at once
         assert silhouette(x, labels, spans) == pytest.approx(silhouette_score(x.astype(np.float64), labels), rel=1e-9)
+
+
+def test_a_sweeps_silhouettes_share_one_sample_distance_matrix(monkeypatch):
+    """Every k of a sweep scores the same fixed sample of rows: its distances are computed once and each k's
+    silhouette still equals scikit-learn's on that sample."""
+    from sklearn.metrics import silhouette_score
+
+    from tpa_dist import embedding
+    from tpa_dist.kmeans import Data
+
+    rng = np.random.default_rng(5)
+    data = Data(rng.standard_normal((900, 7)).astype(np.float32))
+    calls = []
+    real = embedding.distances
+    monkeypatch.setattr(embedding, "distances", lambda x, threads=None: calls.append(len(x)) or real(x, threads))
+    for k in (2, 5, 9):
+        labels = rng.integers(0, k, data.n)
+        got = embedding._silhouette(data, labels, seed=3, sample=400)
+        pick = np.random.default_rng(3).permutation(data.n)[:400]
+        want = silhouette_score(data.x[pick].astype(np.float64), labels[pick])
+        assert got == pytest.approx(want, rel=1e-9)
+    assert calls == [400]

@@ -91,26 +91,40 @@ def f_test(ssb: float, ssw: float, n: int, groups: int) -> tuple[float, float, f
     return f_stat, float(fdtrc(groups - 1, n - groups, f_stat)), ssb, ssw
 
 
+def distances(x: np.ndarray, threads: RowThreads | None = None) -> np.ndarray:
+    """The Euclidean distances between all rows of x, float64 (the diagonal exactly 0); spans of rows in parallel
+    with `threads`."""
+    n = len(x)
+    xf = x.astype(np.float64)
+    sq = np.einsum("ij,ij->i", xf, xf)
+    dist = np.empty((n, n))
+
+    def span(r0: int, r1: int) -> None:
+        d = np.sqrt(np.maximum(sq[r0:r1, None] + sq[None, :] - 2.0 * (xf[r0:r1] @ xf.T), 0.0))
+        d[np.arange(r1 - r0), np.arange(r0, r1)] = 0.0
+        dist[r0:r1] = d
+
+    each_span(threads, n, span)
+    return dist
+
+
 def silhouette(x: np.ndarray, labels: np.ndarray, threads: RowThreads | None = None) -> float | None:
     """The mean silhouette (Rousseeuw 1987) of rows x grouped by labels, Euclidean, float64 — the definition of
     scikit-learn's silhouette_score (a point alone in its cluster scores 0); None unless 2..n-1 clusters. With
     `threads`, spans of rows run in parallel."""
+    return silhouette_of(distances(x, threads), labels)
+
+
+def silhouette_of(dist: np.ndarray, labels: np.ndarray) -> float | None:
+    """The mean silhouette from the rows' pairwise distances (`distances`): a sweep computes them once for its
+    fixed sample of rows and groups them by each k's labels."""
     n = len(labels)
     groups, inverse = np.unique(labels, return_inverse=True)
     if not 2 <= len(groups) < n:
         return None
-    xf = x.astype(np.float64)
-    sq = np.einsum("ij,ij->i", xf, xf)
     onehot = np.zeros((n, len(groups)))
     onehot[np.arange(n), inverse] = 1.0
-    sums = np.empty((n, len(groups)))  # summed distance of each point to each cluster
-
-    def span(r0: int, r1: int) -> None:
-        dist = np.sqrt(np.maximum(sq[r0:r1, None] + sq[None, :] - 2.0 * (xf[r0:r1] @ xf.T), 0.0))
-        dist[np.arange(r1 - r0), np.arange(r0, r1)] = 0.0
-        sums[r0:r1] = dist @ onehot
-
-    each_span(threads, n, span)
+    sums = dist @ onehot  # summed distance of each point to each cluster
     sizes = onehot.sum(axis=0)
     own = sizes[inverse]
     a = np.where(own > 1, sums[np.arange(n), inverse] / np.maximum(own - 1, 1), 0.0)
@@ -122,9 +136,14 @@ def silhouette(x: np.ndarray, labels: np.ndarray, threads: RowThreads | None = N
 
 
 def _silhouette(data: Data, labels: np.ndarray, seed: int, sample: int) -> float | None:
-    """The silhouette on a fixed sample of rows (the full one is quadratic in the rows)."""
-    pick = np.random.default_rng(seed).permutation(data.n)[: min(sample, data.n)]
-    return silhouette(data.x[pick], labels[pick], data.threads)
+    """The silhouette on a fixed sample of rows (the full one is quadratic in the rows); the sample's distances are
+    computed once per sweep and kept on `data` (the same rows for every k)."""
+    cached = data.sample_distances
+    if cached is None or cached[0] != (seed, sample):
+        pick = np.random.default_rng(seed).permutation(data.n)[: min(sample, data.n)]
+        cached = data.sample_distances = ((seed, sample), pick, distances(data.x[pick], data.threads))
+    _, pick, dist = cached
+    return silhouette_of(dist, labels[pick])
 
 
 def _row(data: Data, res: KMeansFit, seed: int, sample: int, method: str, seconds: float) -> dict:

@@ -82,6 +82,7 @@ class Data:
         self.variance = float(self.sq.sum()) / (self.n * self.d)
         self.device = "cpu"
         self.tx = self.tsq = None
+        self.sample_distances: tuple | None = None  # the silhouette's fixed sample and its distances (embedding.py)
         self.total_ss = self.inertia(np.zeros((1, self.d)), np.zeros(self.n, dtype=np.int64))  # Σ‖x − μ‖²
 
     def each_span(self, work: Callable[[int, int], T]) -> list[T]:
