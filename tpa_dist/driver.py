@@ -369,7 +369,9 @@ class Driver:
         self.sink = sink
         try:
             if self.local:
-                run_local(tasks, self.settings, self.job.workers, sink.add, sink.maybe_flush, error_row)
+                run_local(
+                    tasks, self.settings, self.job.workers, sink.add, sink.maybe_flush, error_row, self._import_ahead
+                )
             else:
                 self._execute_ray(sink, tasks)
             sink.flush()
@@ -378,6 +380,14 @@ class Driver:
             raise
         finally:
             progress.close()
+
+    def _import_ahead(self) -> None:
+        """While the local workers analyze, import what the outputs (matplotlib) and the embedding sweep (its
+        F-test's scipy.special) will need: the driver idles then, and a small model's run is a few seconds."""
+        from . import plots  # noqa: F401
+
+        if any(not m.embeddings_done for m in self.models):
+            import scipy.special  # noqa: F401
 
     def _execute_ray(self, sink: ResultSink, tasks: list[MatrixTask]) -> None:
         import ray

@@ -89,18 +89,27 @@ def run_local(
     on_results: Callable[[list, str | None], None],
     on_idle: Callable[[], None],
     error_row: Callable[[MatrixTask, str], MatrixRow],
+    on_started: Callable[[], None] | None = None,
 ) -> None:
     """Run every task on a pool of forked worker processes; results go to `on_results` batch by batch. A worker
-    that dies has its batches re-run (a batch that keeps killing its worker becomes error rows)."""
+    that dies has its batches re-run (a batch that keeps killing its worker becomes error rows). `on_started` runs
+    once, in this thread, when every worker has been forked and has work: the driver idles then."""
     n = workers_for(workers)
     queue = [(batch, 1) for batch in batch_tasks(tasks, workers=n)]
     log.info("workers: %d local processes (%d BLAS thread(s) each)", n, workers.threads_per_worker)
     while queue:
-        queue = _pool_pass(queue, n, settings, on_results, on_idle, error_row)
+        queue = _pool_pass(queue, n, settings, on_results, on_idle, error_row, on_started)
+        on_started = None
 
 
 def _pool_pass(
-    queue: list, n: int, settings: AnalysisSettings, on_results: Callable, on_idle: Callable, error_row: Callable
+    queue: list,
+    n: int,
+    settings: AnalysisSettings,
+    on_results: Callable,
+    on_idle: Callable,
+    error_row: Callable,
+    on_started: Callable | None = None,
 ) -> list:
     """Run `queue` on one pool; return what must run again (a worker died and broke the pool)."""
     pool = ProcessPoolExecutor(
@@ -110,6 +119,8 @@ def _pool_pass(
     retry: list = []
     try:
         pending = {pool.submit(_run, batch): (batch, attempt) for batch, attempt in queue}
+        if on_started is not None:  # a fork-context pool forks all its workers at the first submit
+            on_started()
         while pending:
             check_interrupt()
             done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
