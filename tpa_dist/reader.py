@@ -93,30 +93,21 @@ def iter_blocks(
     length = region.cols if transpose else region.rows
     step = max(1, min(length, max_block_bytes // (8 * width)))
     mapping = _Mapping(region)
-    if transpose and decoded and step >= length:  # all of it in one block: decode it as stored (contiguous,
-        try:  # several times faster than a strided column block), then hand out its transpose
-            block = decode(mapping.array(), region.dtype, np.float64)
-            if block.base is not None:
-                block = block.copy()  # never hand out a view of the mapping
-            if scale is not None:
-                block *= _scale_block(scale, region, 0, region.rows, False)
-            mapping.release()
-            yield block.T
-            return
-        finally:
-            mapping.close()
+    # a decoded transpose that fits one block: decode the matrix as stored (contiguous, several times faster than a
+    # strided column block) and hand out its transposed view
+    whole = transpose and decoded and step >= length
     try:
         for b0 in range(0, length, step):
             raw = mapping.array()
-            part = raw[:, b0 : b0 + step].T if transpose else raw[b0 : b0 + step]
+            part = raw if whole else raw[:, b0 : b0 + step].T if transpose else raw[b0 : b0 + step]
             block = decode(part, region.dtype, np.float64) if decoded else part
             if block.base is not None or not block.flags.c_contiguous:
                 block = np.array(block, order="C", copy=True)  # never hand out a view of the mapping
             if scale is not None:
-                block *= _scale_block(scale, region, b0, b0 + block.shape[0], transpose)
+                block *= _scale_block(scale, region, b0, b0 + block.shape[0], transpose and not whole)
             del raw, part
             mapping.release()
-            yield block
+            yield block.T if whole else block
     finally:
         mapping.close()
 
