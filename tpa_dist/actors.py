@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analysis import analyze_delta, analyze_task, base_row, delta_base_row
+from .analysis import analyze_delta, analyze_task, failed_row
 from .rows import MatrixRow
 from .settings import AnalysisSettings
 from .tasks import DeltaTask, MatrixTask, relocate, task_paths
@@ -103,17 +103,22 @@ class AnalysisWorker:
         return os.path.exists(path) and not (hidden and path.startswith(hidden))
 
     def _localize(self, task: MatrixTask) -> MatrixTask:
-        """Every file of a Hub model's task that this node cannot see (its shard, and those of an FP8 scale or
-        GPTQ/AWQ companions) is fetched, that file alone, into the node's own cache."""
-        if task.hub is None:
+        """Every file of a task that this node cannot see is made local: a Hub model's files (its shard, and those
+        of an FP8 scale or GPTQ/AWQ companions) fetched, that file alone, into the node's own cache; a synthetic
+        preset written there whole (it is deterministic in its seed)."""
+        if task.hub is None and task.synth is None:
             return task
         missing = sorted(p for p in task_paths(task) if not self._visible(p))
         if not missing:
             return task
+        root = task.region.path[: -len(task.shard)]  # every path of a task is <folder>/<file in the repo>
+        cache = os.environ.get("TPA_DIST_NODE_CACHE")
+        node_cache = os.path.join(cache, self.node) if cache else None
+        if task.synth is not None:
+            folder = self._synth_folder(task.synth, node_cache)
+            return relocate(task, {p: os.path.join(folder, p[len(root) :]) for p in missing})
         from huggingface_hub import hf_hub_download
 
-        root = task.region.path[: -len(task.shard)]  # every path of a task is <snapshot>/<file in the repo>
-        cache = os.environ.get("TPA_DIST_NODE_CACHE")
         moved = {}
         for path in missing:
             key = (task.hub, path)
@@ -123,11 +128,29 @@ class AnalysisWorker:
                     path[len(root) :],
                     revision=task.hub[1],
                     endpoint=os.environ.get("HF_ENDPOINT") or None,
-                    cache_dir=os.path.join(cache, self.node) if cache else None,
+                    cache_dir=node_cache,
                     user_agent={"tpa-node": self.node},
                 )
             moved[path] = self._fetched[key]
         return relocate(task, moved)
+
+    def _synth_folder(self, synth: tuple[str, int], node_cache: str | None) -> str:
+        """The node's own copy of a synthetic preset, written once per node (a file lock keeps the workers of one
+        node from writing it twice at once)."""
+        import fcntl
+
+        from .sources import cache_dir
+        from .synth_derived import write_any
+
+        if synth not in self._fetched:
+            preset, seed = synth
+            folder = Path(node_cache) if node_cache else cache_dir()
+            folder = folder / "synth" / f"{preset}-seed{seed}"
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._fetched[synth] = str(write_any(preset, folder, seed=seed))
+        return self._fetched[synth]
 
     def analyze(self, tasks: list[MatrixTask]) -> list[tuple[MatrixRow, np.ndarray | None]]:
         """One (row, singular values) per task; anything a task raises (fetching its shard included) becomes
@@ -157,9 +180,7 @@ class AnalysisWorker:
                 else:
                     local = self._localize(task)
             except Exception as exc:  # noqa: BLE001 - a shard this node cannot fetch fails its tasks only
-                row = delta_base_row(task) if delta else base_row(task)
-                row.update(status="error", error=f"tensor {task.matrix_key}: cannot fetch {task.shard}: {exc}")
-                out.append((row, None))
+                out.append((failed_row(task, f"cannot fetch {task.shard}: {exc}"), None))
                 continue
             if delta:
                 out.append(analyze_delta(local, self.settings, device=self.compute))

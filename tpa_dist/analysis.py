@@ -46,6 +46,14 @@ def base_row(task: MatrixTask) -> MatrixRow:
     )
 
 
+def failed_row(task: MatrixTask | DeltaTask, message: str) -> MatrixRow | DeltaRow:
+    """The stored row of a task that could not run (its worker lost, its shard not fetchable): status 'error' and
+    the message, prefixed with the tensor's name."""
+    row = delta_base_row(task) if isinstance(task, DeltaTask) else base_row(task)
+    row.update(status="error", error=f"tensor {task.matrix_key}: {message}", device="cpu")
+    return row
+
+
 def _free_cuda() -> None:
     try:
         import torch

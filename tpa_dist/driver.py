@@ -24,6 +24,7 @@ from . import __version__
 from .drawing import Figure
 from .errors import JobError, TpaError
 from .interrupts import describe, recorded
+from .interrupts import reclaim as reclaim_signals
 from .jobs import Job
 from .local import choose_local, run_local
 from .planning import PlannedModel, failed_model_record, plan_deltas, plan_model
@@ -31,13 +32,13 @@ from .progress import Progress
 from .raystart import ray_target, start_ray
 from .remote import Downloads, ShardFetcher
 from .results import ResultSink, RunSummary
-from .rows import DeltaRow, MatrixRow
+from .settings import WorkerSettings
 from .store import Store, is_interrupt
 from .tasks import DeltaTask, MatrixTask, task_paths
 
 log = logging.getLogger("tpa_dist")
 
-__all__ = ["Driver", "RunSummary", "error_row", "submit"]
+__all__ = ["Driver", "RunSummary", "submit", "wanted_workers"]
 
 
 def versions() -> dict[str, str]:
@@ -99,6 +100,7 @@ class Driver:
         self.downloads = Downloads()  # Hub shards arriving while the analysis runs
         self.by_device: dict[str, dict[str, float]] = {}
         self.local = False  # the single-machine pool instead of Ray (local.py), decided after planning
+        self.joined = False  # runs on a Ray cluster given by an address (not a local Ray of its own)
         self.delta_tasks: list[DeltaTask] = []  # ΔW of each (tuned, base) pair (--base)
         self.figures: list[Figure] = []  # the seed's PNGs (anova_curve.png), drawn with the report's figures
 
@@ -227,12 +229,14 @@ class Driver:
             tasks = [t for m in self.models for t in m.todo] + self.delta_tasks
             embed = [m for m in self.models if not m.embeddings_done]
             # a cluster (an address, or a multi-node Ray already running) fetches shards on its nodes
-            self._start_downloads(spread=ray_target(job.workers.address)[0] is not None or _multi_node())
+            self.joined = ray_target(job.workers.address)[0] is not None
+            self._start_downloads(spread=self.joined or _multi_node())
             self.local = choose_local(
                 job.workers.address, job.workers.cpu_only, sum(t.nbytes for t in tasks), bool(self.downloads)
             )
             if (tasks or embed) and not self.local:  # a fully resumed run needs no Ray at all
                 self.summary.ray_startup_s = start_ray(job.workers.address)
+                reclaim_signals()  # Ray's driver takes SIGTERM for a stack trace; a stop must end the run cleanly
                 self.summary.phases["ray_startup"] = self.summary.ray_startup_s
                 t0 = time.perf_counter()
             if tasks:
@@ -369,9 +373,7 @@ class Driver:
         self.sink = sink
         try:
             if self.local:
-                run_local(
-                    tasks, self.settings, self.job.workers, sink.add, sink.maybe_flush, error_row, self._import_ahead
-                )
+                run_local(tasks, self.settings, self.job.workers, sink.add, sink.maybe_flush, self._import_ahead)
             else:
                 self._execute_ray(sink, tasks)
             sink.flush()
@@ -390,35 +392,47 @@ class Driver:
             import scipy.special  # noqa: F401
 
     def _execute_ray(self, sink: ResultSink, tasks: list[MatrixTask]) -> None:
-        import ray
-
-        from .scheduler import Scheduler, make_pools
+        from .scheduler import Scheduler
+        from .workerpool import WorkerPool
 
         workers = self.job.workers
-        pools = make_pools(self.settings, workers)
-        log.info(
-            "workers: %d GPU, %d CPU (%d BLAS thread(s) each)",
-            len(pools.gpu),
-            len(pools.cpu),
-            workers.threads_per_worker,
-        )
-        gate = self.downloads.state if self.downloads else None
-        scheduler = Scheduler(pools, self.settings.block_bytes, sink.add, sink.maybe_flush, gate)
-        scheduler.plan(tasks)
+        pool = WorkerPool(self.settings, workers, on_event=self._event)
+        completed = False
+        if self.joined:
+            pool.request(*wanted_workers(workers, tasks))
         try:
-            scheduler.run(error_row)
+            pool.start()
+            log.info(
+                "workers: %d GPU, %d CPU (%d BLAS thread(s) each)",
+                len(pool.ready("gpu")),
+                len(pool.ready("cpu")),
+                workers.threads_per_worker,
+            )
+            gate = self.downloads.state if self.downloads else None
+            scheduler = Scheduler(
+                pool, self.settings.block_bytes, sink.add, sink.maybe_flush, gate, workers.wait_for_workers_s
+            )
+            scheduler.plan(tasks)
+            scheduler.run()
+            completed = True
         finally:
-            for actor in pools.all():
-                ray.kill(actor, no_restart=True)  # no restarts, so no retry chatter after the run
+            pool.shutdown()
+            pool.release(say_unmet=completed)
+
+    def _event(self, message: str) -> None:
+        """Something the run worked around (a node lost): one console line, kept in the run's summary."""
+        log.warning("%s", message)
+        self.summary.warnings.append(message)
 
 
-def error_row(task: MatrixTask | DeltaTask, message: str) -> MatrixRow | DeltaRow:
-    """The stored row of a task that could not run (worker lost, shard not downloadable)."""
-    from .analysis import base_row, delta_base_row
-
-    row = delta_base_row(task) if isinstance(task, DeltaTask) else base_row(task)
-    row.update(status="error", error=f"tensor {task.matrix_key}: {message}", device="cpu")
-    return row
+def wanted_workers(workers: WorkerSettings, tasks: list[MatrixTask]) -> tuple[int, int]:
+    """(CPU, GPU) workers a run on a cluster asks Ray's autoscaler for: the settings', else one CPU worker per four
+    tasks (at most 256) and one GPU worker when there are matrices and GPUs are not excluded."""
+    cpus = workers.request_cpus if workers.request_cpus is not None else min(256, max(1, -(-len(tasks) // 4)))
+    if workers.request_gpus is not None:
+        return cpus, workers.request_gpus
+    matrices = any(t.kind in ("matrix", "delta") for t in tasks)
+    return cpus, int(matrices and not workers.cpu_only)
 
 
 def submit(job: Job) -> RunSummary:

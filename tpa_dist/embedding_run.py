@@ -93,7 +93,7 @@ def _remote_options(workers: WorkerSettings) -> tuple[dict, bool, int]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from .scheduler import worker_env
+    from .workerpool import worker_env
 
     node = ray.get_runtime_context().get_node_id()
     cpus = next((int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n["NodeID"] == node and n["Alive"]), 1)

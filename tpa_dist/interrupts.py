@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 INTERRUPTED = threading.Event()
 _received: list[int] = []
+_taken: list[int] = []  # the signals the active `recorded()` block handles
 
 
 def _handler(signum: int, frame: object) -> None:  # noqa: ARG001 - the signal module's signature
@@ -32,11 +33,21 @@ def recorded() -> Iterator[None]:
     taken = [s for s, default in defaults.items() if main and signal.getsignal(s) is default]
     for s in taken:
         signal.signal(s, _handler)
+    _taken[:] = taken
     try:
         yield
     finally:
+        _taken.clear()
         for s in taken:
             signal.signal(s, defaults[s])
+
+
+def reclaim() -> None:
+    """Install the `recorded()` handlers again: a library that set its own at the C level (Ray's driver installs
+    a failure handler for SIGTERM that prints a stack trace and loses the stop) is overruled."""
+    if threading.current_thread() is threading.main_thread():
+        for s in _taken:
+            signal.signal(s, _handler)
 
 
 def received() -> int | None:

@@ -6,7 +6,8 @@ A job file::
     [job]        db, output_dir
     [analysis]   sparsity_threshold, block_mib, seed, force
     [embedding]  enabled, k_min, k_max, k_step, include_special
-    [workers]    cpu_only, num_workers, threads_per_worker, gpus_per_worker, gpu_streams, address
+    [workers]    cpu_only, num_workers, threads_per_worker, gpus_per_worker, gpu_streams, address,
+                 request_cpus, request_gpus, wait_for_workers_s
 
 Unknown keys are errors and every value is type- and range-checked (settings.py) with its key in the message.
 """

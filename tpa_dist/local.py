@@ -19,15 +19,14 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
+from .batches import Batch, after_loss, exhausted, failed_rows, split
 from .interrupts import check as check_interrupt
-from .rows import MatrixRow
 from .settings import AnalysisSettings, WorkerSettings
 from .tasks import MatrixTask, batch_tasks
 
 log = logging.getLogger("tpa_dist")
 
 LOCAL_MAX_BYTES = 2 << 30  # bench_small: below this the local pool beats Ray's start-up (BENCHMARKS.md)
-MAX_ATTEMPTS = 3
 
 _worker = None
 
@@ -88,56 +87,57 @@ def run_local(
     workers: WorkerSettings,
     on_results: Callable[[list, str | None], None],
     on_idle: Callable[[], None],
-    error_row: Callable[[MatrixTask, str], MatrixRow],
     on_started: Callable[[], None] | None = None,
 ) -> None:
     """Run every task on a pool of forked worker processes; results go to `on_results` batch by batch. A worker
-    that dies has its batches re-run (a batch that keeps killing its worker becomes error rows). `on_started` runs
-    once, in this thread, when every worker has been forked and has work: the driver idles then."""
+    that dies has its batches re-run, and a batch that raises outside its tasks' guards is split (batches.py's
+    policy, as on Ray). `on_started` runs once, in this thread, when every worker has been forked and has work:
+    the driver idles then."""
     n = workers_for(workers)
-    queue = [(batch, 1) for batch in batch_tasks(tasks, workers=n)]
+    queue = [Batch(part) for part in batch_tasks(tasks, workers=n)]
     log.info("workers: %d local processes (%d BLAS thread(s) each)", n, workers.threads_per_worker)
     while queue:
-        queue = _pool_pass(queue, n, settings, on_results, on_idle, error_row, on_started)
+        queue = _pool_pass(queue, n, settings, on_results, on_idle, on_started)
         on_started = None
 
 
 def _pool_pass(
-    queue: list,
+    queue: list[Batch],
     n: int,
     settings: AnalysisSettings,
     on_results: Callable,
     on_idle: Callable,
-    error_row: Callable,
     on_started: Callable | None = None,
-) -> list:
+) -> list[Batch]:
     """Run `queue` on one pool; return what must run again (a worker died and broke the pool)."""
     pool = ProcessPoolExecutor(
         n, mp_context=multiprocessing.get_context("fork"), initializer=_init, initargs=(settings, os.getpid())
     )
-    pending: dict[Future, tuple[list[MatrixTask], int]] = {}
-    retry: list = []
+    pending: dict[Future, Batch] = {}
+    retry: list[Batch] = []
     try:
-        pending = {pool.submit(_run, batch): (batch, attempt) for batch, attempt in queue}
+        pending = {pool.submit(_run, batch.tasks): batch for batch in queue}
         if on_started is not None:  # a fork-context pool forks all its workers at the first submit
             on_started()
         while pending:
             check_interrupt()
             done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
             for fut in done:
-                batch, attempt = pending.pop(fut)
+                batch = pending.pop(fut)
                 try:
                     on_results(fut.result(), None)
-                except BrokenProcessPool:
-                    if attempt < MAX_ATTEMPTS:
-                        retry.append((batch, attempt + 1))
+                except BrokenProcessPool:  # a worker died: the pool cannot tell whose batch killed it
+                    again = after_loss(batch, blamed=True)
+                    why = exhausted(again)
+                    if why is None:
+                        retry.append(again)
                     else:
-                        on_results([(error_row(t, f"worker lost {MAX_ATTEMPTS} times"), None) for t in batch], None)
+                        on_results(failed_rows(again, why), None)
                 except Exception as exc:  # noqa: BLE001 - raised outside a task's own guard: isolate it
-                    if len(batch) > 1:
-                        retry += [([t], attempt) for t in batch]
+                    if len(batch.tasks) > 1:
+                        retry += split(batch)
                     else:
-                        on_results([(error_row(batch[0], f"worker error {type(exc).__name__}: {exc}"), None)], None)
+                        on_results(failed_rows(batch, f"worker error {type(exc).__name__}: {exc}"), None)
             on_idle()
             check_interrupt()
         if retry:

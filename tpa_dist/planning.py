@@ -66,6 +66,8 @@ def plan_model(spec: str, store: Store, settings_id: str, *, seed: int, force: b
     tasks = plan_tasks(source.model_id, revision, tensors, catalog.config)
     if source.kind == "hub" and source.revision:  # nodes that cannot see the driver's cache fetch shards
         tasks = [replace(t, hub=(source.model_id, source.revision)) for t in tasks]
+    elif source.kind == "synth":  # ... and write a synthetic preset themselves (it is deterministic in its seed)
+        tasks = [replace(t, synth=(target.split(":", 1)[1], seed)) for t in tasks]
     done = set() if force else store.done_keys(source.model_id, revision, settings_id)
     planned = PlannedModel(
         spec, source, revision, catalog, tensors, tasks, [t for t in tasks if t.matrix_key not in done]

@@ -141,6 +141,12 @@ class WorkerSettings:
     gpus_per_worker: float = setting(DEFAULT_GPUS_PER_WORKER, "float", flag="--gpus-per-worker", lo=0.01, hi=8.0)
     gpu_streams: int = setting(DEFAULT_GPU_STREAMS, "int", flag="--gpu-streams", lo=1, hi=64)
     address: str | None = setting(None, "str", flag="--address", nullable=True)  # None: RAY_ADDRESS or local
+    # on a cluster: CPU / GPU workers asked of Ray's autoscaler (None: one CPU worker per 4 tasks up to 256, and one
+    # GPU worker when there are matrices and GPUs are not excluded); nodes that join are used as they come
+    request_cpus: int | None = setting(None, "int", flag="--request-cpus", lo=0, hi=100_000, nullable=True)
+    request_gpus: int | None = setting(None, "int", flag="--request-gpus", lo=0, hi=100_000, nullable=True)
+    # how long batches that no live worker can take wait for one (a node to join) before they fail
+    wait_for_workers_s: float = setting(600.0, "float", flag="--wait-for-workers", lo=0.0, hi=7 * 86400.0)
 
     def __post_init__(self) -> None:
         check("workers", self)

@@ -29,6 +29,7 @@ class MatrixTask:
     expert_index: int | None
     note: str | None = None  # why a tensor is skipped (kind "skipped")
     hub: tuple[str, str] | None = None  # (repo id, commit sha): a node that cannot see `shard` fetches it
+    synth: tuple[str, int] | None = None  # (preset, seed): a node that cannot see `shard` writes the preset itself
 
     @property
     def nbytes(self) -> int:
@@ -66,6 +67,7 @@ class DeltaTask:
     region = property(lambda self: self.tuned.region)  # the scheduler's shard locality and batching
     shard = property(lambda self: self.tuned.shard)
     hub = property(lambda self: self.tuned.hub)
+    synth = property(lambda self: self.tuned.synth)
 
     @property
     def nbytes(self) -> int:

@@ -1,0 +1,105 @@
+"""The scheduler's choices without Ray: which batch a worker takes, where tasks are planned, and the one retry
+policy every executor applies (batches.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tpa_dist.batches import MAX_FAILURES, MAX_LOSSES, Batch, after_loss, exhausted, failed_rows, split
+from tpa_dist.reader import Region
+from tpa_dist.scheduler import Scheduler, gpu_bytes_needed
+from tpa_dist.settings import WorkerSettings
+from tpa_dist.tasks import MatrixTask
+from tpa_dist.workerpool import Worker
+
+
+def _task(key: str, shard: str = "a.safetensors", rows: int = 64, cols: int = 64, kind: str = "matrix") -> MatrixTask:
+    region = Region(key, f"/m/{shard}", 0, "F32", rows, cols)
+    return MatrixTask("m", "r", key, key, kind, region, (rows, cols), shard, "F32", 0, "q_proj", None)
+
+
+@dataclass
+class FakePool:
+    """What the scheduler reads of a WorkerPool."""
+
+    workers: list[Worker] = field(default_factory=list)
+    probes: dict = field(default_factory=dict)
+    conf: WorkerSettings = field(default_factory=WorkerSettings)
+
+    def ready(self, pool: str | None = None) -> list[Worker]:
+        return [w for w in self.workers if w.state == "ready" and (pool is None or w.pool == pool)]
+
+    def alive(self, pool: str | None = None) -> bool:
+        return any(w.state != "gone" and (pool is None or w.pool == pool) for w in self.workers)
+
+    @property
+    def gpu_free_bytes(self) -> int:
+        return min((w.free_bytes for w in self.ready("gpu")), default=0)
+
+
+def _worker(pool: str, wid: int, node: str, free: int = 0, state: str = "ready") -> Worker:
+    return Worker(actor=None, pool=pool, wid=wid, state=state, node=node, free_bytes=free)
+
+
+def _scheduler(*workers: Worker) -> Scheduler:
+    return Scheduler(FakePool(list(workers)), 1 << 20, lambda rows, reason: None, lambda: None)
+
+
+def test_a_worker_prefers_its_nodes_shards_then_unclaimed_then_any():
+    s = _scheduler(cpu := _worker("cpu", 0, "n1"))
+    s.queue.extend([Batch([_task("x", "b.safetensors")]), Batch([_task("y", "c.safetensors")])])
+    s.queue.append(Batch([_task("z", "a.safetensors")]))
+    s.shard_node.update({"/m/b.safetensors": "n2", "/m/a.safetensors": "n1"})
+    assert s.pick(cpu) == 2  # its node already reads a.safetensors
+    del s.queue[2]
+    assert s.pick(cpu) == 1  # c.safetensors is claimed by no node: before stealing b's
+    del s.queue[1]
+    assert s.pick(cpu) == 0  # only another node's shard is left: steal it
+
+
+def test_gpu_and_cpu_workers_take_each_others_batches_only_when_right():
+    gpu = _worker("gpu", 0, "n1", free=10 << 20)
+    cpu = _worker("cpu", 1, "n1")
+    s = _scheduler(gpu, cpu)
+    fits = Batch([_task("fits")], "cpu")
+    too_big = Batch([_task("big", rows=4096, cols=4096)], "cpu")
+    fallback = Batch([_task("fell")], "cpu", "gpu_memory")
+    for_gpu = Batch([_task("g")], "gpu")
+    assert gpu_bytes_needed(too_big.tasks[0], 1 << 20) > 0.9 * gpu.free_bytes
+    assert s.takes(gpu, fits) and not s.takes(gpu, too_big) and not s.takes(gpu, fallback)
+    assert not s.takes(cpu, for_gpu)  # a GPU worker is alive: GPU batches wait for it
+    s.queue.extend([fits, for_gpu])
+    assert s.pick(gpu) == 1  # its own pool's batch first
+    gpu.state = "gone"  # no GPU worker left: CPU workers take GPU batches
+    assert s.takes(cpu, for_gpu)
+
+
+def test_plan_routes_by_gpu_memory_and_batches_the_rest_for_cpus():
+    s = _scheduler(_worker("gpu", 0, "n1", free=1 << 20), _worker("cpu", 1, "n1"))
+    small, big = _task("small", rows=32, cols=32), _task("big", rows=2048, cols=2048)
+    vector = _task("norm", rows=64, cols=1, kind="vector")
+    s.plan([small, big, vector])
+    placed = {t.matrix_key: (b.pool, b.fallback_reason) for b in s.queue for t in b.tasks}
+    assert placed == {"small": ("gpu", None), "big": ("cpu", "gpu_memory"), "norm": ("cpu", None)}
+    assert all(b.paths == frozenset({"/m/a.safetensors"}) for b in s.queue)
+
+
+def test_the_retry_policy_blames_only_deaths_on_live_nodes():
+    batch = Batch([_task("a"), _task("b")])
+    lost = batch
+    for _ in range(MAX_LOSSES - 1):  # node losses are not the batch's fault ...
+        lost = after_loss(lost, blamed=False)
+        assert exhausted(lost) is None
+    assert "node was lost" in exhausted(after_loss(lost, blamed=False))  # ... up to a point
+    killer = batch
+    for _ in range(MAX_FAILURES - 1):
+        killer = after_loss(killer, blamed=True)
+    assert exhausted(killer) is None
+    assert exhausted(after_loss(killer, blamed=True)) == f"worker lost {MAX_FAILURES} times while running it"
+    parts = split(batch)
+    assert [p.tasks for p in parts] == [[batch.tasks[0]], [batch.tasks[1]]]
+    rows = failed_rows(batch, "why")
+    assert [(r.matrix_key, r.status, r.error) for r, sv in rows] == [
+        ("a", "error", "tensor a: why"),
+        ("b", "error", "tensor b: why"),
+    ]
