@@ -186,3 +186,94 @@ def test_report_sections_are_sandboxed_and_html_escaped(db, tmp_path):
 def test_job_api_checks_models():
     with pytest.raises(Exception, match="non-empty string"):
         Job.create(models=("",))
+
+
+def _export(db, out, *args):
+    res = CliRunner().invoke(main, ["export", "--db", str(db), "--format", "csv", "--out", str(out), *args])
+    assert "Traceback" not in res.output
+    return res.exit_code, res.output
+
+
+def test_export_query_is_sandboxed_and_writes_only_its_out(db, tmp_path, monkeypatch):
+    """The red team's export attacks: reading the environment, closing the COPY to write another file, chaining an
+    ATTACH to delete another database's rows. The query runs in the sandbox and is never pasted into other SQL."""
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    out = tmp_path / "x.csv"
+    code, text = _export(db, out, "--query", "SELECT * FROM read_text('/proc/self/environ')")
+    assert code == 2 and "file system operations are disabled" in text and not out.exists()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    escape = f"SELECT 'x' AS x) TO '{victim}' (FORMAT csv); COPY (SELECT 1"
+    code, text = _export(db, out, "--query", escape)
+    assert code == 2 and text.startswith("error: query failed:") and victim.read_text() == "precious"
+    other = tmp_path / "other.duckdb"
+    Store(other).close()
+    con = duckdb.connect(str(other))
+    con.execute("INSERT INTO settings VALUES ('s', '{}')")
+    con.close()
+    chained = f"SELECT 1 AS x; ATTACH '{other}' AS o (READ_WRITE); DELETE FROM o.settings"
+    code, text = _export(db, out, "--query", chained)
+    assert code == 2 and "one statement at a time: this text holds 3 (SELECT, ATTACH, DELETE)" in text, text
+    con = duckdb.connect(str(other), read_only=True)
+    assert con.execute("SELECT count(*) FROM settings").fetchone() == (1,)
+    con.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.duckdb", "victim.txt"]  # nothing else written
+    code, text = _export(db, out, "--query", "SELECT model_id, run_id FROM models")
+    assert code == 0 and out.read_text().splitlines() == ["model_id,run_id", "m<script>,r1"]
+    code, text = _export(db, out, "--query", "SELECT 2 AS y")  # never over a file without --force
+    assert code == 2 and "exists (--force overwrites it)" in text and out.read_text().startswith("model_id")
+    code, text = _export(db, out, "--query", "SELECT 2 AS y", "--force")
+    assert code == 0 and out.read_text().splitlines() == ["y", "2"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary file left behind
+
+
+def test_sql_is_bounded_in_rows_bytes_memory_and_time(db):
+    """Results stream in small batches cut at the caps (DuckDB stops at the row cap: 2,048 rows of 2 MB were
+    8 GB before); memory beyond --memory-mib and time beyond --timeout end the query with a clear line."""
+    import resource
+    import time
+
+    t0 = time.monotonic()
+    code, out = _sql(db, "SELECT repeat('x', 2000000) AS s FROM range(2048)", "--max-rows", "3")
+    assert code == 0 and "result cut at 3 rows" in out and time.monotonic() - t0 < 30
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 1_500_000  # KiB: nothing near 8 GB was held
+    code, out = _sql(db, "SELECT repeat('x', 1000000) AS s FROM range(100)", "--max-mib", "2")
+    assert code == 0 and "result cut at 2 MiB; --max-mib raises the cap" in out
+    doubling = "WITH RECURSIVE r(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM r WHERE length(s) < 1e12) "
+    code, out = _sql(db, doubling + "SELECT max(length(s)) FROM r", "--memory-mib", "256")
+    assert code == 2 and "query needs more memory than its limit (256 MiB)" in out and "INTERNAL" not in out, out
+    counting = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 1e9) SELECT count(*) FROM r"
+    t0 = time.monotonic()
+    code, out = _sql(db, counting, "--timeout", "1")
+    assert code == 2 and "query interrupted after 1 s (--timeout raises the limit" in out
+    assert time.monotonic() - t0 < 15
+    for bad in (["--max-rows", "-1"], ["--max-rows", "0"], ["--max-mib", "0"], ["--timeout", "0"]):
+        code, out = _sql(db, "SELECT 1", *bad)
+        assert code == 2 and "Invalid value" in out, (bad, out)
+    code, out = _sql(db, "SELECT 1; SELECT 2")
+    assert code == 2 and "one statement at a time: this text holds 2 (SELECT, SELECT)" in out
+
+
+def test_ctrl_c_ends_a_running_query_within_a_second(db):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    counting = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 1e9) SELECT count(*) FROM r"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tpa_dist", "-v", "sql", "--db", str(db), counting],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    for line in proc.stdout:  # the debug line says the query is running
+        if "query running" in line:
+            break
+    t0 = time.monotonic()
+    os.kill(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 1.5, out
+    assert proc.returncode == 130 and out.strip().endswith("interrupted") and "Traceback" not in out, out

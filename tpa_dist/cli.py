@@ -14,6 +14,7 @@ import click
 
 from . import __version__
 from .errors import TpaError, UnknownPresetError
+from .sandbox import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_S
 
 DEFAULT_DB = "data/tpa.duckdb"
 
@@ -27,6 +28,9 @@ class _Group(click.Group):
         except TpaError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:  # Ctrl-C in a command other than submit (which says more): the shell's 130
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
 
 def db_option(func: Callable) -> Callable:
@@ -70,7 +74,17 @@ def main(verbose: bool) -> None:
 @click.option("--gpus-per-worker", type=float, help="GPUs per GPU worker; fractions share a GPU [1].")
 @click.option("--gpu-streams", type=int, help="Batches a GPU worker runs at once, each on its CUDA stream [4].")
 @click.option("--threads-per-worker", type=int, help="BLAS threads per worker [default: 1].")
-@click.option("--address", help="Join this Ray cluster [default: RAY_ADDRESS, else a fresh local Ray].")
+@click.option(
+    "--address",
+    help="Join this Ray cluster ('auto': the one on this machine) [default: RAY_ADDRESS, else a fresh local Ray].",
+)
+@click.option("--request-cpus", type=int, help="CPU workers to ask an autoscaling cluster for [one per 4 matrices].")
+@click.option(
+    "--request-gpus", type=int, help="GPU workers to ask an autoscaling cluster for [1 when there are matrices]."
+)
+@click.option(
+    "--wait-for-workers", "wait_for_workers_s", type=float, help="Seconds batches wait for a worker to join [600]."
+)
 @click.option("--sparsity-threshold", type=float, help="|w| at or below this counts as zero [1e-8].")
 @click.option("--block-mib", type=int, help="Per-worker memory budget of one streamed block [64].")
 @click.option("--force", is_flag=True, default=None, help="Recompute matrices already stored.")
@@ -153,18 +167,43 @@ def report(db: str, out: str, models: str | None, sql_dirs: tuple[str, ...]) -> 
     sys.exit(1 if failed else 0)
 
 
+def limits_options(func: Callable) -> Callable:
+    """--timeout and --memory-mib: the bounds of a sandboxed query (sandbox.py)."""
+    func = click.option(
+        "--timeout",
+        "timeout_s",
+        type=click.FloatRange(min=0.1),
+        default=DEFAULT_TIMEOUT_S,
+        show_default=True,
+        help="Seconds a query may run before it is interrupted.",
+    )(func)
+    return click.option(
+        "--memory-mib",
+        type=click.IntRange(min=64),
+        default=DEFAULT_MEMORY_MIB,
+        show_default=True,
+        help="Memory the query may use (DuckDB's memory_limit; the process is capped a little above).",
+    )(func)
+
+
 @main.command()
 @db_option
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "parquet"]), required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
 @click.option("--table", help="A table or view, e.g. transformer_matrix_analysis.")
-@click.option("--query", help="A SELECT whose result to export.")
+@click.option("--query", help="One SELECT whose result to export (read-only, like tpa-dist sql).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
-def export(db: str, fmt: str, out: str, table: str | None, query: str | None, force: bool) -> None:
-    """Export a table, view or query result with DuckDB's COPY."""
+@limits_options
+def export(
+    db: str, fmt: str, out: str, table: str | None, query: str | None, force: bool, timeout_s: float, memory_mib: int
+) -> None:
+    """Export a table, view or query result (csv, json or parquet) into --out and nothing else."""
     from .export import export as run_export
+    from .sandbox import bounded_memory
 
-    click.echo(run_export(db, fmt, out, table, query, overwrite=force))
+    with bounded_memory(memory_mib):
+        path = run_export(db, fmt, out, table, query, overwrite=force, timeout_s=timeout_s, memory_mib=memory_mib)
+    click.echo(path)
 
 
 @main.command()
@@ -222,14 +261,32 @@ def status(db: str, limit: int) -> None:
 @db_option
 @models_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--max-rows", type=int, default=None, help="Cap on the rows fetched [10000].")
-def sql(query: str | None, sql_file: str | None, db: str, models: str | None, fmt: str, max_rows: int | None) -> None:
-    """Run a read-only SQL query (or a .sql file) against the results database."""
+@click.option(
+    "--max-rows", type=click.IntRange(min=1), default=10_000, show_default=True, help="Cap on the rows fetched."
+)
+@click.option("--max-mib", type=click.IntRange(min=1), default=64, show_default=True, help="Cap on the MiB fetched.")
+@limits_options
+def sql(
+    query: str | None,
+    sql_file: str | None,
+    db: str,
+    models: str | None,
+    fmt: str,
+    max_rows: int,
+    max_mib: int,
+    timeout_s: float,
+    memory_mib: int,
+) -> None:
+    """Run one read-only SQL statement (or a .sql file) against the results database."""
     from .query import format_result, run_sql
+    from .sandbox import bounded_memory
 
     if (query is None) == (sql_file is None):
         raise click.UsageError("give a QUERY or --file PATH (one of them)")
-    click.echo(format_result(run_sql(db, query, sql_file, _split(models), max_rows), fmt))
+    limits = dict(max_bytes=max_mib << 20, timeout_s=timeout_s, memory_mib=memory_mib)
+    with bounded_memory(memory_mib):
+        result = run_sql(db, query, sql_file, _split(models), max_rows, **limits)
+    click.echo(format_result(result, fmt))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,6 @@
-"""Read-only SQL for the `sql` command, report sections and Python users: the tpa-dist database and nothing else.
-
-Connections are opened read-only with DuckDB's own switches: ``enable_external_access = false`` (no ATTACH,
-COPY, EXPORT, INSTALL, file-reading table functions) and ``lock_configuration = true`` (no SET/PRAGMA that
-would undo it). Results are fetched in chunks up to a row and byte cap, so a runaway query cannot exhaust memory.
-"""
+"""Read-only SQL for the `sql` command and report sections: the tpa-dist database and nothing else, through the one
+sandbox (sandbox.py). Results stream from DuckDB as small Arrow batches and are cut at a row and a byte cap before
+more is fetched, so a runaway query is stopped early rather than held in memory whole."""
 
 from __future__ import annotations
 
@@ -17,13 +14,22 @@ import duckdb
 
 from .errors import StoreError
 from .files import read_text_limited
+from .sandbox import (
+    DEFAULT_MEMORY_MIB,
+    DEFAULT_TIMEOUT_S,
+    check_statement,
+    close,
+    interruptible,
+    memory_message,
+    open_sandbox,
+    out_of_memory,
+)
 from .sqlfiles import strip_comments
-from .store import connect_db
 
 MAX_ROWS = 10_000
 MAX_BYTES = 64 << 20
 MAX_SQL_BYTES = 1 << 20
-_CHUNK = 2048
+_BATCH_ROWS = 64  # rows per Arrow batch: the byte cap is checked between batches
 
 
 @dataclass
@@ -36,21 +42,28 @@ class QueryResult:
     note: str | None = None
 
 
-def fetch_capped(cur: duckdb.DuckDBPyConnection, max_rows: int, max_bytes: int) -> QueryResult:
-    """Fetch at most `max_rows` rows and about `max_bytes` bytes of a query's result."""
-    cols = [d[0] for d in cur.description or []]
+def fetch_capped(
+    con: duckdb.DuckDBPyConnection, query: str, params: dict | None, max_rows: int, max_bytes: int
+) -> QueryResult:
+    """At most `max_rows` rows (the relation's own limit: DuckDB stops there) and about `max_bytes` bytes of one
+    reading statement's result."""
+    check_statement(query)
+    relation = con.sql(query, params=params) if params else con.sql(query)
+    if relation is None:  # pragma: no cover - check_statement lets only reading statements through
+        raise StoreError("query failed: the statement returned no result")
+    cols = list(relation.columns)
     rows: list[tuple] = []
     size = 0
-    while True:
-        chunk = cur.fetchmany(_CHUNK)
-        if not chunk:
-            return QueryResult(cols, rows)
-        for row in chunk:
-            if len(rows) >= max_rows or size > max_bytes:
-                what = f"{max_rows:,} rows" if len(rows) >= max_rows else f"{max_bytes >> 20} MiB"
-                return QueryResult(cols, rows, True, f"result cut at {what}; --max-rows raises the cap")
+    for batch in relation.limit(max_rows + 1).to_arrow_reader(_BATCH_ROWS):
+        for row in zip(*(column.to_pylist() for column in batch.columns)):
+            if len(rows) >= max_rows:
+                return QueryResult(cols, rows, True, f"result cut at {max_rows:,} rows; --max-rows raises the cap")
+            if size > max_bytes:
+                note = f"result cut at {max_bytes >> 20} MiB; --max-mib raises the cap"
+                return QueryResult(cols, rows, True, note)
             rows.append(row)
             size += sum(_size(v) for v in row)
+    return QueryResult(cols, rows)
 
 
 def _size(v: object) -> int:
@@ -58,25 +71,46 @@ def _size(v: object) -> int:
         return len(v) + 16
     if isinstance(v, (list, tuple)):
         return 16 + sum(_size(x) for x in v)
+    if isinstance(v, dict):
+        return 16 + sum(_size(k) + _size(x) for k, x in v.items())
     return 16
 
 
 def run_query(
-    db: str | Path, query: str, params: dict | None = None, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES
+    db: str | Path,
+    query: str,
+    params: dict | None = None,
+    max_rows: int = MAX_ROWS,
+    max_bytes: int = MAX_BYTES,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
 ) -> QueryResult:
-    """A query's result on a sandboxed read-only connection; SQL errors become StoreError."""
-    con = connect_db(db, read_only=True, sandbox=True)
+    """A query's result from the sandbox; SQL errors, time-outs and out-of-memory become StoreError."""
+    if max_rows < 1 or max_bytes < 1:
+        raise StoreError(f"--max-rows and --max-bytes must be at least 1, got {max_rows} and {max_bytes}")
+    con = open_sandbox(db, memory_mib)
     try:
-        cur = con.execute(query, params) if params else con.execute(query)
-        return fetch_capped(cur, max_rows, max_bytes)
+        return interruptible(con, lambda: fetch_capped(con, query, params, max_rows, max_bytes), timeout_s)
     except duckdb.Error as exc:
+        if out_of_memory(exc):
+            raise StoreError(memory_message(memory_mib)) from None
         raise StoreError(f"query failed: {exc}") from None
+    except MemoryError:
+        raise StoreError(memory_message(memory_mib)) from None
     finally:
-        con.close()
+        close(con)
 
 
 def run_sql(
-    db: str | Path, query: str | None, sql_file: str | Path | None, models: list[str] | None, max_rows: int | None
+    db: str | Path,
+    query: str | None,
+    sql_file: str | Path | None,
+    models: list[str] | None,
+    max_rows: int | None = None,
+    *,
+    max_bytes: int = MAX_BYTES,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    memory_mib: int = DEFAULT_MEMORY_MIB,
 ) -> QueryResult:
     """`tpa-dist sql`: a query or a .sql file (header comments allowed); `$models` is bound to `models`, or to
     every model in the database when not given."""
@@ -95,7 +129,8 @@ def run_sql(
         if models is None:
             models = [m for (m,) in run_query(db, "SELECT DISTINCT model_id FROM models ORDER BY 1").rows]
         params = {"models": models}
-    return run_query(db, body, params, max_rows=max_rows or MAX_ROWS)
+    limits = dict(max_bytes=max_bytes, timeout_s=timeout_s, memory_mib=memory_mib)
+    return run_query(db, body, params, max_rows=MAX_ROWS if max_rows is None else max_rows, **limits)
 
 
 def _display(v: object) -> str:

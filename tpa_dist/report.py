@@ -14,22 +14,24 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import duckdb
 
 from . import plots
 from .drawing import Figure, Result, draw_all, write_figures
-from .errors import ReportError
+from .errors import ReportError, StoreError
 from .files import read_text_limited
 from .query import fetch_capped
+from .sandbox import close, interruptible, open_sandbox
 from .sqlfiles import sql_files
-from .store import connect_db
 from .text import printable
 
 MAX_TABLE_ROWS = 60
 MAX_FETCH_ROWS = 2_000_000  # a section's result is fetched up to this many rows / bytes, then cut with a note
 MAX_FETCH_BYTES = 512 << 20
+SECTION_TIMEOUT_S = 300.0  # a section's query still running after this is interrupted (its section fails)
 DRAW_KINDS = ("table", "heatmap", "lines", "loglog", "histogram", "esd")
 _HEADER = re.compile(r"^--\s*(title|shows|draw|optional):\s*(.*)$")
 
@@ -140,8 +142,8 @@ def query(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[
         r = Rendered(sec)
         try:
             params = {"models": models} if "$models" in sec.query else None
-            cur = con.execute(sec.query, params) if params else con.execute(sec.query)
-            result = fetch_capped(cur, MAX_FETCH_ROWS, MAX_FETCH_BYTES)
+            work = partial(fetch_capped, con, sec.query, params, MAX_FETCH_ROWS, MAX_FETCH_BYTES)
+            result = interruptible(con, work, SECTION_TIMEOUT_S)
             r.columns, r.rows, r.note = result.columns, result.rows, result.note
             if "caption" in r.columns:
                 i = r.columns.index("caption")
@@ -150,7 +152,7 @@ def query(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[
                 r.rows = [row[:i] + row[i + 1 :] for row in r.rows]
             if sec.draw == "table" and "pivot" in sec.options:
                 r.columns, r.rows = pivot(r.columns, r.rows, sec.options["pivot"], sec.options["value"])
-        except (duckdb.Error, KeyError, ValueError, TypeError) as exc:
+        except (duckdb.Error, StoreError, KeyError, ValueError, TypeError) as exc:
             r.error = f"{sec.name}: {type(exc).__name__}: {exc}"
         out.append(r)
     return out
@@ -308,13 +310,13 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = load_sections(sql_dirs)
-    con = connect_db(db, read_only=True, sandbox=True)
+    con = open_sandbox(db)
     try:
         if not models:
             models = [m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis ORDER BY 1").fetchall()]
         rendered = query(con, sections, models)
     finally:
-        con.close()
+        close(con)
     drawn = draw(rendered, figures)
     rendered = [r for r in rendered if r.rows or r.error or not r.section.optional]
     for figure, message in zip(figures, write_figures(figures, drawn)):

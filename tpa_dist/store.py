@@ -32,9 +32,12 @@ SEED_ALIASES = ("svd_90_percent_rank", "svd_90_percent_ratio")
 OWN_TABLES = {"runs", "models", "matrix_analysis", "spectra"}
 
 
-def connect_db(path: str | Path, read_only: bool = False, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
+def connect_db(
+    path: str | Path, read_only: bool = False, sandbox: bool = False, memory_mib: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open a tpa-dist database; a lock held by another process becomes StoreLockedError with advice, a DuckDB
-    file of another application is refused before anything is written to it. `sandbox`: see SANDBOX."""
+    file of another application is refused before anything is written to it. `sandbox`: see SANDBOX;
+    `memory_mib`: DuckDB's memory_limit."""
     path = Path(path)
     if read_only and not path.exists():
         raise StoreError(f"{path}: no such database (run `tpa-dist submit` first)")
@@ -46,7 +49,10 @@ def connect_db(path: str | Path, read_only: bool = False, sandbox: bool = False)
         except OSError as exc:
             raise StoreError(f"{path.parent}: cannot create the database folder: {exc.strerror or exc}") from None
     try:
-        con = duckdb.connect(str(path), read_only=read_only, config=dict(SANDBOX) if sandbox else {})
+        config: dict[str, object] = dict(SANDBOX) if sandbox else {}
+        if memory_mib is not None:
+            config["memory_limit"] = f"{memory_mib}MiB"
+        con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
             doc = live_progress(path)
