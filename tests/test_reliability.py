@@ -4,9 +4,11 @@ and nothing else lost."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -17,7 +19,7 @@ from safetensors.torch import save_file
 
 from tpa_dist.catalog import open_model
 from tpa_dist.driver import submit
-from tpa_dist.errors import StoreLockedError
+from tpa_dist.errors import StoreError, StoreLockedError
 from tpa_dist.jobs import Job
 from tpa_dist.spectrum import matrix_spectrum
 from tpa_dist.tasks import tasks_for_tensor
@@ -438,3 +440,142 @@ def _swallow_and_check(interrupts) -> None:  # noqa: ANN001
         with pytest.raises(KeyboardInterrupt):
             interrupts.check()
     assert sig.getsignal(sig.SIGINT) is sig.default_int_handler  # the previous handler is back
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+@linux_only
+@pytest.mark.parametrize(
+    "phase,stop",
+    [
+        ("plan", signal.SIGTERM),
+        ("analysis", signal.SIGINT),
+        ("embedding", signal.SIGTERM),
+        ("report", signal.SIGINT),
+        ("figures", signal.SIGTERM),
+        ("figures", signal.SIGKILL),
+    ],
+)
+def test_a_stop_in_every_phase_ends_the_run_at_once_and_leaves_no_process(tmp_path, phase, stop):
+    """Ctrl-C or SIGTERM in each phase of a submit — planning, analysis, embedding, the report's queries, the figures
+    being drawn in forked children — ends it within seconds, recorded `interrupted` (the red team's SIGTERM while
+    figures were drawn hung 15 minutes waiting on the drawing children); SIGKILL of the driver takes its children
+    along. The run is held at the phase by an injected pause (in the drawing children themselves for `figures`)."""
+    import time
+
+    db, release = tmp_path / "p.duckdb", tmp_path / "never"
+    env = dict(
+        os.environ,
+        TPA_DIST_INJECT_PAUSE_PHASE=phase,
+        TPA_DIST_INJECT_PAUSE_UNTIL=str(release),
+        RAY_AUTH_MODE="disabled",
+    )
+    cmd = [sys.executable, "-m", "tpa_dist", "submit", "--models", "synth:tiny-gpt2", "--db", str(db)]
+    cmd += ["--output-dir", str(tmp_path / "out"), "--no-progress", "--quiet", "--k-range", "2:4"]
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint
+    )
+    paused = Path(f"{db}.paused")
+    deadline = time.monotonic() + 600
+    while not paused.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert paused.exists() and paused.read_text() == phase, proc.communicate()[0] if proc.poll() is not None else ""
+    family = _descendants(proc.pid)
+    if phase == "figures":
+        assert family, "the figures are drawn in forked children"
+    t0 = time.monotonic()
+    proc.send_signal(stop)
+    out, _ = proc.communicate(timeout=120)
+    took = time.monotonic() - t0
+    assert _all_gone(family, timeout=30) == [], f"left behind: {family}"
+    if stop == signal.SIGKILL:
+        return
+    assert took < 10, (took, out)
+    assert proc.returncode == 128 + stop, out
+    assert "Traceback" not in out and "interrupted" in out, out
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    con.close()
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_deleted_or_replaced_during_a_submit_fails_the_run_loudly(tmp_path, how):
+    """Before, the run printed '21/21 analyzed' into the unlinked file and a new empty database appeared."""
+    db, release = tmp_path / "gone.duckdb", tmp_path / "release"
+    hold = {"TPA_DIST_INJECT_HOLD": "model.norm.weight", "TPA_DIST_INJECT_HOLD_UNTIL": str(release)}
+    proc = start_slow_submit(db, tmp_path / "out", hold, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert wait_until_stored(db, 5, timeout=600) >= 5
+    db.unlink()
+    if how == "replaced":
+        db.write_bytes(b"")  # another file at the path
+    release.touch()
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0, out
+    assert f"was {how}" in out and "Traceback" not in out, out
+    assert (not db.exists()) if how == "deleted" else db.stat().st_size == 0  # nothing new written there
+
+
+def test_empty_and_damaged_database_files_are_named_with_the_fix(tmp_path):
+    empty = tmp_path / "empty.duckdb"
+    empty.write_bytes(b"")
+    job = Job.create(models=("synth:tiny-gpt2",), db=str(empty), output_dir=str(tmp_path / "o"), progress=False)
+    with pytest.raises(StoreError, match=r"is empty \(0 bytes\), not a database: .*delete it"):
+        submit(job)
+    damaged = tmp_path / "damaged.duckdb"
+    damaged.write_bytes(os.urandom(1 << 16))
+    with pytest.raises(StoreError) as info:
+        submit(Job.create(models=("synth:tiny-gpt2",), db=str(damaged), output_dir=str(tmp_path / "o"), progress=False))
+    assert "damaged or not a DuckDB database: move it away" in str(info.value)
+    assert "disk full" not in str(info.value).lower()
+
+
+@linux_only
+def test_a_database_that_cannot_be_created_leaves_no_empty_file(tmp_path):
+    """A full filesystem (here a file-size limit of 0 bytes) when the database is created: the error says so, and
+    no 0-byte file is left for every later submit to trip over."""
+    db = tmp_path / "full.duckdb"
+    code = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY)); "
+        "import signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); from tpa_dist.store import Store; "
+        "from tpa_dist.errors import StoreError\n"
+        "try:\n    Store(sys.argv[1])\nexcept StoreError as e:\n    print('error:', e)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=120)
+    assert "error:" in proc.stdout and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert not db.exists() and not Path(f"{db}.wal").exists()
+
+
+def test_a_foreign_writer_is_not_blamed_on_a_submit(tmp_path):
+    db = tmp_path / "held.duckdb"
+    from tpa_dist.store import Store as _Store
+
+    _Store(db).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); print('ready', flush=True); time.sleep(60)",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError) as info:
+            submit(Job.create(models=("synth:tiny-gpt2",), db=str(db), output_dir=str(tmp_path / "o"), progress=False))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "another DuckDB client holds it" in str(info.value) and "tpa-dist submit` (the single" not in str(info.value)

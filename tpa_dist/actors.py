@@ -1,27 +1,22 @@
 """Ray workers: each actor analyzes batches of tasks, reading its tensors itself from the byte ranges.
 
-CPU workers compute with numpy/LAPACK; GPU workers with torch on CUDA (decoding bf16/fp16 on the card).
-Fault-injection settings (documented in the README, used by the tests) are read from the environment:
-TPA_DIST_FAKE_GPU=1 runs the GPU code path on the CPU when CUDA is absent; TPA_DIST_INJECT_OOM_BYTES=N
-makes the GPU path raise CUDA OOM above N bytes; TPA_DIST_INJECT_KILL=substring SIGKILLs the worker when it
-starts a matching matrix (once, recorded in TPA_DIST_INJECT_KILL_MARKER); TPA_DIST_INJECT_DELAY_S slows
-every task; TPA_DIST_INJECT_HOLD=substring holds matching matrices until the file TPA_DIST_INJECT_HOLD_UNTIL exists.
+CPU workers compute with numpy/LAPACK; GPU workers with torch on CUDA (decoding bf16/fp16 on the card). Injected
+faults (a fake GPU, delays, holds, kills, CUDA OOM: faults.py) come with the worker's `Faults` plan.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from .analysis import analyze_delta, analyze_task, failed_row
+from .faults import NO_FAULTS, Faults
 from .rows import MatrixRow
 from .settings import AnalysisSettings
 from .tasks import DeltaTask, MatrixTask, relocate, task_paths
@@ -29,22 +24,23 @@ from .tasks import DeltaTask, MatrixTask, relocate, task_paths
 INJECT_PREFIX = "TPA_DIST_"
 
 
-def gpu_compute_device() -> tuple[str, str, int]:
-    """(compute device, label, free bytes) for a GPU worker; ("", "unavailable", 0) without CUDA."""
+def gpu_compute_device(faults: Faults = NO_FAULTS) -> tuple[str, str, int]:
+    """(compute device, label, free bytes) for a GPU worker; ("", "unavailable", 0) without CUDA (a fake GPU: the
+    GPU code path on the CPU, when `faults` asks for one)."""
     import torch
 
     if torch.cuda.is_available():
         free, _total = torch.cuda.mem_get_info()
         return "cuda", f"cuda:{torch.cuda.get_device_name()}", int(free)
-    if os.environ.get("TPA_DIST_FAKE_GPU") == "1":
-        return "torch-cpu", "fake-gpu", int(float(os.environ.get("TPA_DIST_FAKE_GPU_MEMORY", 16 * 2**30)))
+    if faults.fake_gpu:
+        return "torch-cpu", "fake-gpu", faults.fake_gpu_memory
     return "", "unavailable", 0
 
 
 class AnalysisWorker:
     """One analysis process with a fixed BLAS thread count (run as a Ray actor)."""
 
-    def __init__(self, settings: AnalysisSettings, gpu: bool = False) -> None:
+    def __init__(self, settings: AnalysisSettings, gpu: bool = False, faults: Faults = NO_FAULTS) -> None:
         from threadpoolctl import threadpool_limits
 
         self._limits = threadpool_limits(limits=settings.threads)
@@ -53,8 +49,9 @@ class AnalysisWorker:
 
             torch.set_num_threads(settings.threads)
         self.settings = settings
+        self.faults = faults
         if gpu:
-            self.compute, self.device, self.free_bytes = gpu_compute_device()
+            self.compute, self.device, self.free_bytes = gpu_compute_device(faults)
             if self.compute == "cuda":
                 # torch loads its CUDA linear-algebra library on the first linalg call, and that lazy load is not
                 # thread-safe (concurrent streams' first eigvalsh: "lazy wrapper should be called at most once")
@@ -83,32 +80,13 @@ class AnalysisWorker:
             "free_bytes": self.free_bytes,
         }
 
-    def _inject(self, task: MatrixTask) -> None:
-        delay = os.environ.get("TPA_DIST_INJECT_DELAY_S")
-        if delay:
-            time.sleep(float(delay))
-        hold = os.environ.get("TPA_DIST_INJECT_HOLD")
-        until = os.environ.get("TPA_DIST_INJECT_HOLD_UNTIL")
-        if hold and until and hold in task.matrix_key:
-            while not os.path.exists(until):  # fault injection only: a test releases it by creating the file
-                time.sleep(0.05)
-        target = os.environ.get("TPA_DIST_INJECT_KILL")
-        marker = os.environ.get("TPA_DIST_INJECT_KILL_MARKER")
-        if target and marker and target in task.matrix_key and not Path(marker).exists():
-            Path(marker).write_text(f"{self.worker} {task.matrix_key}\n")
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def _visible(self, path: str) -> bool:
-        hidden = os.environ.get("TPA_DIST_HIDE_PREFIX")  # tests: act as a node that cannot see these paths
-        return os.path.exists(path) and not (hidden and path.startswith(hidden))
-
     def _localize(self, task: MatrixTask) -> MatrixTask:
         """Every file of a task that this node cannot see is made local: a Hub model's files (its shard, and those
         of an FP8 scale or GPTQ/AWQ companions) fetched, that file alone, into the node's own cache; a synthetic
         preset written there whole (it is deterministic in its seed)."""
         if task.hub is None and task.synth is None:
             return task
-        missing = sorted(p for p in task_paths(task) if not self._visible(p))
+        missing = sorted(p for p in task_paths(task) if not self.faults.visible(p))
         if not missing:
             return task
         root = task.region.path[: -len(task.shard)]  # every path of a task is <folder>/<file in the repo>
@@ -173,7 +151,7 @@ class AnalysisWorker:
         out = []
         for task in tasks:
             delta = isinstance(task, DeltaTask)
-            self._inject(task.tuned if delta else task)
+            self.faults.before_task(task.matrix_key, self.worker)
             try:
                 if delta:
                     local = replace(task, tuned=self._localize(task.tuned), base=self._localize(task.base))
@@ -183,9 +161,9 @@ class AnalysisWorker:
                 out.append((failed_row(task, f"cannot fetch {task.shard}: {exc}"), None))
                 continue
             if delta:
-                out.append(analyze_delta(local, self.settings, device=self.compute))
+                out.append(analyze_delta(local, self.settings, device=self.compute, faults=self.faults))
             else:
-                out.append(analyze_task(local, self.settings, device=self.compute))
+                out.append(analyze_task(local, self.settings, device=self.compute, faults=self.faults))
         for row, _ in out:
             row.update(node=self.node, worker=self.worker, device=self.device)
         return out

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from .errors import TpaError
+from .faults import NO_FAULTS, Faults
 from .metrics import spectral_metrics
 from .rows import DeltaRow, MatrixRow
 from .settings import METHOD_VERSION, AnalysisSettings
@@ -70,9 +71,11 @@ def analyze_task(
     *,
     device: str = "cpu",
     block_bytes: int | None = None,
+    faults: Faults = NO_FAULTS,
 ) -> tuple[MatrixRow, np.ndarray | None]:
     """(matrix_analysis row, singular values or None); errors become status='error' rows, never exceptions.
-    `block_bytes` overrides the settings' MiB budget (tests and benchmarks use tiny blocks)."""
+    `block_bytes` overrides the settings' MiB budget (tests and benchmarks use tiny blocks); `faults`: injected
+    failures (faults.py)."""
     row = base_row(task)
     threshold, block_bytes = settings.sparsity_threshold, block_bytes or settings.block_bytes
     row.update(sparsity_threshold=threshold, device=device)
@@ -82,6 +85,8 @@ def analyze_task(
         if task.kind == "skipped":
             row.update(status="skipped", error=f"tensor {task.matrix_key}: {task.note}")
         elif task.kind == "matrix":
+            if device != "cpu":
+                faults.gpu_oom(task.matrix_key, task.region.nbytes)
             res = matrix_spectrum(task.region, sparsity_threshold=threshold, block_bytes=block_bytes, device=device)
             metrics = spectral_metrics(res.singular_values, task.region.rows, task.region.cols, device)
             measured = {**res.stats.as_row(), **{k: v for k, v in metrics.items() if not k.startswith("svd_90")}}
@@ -132,6 +137,7 @@ def analyze_delta(
     *,
     device: str = "cpu",
     block_bytes: int | None = None,
+    faults: Faults = NO_FAULTS,
 ) -> tuple[DeltaRow, np.ndarray | None]:
     """(delta_analysis row, singular values of ΔW or None); errors become status='error' rows, never exceptions."""
     from .delta import delta_spectrum
@@ -141,6 +147,8 @@ def analyze_delta(
     t0 = time.perf_counter()
     sv = None
     try:
+        if device != "cpu":
+            faults.gpu_oom(task.matrix_key, task.tuned.region.nbytes)
         res = delta_spectrum(
             task.tuned.region,
             task.base.region,

@@ -114,9 +114,6 @@ def _grams(
         return g_d, g_t, g_b, sq_t
     import torch
 
-    from .spectrum import inject_oom
-
-    inject_oom(tuned)
     dev = "cpu" if device == "torch-cpu" else device
     zeros = lambda: torch.zeros((n, n), dtype=torch.float64, device=dev)  # noqa: E731
     g_d = zeros()

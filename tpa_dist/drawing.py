@@ -3,9 +3,10 @@
 A report's figures are independent and matplotlib is single-threaded, so with several cores the figures of one
 report take about the time of the largest few instead of their sum (bench_small: ~1 s of a small model's 2 s
 report). Children are forked after the queries ran and matplotlib was imported, draw from the rows they inherited
-and send back PNG bytes; they never touch the database. Where forking is not safe — not Linux, Ray's gRPC threads
-live in this process, or this process is itself a daemonic worker — or there is one core or one figure, figures
-are drawn here, one after another.
+and send back PNG bytes; they never touch the database, ignore Ctrl-C (the parent handles it), die with the parent
+whatever kills it, and are terminated at once when the parent is interrupted. Where forking is not safe — not
+Linux, Ray's gRPC threads live in this process, or this process is itself a daemonic worker — or there is one core
+or one figure, figures are drawn here, one after another.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from .files import write_atomic
+from .processes import child_of, stop_pool
 
 Result = bytes | None | Exception
 
@@ -33,9 +37,12 @@ class Figure:
 Job = tuple[Callable[..., bytes | None], tuple]  # draw, args: draw(*args) gives the PNG bytes
 
 _jobs: Sequence[Job] = ()
+_before: Callable[[], None] | None = None
 
 
 def _draw_one(i: int) -> bytes | None:
+    if _before is not None:
+        _before()
     draw, args = _jobs[i]
     return draw(*args)
 
@@ -48,26 +55,36 @@ def can_fork() -> bool:
     return not (ray is not None and ray.is_initialized())
 
 
-def draw_all(jobs: Sequence[Job], errors: tuple[type[Exception], ...]) -> list[Result]:
+def draw_all(
+    jobs: Sequence[Job], errors: tuple[type[Exception], ...], before: Callable[[], None] | None = None
+) -> list[Result]:
     """draw(*args) for every (draw, args) job, in order: its PNG bytes (or None), or the exception of type `errors`
-    it raised."""
-    global _jobs
+    it raised. `before()` runs where each figure is drawn, first (injected faults)."""
+    global _jobs, _before
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers < 2 or not can_fork():
+        if before is not None and jobs:
+            before()
         return [_guarded(job, errors) for job in jobs]
-    _jobs = jobs  # inherited by the forked children: nothing of the rows is sent to them
+    _jobs, _before = jobs, before  # inherited by the forked children: nothing of the rows is sent to them
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=child_of, initargs=(os.getpid(),)
+    )
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = [pool.submit(_draw_one, i) for i in range(len(jobs))]
-            out: list[Result] = []
-            for f in futures:
-                try:
-                    out.append(f.result())
-                except errors as exc:
-                    out.append(exc)
-            return out
+        futures = [pool.submit(_draw_one, i) for i in range(len(jobs))]
+        out: list[Result] = []
+        for f in futures:
+            try:
+                out.append(f.result())
+            except errors as exc:
+                out.append(exc)
+        pool.shutdown()
+        return out
+    except BaseException:  # Ctrl-C, SIGTERM or a failure: the children stop now, nothing waits on them
+        stop_pool(pool)
+        raise
     finally:
-        _jobs = ()
+        _jobs, _before = (), None
 
 
 def _guarded(job: Job, errors: tuple[type[Exception], ...]) -> Result:
@@ -88,7 +105,7 @@ def write_figures(figures: Sequence[Figure], drawn: Sequence[Result] | None = No
             if isinstance(png, Exception):
                 raise png
             figure.path.parent.mkdir(parents=True, exist_ok=True)
-            figure.path.write_bytes(png or b"")
+            write_atomic(figure.path, png or b"")
             out.append(None)
         except Exception as exc:  # noqa: BLE001
             out.append(f"{figure.path.name} not written: {type(exc).__name__}: {exc}")

@@ -18,11 +18,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from . import __version__
 from .drawing import Figure
 from .errors import JobError, TpaError
+from .faults import Faults
 from .interrupts import describe, recorded
 from .interrupts import reclaim as reclaim_signals
 from .jobs import Job
@@ -103,6 +105,8 @@ class Driver:
         self.joined = False  # runs on a Ray cluster given by an address (not a local Ray of its own)
         self.delta_tasks: list[DeltaTask] = []  # ΔW of each (tuned, base) pair (--base)
         self.figures: list[Figure] = []  # the seed's PNGs (anova_curve.png), drawn with the report's figures
+        self.embedded: set[tuple[str, str]] = set()  # (model, revision) whose embeddings this run stored
+        self.faults = Faults.from_env()  # injected faults (tests): read once, passed to whoever acts on them
 
     # -- planning ------------------------------------------------------------------------------------------------
     def plan(self, store: Store) -> None:
@@ -214,7 +218,7 @@ class Driver:
         """Analyze, cluster, write outputs; the `runs` row ends 'ok' only when nothing failed."""
         job = self.job
         check_output_dir(job.output_dir)
-        store = Store(job.db)
+        store = Store(job.db, self.faults)
         status = "failed"
         t0 = time.perf_counter()
         try:
@@ -274,21 +278,31 @@ class Driver:
         if not completed:
             return
         before = len(self.summary.failures)
-        with self._phase("outputs"):
-            self._outputs()
+        try:
+            with self._phase("outputs"):
+                self._outputs()
+        except KeyboardInterrupt:  # the analysis is stored; the outputs stop here, and the run says so
+            self.summary.fail(f"{describe()} while writing the outputs: run the same submit again to write them")
+            self._record("interrupted")
+            raise
         if len(self.summary.failures) > before:
+            self._record("failed")
+
+    def _record(self, status: str) -> None:
+        """Record the run's end again, after the outputs changed it."""
+        try:
+            store = Store(self.job.db, self.faults)
             try:
-                store = Store(self.job.db)
-                try:
-                    self._finish(store, "failed")
-                finally:
-                    store.close()
-            except TpaError as exc:
-                log.error("could not record the end of run %s: %s", self.summary.run_id, exc)
+                self._finish(store, status)
+            finally:
+                store.close()
+        except TpaError as exc:
+            log.error("could not record the end of run %s: %s", self.summary.run_id, exc)
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
         """Time one phase of the run (summary.phases, stored with the run): where each second goes."""
+        self.faults.pause(name, self.job.db)
         t0 = time.perf_counter()
         try:
             yield
@@ -316,7 +330,7 @@ class Driver:
 
     def _embedding(self, store: Store, m: PlannedModel) -> None:
         """Cluster one model's token embedding(s); any failure is that model's, the others go on."""
-        from .embedding_run import analyze_model_embeddings, anova_figure, store_tables, write_files
+        from .embedding_run import analyze_model_embeddings, store_tables
 
         missing = [state for t in m.embeddings if (state := self.downloads.state(t.path)) != "ready"]
         if missing:
@@ -326,12 +340,11 @@ class Driver:
         try:
             workers = self.job.workers
             results = analyze_model_embeddings(
-                m.catalog, settings, workers.cpu_only, m.embeddings, workers, local=self.local
+                m.catalog, settings, workers.cpu_only, m.embeddings, workers, local=self.local, faults=self.faults
             )
             for res in results:
                 store.write_embedding(store_tables(m.model_id, m.revision, self.summary.run_id, settings.seed, res))
-            write_files(Path(self.job.output_dir), m.model_id, results)
-            self.figures.append(anova_figure(Path(self.job.output_dir), m.model_id, results))
+            self.embedded.add(m.key)
         except Exception as exc:  # noqa: BLE001 - one model's embedding never costs the others
             if is_interrupt(exc):
                 raise KeyboardInterrupt from None
@@ -339,7 +352,8 @@ class Driver:
             log.error("%s: embedding analysis failed: %s", m.model_id, _describe(exc))
 
     def _outputs(self) -> None:
-        """The seed CSV and the report for this run's models; a failure is recorded, never fatal."""
+        """The seed CSV, each model's embedding files and the report for this run's models; a failure is recorded,
+        never fatal."""
         from .drawing import write_figures
         from .export import write_seed_csv
         from .report import write_report
@@ -352,8 +366,11 @@ class Driver:
             written.append(str(write_seed_csv(self.job.db, s.models, out)))
         except Exception as exc:  # noqa: BLE001
             s.fail(f"CSV not written: {_describe(exc)}")
+        self._model_files()
         try:
-            rendered = write_report(self.job.db, out, sorted({m for m, _ in s.models}), figures=self.figures)
+            models = sorted({m for m, _ in s.models})
+            stage = partial(self.faults.pause, db=self.job.db)
+            rendered = write_report(self.job.db, out, models, figures=self.figures, on_stage=stage)
             written += [f"{out}/report.html", f"{out}/report.md"]
             for r in rendered:
                 if r.error:
@@ -366,6 +383,25 @@ class Driver:
         if written:
             s.outputs = "outputs: " + ", ".join(written)
 
+    def _model_files(self) -> None:
+        """Each model's embedding files, from the stored rows: for the embeddings clustered now, and for those
+        clustered before whose files are missing (a full disk, a new --output-dir)."""
+        from .embedding_run import anova_figure, model_files, stored_results, write_files
+
+        out = Path(self.job.output_dir)
+        for m in self.models:
+            if not m.embeddings or not (
+                m.key in self.embedded or not all(p.exists() for p in model_files(out, m.model_id))
+            ):
+                continue
+            try:
+                results = stored_results(self.job.db, m.model_id, m.revision)
+                if results:
+                    write_files(out, m.model_id, results)
+                    self.figures.append(anova_figure(out, m.model_id, results))
+            except Exception as exc:  # noqa: BLE001 - one model's files never cost the others
+                self.summary.fail(f"{m.model_id}: embedding files not written: {_describe(exc)}")
+
     def _execute(self, store: Store, tasks: list[MatrixTask]) -> None:
         progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)
         sink = ResultSink(store, self.job.db, self.summary, self.settings_id, progress, self.downloads.explains)
@@ -373,7 +409,9 @@ class Driver:
         self.sink = sink
         try:
             if self.local:
-                run_local(tasks, self.settings, self.job.workers, sink.add, sink.maybe_flush, self._import_ahead)
+                run_local(
+                    tasks, self.settings, self.job.workers, sink.add, sink.maybe_flush, self._import_ahead, self.faults
+                )
             else:
                 self._execute_ray(sink, tasks)
             sink.flush()
@@ -396,7 +434,7 @@ class Driver:
         from .workerpool import WorkerPool
 
         workers = self.job.workers
-        pool = WorkerPool(self.settings, workers, on_event=self._event)
+        pool = WorkerPool(self.settings, workers, on_event=self._event, faults=self.faults)
         completed = False
         if self.joined:
             pool.request(*wanted_workers(workers, tasks))

@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from .embedding import (
     silhouette_best,
     sweep_ks,
 )
+from .faults import NO_FAULTS, Faults
 from .settings import EmbeddingSettings, WorkerSettings
 from .vocab import Vocab, load_vocab
 
@@ -64,28 +64,28 @@ class EmbeddingResult:
         return next(r for r in self.sweep if r["k"] == self.chosen_k)
 
 
-def _device(gpu: bool) -> str:
+def _device(gpu: bool, faults: Faults = NO_FAULTS) -> str:
     if not gpu:
         return "cpu"
     from .actors import gpu_compute_device
 
-    return gpu_compute_device()[0] or "cpu"
+    return gpu_compute_device(faults)[0] or "cpu"
 
 
-def _sweep_task(x: np.ndarray, settings: EmbeddingSettings, gpu: bool, threads: int) -> list[dict]:
+def _sweep_task(x: np.ndarray, settings: EmbeddingSettings, gpu: bool, threads: int, faults: Faults) -> list[dict]:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads):
-        return sweep_ks(x, settings, _device(gpu))
+        return sweep_ks(x, settings, _device(gpu, faults))
 
 
 def _analyze_task(
-    info: TensorInfo, vocab: Vocab | None, settings: EmbeddingSettings, gpu: bool, threads: int
+    info: TensorInfo, vocab: Vocab | None, settings: EmbeddingSettings, gpu: bool, threads: int, faults: Faults
 ) -> EmbeddingResult:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(threads):
-        return analyze_embedding(info, vocab, settings, _device(gpu))
+        return analyze_embedding(info, vocab, settings, _device(gpu, faults))
 
 
 def _remote_options(workers: WorkerSettings) -> tuple[dict, bool, int]:
@@ -108,12 +108,12 @@ def _remote_options(workers: WorkerSettings) -> tuple[dict, bool, int]:
     return opts, gpu, max(1, cpus)
 
 
-def sweep(x: np.ndarray, settings: EmbeddingSettings, cpu_only: bool = False) -> list[dict]:
+def sweep(x: np.ndarray, settings: EmbeddingSettings, cpu_only: bool = False, faults: Faults = NO_FAULTS) -> list[dict]:
     """The k sweep of one matrix as a Ray task (see embedding.sweep_ks)."""
     import ray
 
     opts, gpu, threads = _remote_options(WorkerSettings(cpu_only=cpu_only))
-    return ray.get(ray.remote(_sweep_task).options(**opts).remote(x, settings, gpu, threads))
+    return ray.get(ray.remote(_sweep_task).options(**opts).remote(x, settings, gpu, threads, faults))
 
 
 def analyze_model_embeddings(
@@ -123,19 +123,20 @@ def analyze_model_embeddings(
     embeddings: list[TensorInfo] | None = None,
     workers: WorkerSettings | None = None,
     local: bool = False,
+    faults: Faults = NO_FAULTS,
 ) -> list[EmbeddingResult]:
     """Cluster the token embedding (and an untied output head) of one model, each in its own Ray task (in this
     process, on all cores, with `local`)."""
     vocab = load_vocab(catalog.root)
     infos = find_embeddings(catalog) if embeddings is None else embeddings
     if local:
-        out = [_analyze_task(info, vocab, settings, False, os.cpu_count() or 1) for info in infos]
+        out = [_analyze_task(info, vocab, settings, False, os.cpu_count() or 1, faults) for info in infos]
     else:
         import ray
 
         opts, gpu, threads = _remote_options(workers or WorkerSettings(cpu_only=cpu_only))
         task = ray.remote(_analyze_task).options(**opts)
-        out = ray.get([task.remote(info, vocab, settings, gpu, threads) for info in infos])
+        out = ray.get([task.remote(info, vocab, settings, gpu, threads, faults) for info in infos])
     for res in out:
         log.info(
             "embedding %s %s: k=%d by max F (silhouette best %s, elbow %d)%s in %.1fs",
@@ -256,24 +257,93 @@ def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: Embe
     }
 
 
-def _folder(out_dir: Path, model_id: str) -> tuple[Path, str]:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id).strip("-")
-    return out_dir / slug, slug
+def stored_results(db: str | Path, model_id: str, revision: str) -> list[EmbeddingResult]:
+    """The embedding analyses of one (model, revision) as the database holds them: what the per-model files and
+    figure are made from, so that they always match the stored rows (and are rewritten from them when missing)."""
+    from .sqlfiles import sql_text
+    from .store import connect_db
+
+    con = connect_db(db, read_only=True)
+    try:
+        key = {"model_id": model_id, "revision": revision}
+        cur = con.execute(sql_text("outputs/embedding_choice.sql"), key)
+        names = [d[0] for d in cur.description]
+        out = []
+        for choice in [dict(zip(names, r)) for r in cur.fetchall()]:
+            one = {**key, "param_name": choice["param_name"]}
+
+            def rows(name: str, params: dict = one) -> list[dict]:
+                c = con.execute(sql_text(f"outputs/{name}.sql"), params)
+                cols = [d[0] for d in c.description]
+                return [dict(zip(cols, r)) for r in c.fetchall()]
+
+            sweep = rows("embedding_sweep")
+            clusters = [
+                {
+                    **c,
+                    "ids": list(c.pop("representative_ids") or []),
+                    "representatives": list(c["representatives"] or []),
+                }
+                for c in rows("embedding_clusters")
+            ]
+            tokens = rows("embedding_assignments")
+            labels = [(t["token_id"], t["cluster"]) for t in tokens if t["cluster"] is not None]
+            out.append(
+                EmbeddingResult(
+                    tensor=choice["param_name"],
+                    rows=choice["rows"],
+                    cols=choice["cols"],
+                    sweep=sweep,
+                    chosen_k=choice["chosen_k"],
+                    rule=choice["rule"],
+                    elbow_k=choice["elbow_k"],
+                    clusters=clusters,
+                    labels=np.array([c for _, c in labels], dtype=np.int64),
+                    tokens=[t["token"] for t in tokens],
+                    seconds=choice["seconds"],
+                    row_ids=np.array([i for i, _ in labels], dtype=np.int64),
+                    excluded={t["token_id"]: t["excluded"] for t in tokens if t["excluded"] is not None},
+                    silhouette_k=choice["silhouette_k"],
+                    degenerate=choice["degenerate"],
+                    include_special=bool(choice["include_special"]),
+                )
+            )
+        return out
+    finally:
+        con.close()
+
+
+def model_folder(out_dir: Path, model_id: str) -> tuple[Path, str]:
+    """The per-model output folder and the name its files carry (never a path: files.name_for_path)."""
+    from .files import name_for_path
+
+    name = name_for_path(model_id)
+    return out_dir / name, name
+
+
+def model_files(out_dir: Path, model_id: str) -> list[Path]:
+    """The per-model files a run with embeddings leaves (anova_curve.png included)."""
+    folder, name = model_folder(out_dir, model_id)
+    names = ["clustering_results.json", "cluster_representatives.json", f"{name}_embedding.csv", "anova_curve.png"]
+    return [folder / n for n in names]
 
 
 def anova_figure(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> Figure:
     """The seed's anova_curve.png (F, silhouette and inertia against k), to be drawn with the report's figures."""
     from .plots import anova_curve
 
-    return Figure(_folder(out_dir, model_id)[0] / "anova_curve.png", anova_curve, (model_id, results))
+    return Figure(model_folder(out_dir, model_id)[0] / "anova_curve.png", anova_curve, (model_id, results))
 
 
 def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> list[Path]:
     """The seed's data files: clustering_results.json, cluster_representatives.json, <model>_embedding.csv (in a
-    folder per model; its anova_curve.png comes from anova_figure)."""
+    folder per model; its anova_curve.png comes from anova_figure), each written whole or not at all."""
     import csv
+    import io
 
-    folder, slug = _folder(out_dir, model_id)
+    from .files import write_atomic
+
+    folder, name = model_folder(out_dir, model_id)
     folder.mkdir(parents=True, exist_ok=True)
     summary = [
         {
@@ -290,28 +360,24 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
             "silhouette_k": r.silhouette_k,
             "elbow_k": r.elbow_k,
             "degenerate": r.degenerate,
-            "sweep": r.sweep,
+            "sweep": [_public(s) for s in r.sweep],
             "seconds": r.seconds,
         }
         for r in results
     ]
-    (folder / "clustering_results.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(folder / "clustering_results.json", json.dumps(summary, indent=1))
     reps = {
         r.tensor: [{k: c[k] for k in ("cluster", "size", "centroid_norm", "representatives")} for c in r.clusters]
         for r in results
     }
-    (folder / "cluster_representatives.json").write_text(json.dumps(reps, indent=1, ensure_ascii=False))
-    csv_path = folder / f"{slug}_embedding.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["tensor", "token_id", "token", "cluster", "excluded"])
-        for r in results:
-            cluster = dict(zip(r.row_ids.tolist(), r.labels.tolist()))
-            writer.writerows(
-                (r.tensor, i, r.tokens[i], cluster.get(i, ""), r.excluded.get(i, "")) for i in range(r.vocab_rows)
-            )
-    return [
-        folder / "clustering_results.json",
-        folder / "cluster_representatives.json",
-        csv_path,
-    ]
+    write_atomic(folder / "cluster_representatives.json", json.dumps(reps, indent=1, ensure_ascii=False))
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(["tensor", "token_id", "token", "cluster", "excluded"])
+    for r in results:
+        cluster = dict(zip(r.row_ids.tolist(), r.labels.tolist()))
+        writer.writerows(
+            (r.tensor, i, r.tokens[i], cluster.get(i, ""), r.excluded.get(i, "")) for i in range(r.vocab_rows)
+        )
+    csv_path = write_atomic(folder / f"{name}_embedding.csv", buf.getvalue())
+    return [folder / "clustering_results.json", folder / "cluster_representatives.json", csv_path]

@@ -1,10 +1,14 @@
-"""Open only regular files: a FIFO, device or folder where a config, index, tokenizer or shard should be is refused
-before it can block a read, and every small file is read with a size limit."""
+"""Files, read and written carefully. Reading: only regular files — a FIFO, device or folder where a config, index,
+tokenizer or shard should be is refused before it can block a read — and every small file with a size limit.
+Writing: whole or not at all (a temporary file renamed into place), under names that are never paths."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import stat
+from pathlib import Path
 from typing import BinaryIO
 
 
@@ -65,4 +69,45 @@ def is_regular(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-__all__ = ["NotRegularFileError", "is_regular", "open_regular", "read_bytes_limited", "read_text_limited"]
+MAX_NAME = 100  # characters of a file or folder name made from a model name
+
+
+def name_for_path(name: str) -> str:
+    """A file or folder name for `name` (a model id): letters, digits, `.`, `_` and `-` only, never `.` or `..`, never
+    hidden, at most MAX_NAME characters. `org/name` becomes `org--name` and `synth:p` `synth-p`; any other change
+    (a separator elsewhere, a leading dot, other characters, length) adds a short hash of the original, so that
+    distinct model ids keep distinct folders."""
+    plain = name.replace("/", "--").replace(":", "-")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", plain).strip("-.")[:MAX_NAME] or "model"
+    if safe != plain:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe = f"{safe[: MAX_NAME - 9]}-{digest}"
+    return safe
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write `data` to `path` whole or not at all: a temporary file beside it, flushed, then renamed into place (a
+    full disk leaves the old file, or none — never a truncated one)."""
+    target = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+__all__ = [
+    "NotRegularFileError",
+    "is_regular",
+    "name_for_path",
+    "open_regular",
+    "read_bytes_limited",
+    "read_text_limited",
+    "write_atomic",
+]

@@ -13,14 +13,15 @@ import logging
 import multiprocessing
 import os
 import shutil
-import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from .batches import Batch, after_loss, exhausted, failed_rows, split
+from .faults import NO_FAULTS, Faults
 from .interrupts import check as check_interrupt
+from .processes import child_of, stop_pool
 from .settings import AnalysisSettings, WorkerSettings
 from .tasks import MatrixTask, batch_tasks
 
@@ -48,29 +49,12 @@ def choose_local(address: str | None, cpu_only: bool, nbytes: int, downloading: 
     return nbytes <= LOCAL_MAX_BYTES and (cpu_only or not has_gpu())
 
 
-def _init(settings: AnalysisSettings, driver_pid: int) -> None:
+def _init(settings: AnalysisSettings, driver_pid: int, faults: Faults) -> None:
     global _worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the driver handles it
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler: terminate() must end a worker
-    _die_with(driver_pid)
+    child_of(driver_pid)  # dies with the driver, whatever kills it (as Ray's own processes do)
     from .actors import AnalysisWorker
 
-    _worker = AnalysisWorker(settings, gpu=False)
-
-
-def _die_with(driver_pid: int) -> None:
-    """Fate-share with the driver, as Ray's own processes do: on Linux the kernel kills this worker when the driver
-    dies, whatever killed it (SIGKILL included); elsewhere the driver's own clean-up is all there is."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:  # pragma: no cover - refused only by seccomp
-        log.debug("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
-    if os.getppid() != driver_pid:  # the driver died before the line above: nobody would kill this worker
-        os._exit(1)
+    _worker = AnalysisWorker(settings, gpu=False, faults=faults)
 
 
 def _run(batch: list[MatrixTask]) -> list:
@@ -88,6 +72,7 @@ def run_local(
     on_results: Callable[[list, str | None], None],
     on_idle: Callable[[], None],
     on_started: Callable[[], None] | None = None,
+    faults: Faults = NO_FAULTS,
 ) -> None:
     """Run every task on a pool of forked worker processes; results go to `on_results` batch by batch. A worker
     that dies has its batches re-run, and a batch that raises outside its tasks' guards is split (batches.py's
@@ -97,7 +82,7 @@ def run_local(
     queue = [Batch(part) for part in batch_tasks(tasks, workers=n)]
     log.info("workers: %d local processes (%d BLAS thread(s) each)", n, workers.threads_per_worker)
     while queue:
-        queue = _pool_pass(queue, n, settings, on_results, on_idle, on_started)
+        queue = _pool_pass(queue, n, settings, on_results, on_idle, on_started, faults)
         on_started = None
 
 
@@ -108,10 +93,11 @@ def _pool_pass(
     on_results: Callable,
     on_idle: Callable,
     on_started: Callable | None = None,
+    faults: Faults = NO_FAULTS,
 ) -> list[Batch]:
     """Run `queue` on one pool; return what must run again (a worker died and broke the pool)."""
     pool = ProcessPoolExecutor(
-        n, mp_context=multiprocessing.get_context("fork"), initializer=_init, initargs=(settings, os.getpid())
+        n, mp_context=multiprocessing.get_context("fork"), initializer=_init, initargs=(settings, os.getpid(), faults)
     )
     pending: dict[Future, Batch] = {}
     retry: list[Batch] = []
@@ -146,8 +132,7 @@ def _pool_pass(
     except BaseException:  # Ctrl-C, or anything else: no worker outlives the run (a held one would block exit)
         for fut in pending:
             fut.cancel()
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
-            proc.terminate()
+        stop_pool(pool)
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)

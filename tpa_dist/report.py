@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -158,12 +158,14 @@ def query(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[
     return out
 
 
-def draw(rendered: list[Rendered], figures: Sequence[Figure] = ()) -> list[Result]:
+def draw(
+    rendered: list[Rendered], figures: Sequence[Figure] = (), before: Callable[[], None] | None = None
+) -> list[Result]:
     """Draw the sections' figures and `figures` (other PNGs of the run) side by side on several cores
     (drawing.py); returns what each of `figures` gave."""
     plotted = [r for r in rendered if r.error is None and r.section.draw != "table" and r.rows]
     jobs = [(_draw, (r.section, r.columns, r.rows)) for r in plotted] + [(f.draw, f.args) for f in figures]
-    drawn = draw_all(jobs, (KeyError, ValueError, TypeError))
+    drawn = draw_all(jobs, (KeyError, ValueError, TypeError), before)
     for r, png in zip(plotted, drawn):
         if isinstance(png, Exception):
             r.error = f"{r.section.name}: {type(png).__name__}: {png}"
@@ -304,12 +306,14 @@ def write_report(
     models: list[str] | None = None,
     sql_dirs: tuple[str | Path, ...] = (),
     figures: Sequence[Figure] = (),
+    on_stage: Callable[[str], None] = lambda _stage: None,
 ) -> list[Rendered]:
     """Render every section for `models` (default: all stored) into out_dir/report.md and report.html; `figures`
     (the run's other PNGs) are drawn beside the report's and written too (a failed one is a section error)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = load_sections(sql_dirs)
+    on_stage("report")
     con = open_sandbox(db)
     try:
         if not models:
@@ -317,7 +321,7 @@ def write_report(
         rendered = query(con, sections, models)
     finally:
         close(con)
-    drawn = draw(rendered, figures)
+    drawn = draw(rendered, figures, before=partial(on_stage, "figures"))  # where each figure is drawn
     rendered = [r for r in rendered if r.rows or r.error or not r.section.optional]
     for figure, message in zip(figures, write_figures(figures, drawn)):
         if message:  # shown as a failed section, and counted as the run's failure by the driver

@@ -10,7 +10,6 @@ the condition number, which bounds the absolute error of every σ by ~sqrt(n·ep
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,15 +57,6 @@ def _to_device(raw: np.ndarray, dtype: str, device: str):  # noqa: ANN202 - torc
     return t.to(device, non_blocking=False).to(torch.float64)
 
 
-def inject_oom(region: Region) -> None:
-    """Fault injection for tests: TPA_DIST_INJECT_OOM_BYTES=N makes the GPU path raise OOM above N bytes."""
-    limit = os.environ.get("TPA_DIST_INJECT_OOM_BYTES")
-    if limit is not None and region.nbytes > int(limit):
-        import torch
-
-        raise torch.cuda.OutOfMemoryError(f"injected CUDA OOM for {region.name} ({region.nbytes} bytes)")
-
-
 class PowerOfTwoScale:
     """Keeps the streamed float64 Gram inside float64's range: blocks whose magnitude is beyond 2^±SAFE are scaled by
     a power of two (exact) before BᵀB, and the Gram accumulated so far is rescaled when a larger block arrives.
@@ -104,7 +94,6 @@ def _torch_gram(
 ) -> np.ndarray:
     import torch
 
-    inject_oom(region)
     gram = torch.zeros((n, n), dtype=torch.float64, device=device)
     host = region.needs_host_decode
     wide = region.dtype in WIDE_DTYPES

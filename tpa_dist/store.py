@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ import pyarrow as pa
 
 from .catalog import TensorInfo
 from .errors import StoreError, StoreLockedError
+from .faults import NO_FAULTS, Faults
 from .progress import describe_live, live_progress
 from .rows import DELTA_COLUMNS, DELTA_STAMPED, MATRIX_COLUMNS, STAMPED, DeltaRow, MatrixRow
 from .sqlfiles import sql_text, statements
@@ -43,6 +43,12 @@ def connect_db(
         raise StoreError(f"{path}: no such database (run `tpa-dist submit` first)")
     if path.exists() and not path.is_file():
         raise StoreError(f"{path}: not a database file (a folder or special file); choose another --db")
+    if path.is_file() and path.stat().st_size == 0 and not Path(f"{path}.wal").exists():
+        raise StoreError(
+            f"{path} is empty (0 bytes), not a database: a run that could not create it (a full disk?) left it. "
+            f"It holds nothing: delete it (rm {path}) and run again"
+        )
+    created = not read_only and not path.exists()
     if not read_only:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,21 +61,60 @@ def connect_db(
         con = duckdb.connect(str(path), read_only=read_only, config=config)
     except duckdb.IOException as exc:
         if "lock" in str(exc).lower():
-            doc = live_progress(path)
-            live = f" In flight: {describe_live(doc)}." if doc else ""
-            raise StoreLockedError(
-                f"{path} is locked by another process (a running `tpa-dist submit` is the single writer; "
-                f"results become readable when it finishes).{live} `tpa-dist status --db {path}` shows progress."
-            ) from None
-        raise StoreError(f"{path}: cannot open database: {str(exc).splitlines()[0]}") from None
+            raise StoreLockedError(_locked_message(path)) from None
+        if created:
+            _remove_new(path)
+        raise StoreError(f"{path}: cannot open database: {_cause(exc)}") from None
     except duckdb.Error as exc:
-        raise StoreError(f"{path}: cannot open database: {str(exc).splitlines()[0]}") from None
+        if created:
+            _remove_new(path)
+        raise StoreError(f"{path}: cannot open database: {_cause(exc)}") from None
     try:
         _check_ours(con, path)
     except StoreError:
         con.close()
         raise
     return con
+
+
+def _locked_message(path: Path) -> str:
+    """Who holds the lock: a tpa-dist submit (its live progress says so), or another DuckDB client."""
+    doc = live_progress(path)
+    if doc is not None and "no longer running" not in describe_live(doc):
+        return (
+            f"{path} is locked by a running `tpa-dist submit` (the single writer; results become readable when it "
+            f"finishes). In flight: {describe_live(doc)}. `tpa-dist status --db {path}` shows progress."
+        )
+    return (
+        f"{path} is locked by another process — another DuckDB client holds it (a `tpa-dist sql` or report still "
+        f"running, or another program; `lsof {path}` shows which). Try again when it has closed the file."
+    )
+
+
+def _cause(exc: BaseException) -> str:
+    """DuckDB's message, first line, with what it means when it says the file is damaged or the disk full."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    low = str(exc).lower()
+    if "no space left" in low or "disk full" in low:
+        return f"{first} — the disk is full: free space and run again"
+    if _damaged(exc):
+        return f"{first} — the file is damaged or not a DuckDB database: move it away (or restore a copy) and run again"
+    return first
+
+
+def _damaged(exc: BaseException) -> bool:
+    low = str(exc).lower()
+    return any(w in low for w in ("not a valid duckdb", "corrupt", "checksum", "invalid database", "magic bytes"))
+
+
+def _remove_new(path: Path) -> None:
+    """Remove a database file this process just failed to create (a full disk leaves 0 bytes behind)."""
+    for p in (path, Path(f"{path}.wal")):
+        try:
+            if p.is_file() and p.stat().st_size == 0:
+                p.unlink()
+        except OSError:
+            pass
 
 
 def _check_ours(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -108,15 +153,21 @@ TENSOR_SCHEMA = pa.schema(
 class Store:
     """The driver's writer connection. Every batch is one transaction: whole or absent."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, faults: Faults = NO_FAULTS) -> None:
         self.path = Path(path)
+        self.faults = faults
+        created = not self.path.exists()
         self.con = connect_db(self.path)
         try:
             for stmt in statements(sql_text("schema.sql")) + statements(sql_text("views.sql")):
                 self.con.execute(stmt)
         except duckdb.Error as exc:
             self.con.close()
-            raise StoreError(f"{self.path}: cannot create the tables: {str(exc).splitlines()[0]}") from None
+            if created:
+                _remove_new(self.path)
+            raise StoreError(f"{self.path}: cannot create the tables: {_cause(exc)}") from None
+        st = self.path.stat()
+        self._identity = (st.st_dev, st.st_ino)  # the file this connection writes (see _check_file)
         self._migrate()
         for name, declared in (
             ("matrix_analysis", set(MATRIX_COLUMNS) | set(STAMPED)),
@@ -129,6 +180,13 @@ class Store:
                     f"{self.path}: {name} columns differ from the declared row (only in the table: "
                     f"{sorted(table - declared)}, only in the row: {sorted(declared - table)})"
                 )
+
+    def _write_pause(self) -> None:
+        """Injected fault (faults.py): every batch write pauses inside its open transaction (inserted, not committed)
+        while the file `{db}.writing` exists, so a test can SIGKILL the driver in the middle of a write."""
+        if self.faults.write_pause_s:
+            Path(f"{self.path}.writing").touch()
+            time.sleep(self.faults.write_pause_s)
 
     def _migrate(self) -> None:
         """Databases written by earlier versions: the embedding tables' `tensor` column is `param_name` now, and
@@ -151,15 +209,30 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
+    def _check_file(self) -> None:
+        """Refuse to write when the database file was deleted or replaced under this run: DuckDB would go on writing
+        into the unlinked file, and everything after would be lost without a word."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise StoreError(
+                f"{self.path} was deleted while this run was writing to it: its results are gone with the file. "
+                "Run the submit again (into a new database)"
+            ) from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise StoreError(
+                f"{self.path} was replaced by another file while this run was writing to it; nothing more is "
+                "written. Run the submit again"
+            )
+
     def _run(self, name: str, params: dict[str, object]) -> None:
+        self._check_file()
         try:
             for stmt in statements(sql_text(name)):
                 self.con.execute(stmt, params)
         except (duckdb.Error, RuntimeError) as exc:
             _reraise_interrupt(exc)
-            raise StoreError(
-                f"{self.path}: cannot write ({str(exc).splitlines()[0]}). Is the disk full, or the folder read-only?"
-            ) from None
+            raise StoreError(f"{self.path}: cannot write ({_cause(exc)})") from None
 
     def start_run(self, run_id: str, argv: str, config: dict, versions: dict, host: str) -> None:
         """Register a run; runs left 'running' by a driver that died become 'abandoned'."""
@@ -239,6 +312,7 @@ class Store:
                 self.con.unregister(name)
 
     def transaction(self) -> _Transaction:
+        self._check_file()
         return _Transaction(self.con, self.path)
 
     def write_deltas(
@@ -308,8 +382,9 @@ class Store:
             self._run("store/insert_batch.sql", {})
             self.con.unregister("batch_rows")
             self.con.unregister("batch_spectra")
-            _inject_write_pause(self.path)
-        _inject_write_pause(self.path, done=True)
+            self._write_pause()
+        if self.faults.write_pause_s:
+            Path(f"{self.path}.writing").unlink(missing_ok=True)
 
 
 def _delta_tables(
@@ -326,21 +401,6 @@ def _delta_tables(
         [np.asarray(sv, np.float64) for _, sv in spectra], pa.list_(pa.float64())
     )
     return pa.table(columns), pa.table(spectra_cols)
-
-
-def _inject_write_pause(db: Path, done: bool = False) -> None:
-    """Fault injection for the tests: with TPA_DIST_INJECT_WRITE_PAUSE_S set, every batch write pauses inside its
-    open transaction (inserted, not committed) while the file `{db}.writing` exists, so a test can SIGKILL the
-    driver in the middle of a write."""
-    pause = os.environ.get("TPA_DIST_INJECT_WRITE_PAUSE_S")
-    if not pause:
-        return
-    marker = Path(f"{db}.writing")
-    if done:
-        marker.unlink(missing_ok=True)
-        return
-    marker.touch()
-    time.sleep(float(pause))
 
 
 def is_interrupt(exc: BaseException | None) -> bool:
@@ -381,9 +441,9 @@ class _Transaction:
             pass  # the transaction is already gone; nothing of it was stored
         _reraise_interrupt(exc)
         if isinstance(exc, duckdb.Error):
+            advice = "" if _damaged(exc) else " Is the disk full? Free space and run the same submit again to resume."
             raise StoreError(
                 f"{self.path}: write failed and was rolled back — nothing of this batch was stored, earlier "
-                f"batches are intact ({str(exc).splitlines()[0]}). Is the disk full? Free space and run the same "
-                "submit again to resume."
+                f"batches are intact ({_cause(exc)}).{advice}"
             ) from None
         return False

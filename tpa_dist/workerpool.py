@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .faults import NO_FAULTS, Faults
 from .settings import AnalysisSettings, WorkerSettings
 
 log = logging.getLogger("tpa_dist")
@@ -49,9 +50,13 @@ class Worker:
 
 
 def worker_env() -> dict[str, str]:
-    """Settings the driver passes to its workers: tpa-dist's own and the Hub endpoint (never tokens: a node
-    that fetches uses its own HF_TOKEN)."""
-    return {k: v for k, v in os.environ.items() if k.startswith("TPA_DIST_") or k == "HF_ENDPOINT"}
+    """Settings the driver passes to its workers: tpa-dist's own (caches, the node cache) and the Hub endpoint (never
+    tokens: a node that fetches uses its own HF_TOKEN). Injected faults travel as the workers' `Faults` plan."""
+    return {k: v for k, v in os.environ.items() if k in WORKER_VARIABLES}
+
+
+#: the environment a worker needs from the driver's
+WORKER_VARIABLES = ("TPA_DIST_CACHE", "TPA_DIST_NODE_CACHE", "HF_ENDPOINT")
 
 
 class WorkerPool:
@@ -63,8 +68,10 @@ class WorkerPool:
         settings: AnalysisSettings,
         workers: WorkerSettings,
         on_event: Callable[[str], None] = lambda _message: None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self.settings = settings
+        self.faults = faults
         self.conf = workers
         self.on_event = on_event  # one line per lost node (or worker), also kept in the run's summary
         self.workers: list[Worker] = []
@@ -137,9 +144,11 @@ class WorkerPool:
         if pool == "gpu":
             actor = remote.options(
                 num_cpus=gpu_cpus, num_gpus=conf.gpus_per_worker, max_concurrency=conf.gpu_streams, **self._opts
-            ).remote(self.settings, True)
+            ).remote(self.settings, True, self.faults)
         else:
-            actor = remote.options(num_cpus=conf.threads_per_worker, **self._opts).remote(self.settings, False)
+            actor = remote.options(num_cpus=conf.threads_per_worker, **self._opts).remote(
+                self.settings, False, self.faults
+            )
         worker = Worker(actor, pool, wid=len(self.workers))
         self.workers.append(worker)
         self.probes[actor.describe.remote()] = worker

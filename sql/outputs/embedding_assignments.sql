@@ -1,0 +1,5 @@
+-- embedding_assignments.sql — every row (token) of one embedding: its decoded token, cluster (NULL when left out)
+-- and why it was left out.
+SELECT token_id, token, cluster, excluded
+FROM embedding_assignments WHERE model_id = $model_id AND revision = $revision AND param_name = $param_name
+ORDER BY token_id;

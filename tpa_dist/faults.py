@@ -1,0 +1,97 @@
+"""Fault injection: the hooks the tests (and a deployment check of the fallback paths) use, read once from the
+environment by the driver into one `Faults` plan that is passed to whoever acts on it — workers, the store, the
+driver's own phases. No other module reads these variables (docs/environment.md lists them)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+FAKE_GPU_MEMORY = 16 << 30
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What to inject; every field's default injects nothing."""
+
+    fake_gpu: bool = False  # TPA_DIST_FAKE_GPU=1: without CUDA, GPU workers run the GPU code path on the CPU
+    fake_gpu_memory: int = FAKE_GPU_MEMORY  # TPA_DIST_FAKE_GPU_MEMORY: the free memory a fake GPU reports
+    oom_bytes: int | None = None  # TPA_DIST_INJECT_OOM_BYTES: the GPU path raises CUDA OOM above this many bytes
+    kill: str | None = None  # TPA_DIST_INJECT_KILL: a worker SIGKILLs itself at a matching matrix ...
+    kill_marker: str | None = None  # ... TPA_DIST_INJECT_KILL_MARKER: once (this file records it)
+    delay_s: float = 0.0  # TPA_DIST_INJECT_DELAY_S: every task sleeps this long first
+    hold: str | None = None  # TPA_DIST_INJECT_HOLD: matching matrices wait ...
+    hold_until: str | None = None  # ... TPA_DIST_INJECT_HOLD_UNTIL: until this file exists
+    write_pause_s: float = 0.0  # TPA_DIST_INJECT_WRITE_PAUSE_S: each database write pauses inside its transaction
+    pause_phase: str | None = None  # TPA_DIST_INJECT_PAUSE_PHASE: the driver waits at the start of this phase ...
+    pause_until: str | None = None  # ... TPA_DIST_INJECT_PAUSE_UNTIL: until this file exists (it writes `.paused`)
+    hide_prefix: str | None = None  # TPA_DIST_HIDE_PREFIX: workers act as if paths under this did not exist
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Faults:
+        env = os.environ if env is None else env
+
+        def text(name: str) -> str | None:
+            value = env.get(f"TPA_DIST_{name}", "").strip()
+            return value or None
+
+        def number(name: str, default: float) -> float:
+            value = text(name)
+            return float(value) if value is not None else default
+
+        oom = text("INJECT_OOM_BYTES")
+        return cls(
+            fake_gpu=text("FAKE_GPU") == "1",
+            fake_gpu_memory=int(number("FAKE_GPU_MEMORY", FAKE_GPU_MEMORY)),
+            oom_bytes=int(oom) if oom is not None else None,
+            kill=text("INJECT_KILL"),
+            kill_marker=text("INJECT_KILL_MARKER"),
+            delay_s=number("INJECT_DELAY_S", 0.0),
+            hold=text("INJECT_HOLD"),
+            hold_until=text("INJECT_HOLD_UNTIL"),
+            write_pause_s=number("INJECT_WRITE_PAUSE_S", 0.0),
+            pause_phase=text("INJECT_PAUSE_PHASE"),
+            pause_until=text("INJECT_PAUSE_UNTIL"),
+            hide_prefix=text("HIDE_PREFIX"),
+        )
+
+    def before_task(self, matrix_key: str, worker: str) -> None:
+        """In a worker, before a task: the delay, the hold, the kill."""
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if self.hold and self.hold_until and self.hold in matrix_key:
+            while not os.path.exists(self.hold_until):  # a test releases it by creating the file
+                time.sleep(0.05)
+        if self.kill and self.kill_marker and self.kill in matrix_key and not Path(self.kill_marker).exists():
+            Path(self.kill_marker).write_text(f"{worker} {matrix_key}\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def gpu_oom(self, name: str, nbytes: int) -> None:
+        """On the GPU path: raise CUDA's out-of-memory error for a tensor larger than `oom_bytes`."""
+        if self.oom_bytes is not None and nbytes > self.oom_bytes:
+            import torch
+
+            raise torch.cuda.OutOfMemoryError(f"injected CUDA OOM for {name} ({nbytes} bytes)")
+
+    def visible(self, path: str) -> bool:
+        """Whether a worker sees `path` (a node that cannot see the driver's files, for the tests)."""
+        return os.path.exists(path) and not (self.hide_prefix and path.startswith(self.hide_prefix))
+
+    def pause(self, phase: str, db: str | os.PathLike[str]) -> None:
+        """In the driver, at the start of `phase`: wait until the release file exists (writing `{db}.paused` with the
+        phase name first, so a test knows the run is there)."""
+        if self.pause_phase != phase or not self.pause_until:
+            return
+        Path(f"{db}.paused").write_text(phase)
+        from .interrupts import check
+
+        while not os.path.exists(self.pause_until):
+            check()
+            time.sleep(0.05)
+
+
+NO_FAULTS = Faults()
