@@ -201,3 +201,36 @@ def test_every_command_answers_a_bad_argument_without_a_traceback(tmp_path, monk
     code, out = _run(*args)
     assert code == 2, out
     assert out.strip().splitlines()[-1].startswith(("error:", "Error:")), out
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("models = " + "[" * 100_000 + "]" * 100_000, "nested 100000 levels deep; a job file needs at most 8"),
+        ("[a]\n" + "b = " + "{ c = " * 5000 + "1" + " }" * 5000, "nested 5000 levels deep"),
+        ('models = ["synth:tiny-llama"]\n[job]\ndb = "x\\u0000y.duckdb"', "contains the control character '\\x00'"),
+        ('models = ["synth:tiny-llama"]\n[job]\noutput_dir = "o\\u0000"', "output_dir contains the control character"),
+        ('models = ["synth:tiny-llama"]\nbase = "' + "b" * 5000 + '"', "base is 5,000 characters long; at most 4,096"),
+        ("models = 1\n" + "#" * (1 << 20), "too large for a job file"),
+        ('models = ["a\\u0007b"]', "contains the control character '\\x07'"),
+    ],
+    ids=["deep-array", "deep-table", "nul-db", "nul-output", "long-base", "huge-file", "bell"],
+)
+def test_hostile_job_files_are_one_line_errors(tmp_path, text, expected):
+    job = tmp_path / "job.toml"
+    job.write_text(text)
+    res = CliRunner().invoke(main, ["submit", str(job)])
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.output[:500]
+    assert expected in lines[0] and len(lines[0]) < 400, lines[0][:500]
+    assert not list(tmp_path.glob("x*")), "nothing created at a path cut at the NUL"
+
+
+def test_hostile_flags_are_one_line_errors(tmp_path):
+    for args, expected in (
+        (["--models", "synth:tiny-llama", "--db", "a\x00b"], "[job] db (--db) contains the control character"),
+        (["--models", "synth:tiny-llama", "--output-dir", "o\x00"], "output_dir (--output-dir) contains"),
+        (["--models", "synth:tiny-llama", "--base", "b" * 100_000_000], "base (--base) is 100,000,000 characters"),
+    ):
+        res = CliRunner().invoke(main, ["submit", *args])
+        assert res.exit_code == 2 and expected in res.output and len(res.output) < 400, res.output[:400]

@@ -219,3 +219,26 @@ def test_float64_extremes_are_exact(tmp_path, scale):
     assert row["spectral_norm"] == pytest.approx(reference[0], rel=1e-12)
     assert row["stable_rank"] == pytest.approx(np.sum(sl.svdvals(base) ** 2) / sl.svdvals(base)[0] ** 2, rel=1e-12)
     assert row["mean"] == pytest.approx(a.mean(), rel=1e-12)
+
+
+@pytest.mark.parametrize("rows,cols", [(16, 8), (4096, 2)])
+def test_the_largest_finite_values_keep_their_rank_and_norms(tmp_path, rows, cols):
+    """One entry 1.797e308 (the red team's): before, σ_max · max(m, n) · 2⁻²³ overflowed and the matrix was stored ok
+    with actual_rank 0. Rank and norms now equal numpy's on an exactly scaled copy."""
+    from tpa_dist.analysis import analyze_task
+    from tpa_dist.catalog import open_model
+    from tpa_dist.tasks import plan_tasks
+
+    a = np.random.default_rng(5).standard_normal((rows, cols))
+    a[0, 0] = 1.797e308
+    write_safetensors(tmp_path / "model.safetensors", {"model.layers.0.mlp.up_proj.weight": ("F64", a, (rows, cols))})
+    cat = open_model(tmp_path)
+    (task,) = plan_tasks("m", "r", cat.tensors(), {})
+    row, sv = analyze_task(task, block_bytes=1 << 12)
+    scale = 2.0**-1000  # exact: a power of two
+    ref = sl.svdvals(a * scale)
+    assert row["status"] == "ok", row["error"]
+    assert row["actual_rank"] == np.linalg.matrix_rank(a * scale, tol=ref[0] * max(rows, cols) * 2**-23) == 1
+    assert row["spectral_norm"] == pytest.approx(ref[0] / scale, rel=1e-12)
+    assert row["frobenius_norm"] == pytest.approx(np.linalg.norm(a * scale) / scale, rel=1e-12)
+    assert row["max"] == 1.797e308

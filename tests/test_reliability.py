@@ -579,3 +579,38 @@ def test_a_foreign_writer_is_not_blamed_on_a_submit(tmp_path):
         holder.kill()
         holder.wait()
     assert "another DuckDB client holds it" in str(info.value) and "tpa-dist submit` (the single" not in str(info.value)
+
+
+@linux_only
+def test_out_of_memory_names_the_matrix_and_the_advice(tmp_path):
+    """Under a memory limit (`ulimit -v`) the red team saw `BufferError: cannot close exported pointers exist` (the
+    MemoryError hidden by closing the mapping) or raw tracebacks: the row now says out of memory, with the matrix,
+    what it needs and the --block-mib advice."""
+    from .conftest import write_safetensors
+
+    rng = np.random.default_rng(0)
+    write_safetensors(
+        tmp_path / "model.safetensors",
+        {"big.weight": ("F32", rng.standard_normal((3000, 3000)).astype(np.float32), (3000, 3000))},
+    )
+    code = """
+import resource, sys
+from pathlib import Path
+from tpa_dist.analysis import analyze_task
+from tpa_dist.catalog import open_model
+from tpa_dist.tasks import plan_tasks
+cat = open_model(Path(sys.argv[1]))
+(task,) = plan_tasks("m", "r", cat.tensors(), cat.config)
+size = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmSize:"))) << 10
+resource.setrlimit(resource.RLIMIT_AS, (size + (40 << 20), resource.RLIM_INFINITY))  # less than its 72 MB Gram
+row, sv = analyze_task(task, block_bytes=8 << 20)
+print("STATUS", row.status)
+print("ERROR", row.error)
+"""
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert "STATUS error" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    error = proc.stdout.split("ERROR ", 1)[1]
+    assert error.startswith(
+        "tensor big.weight: out of memory analyzing this 3000×3000 F32 matrix (its Gram needs 69 MiB"
+    )
+    assert "lower --block-mib" in error and "BufferError" not in error

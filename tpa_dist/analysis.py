@@ -9,9 +9,10 @@ import time
 
 import numpy as np
 
-from .errors import TpaError
+from .errors import TpaError, is_out_of_memory
 from .faults import NO_FAULTS, Faults
 from .metrics import spectral_metrics
+from .reader import Region
 from .rows import DeltaRow, MatrixRow
 from .settings import METHOD_VERSION, AnalysisSettings
 from .spectrum import matrix_spectrum, vector_stats
@@ -53,6 +54,17 @@ def failed_row(task: MatrixTask | DeltaTask, message: str) -> MatrixRow | DeltaR
     row = delta_base_row(task) if isinstance(task, DeltaTask) else base_row(task)
     row.update(status="error", error=f"tensor {task.matrix_key}: {message}", device="cpu")
     return row
+
+
+def memory_error(key: str, region: Region, block_bytes: int | None, exc: BaseException) -> str:
+    """The row error of a matrix whose analysis ran out of memory: what it needs, and what to change."""
+    n = min(region.rows, region.cols)
+    gram, block = 8 * n * n / 2**20, (block_bytes or 0) / 2**20
+    return (
+        f"tensor {key}: out of memory analyzing this {region.rows}×{region.cols} {region.dtype} matrix (its Gram "
+        f"needs {gram:,.0f} MiB, each streamed block up to {block:,.0f} MiB; {type(exc).__name__}: {exc}): lower "
+        "--block-mib, or give each worker more memory (fewer --num-workers)"
+    )
 
 
 def _free_cuda() -> None:
@@ -101,6 +113,8 @@ def analyze_task(
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError: re-run on a CPU worker
             _free_cuda()
             row.update(status="oom", error=f"tensor {task.matrix_key}: {exc}")
+        elif is_out_of_memory(exc):
+            row.update(status="error", error=memory_error(task.matrix_key, task.region, block_bytes, exc))
         else:
             row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")
         sv = None
@@ -189,6 +203,8 @@ def analyze_delta(
         if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError: re-run on a CPU worker
             _free_cuda()
             row.update(status="oom", error=f"tensor {task.matrix_key}: {exc}")
+        elif is_out_of_memory(exc):
+            row.update(status="error", error=memory_error(task.matrix_key, task.tuned.region, block_bytes, exc))
         else:
             row.update(status="error", error=f"tensor {task.matrix_key}: {type(exc).__name__}: {exc}")
     row.seconds = time.perf_counter() - t0

@@ -15,6 +15,7 @@ import socket
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from . import __version__
 from .drawing import Figure
-from .errors import JobError, TpaError
+from .errors import JobError, TpaError, is_out_of_memory
 from .faults import Faults
 from .interrupts import describe, recorded
 from .interrupts import reclaim as reclaim_signals
@@ -75,8 +76,12 @@ def _multi_node() -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    """A failure's message: ours as they are, anything else with its type."""
-    return str(exc) if isinstance(exc, TpaError) else f"{type(exc).__name__}: {exc}"
+    """A failure's message: ours as they are, running out of memory as such, anything else with its type."""
+    if isinstance(exc, TpaError):
+        return str(exc)
+    if is_out_of_memory(exc):
+        return f"out of memory ({type(exc).__name__}: {exc}): give the driver more memory (a memory limit, ulimit -v?)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def check_output_dir(path: str | Path) -> None:
@@ -114,11 +119,14 @@ class Driver:
         of --base / `base =` (planned as models too) and the ΔW tasks of each (tuned, base) pair."""
         by_key: dict[tuple[str, str], PlannedModel] = {}
         by_entry: dict[str, PlannedModel] = {}
-        for spec in self.job.models:
+        listed = Counter(self.job.models)  # an entry listed again is planned once: planning is linear in models
+        for spec in listed:
             planned = self._plan_one(store, spec, by_key)
             if planned is not None:
                 by_entry[spec] = planned
-        for spec in self.job.models:
+            if listed[spec] > 1:
+                self.summary.warnings.append(f"model {spec}: listed {listed[spec]} times; analyzed once")
+        for spec in listed:
             base_spec = self.job.base_of(spec)
             if base_spec is None or spec not in by_entry:
                 continue
@@ -386,7 +394,7 @@ class Driver:
     def _model_files(self) -> None:
         """Each model's embedding files, from the stored rows: for the embeddings clustered now, and for those
         clustered before whose files are missing (a full disk, a new --output-dir)."""
-        from .embedding_run import anova_figure, model_files, stored_results, write_files
+        from .embedding_files import anova_figure, model_files, stored_results, write_files
 
         out = Path(self.job.output_dir)
         for m in self.models:

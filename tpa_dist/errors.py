@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class TpaError(Exception):
     """Base class of every error tpa-dist raises on purpose."""
@@ -76,3 +78,23 @@ class RayConnectError(TpaError):
 
 class ReportError(TpaError):
     """A report section file is malformed or its query failed."""
+
+
+_MEMORY_WORDS = (
+    "can't start new thread",
+    "failed to map segment",
+    "cannot allocate memory",
+    "bad_alloc",
+    "out of memory",
+)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is the machine (or a memory limit) refusing memory, whatever shape it took: MemoryError, a thread
+    that cannot start (its stack cannot be mapped), ENOMEM, a C++ bad_alloc, an allocator's own message."""
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in _MEMORY_WORDS)

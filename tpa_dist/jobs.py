@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import JobError, JobFileError
+from .files import read_text_limited
 from .settings import (
     SECTIONS,
     AnalysisSettings,
@@ -26,8 +27,10 @@ from .settings import (
     EmbeddingSettings,
     WorkerSettings,
     check,
+    check_text,
     section_keys,
     setting,
+    shown,
 )
 
 if sys.version_info >= (3, 11):
@@ -58,12 +61,15 @@ class Job:
 
     def __post_init__(self) -> None:
         check("job", self)
-        if self.base is not None and (not isinstance(self.base, str) or not self.base.strip()):
-            raise JobError(f"base (--base) must be a model spec or 'previous', got {self.base!r}")
+        if self.base is not None:
+            if not isinstance(self.base, str) or not self.base.strip():
+                raise JobError(f"base (--base) must be a model spec or 'previous', got {shown(self.base)}")
+            check_text("base (--base)", self.base)
         models = (self.models,) if isinstance(self.models, str) else tuple(self.models)
         for m in models:
             if not isinstance(m, str) or not m.strip():
-                raise JobError(f"models: every entry must be a non-empty string, got {m!r}")
+                raise JobError(f"models: every entry must be a non-empty string, got {shown(m)}")
+            check_text("models (--models)", m)
         object.__setattr__(self, "models", models)
         if self.analysis.threads != self.workers.threads_per_worker:
             object.__setattr__(self, "analysis", replace(self.analysis, threads=self.workers.threads_per_worker))
@@ -126,11 +132,11 @@ def _model_entries(raw: object, path: Path) -> tuple[tuple[str, ...], tuple[tupl
             out.append(item.strip())
             continue
         if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"].strip():
-            raise JobFileError(f'{path}: model entry {item!r} must be a string or {{ id = "..." }}')
+            raise JobFileError(f'{path}: model entry {shown(item)} must be a string or {{ id = "..." }}')
         unknown = set(item) - _MODEL_KEYS
         if unknown:
             raise JobFileError(
-                f"{path}: model entry {item['id']!r}: unknown key(s) {sorted(unknown)} "
+                f"{path}: model entry {shown(item['id'])}: unknown key(s) {sorted(unknown)} "
                 f"(known: {', '.join(sorted(_MODEL_KEYS))})"
             )
         for key in ("revision", "name", "base"):
@@ -138,7 +144,7 @@ def _model_entries(raw: object, path: Path) -> tuple[tuple[str, ...], tuple[tupl
                 not isinstance(item[key], str) or not item[key].strip() or "/" in item[key] and key == "name"
             ):
                 raise JobFileError(
-                    f"{path}: model entry {item['id']!r}: {key} must be a non-empty string"
+                    f"{path}: model entry {shown(item['id'])}: {key} must be a non-empty string"
                     + (" without '/'" if key == "name" else "")
                 )
         spec = f"{item['id']}@{item['revision']}" if item.get("revision") else item["id"]
@@ -154,11 +160,23 @@ def load_job(path: str | Path) -> Job:
     if not path.is_file():
         raise JobFileError(_missing_job_hint(path))
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise JobFileError(f"{path}: not valid TOML: {exc}") from None
+        text = read_text_limited(path, MAX_JOB_BYTES)
+    except ValueError as exc:
+        raise JobFileError(f"{path}: too large for a job file ({exc})") from None
+    except UnicodeDecodeError:
+        raise JobFileError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise JobFileError(f"{path}: cannot read the job file: {exc.strerror or exc}") from None
+    depth = _nesting(text)
+    if depth > MAX_JOB_DEPTH:
+        raise JobFileError(f"{path}: nested {depth} levels deep; a job file needs at most {MAX_JOB_DEPTH}")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise JobFileError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise JobFileError(f"{path}: nested too deeply for a job file") from None
+    _check_strings(doc, path)
     job = Job()
     top: dict[str, object] = {}
     sections: dict[str, dict[str, object]] = {}
@@ -181,12 +199,72 @@ def load_job(path: str | Path) -> Job:
                     raise JobFileError(f"{path}: unknown setting [{key}].{sub} (known: {', '.join(sorted(known))})")
             sections[key] = dict(value)
         else:
-            raise JobFileError(f"{path}: unknown key {key!r} (known: models, base, job, {', '.join(SECTIONS)})")
+            raise JobFileError(f"{path}: unknown key {shown(key)} (known: models, base, job, {', '.join(SECTIONS)})")
     try:
         parts = {name: replace(getattr(job, name), **kw) for name, kw in sections.items()}
         return replace(job, **top, **parts)
     except JobError as exc:
         raise JobFileError(f"{path}: {exc}") from None
+
+
+MAX_JOB_BYTES = 1 << 20  # a job file lists models and settings: a megabyte is a thousand times enough
+MAX_JOB_DEPTH = 8  # arrays and tables within each other (models = [{ ... }] is 2)
+
+
+def _nesting(text: str) -> int:
+    """How deep brackets and braces nest in TOML text, outside strings and comments (checked before the parser,
+    which recurses: a 100,000-deep array would exhaust the stack)."""
+    depth = deepest = 0
+    quote = None
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == "\\" and quote[0] == '"':  # basic strings have escapes, literal ones do not
+                i += 1
+            elif text.startswith(quote, i):
+                i += len(quote) - 1
+                quote = None
+        elif c == "#":
+            while i < n and text[i] != "\n":
+                i += 1
+        elif c in "\"'":
+            quote = c * 3 if text.startswith(c * 3, i) else c
+            i += len(quote) - 1
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+        i += 1
+    return deepest
+
+
+def _check_strings(doc: object, path: Path) -> None:
+    """Every string of a parsed job file, keys included, checked as text (length, control characters; whether it may
+    be empty is the setting's own check)."""
+    todo: list[tuple[tuple[str, ...], object]] = [((), doc)]
+    while todo:
+        keys, value = todo.pop()
+        try:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    check_text(f"a key in {_where(keys)}", key, empty_ok=True)
+                    todo.append(((*keys, key), item))
+            elif isinstance(value, list):
+                todo += [(keys, item) for item in value]
+            elif isinstance(value, str):
+                check_text(_where(keys), value, empty_ok=True)
+        except JobError as exc:
+            raise JobFileError(f"{path}: {exc}") from None
+
+
+def _where(keys: tuple[str, ...]) -> str:
+    """A job-file key as messages name it: `[workers] address`, `models`."""
+    shown_keys = [k[:40] for k in keys]
+    if len(shown_keys) > 1:
+        return f"[{shown_keys[0]}] {'.'.join(shown_keys[1:])}"
+    return shown_keys[0] if shown_keys else "the job file"
 
 
 def _missing_job_hint(path: Path) -> str:

@@ -17,7 +17,8 @@ def actual_rank(sv: np.ndarray, rows: int, cols: int) -> int:
     """#{σ > σ_max · max(rows, cols) · 2^-23}; 0 for the zero matrix."""
     if len(sv) == 0 or sv[0] == 0:
         return 0
-    return int(np.count_nonzero(sv > sv[0] * max(rows, cols) * RANK_EPS))
+    tolerance = sv[0] * (max(rows, cols) * RANK_EPS)  # the small factor first: σ_max · max(m, n) may overflow
+    return int(np.count_nonzero(sv > tolerance))
 
 
 def energy_rank(sv: np.ndarray, fraction: float) -> int:
@@ -40,11 +41,11 @@ def spectral_metrics(sv: np.ndarray, rows: int, cols: int, device: str = "cpu") 
     """All spectrum-derived columns of matrix_analysis for one matrix."""
     sv = np.asarray(sv, dtype=np.float64)
     design = min(rows, cols)
-    rank = actual_rank(sv, rows, cols)
     smax = float(sv[0]) if len(sv) else 0.0
     # σ beyond 2^±480 would over/underflow σ²: the scale-free metrics are computed on σ/2^e (exact), norms scaled back
     e = math.frexp(smax)[1] if smax > 0 and abs(math.frexp(smax)[1]) > EXTREME_EXP else 0
     sv_n = np.ldexp(sv, -e) if e else sv
+    rank = actual_rank(sv_n, rows, cols)
     fro2 = float(np.sum(sv_n**2))
     nuclear = float(np.sum(sv_n))
     smax_n = float(sv_n[0]) if len(sv) else 0.0

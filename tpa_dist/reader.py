@@ -70,7 +70,10 @@ class _Mapping:
             self.mm.madvise(mmap.MADV_DONTNEED)
 
     def close(self) -> None:
-        self.mm.close()
+        try:
+            self.mm.close()
+        except BufferError:  # a view still exported (a traceback holds it): unmapped when that goes
+            pass
 
 
 def iter_blocks(
@@ -96,6 +99,7 @@ def iter_blocks(
     # a decoded transpose that fits one block: decode the matrix as stored (contiguous, several times faster than a
     # strided column block) and hand out its transposed view
     whole = transpose and decoded and step >= length
+    raw = part = None
     try:
         for b0 in range(0, length, step):
             raw = mapping.array()
@@ -109,6 +113,7 @@ def iter_blocks(
             mapping.release()
             yield block.T if whole else block
     finally:
+        raw = part = None  # noqa: F841 - views of the mapping, dropped: an error under way may still hold them
         mapping.close()
 
 

@@ -59,14 +59,14 @@ def check(section: str, obj: object) -> None:
             "str": isinstance(value, str),
         }[kind]
         if not ok:
-            raise JobError(f"{where} must be {_KIND_WORD[kind]}, got {value!r} ({type(value).__name__})")
+            raise JobError(f"{where} must be {_KIND_WORD[kind]}, got {shown(value)} ({type(value).__name__})")
         if kind == "float":
             value = float(value)
             if not math.isfinite(value):
-                raise JobError(f"{where} must be a finite number, got {value!r}")
+                raise JobError(f"{where} must be a finite number, got {shown(value)}")
             object.__setattr__(obj, f.name, value)
-        if kind == "str" and not value.strip():
-            raise JobError(f"{where} must not be empty")
+        if kind == "str":
+            check_text(where, value)
         lo, hi = meta["lo"], meta["hi"]
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bound = (
@@ -74,7 +74,28 @@ def check(section: str, obj: object) -> None:
                 if lo is not None and hi is not None
                 else (f"≥ {lo:g}" if lo is not None else f"≤ {hi:g}")
             )
-            raise JobError(f"{where} must be {bound}, got {value!r}")
+            raise JobError(f"{where} must be {bound}, got {shown(value)}")
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value as an error message shows it: its repr, cut to `limit` characters (a 100 MB string is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text):,} characters)"
+
+
+MAX_TEXT = 4096  # characters of any text setting (a path, a model spec, an address)
+
+
+def check_text(where: str, value: str, empty_ok: bool = False) -> None:
+    """A text setting: not empty, at most MAX_TEXT characters, no NUL or other control characters (a NUL in a path
+    would silently cut it; a 100 MB string would be echoed and stored)."""
+    if not value.strip() and not empty_ok:
+        raise JobError(f"{where} must not be empty")
+    if len(value) > MAX_TEXT:
+        raise JobError(f"{where} is {len(value):,} characters long; at most {MAX_TEXT:,}")
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise JobError(f"{where} contains the control character {bad!r}; remove it")
 
 
 def section_keys(cls: type) -> set[str]:
