@@ -214,13 +214,14 @@ def test_an_autoscaler_adds_a_gpu_node_during_a_submit(tmp_path):
         env = {
             "TPA_DIST_FAKE_GPU": "1",
             "TPA_DIST_INJECT_DELAY_S": "1",
-            "TPA_DIST_INJECT_HOLD": "model.",  # every task waits until the GPU node has joined
+            "TPA_DIST_INJECT_HOLD": "model.",  # every task waits until the GPU worker is ready
             "TPA_DIST_INJECT_HOLD_UNTIL": str(release),
         }
-        proc = _submit(cluster, tmp_path, "synth:tiny-llama", env, "--address", cluster.address)
-        cluster.wait_for_nodes(2, timeout=300)  # the GPU node the autoscaler launched for this run
-        release.touch()
-        out, _ = proc.communicate(timeout=900)
+        console = Console(_submit(cluster, tmp_path, "synth:tiny-llama", env, "--address", cluster.address))
+        console.wait_for("a new GPU worker is ready on", timeout=600)  # on the node the autoscaler launched
+        release.touch()  # the GPU worker holds queued batches now, the CPU worker its own
+        out = console.finish()
+    proc = console.proc
     assert proc.returncode == 0, out
     assert "asked Ray's autoscaler for" in out and "and 1 GPU worker(s)" in out, out
     assert "a new GPU worker is ready on" in out, out

@@ -242,3 +242,41 @@ def test_the_largest_finite_values_keep_their_rank_and_norms(tmp_path, rows, col
     assert row["spectral_norm"] == pytest.approx(ref[0] / scale, rel=1e-12)
     assert row["frobenius_norm"] == pytest.approx(np.linalg.norm(a * scale) / scale, rel=1e-12)
     assert row["max"] == 1.797e308
+
+
+def test_values_rewritten_under_the_same_header_size_and_mtime_are_a_new_revision(ray_session, tmp_path):
+    """The red team rewrote a shard's values keeping its header, size and mtime: the stale rows were reused. And
+    with a new revision, the report and console showed both (each matrix twice, `q_proj ×2`). Now the ctime makes
+    it a new revision, its matrices are recomputed, and reports show each model's latest revision only."""
+    from tpa_dist.console import layer_summary
+    from tpa_dist.driver import submit
+    from tpa_dist.jobs import Job
+    from tpa_dist.report import write_report
+    from tpa_dist.synth import write_synthetic
+
+    folder = write_synthetic("tiny-llama", tmp_path / "m")
+    db = tmp_path / "r.duckdb"
+    job = Job.create(
+        models=(f"llama={folder}",), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False
+    )
+    first = submit(job)
+    shard = next(folder.glob("*.safetensors"))
+    st = shard.stat()
+    data = bytearray(shard.read_bytes())
+    data[-64:] = bytes(64)  # the last values of the last tensor: zeros now; header and size unchanged
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))  # the mtime put back
+    assert shard.stat().st_mtime_ns == st.st_mtime_ns and shard.stat().st_size == st.st_size
+    second = submit(job)
+    assert first.ok and second.ok and second.reused == 0 and second.done == first.done  # recomputed, not reused
+    con = duckdb.connect(str(db), read_only=True)
+    revisions = con.execute("SELECT count(DISTINCT revision), count(*) FROM matrix_analysis").fetchone()
+    con.close()
+    assert revisions == (2, 2 * first.total)  # both stored ...
+    rendered = write_report(db, tmp_path / "report", ["llama"])
+    layers = next(r for r in rendered if r.section.name.startswith("04_"))
+    keys = [(row[0], row[3]) for row in layers.rows]  # (model_id, matrix_key)
+    assert len(keys) == len(set(keys)), "a matrix shown twice"  # ... the report shows the latest only
+    assert "×2" not in layer_summary(db, ["llama"])
+    everything = write_report(db, tmp_path / "all", ["llama"], all_revisions=True)
+    assert len(next(r for r in everything if r.section.name.startswith("04_")).rows) > len(layers.rows)

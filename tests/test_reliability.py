@@ -4,6 +4,7 @@ and nothing else lost."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -614,3 +615,48 @@ print("ERROR", row.error)
         "tensor big.weight: out of memory analyzing this 3000×3000 F32 matrix (its Gram needs 69 MiB"
     )
     assert "lower --block-mib" in error and "BufferError" not in error
+
+
+def test_model_names_are_never_paths():
+    from tpa_dist.files import name_for_path
+
+    assert (
+        name_for_path("synth:tiny-llama") == "synth-tiny-llama" and name_for_path("Qwen/Qwen3-4B") == "Qwen--Qwen3-4B"
+    )
+    for hostile in ("..", ".", "../x", "/etc", ".hidden", "a\x00b", "x" * 500, "", "m<script>"):
+        name = name_for_path(hostile)
+        assert name not in (".", "..") and "/" not in name and not name.startswith(".") and len(name) <= 100, name
+        assert set(name) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"), name
+    assert name_for_path("org/name") != name_for_path("org--name-x") and name_for_path("a:b") != name_for_path("a/b")
+
+
+def test_per_model_files_stay_inside_the_output_dir_and_are_rewritten_when_missing(tmp_path, synth_models):
+    """`--models '..=PATH'` wrote the per-model files one folder above --output-dir; a full disk left a 0-byte
+    clustering_results.json that no later run replaced. Files are made from the stored rows, whole, and rewritten
+    by the next run when missing — even though nothing is recomputed then."""
+    out = tmp_path / "out"
+    job = Job.create(
+        models=(f"..={synth_models['tiny-gpt2']}",),
+        db=str(tmp_path / "f.duckdb"),
+        output_dir=str(out),
+        progress=False,
+        k_min=2,
+        k_max=4,
+    )
+    first = submit(job)
+    assert first.ok, first.describe()
+    (folder,) = [p for p in out.iterdir() if p.is_dir()]
+    assert folder.parent == out and folder.name.startswith("model-")
+    assert not (tmp_path / "clustering_results.json").exists()
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [
+        "anova_curve.png",
+        "cluster_representatives.json",
+        "clustering_results.json",
+        f"{folder.name}_embedding.csv",
+    ]
+    written = json.loads((folder / "clustering_results.json").read_text())
+    (folder / "clustering_results.json").unlink()
+    second = submit(job)
+    assert second.ok and second.done == 0  # everything reused ...
+    assert json.loads((folder / "clustering_results.json").read_text()) == written  # ... and the files written again

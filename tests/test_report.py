@@ -350,3 +350,22 @@ def test_extra_figures_are_written_with_the_report_and_a_failed_one_is_its_own_e
     errors = [r.error for r in rendered if r.error]
     assert errors == ["bad.png not written: ValueError: no rows to plot"]
     assert "bad.png not written" in (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_figure_of_many_models_draws_the_first_sixteen_and_says_so():
+    """300 models made the red team's report take 831 s (a panel per model per figure): figures now draw the first
+    MAX_FIGURE_MODELS models in the report's order, the tables keep all, the caption says which."""
+    from pathlib import Path
+
+    from tpa_dist.report import MAX_FIGURE_MODELS, Rendered, Section, _figure_rows
+
+    section = Section(Path("05_x.sql"), "x", "", "heatmap", {}, "")
+    rows = [(f"m{i:03d}", layer, 0.5) for i in range(40) for layer in range(3)]
+    r = Rendered(section, ["model_id", "layer_index", "value"], rows)
+    drawn = _figure_rows(r)
+    assert {row[0] for row in drawn} == {f"m{i:03d}" for i in range(MAX_FIGURE_MODELS)} and len(drawn) == 48
+    assert len(r.rows) == 120 and r.captions == [
+        "The figure shows the first 16 of 40 models (the tables list all; tpa-dist report --models A,B,… chooses which)."
+    ]
+    few = Rendered(section, ["model_id", "value"], [("a", 1.0), ("b", 2.0)])
+    assert _figure_rows(few) == few.rows and not few.captions

@@ -115,13 +115,16 @@ class ModelCatalog:
         return list(self.iter_tensors())
 
     def fingerprint(self) -> str:
-        """A content fingerprint of the checkpoint: headers, sizes and mtimes of every shard."""
+        """A content fingerprint of the checkpoint: headers, sizes, mtimes and ctimes of every shard. The ctime is
+        what the kernel sets on every write and nobody can set back (restoring an mtime with `touch -r` or utime
+        sets it too): values rewritten in place under the same header, size and mtime are a new revision. Costs
+        one stat per shard; a copied folder is a new revision (recomputed once)."""
         digest = hashlib.sha256()
         for shard in self.shards:
             st = (self.root / shard).stat()
             digest.update(shard.encode())
             digest.update(self.header(shard).header_bytes)
-            digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            digest.update(f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}".encode())
         return digest.hexdigest()[:16]
 
 

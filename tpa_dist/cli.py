@@ -155,11 +155,12 @@ def submit(
     type=click.Path(file_okay=False, exists=True),
     help="A folder of your own .sql section files (repeatable).",
 )
-def report(db: str, out: str, models: str | None, sql_dirs: tuple[str, ...]) -> None:
+@click.option("--all-revisions", is_flag=True, help="Show every stored revision of a model, not only its latest.")
+def report(db: str, out: str, models: str | None, sql_dirs: tuple[str, ...], all_revisions: bool) -> None:
     """Write report.md and a self-contained report.html from the SQL report sections."""
     from .report import write_report
 
-    rendered = write_report(db, out, _split(models), sql_dirs)
+    rendered = write_report(db, out, _split(models), sql_dirs, all_revisions=all_revisions)
     failed = [r.error for r in rendered if r.error]
     click.echo(f"{len(rendered)} sections -> {out}/report.md, {out}/report.html")
     for err in failed:

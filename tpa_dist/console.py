@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .query import show_latest
 from .sqlfiles import sql_text
 from .store import connect_db
 
@@ -14,6 +15,7 @@ def layer_summary(db: str | Path, models: list[str]) -> str:
     """Per model, per layer, per block type: shape, rank, 90 % energy rank, sparsity, μ, σ."""
     con = connect_db(db, read_only=True)
     try:
+        show_latest(con)
         rows = con.execute(sql_text("console/layer_summary.sql"), {"models": models}).fetchall()
     finally:
         con.close()

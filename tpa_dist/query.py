@@ -133,6 +133,29 @@ def run_sql(
     return run_query(db, body, params, max_rows=MAX_ROWS if max_rows is None else max_rows, **limits)
 
 
+def show_latest(con: duckdb.DuckDBPyConnection) -> None:
+    """On this connection, every table of per-model rows shows each model's latest revision only
+    (sql/outputs/latest_revisions.sql): temporary views of the same names shadow the tables, so the report's
+    sections — a user's own included — and the bundled views read them unchanged."""
+    from .sqlfiles import sql_text
+
+    database = con.execute("SELECT current_database()").fetchone()[0]
+    tables = con.execute(
+        "SELECT table_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND column_name IN ('model_id', 'revision') GROUP BY table_name HAVING count(*) = 2"
+    ).fetchall()
+    latest = sql_text("outputs/latest_revisions.sql").strip().rstrip(";")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW latest_revisions AS {latest}")  # the project's own SQL
+    for (table,) in tables:
+        if table == "models":  # the models table also lists the models that failed (revision 'unresolved')
+            continue
+        source = '"' + database.replace('"', '""') + '".main."' + table.replace('"', '""') + '"'
+        con.execute(
+            f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT t.* FROM {source} t '
+            "SEMI JOIN latest_revisions l ON t.model_id = l.model_id AND t.revision = l.revision"
+        )
+
+
 def _display(v: object) -> str:
     from .text import printable
 

@@ -23,7 +23,7 @@ from . import plots
 from .drawing import Figure, Result, draw_all, write_figures
 from .errors import ReportError, StoreError
 from .files import read_text_limited
-from .query import fetch_capped
+from .query import fetch_capped, show_latest
 from .sandbox import close, interruptible, open_sandbox
 from .sqlfiles import sql_files
 from .text import printable
@@ -31,6 +31,7 @@ from .text import printable
 MAX_TABLE_ROWS = 60
 MAX_FETCH_ROWS = 2_000_000  # a section's result is fetched up to this many rows / bytes, then cut with a note
 MAX_FETCH_BYTES = 512 << 20
+MAX_FIGURE_MODELS = 16  # models drawn in one figure (panels or lines); the tables keep every model
 SECTION_TIMEOUT_S = 300.0  # a section's query still running after this is interrupted (its section fails)
 DRAW_KINDS = ("table", "heatmap", "lines", "loglog", "histogram", "esd")
 _HEADER = re.compile(r"^--\s*(title|shows|draw|optional):\s*(.*)$")
@@ -164,7 +165,7 @@ def draw(
     """Draw the sections' figures and `figures` (other PNGs of the run) side by side on several cores
     (drawing.py); returns what each of `figures` gave."""
     plotted = [r for r in rendered if r.error is None and r.section.draw != "table" and r.rows]
-    jobs = [(_draw, (r.section, r.columns, r.rows)) for r in plotted] + [(f.draw, f.args) for f in figures]
+    jobs = [(_draw, (r.section, r.columns, _figure_rows(r))) for r in plotted] + [(f.draw, f.args) for f in figures]
     drawn = draw_all(jobs, (KeyError, ValueError, TypeError), before)
     for r, png in zip(plotted, drawn):
         if isinstance(png, Exception):
@@ -172,6 +173,24 @@ def draw(
         else:
             r.png = png
     return drawn[len(plotted) :]
+
+
+def _figure_rows(r: Rendered) -> list[tuple]:
+    """The rows a figure draws: those of the first MAX_FIGURE_MODELS models (in the report's order) when the section
+    has more — every model keeps its panel or line up to there, and the caption says what was left to the tables
+    (the red team's 300-model report spent 13 minutes drawing 300 panels per figure no one could read)."""
+    if "model_id" not in r.columns:
+        return r.rows
+    i = r.columns.index("model_id")
+    models = list(dict.fromkeys(row[i] for row in r.rows))
+    if len(models) <= MAX_FIGURE_MODELS:
+        return r.rows
+    kept = set(models[:MAX_FIGURE_MODELS])
+    r.captions.append(
+        f"The figure shows the first {MAX_FIGURE_MODELS} of {len(models)} models (the tables list all; "
+        "tpa-dist report --models A,B,… chooses which)."
+    )
+    return [row for row in r.rows if row[i] in kept]
 
 
 def pivot(cols: list[str], rows: list[tuple], on: str, value: str) -> tuple[list[str], list[tuple]]:
@@ -307,6 +326,7 @@ def write_report(
     sql_dirs: tuple[str | Path, ...] = (),
     figures: Sequence[Figure] = (),
     on_stage: Callable[[str], None] = lambda _stage: None,
+    all_revisions: bool = False,
 ) -> list[Rendered]:
     """Render every section for `models` (default: all stored) into out_dir/report.md and report.html; `figures`
     (the run's other PNGs) are drawn beside the report's and written too (a failed one is a section error)."""
@@ -316,6 +336,8 @@ def write_report(
     on_stage("report")
     con = open_sandbox(db)
     try:
+        if not all_revisions:
+            show_latest(con)
         if not models:
             models = [m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis ORDER BY 1").fetchall()]
         rendered = query(con, sections, models)
