@@ -579,7 +579,7 @@ def test_a_foreign_writer_is_not_blamed_on_a_submit(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    assert "another DuckDB client holds it" in str(info.value) and "tpa-dist submit` (the single" not in str(info.value)
+    assert "another DuckDB client holds it" in str(info.value) and "a running `tpa-dist submit`" not in str(info.value)
 
 
 @linux_only

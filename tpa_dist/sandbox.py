@@ -88,19 +88,20 @@ def interruptible(con: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout
             done.set()
 
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    threading.Thread(target=run, name="tpa-sandbox", daemon=True).start()
-    log.debug("query running (interrupted after %s s, or by Ctrl-C)", timeout_s)
-    try:
+    thread = threading.Thread(target=run, name="tpa-sandbox", daemon=True)
+    try:  # (a Ctrl-C may land on any line from here: each is inside the handler's reach)
+        thread.start()
+        log.debug("query running (interrupted after %s s, or by Ctrl-C)", timeout_s)
         while not done.wait(0.1):
             if deadline is not None and time.monotonic() > deadline:
-                _stop(con, done)
+                _stop(con, done, thread)
                 box.clear()
                 raise QueryTimeout(
                     f"query interrupted after {timeout_s:g} s (--timeout raises the limit; narrow the query with "
                     "WHERE or LIMIT)"
                 )
     except KeyboardInterrupt:
-        _stop(con, done)
+        _stop(con, done, thread)
         box.clear()  # the interrupted query's reader goes with it
         raise
     if "error" in box:
@@ -108,14 +109,17 @@ def interruptible(con: duckdb.DuckDBPyConnection, work: Callable[[], T], timeout
     return box["value"]  # type: ignore[return-value]
 
 
-def _stop(con: duckdb.DuckDBPyConnection, done: threading.Event, patience_s: float = 10.0) -> None:
+def _stop(
+    con: duckdb.DuckDBPyConnection, done: threading.Event, thread: threading.Thread, patience_s: float = 10.0
+) -> None:
     """Interrupt `con` until its call has returned (an interrupt that lands before the query has started is lost:
-    send it again)."""
+    send it again), then let the thread finish: a thread still inside DuckDB when the interpreter exits aborts it."""
     end = time.monotonic() + patience_s
     while True:
         con.interrupt()
         if done.wait(0.05) or time.monotonic() > end:
-            return
+            break
+    thread.join(max(0.0, end - time.monotonic()))
 
 
 def close(con: duckdb.DuckDBPyConnection) -> None:

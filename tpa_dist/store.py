@@ -82,8 +82,9 @@ def _locked_message(path: Path) -> str:
     doc = live_progress(path)
     if doc is not None and "no longer running" not in describe_live(doc):
         return (
-            f"{path} is locked by a running `tpa-dist submit` (the single writer; results become readable when it "
-            f"finishes). In flight: {describe_live(doc)}. `tpa-dist status --db {path}` shows progress."
+            f"{path} is locked by another process: a running `tpa-dist submit` (the single writer; results become "
+            f"readable when it finishes). In flight: {describe_live(doc)}. `tpa-dist status --db {path}` shows "
+            "progress."
         )
     return (
         f"{path} is locked by another process — another DuckDB client holds it (a `tpa-dist sql` or report still "
