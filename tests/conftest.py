@@ -119,7 +119,7 @@ def wait_until_stored(db: Path, at_least: int, timeout: float = 120) -> int:
     """Rows a running submit reports stored (its live progress file), once at least `at_least` or on timeout."""
     import time
 
-    from tpa_dist.progress import live_progress_path
+    from tpa_dist.live import live_progress_path
 
     progress = live_progress_path(db)
     deadline = time.monotonic() + timeout

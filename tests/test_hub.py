@@ -200,7 +200,7 @@ def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path, mo
 
     import huggingface_hub.constants
 
-    from tpa_dist.progress import live_progress_path
+    from tpa_dist.live import live_progress_path
 
     # the held response must outlast any load on the machine: huggingface_hub's read timeout would otherwise
     # give up on it and resume, fetching the shard twice

@@ -14,7 +14,7 @@ from sklearn.cluster import KMeans
 
 from tpa_dist.catalog import open_model
 from tpa_dist.embedding import EmbeddingSettings, find_embeddings, sweep_ks
-from tpa_dist.embedding_run import analyze_embedding
+from tpa_dist.embedding_analysis import analyze_embedding
 from tpa_dist.kmeans import Data, FreshSeeds, n_init
 from tpa_dist.vocab import load_vocab
 

@@ -338,7 +338,8 @@ class Driver:
 
     def _embedding(self, store: Store, m: PlannedModel) -> None:
         """Cluster one model's token embedding(s); any failure is that model's, the others go on."""
-        from .embedding_run import analyze_model_embeddings, store_tables
+        from .embedding_run import analyze_model_embeddings
+        from .embedding_tables import store_tables
 
         missing = [state for t in m.embeddings if (state := self.downloads.state(t.path)) != "ready"]
         if missing:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .drawing import Figure
-from .embedding_run import EmbeddingResult, _public
+from .embedding_analysis import EmbeddingResult, _public
 
 
 def stored_results(db: str | Path, model_id: str, revision: str) -> list[EmbeddingResult]:

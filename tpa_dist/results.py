@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .progress import Progress, write_live_progress
+from .live import write_live_progress
+from .progress import Progress
 from .rows import DeltaRow, MatrixRow
 from .store import Store
 

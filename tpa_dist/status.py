@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import StoreLockedError
-from .progress import describe_live, live_progress
+from .live import describe_live, live_progress
 from .query import format_result, run_query
 from .sqlfiles import sql_text
 

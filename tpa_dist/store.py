@@ -14,7 +14,7 @@ import pyarrow as pa
 from .catalog import TensorInfo
 from .errors import StoreError, StoreLockedError
 from .faults import NO_FAULTS, Faults
-from .progress import describe_live, live_progress
+from .live import describe_live, live_progress
 from .rows import DELTA_COLUMNS, DELTA_STAMPED, MATRIX_COLUMNS, STAMPED, DeltaRow, MatrixRow
 from .sqlfiles import sql_text, statements
 
