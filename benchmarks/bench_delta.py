@@ -67,10 +67,10 @@ MEMORY = r"""
 import json, sys
 sys.path.insert(0, sys.argv[4])
 import numpy as np
-from tpa_dist.analysis import analyze_delta
-from tpa_dist.catalog import open_model
+from tpa_dist.compute.analysis import analyze_delta
+from tpa_dist.checkpoint.catalog import open_model
 from tpa_dist.settings import DeltaSettings
-from tpa_dist.tasks import DeltaTask, tasks_for_tensor
+from tpa_dist.compute.tasks import DeltaTask, tasks_for_tensor
 def hwm():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 np.zeros(1)
@@ -168,8 +168,8 @@ def main() -> None:
     ap.add_argument("--pairs", default="fine-tune,unrelated")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "delta.json"))
     args = ap.parse_args()
-    from tpa_dist.sources import cache_dir
-    from tpa_dist.synth import TensorSpec, _write_shard, write_synthetic
+    from tpa_dist.sources.resolve import cache_dir
+    from tpa_dist.sources.synth.writer import TensorSpec, _write_shard, write_synthetic
 
     base = write_synthetic("qwen3-0.6b", cache_dir() / "synth" / "qwen3-0.6b-seed0", seed=0)
     makers = {

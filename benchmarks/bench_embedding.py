@@ -27,11 +27,11 @@ def main() -> None:
     args = ap.parse_args()
     import ray
 
-    from tpa_dist.catalog import open_model
-    from tpa_dist.embedding import EmbeddingSettings
-    from tpa_dist.embedding_run import analyze_model_embeddings
-    from tpa_dist.synth import TensorSpec, _write_shard
-    from tpa_dist.tokenizers import write_tokenizer
+    from tpa_dist.checkpoint.catalog import open_model
+    from tpa_dist.compute.embedding import EmbeddingSettings
+    from tpa_dist.run.embedding import analyze_model_embeddings
+    from tpa_dist.sources.synth.tokenizers import write_tokenizer
+    from tpa_dist.sources.synth.writer import TensorSpec, _write_shard
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

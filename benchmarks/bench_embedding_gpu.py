@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score  # noqa: E402
 
-from tpa_dist.embedding import coarse_grid, fine_grid, fit_k  # noqa: E402
-from tpa_dist.synth import _trained_blocks  # noqa: E402
+from tpa_dist.compute.embedding import coarse_grid, fine_grid, fit_k  # noqa: E402
+from tpa_dist.sources.synth.writer import _trained_blocks  # noqa: E402
 
 
 def main() -> None:

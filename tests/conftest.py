@@ -29,7 +29,7 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def synth_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from tpa_dist.synth import write_synthetic
+    from tpa_dist.sources.synth.writer import write_synthetic
 
     root = tmp_path_factory.mktemp("synth")
     names = ["tiny-llama", "tiny-qwen3", "tiny-mixtral", "tiny-moe-fused", "tiny-gpt2", "tiny-bert"]
@@ -119,7 +119,7 @@ def wait_until_stored(db: Path, at_least: int, timeout: float = 120) -> int:
     """Rows a running submit reports stored (its live progress file), once at least `at_least` or on timeout."""
     import time
 
-    from tpa_dist.live import live_progress_path
+    from tpa_dist.db.live import live_progress_path
 
     progress = live_progress_path(db)
     deadline = time.monotonic() + timeout

@@ -45,7 +45,7 @@ def gpu_fallback(work: Path) -> dict:
     """Fake GPU resources: injected CUDA OOM above N bytes, and the planner's memory routing."""
     import ray
 
-    from tpa_dist.driver import submit
+    from tpa_dist.run.driver import submit
 
     ray.init(num_cpus=3, num_gpus=1, include_dashboard=False, log_to_driver=False)
     os.environ["TPA_DIST_FAKE_GPU"] = "1"
@@ -94,7 +94,7 @@ def cluster(work: Path) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
-    from tpa_dist.driver import submit
+    from tpa_dist.run.driver import submit
 
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
@@ -145,9 +145,9 @@ def hub_nodes(work: Path) -> dict:
     from ray.cluster_utils import Cluster
 
     from tests.hub_emulator import HubEmulator
-    from tpa_dist.driver import submit
-    from tpa_dist.sources import cache_dir
-    from tpa_dist.synth import write_synthetic
+    from tpa_dist.run.driver import submit
+    from tpa_dist.sources.resolve import cache_dir
+    from tpa_dist.sources.synth.writer import write_synthetic
 
     repo = work / "repo"
     shutil.copytree(write_synthetic("tiny-mixtral", cache_dir() / "synth" / "tiny-mixtral-seed0"), repo)

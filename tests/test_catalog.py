@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from tpa_dist.catalog import open_model
-from tpa_dist.classify import classify
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.checkpoint.classify import classify
 from tpa_dist.errors import ModelFolderError, UnsupportedFormatError
-from tpa_dist.inventory import format_inventory, inventory
-from tpa_dist.synth import write_synthetic
+from tpa_dist.sources.inventory import format_inventory, inventory
+from tpa_dist.sources.synth.writer import write_synthetic
 
 from .conftest import write_safetensors
 

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from tpa_dist.cli import main
-from tpa_dist.driver import submit
 from tpa_dist.errors import JobError, JobFileError
 from tpa_dist.jobs import Job, load_job
+from tpa_dist.run.driver import submit
 
 from .conftest import write_safetensors
 
@@ -56,9 +56,9 @@ def test_a_typo_in_a_relative_path_is_a_missing_folder_not_a_hub_miss(tmp_path, 
 
 
 def test_readme_job_file_example_is_accepted_as_written(tmp_path):
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")  # the README's reference page
     blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
-    assert blocks, "README has no TOML job-file example"
+    assert blocks, "docs/commands.md has no TOML job-file example"
     for i, block in enumerate(blocks):
         path = tmp_path / f"readme{i}.toml"
         path.write_text(block, encoding="utf-8")

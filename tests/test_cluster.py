@@ -188,7 +188,7 @@ def test_auto_refuses_to_guess_among_clusters(monkeypatch):
     import ray._private.services as services
 
     from tpa_dist.errors import RayConnectError
-    from tpa_dist.raystart import resolve_auto
+    from tpa_dist.run.raystart import resolve_auto
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(services, "find_gcs_addresses", lambda: {"10.0.0.1:6379", "10.0.0.2:6379"})
@@ -232,8 +232,8 @@ def test_an_autoscaler_adds_a_gpu_node_during_a_submit(tmp_path):
 
 
 def test_synth_presets_are_written_by_nodes_that_cannot_see_the_driver_files(ray_session, tmp_path, monkeypatch):
-    from tpa_dist.driver import submit
     from tpa_dist.jobs import Job
+    from tpa_dist.run.driver import submit
 
     nodes = tmp_path / "nodes"
     monkeypatch.setenv("TPA_DIST_HIDE_PREFIX", os.environ["TPA_DIST_CACHE"])  # the driver's synth cache

@@ -11,11 +11,11 @@ import pytest
 import scipy.linalg as sl
 from safetensors.numpy import load_file
 
-from tpa_dist.driver import submit
+from tpa_dist.compute.metrics import actual_rank
 from tpa_dist.jobs import Job, load_job
-from tpa_dist.metrics import actual_rank
-from tpa_dist.synth_derived import FT_PLAN, LORA_RANK
-from tpa_dist.synth_derived import write_any as write_synthetic
+from tpa_dist.run.driver import submit
+from tpa_dist.sources.synth.derived import FT_PLAN, LORA_RANK
+from tpa_dist.sources.synth.derived import write_any as write_synthetic
 
 from .conftest import write_safetensors
 
@@ -139,8 +139,8 @@ def test_resumed_pairs_are_not_recomputed(finetunes):
 def test_spectra_only_pairs_take_the_stored_base_norms(ray_session, tmp_path):
     """Subspace metrics off and the base analyzed before: each pair's pass accumulates ΔᵀΔ alone, ‖W_b‖_F and ‖W_b‖₂
     come with the task from the base's stored rows, and the updates still equal numpy's on the stored values."""
-    from tpa_dist.driver import Driver
-    from tpa_dist.store import Store
+    from tpa_dist.db.store import Store
+    from tpa_dist.run.driver import Driver
 
     common = dict(db=str(tmp_path / "d.duckdb"), output_dir=str(tmp_path / "out"), progress=False, embedding=False)
     assert submit(Job.create(models=("synth:tiny-llama",), **common)).ok
@@ -280,9 +280,9 @@ def test_subspace_metrics_from_the_top_vectors_equal_numpy_full_svds(tmp_path, m
     angles, each top tuned vector's largest |cos| with all base vectors, and the intruder count equal numpy's full
     SVDs. A fine-tune's tuned vectors are decided by the base's top vectors and the norm bound; LoRA intruders and
     an unrelated pair (vectors spread over many base vectors) take the full decomposition of W_b."""
-    from tpa_dist import delta as delta_mod
-    from tpa_dist.catalog import open_model
-    from tpa_dist.reader import Region
+    from tpa_dist.checkpoint.catalog import open_model
+    from tpa_dist.checkpoint.reader import Region
+    from tpa_dist.compute import delta as delta_mod
     from tpa_dist.settings import DeltaSettings
 
     rng = np.random.default_rng(11)

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from tpa_dist.cli import main
-from tpa_dist.driver import submit
 from tpa_dist.jobs import Job
+from tpa_dist.run.driver import submit
 
 from .conftest import start_slow_submit, wait_until_stored
 

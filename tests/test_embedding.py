@@ -10,10 +10,10 @@ from scipy import stats
 from sklearn.cluster import KMeans
 from sklearn.metrics import calinski_harabasz_score
 
-from tpa_dist.catalog import open_model
-from tpa_dist.embedding import EmbeddingSettings, anova_f, elbow, find_embeddings
-from tpa_dist.embedding_run import analyze_model_embeddings, sweep
-from tpa_dist.tokenizers import load_vocab
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.compute.embedding import EmbeddingSettings, anova_f, elbow, find_embeddings
+from tpa_dist.run.embedding import analyze_model_embeddings, sweep
+from tpa_dist.sources.synth.tokenizers import load_vocab
 
 
 @pytest.mark.parametrize("k", [2, 5, 17])
@@ -99,7 +99,7 @@ def test_torch_kmeans_path_recovers_planted_partition():
     """The GPU workers' exact torch k-means (run here on the CPU) finds planted clusters exactly."""
     from sklearn.metrics import adjusted_rand_score
 
-    from tpa_dist.embedding import fit_k
+    from tpa_dist.compute.embedding import fit_k
 
     x = _planted(5, per=80)
     truth = np.repeat(np.arange(5), 80)
@@ -117,8 +117,8 @@ def test_silhouette_equals_scikit_learn(k, threads):
 
     from sklearn.metrics import silhouette_score
 
-    from tpa_dist.embedding import silhouette
-    from tpa_dist.kmeans import RowThreads
+    from tpa_dist.compute.embedding import silhouette
+    from tpa_dist.compute.kmeans import RowThreads
 
     rng = np.random.default_rng(k)
     x = rng.standard_normal((600, 9)).astype(np.float32)
@@ -134,8 +134,8 @@ def test_a_sweeps_silhouettes_share_one_sample_distance_matrix(monkeypatch):
     silhouette still equals scikit-learn's on that sample."""
     from sklearn.metrics import silhouette_score
 
-    from tpa_dist import embedding
-    from tpa_dist.kmeans import Data
+    from tpa_dist.compute import embedding
+    from tpa_dist.compute.kmeans import Data
 
     rng = np.random.default_rng(5)
     data = Data(rng.standard_normal((900, 7)).astype(np.float32))

@@ -7,9 +7,9 @@ import pytest
 import scipy.linalg as sl
 import torch
 
-from tpa_dist.metrics import actual_rank
-from tpa_dist.spectrum import matrix_spectrum
-from tpa_dist.tasks import tasks_for_tensor
+from tpa_dist.compute.metrics import actual_rank
+from tpa_dist.compute.spectrum import matrix_spectrum
+from tpa_dist.compute.tasks import tasks_for_tensor
 
 from .test_spectrum import CASES, _assert_spectrum_close, _store
 
@@ -35,7 +35,7 @@ def test_concurrent_calls_on_streams_equal_one_call(tmp_path):
     the same tasks run one by one, and every stream's result matches float64 scipy."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tpa_dist.actors import AnalysisWorker
+    from tpa_dist.run.actors import AnalysisWorker
     from tpa_dist.settings import AnalysisSettings
 
     rng = np.random.default_rng(11)
@@ -66,10 +66,10 @@ def test_fresh_worker_takes_concurrent_calls_at_once(tmp_path):
     script = textwrap.dedent(
         f"""
         from concurrent.futures import ThreadPoolExecutor
-        from tpa_dist.actors import AnalysisWorker
-        from tpa_dist.catalog import open_model
+        from tpa_dist.run.actors import AnalysisWorker
+        from tpa_dist.checkpoint.catalog import open_model
         from tpa_dist.settings import AnalysisSettings
-        from tpa_dist.tasks import tasks_for_tensor
+        from tpa_dist.compute.tasks import tasks_for_tensor
         tasks = [t for info in open_model({str(tmp_path)!r}).tensors() for t in tasks_for_tensor("m", "r", info)]
         worker = AnalysisWorker(AnalysisSettings(), gpu=True)
         with ThreadPoolExecutor(8) as pool:

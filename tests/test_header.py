@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tpa_dist.checkpoint.header import read_header
 from tpa_dist.errors import HeaderError
-from tpa_dist.safetensors_header import read_header
 
 from .conftest import write_safetensors
 

@@ -10,12 +10,12 @@ import duckdb
 import numpy as np
 import pytest
 
-from tpa_dist.catalog import open_model
-from tpa_dist.driver import submit
+from tpa_dist.checkpoint.catalog import open_model
 from tpa_dist.errors import UnknownModelSpecError
 from tpa_dist.jobs import Job
+from tpa_dist.run.driver import submit
 from tpa_dist.settings import AnalysisSettings
-from tpa_dist.sources import resolve
+from tpa_dist.sources.resolve import resolve
 
 from .hub_emulator import HubEmulator
 
@@ -200,7 +200,7 @@ def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path, mo
 
     import huggingface_hub.constants
 
-    from tpa_dist.live import live_progress_path
+    from tpa_dist.db.live import live_progress_path
 
     # the held response must outlast any load on the machine: huggingface_hub's read timeout would otherwise
     # give up on it and resume, fetching the shard twice
@@ -268,7 +268,7 @@ def test_remote_headers_validated_and_read_without_the_data(hub, tmp_path):
     import struct
 
     from tpa_dist.errors import HeaderError
-    from tpa_dist.sources import open_hub_stream
+    from tpa_dist.sources.resolve import open_hub_stream
 
     hub.ignore_range = True
     source = open_hub_stream("org/tiny-llama")
@@ -293,7 +293,7 @@ def test_remote_headers_validated_and_read_without_the_data(hub, tmp_path):
 
 
 def test_a_download_thread_that_ends_early_leaves_nothing_waiting():
-    from tpa_dist.remote import Downloads, PendingShard, ShardFetcher
+    from tpa_dist.sources.hub import Downloads, PendingShard, ShardFetcher
 
     class Silent(ShardFetcher):
         def _run(self) -> None:  # ends without marking its shard ready or failed
@@ -319,9 +319,9 @@ def test_a_node_fetches_an_fp8_weight_and_its_scale_from_two_shards(hub, tmp_pat
     import torch
     from safetensors.torch import save_file
 
-    from tpa_dist.actors import AnalysisWorker
-    from tpa_dist.sources import open_hub_stream
-    from tpa_dist.tasks import plan_tasks, task_paths
+    from tpa_dist.compute.tasks import plan_tasks, task_paths
+    from tpa_dist.run.actors import AnalysisWorker
+    from tpa_dist.sources.resolve import open_hub_stream
 
     from .test_spectrum import _assert_spectrum_close
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import scipy.linalg as sl
 
-from tpa_dist.driver import submit
 from tpa_dist.jobs import Job
+from tpa_dist.run.driver import submit
 
 from .conftest import write_safetensors
 
@@ -199,10 +199,10 @@ def test_hostile_models_never_cost_the_good_one(ray_session, synth_models, tmp_p
 @pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e-100, 1.0, 1e100, 1e200, 1e300])
 def test_float64_extremes_are_exact(tmp_path, scale):
     """σ of F64 matrices from 1e-300 to 1e300: the Gram is scaled by a power of two, never under/overflows."""
-    from tpa_dist.analysis import analyze_task
-    from tpa_dist.catalog import open_model
+    from tpa_dist.checkpoint.catalog import open_model
+    from tpa_dist.compute.analysis import analyze_task
+    from tpa_dist.compute.tasks import plan_tasks
     from tpa_dist.settings import AnalysisSettings
-    from tpa_dist.tasks import plan_tasks
 
     base = np.random.default_rng(3).standard_normal((16, 8))
     a = base * scale
@@ -225,9 +225,9 @@ def test_float64_extremes_are_exact(tmp_path, scale):
 def test_the_largest_finite_values_keep_their_rank_and_norms(tmp_path, rows, cols):
     """One entry 1.797e308 (the red team's): before, σ_max · max(m, n) · 2⁻²³ overflowed and the matrix was stored ok
     with actual_rank 0. Rank and norms now equal numpy's on an exactly scaled copy."""
-    from tpa_dist.analysis import analyze_task
-    from tpa_dist.catalog import open_model
-    from tpa_dist.tasks import plan_tasks
+    from tpa_dist.checkpoint.catalog import open_model
+    from tpa_dist.compute.analysis import analyze_task
+    from tpa_dist.compute.tasks import plan_tasks
 
     a = np.random.default_rng(5).standard_normal((rows, cols))
     a[0, 0] = 1.797e308
@@ -248,11 +248,11 @@ def test_values_rewritten_under_the_same_header_size_and_mtime_are_a_new_revisio
     """The red team rewrote a shard's values keeping its header, size and mtime: the stale rows were reused. And
     with a new revision, the report and console showed both (each matrix twice, `q_proj ×2`). Now the ctime makes
     it a new revision, its matrices are recomputed, and reports show each model's latest revision only."""
-    from tpa_dist.console import layer_summary
-    from tpa_dist.driver import submit
     from tpa_dist.jobs import Job
-    from tpa_dist.report import write_report
-    from tpa_dist.synth import write_synthetic
+    from tpa_dist.report.console import layer_summary
+    from tpa_dist.report.render import write_report
+    from tpa_dist.run.driver import submit
+    from tpa_dist.sources.synth.writer import write_synthetic
 
     folder = write_synthetic("tiny-llama", tmp_path / "m")
     db = tmp_path / "r.duckdb"

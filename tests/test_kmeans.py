@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from sklearn.cluster import KMeans
 
-from tpa_dist.catalog import open_model
-from tpa_dist.embedding import EmbeddingSettings, find_embeddings, sweep_ks
-from tpa_dist.embedding_analysis import analyze_embedding
-from tpa_dist.kmeans import Data, FreshSeeds, n_init
-from tpa_dist.vocab import load_vocab
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.checkpoint.vocab import load_vocab
+from tpa_dist.compute.embedding import EmbeddingSettings, find_embeddings, sweep_ks
+from tpa_dist.compute.embedding_analysis import analyze_embedding
+from tpa_dist.compute.kmeans import Data, FreshSeeds, n_init
 
 from .conftest import write_safetensors
 
@@ -83,7 +83,7 @@ def test_trained_minilm_embedding_is_clustered_exactly():
     assert res.excluded[mask_id] == "special"
     for c in res.clusters:
         assert not any(t.startswith("[") and t.endswith("]") for t in c["representatives"]), c["representatives"]
-    from tpa_dist.embedding import load_embedding
+    from tpa_dist.compute.embedding import load_embedding
 
     x = load_embedding(info)[res.row_ids]
     _check_sweep(x, res.sweep, seed=0)
@@ -133,7 +133,7 @@ def test_special_and_unused_rows_are_left_out_and_listed(tmp_path):
 def test_degenerate_choice_is_named():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.standard_normal((5000, 8)), rng.standard_normal((3, 8)) + 200.0]).astype(np.float32)
-    from tpa_dist.embedding import degeneracy
+    from tpa_dist.compute.embedding import degeneracy
 
     results = sweep_ks(x, EmbeddingSettings(k_min=2, k_max=8, seed=0))
     best = max(results, key=lambda r: r["f_stat"])
@@ -170,8 +170,8 @@ def test_row_threads_give_the_same_sweep_as_one_thread():
 
     from sklearn.metrics import adjusted_rand_score
 
-    from tpa_dist.embedding import _sweep
-    from tpa_dist.kmeans import RowThreads
+    from tpa_dist.compute.embedding import _sweep
+    from tpa_dist.compute.kmeans import RowThreads
 
     x = realistic_embedding(n=9_000, d=24, seed=3)
     settings = EmbeddingSettings(k_min=2, k_max=12, silhouette_sample=800)
@@ -188,7 +188,7 @@ def test_row_threads_give_the_same_sweep_as_one_thread():
 def test_row_spans_cover_every_row_once():
     from concurrent.futures import ThreadPoolExecutor
 
-    from tpa_dist.kmeans import RowThreads, each_span
+    from tpa_dist.compute.kmeans import RowThreads, each_span
 
     with ThreadPoolExecutor(4) as pool:
         threads = RowThreads(pool, 4)

@@ -12,9 +12,9 @@ from .conftest import write_safetensors
 
 PROBE = r"""
 import json, sys
-from tpa_dist.catalog import open_model
-from tpa_dist.tasks import tasks_for_tensor
-from tpa_dist.analysis import analyze_task
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.compute.tasks import tasks_for_tensor
+from tpa_dist.compute.analysis import analyze_task
 import numpy as np
 def hwm_kib():  # VmHWM: peak RSS of this process image (ru_maxrss would include the parent's, across exec)
     for line in open("/proc/self/status"):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.linalg as sl
 
-from tpa_dist.heavytail import heavy_tail_metrics
-from tpa_dist.metrics import spectral_metrics
+from tpa_dist.compute.heavytail import heavy_tail_metrics
+from tpa_dist.compute.metrics import spectral_metrics
 
 
 def _reference(w: np.ndarray) -> dict[str, float]:
@@ -98,9 +98,9 @@ def test_alpha_matches_weightwatcher_on_the_same_folder(synth_models, preset):
     """weightwatcher's analyze() on the same safetensors folder: alpha within 0.02, same xmin and norms."""
     import weightwatcher as ww
 
-    from tpa_dist.catalog import open_model
-    from tpa_dist.reader import read_all
-    from tpa_dist.tasks import tasks_for_tensor
+    from tpa_dist.checkpoint.catalog import open_model
+    from tpa_dist.checkpoint.reader import read_all
+    from tpa_dist.compute.tasks import tasks_for_tensor
 
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
     folder = synth_models[preset]
@@ -141,7 +141,7 @@ def test_alpha_matches_weightwatcher_on_heavy_tailed_matrices():
 
 def test_ks_scan_torch_equals_numpy():
     """The GPU worker's torch KS scan (run here on the CPU) equals the numpy one exactly enough."""
-    from tpa_dist.heavytail import _alphas, _ks_numpy, _ks_torch
+    from tpa_dist.compute.heavytail import _alphas, _ks_numpy, _ks_torch
 
     x = np.sort(np.random.default_rng(2).pareto(2.0, 3000) + 1)
     logx, n, alphas = _alphas(x)

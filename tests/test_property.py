@@ -14,14 +14,14 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tpa_dist.analysis import analyze_task
-from tpa_dist.catalog import open_model
-from tpa_dist.driver import submit
-from tpa_dist.embedding import find_embeddings
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.checkpoint.vocab import load_vocab
+from tpa_dist.compute.analysis import analyze_task
+from tpa_dist.compute.embedding import find_embeddings
+from tpa_dist.compute.tasks import plan_tasks
 from tpa_dist.errors import TpaError
 from tpa_dist.jobs import Job
-from tpa_dist.tasks import plan_tasks
-from tpa_dist.vocab import load_vocab
+from tpa_dist.run.driver import submit
 
 DTYPES = ["F32", "F16", "BF16", "F64", "I64", "I32", "U8", "BOOL", "F8_E4M3", "Q4", "", "f32"]
 NAMES = st.one_of(

@@ -11,11 +11,11 @@ import scipy.linalg as sl
 import torch
 from safetensors.torch import save_file
 
-from tpa_dist.analysis import analyze_task
-from tpa_dist.catalog import open_model
-from tpa_dist.metrics import actual_rank
-from tpa_dist.spectrum import matrix_spectrum
-from tpa_dist.tasks import plan_tasks
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.compute.analysis import analyze_task
+from tpa_dist.compute.metrics import actual_rank
+from tpa_dist.compute.spectrum import matrix_spectrum
+from tpa_dist.compute.tasks import plan_tasks
 
 from .test_spectrum import _assert_spectrum_close
 

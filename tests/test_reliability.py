@@ -18,21 +18,21 @@ import scipy.linalg as sl
 import torch
 from safetensors.torch import save_file
 
-from tpa_dist.catalog import open_model
-from tpa_dist.driver import submit
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.compute.spectrum import matrix_spectrum
+from tpa_dist.compute.tasks import tasks_for_tensor
 from tpa_dist.errors import StoreError, StoreLockedError
 from tpa_dist.jobs import Job
-from tpa_dist.spectrum import matrix_spectrum
-from tpa_dist.tasks import tasks_for_tensor
+from tpa_dist.run.driver import submit
 
 from .conftest import start_slow_submit, wait_until_stored
 from .test_spectrum import _assert_spectrum_close
 
 FILL = r"""
 import resource, signal, sys, numpy as np
-from tpa_dist.store import Store
+from tpa_dist.db.store import Store
 from tpa_dist.errors import StoreError
-from tpa_dist.rows import MatrixRow
+from tpa_dist.compute.rows import MatrixRow
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a full disk: writes fail with EFBIG, no signal
 store = Store(sys.argv[1])
 limit = int(sys.argv[2])
@@ -52,7 +52,7 @@ except StoreError as exc:
 
 def test_disk_full_while_writing_keeps_database_whole(tmp_path):
     db = tmp_path / "full.duckdb"
-    from tpa_dist.store import Store
+    from tpa_dist.db.store import Store
 
     Store(db).close()  # schema in place before the limit
     size = db.stat().st_size
@@ -356,7 +356,7 @@ def test_disk_full_in_the_download_command_is_named(tmp_path, monkeypatch):
     """`tpa-dist download` (snapshot_download, parallel files) on a disk that fills up: DiskSpaceError naming the
     repo and the folder, after no retries; with space, the same call completes (the partial file resumes)."""
     from tpa_dist.errors import DiskSpaceError
-    from tpa_dist.sources import download
+    from tpa_dist.sources.resolve import download
 
     from .hub_emulator import HubEmulator
 
@@ -385,8 +385,8 @@ def test_ctrl_c_inside_a_database_call_still_interrupts(tmp_path, monkeypatch):
     import duckdb
     import pytest
 
-    from tpa_dist.rows import MatrixRow
-    from tpa_dist.store import Store
+    from tpa_dist.compute.rows import MatrixRow
+    from tpa_dist.db.store import Store
 
     store = Store(tmp_path / "i.duckdb")
     real = store.con
@@ -548,7 +548,7 @@ def test_a_database_that_cannot_be_created_leaves_no_empty_file(tmp_path):
     db = tmp_path / "full.duckdb"
     code = (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY)); "
-        "import signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); from tpa_dist.store import Store; "
+        "import signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); from tpa_dist.db.store import Store; "
         "from tpa_dist.errors import StoreError\n"
         "try:\n    Store(sys.argv[1])\nexcept StoreError as e:\n    print('error:', e)"
     )
@@ -559,7 +559,7 @@ def test_a_database_that_cannot_be_created_leaves_no_empty_file(tmp_path):
 
 def test_a_foreign_writer_is_not_blamed_on_a_submit(tmp_path):
     db = tmp_path / "held.duckdb"
-    from tpa_dist.store import Store as _Store
+    from tpa_dist.db.store import Store as _Store
 
     _Store(db).close()
     holder = subprocess.Popen(
@@ -597,9 +597,9 @@ def test_out_of_memory_names_the_matrix_and_the_advice(tmp_path):
     code = """
 import resource, sys
 from pathlib import Path
-from tpa_dist.analysis import analyze_task
-from tpa_dist.catalog import open_model
-from tpa_dist.tasks import plan_tasks
+from tpa_dist.compute.analysis import analyze_task
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.compute.tasks import plan_tasks
 cat = open_model(Path(sys.argv[1]))
 (task,) = plan_tasks("m", "r", cat.tensors(), cat.config)
 size = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmSize:"))) << 10

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 
 import tpa_dist
 from tpa_dist.cli import main
-from tpa_dist.console import layer_summary
-from tpa_dist.driver import submit
 from tpa_dist.jobs import Job
-from tpa_dist.plots import FIG_H, FIG_W
-from tpa_dist.report import ReportError, parse_section
+from tpa_dist.report.console import layer_summary
+from tpa_dist.report.plots import FIG_H, FIG_W
+from tpa_dist.report.render import ReportError, parse_section
+from tpa_dist.run.driver import submit
 
 from .conftest import SEED_COLUMNS, write_safetensors
 
@@ -54,7 +54,7 @@ def test_report_every_section_rows_and_plots(two_models, tmp_path):
     assert res.exit_code == 0, res.output
     md = (tmp_path / "rep" / "report.md").read_text()
     html = (tmp_path / "rep" / "report.html").read_text()
-    from tpa_dist.report import load_sections
+    from tpa_dist.report.render import load_sections
 
     every = load_sections((user,))
     builtin = sorted(p.name for p in (ROOT / "sql" / "reports").glob("[0-9][0-9]_*.sql"))
@@ -180,7 +180,7 @@ def test_html_report_renders_in_headless_chromium_without_console_errors(two_mod
 def test_summary_first_then_contents_and_every_model_in_every_cross_model_section(two_models, tmp_path):
     import duckdb
 
-    from tpa_dist.report import load_sections, render
+    from tpa_dist.report.render import load_sections, render
 
     job, _ = two_models
     write_report_dir = tmp_path / "rep"
@@ -230,7 +230,7 @@ def test_summary_first_then_contents_and_every_model_in_every_cross_model_sectio
 def test_block_rank_macro_is_the_canonical_order(two_models):
     import duckdb
 
-    from tpa_dist.classify import BLOCK_ORDER
+    from tpa_dist.checkpoint.classify import BLOCK_ORDER
 
     job, _ = two_models
     con = duckdb.connect(job.db, read_only=True)
@@ -245,7 +245,7 @@ def test_report_text_is_clean_utf8_with_control_tokens_and_broken_bytes(ray_sess
 
     import numpy as np
 
-    from tpa_dist.vocab import bytes_to_unicode
+    from tpa_dist.checkpoint.vocab import bytes_to_unicode
 
     table = bytes_to_unicode()
     raw_tokens = [b"\x00", b"\x11", b"\x19", b"\x1b[31m", b"\xe4", b"\xff\xfe", b"ok", b"\xe2\x80\xae"]
@@ -288,7 +288,7 @@ def test_report_text_is_clean_utf8_with_control_tokens_and_broken_bytes(ray_sess
 
 DRAW_CHECK = r"""
 import json, os
-from tpa_dist import drawing, plots
+from tpa_dist.report import drawing, plots
 
 def figure(i):
     if i == 2:
@@ -337,9 +337,9 @@ def _broken_figure() -> bytes:
 def test_extra_figures_are_written_with_the_report_and_a_failed_one_is_its_own_error(two_models, tmp_path):
     """The run's other PNGs (the seed's anova_curve.png) are drawn with the report's figures: each lands at its
     path, and one that fails is named as an error while the report and the other figure are written."""
-    from tpa_dist.drawing import Figure
-    from tpa_dist.plots import histogram
-    from tpa_dist.report import write_report
+    from tpa_dist.report.drawing import Figure
+    from tpa_dist.report.plots import histogram
+    from tpa_dist.report.render import write_report
 
     job, _ = two_models
     good = Figure(tmp_path / "m" / "good.png", histogram, ("h", ["model", "v"], [("a", 1.0), ("a", 2.0)], "v", "model"))
@@ -357,7 +357,7 @@ def test_a_figure_of_many_models_draws_the_first_sixteen_and_says_so():
     MAX_FIGURE_MODELS models in the report's order, the tables keep all, the caption says which."""
     from pathlib import Path
 
-    from tpa_dist.report import MAX_FIGURE_MODELS, Rendered, Section, _figure_rows
+    from tpa_dist.report.render import MAX_FIGURE_MODELS, Rendered, Section, _figure_rows
 
     section = Section(Path("05_x.sql"), "x", "", "heatmap", {}, "")
     rows = [(f"m{i:03d}", layer, 0.5) for i in range(40) for layer in range(3)]

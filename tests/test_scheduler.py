@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tpa_dist.batches import MAX_FAILURES, MAX_LOSSES, Batch, after_loss, exhausted, failed_rows, split
-from tpa_dist.reader import Region
-from tpa_dist.scheduler import Scheduler, gpu_bytes_needed
+from tpa_dist.checkpoint.reader import Region
+from tpa_dist.compute.tasks import MatrixTask
+from tpa_dist.run.batches import MAX_FAILURES, MAX_LOSSES, Batch, after_loss, exhausted, failed_rows, split
+from tpa_dist.run.scheduler import Scheduler, gpu_bytes_needed
+from tpa_dist.run.workerpool import Worker
 from tpa_dist.settings import WorkerSettings
-from tpa_dist.tasks import MatrixTask
-from tpa_dist.workerpool import Worker
 
 
 def _task(key: str, shard: str = "a.safetensors", rows: int = 64, cols: int = 64, kind: str = "matrix") -> MatrixTask:

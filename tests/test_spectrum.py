@@ -8,12 +8,12 @@ import scipy.linalg as sl
 import torch
 from safetensors.torch import save_file
 
-from tpa_dist.catalog import open_model
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.checkpoint.reader import Region
+from tpa_dist.compute.metrics import actual_rank, energy_rank
+from tpa_dist.compute.spectrum import matrix_spectrum
+from tpa_dist.compute.tasks import tasks_for_tensor
 from tpa_dist.errors import TensorDataError
-from tpa_dist.metrics import actual_rank, energy_rank
-from tpa_dist.reader import Region
-from tpa_dist.spectrum import matrix_spectrum
-from tpa_dist.tasks import tasks_for_tensor
 
 
 def _assert_spectrum_close(sv: np.ndarray, ref: np.ndarray) -> None:
@@ -108,7 +108,7 @@ def test_every_synthetic_matrix_matches_scipy(synth_models):
             for task in tasks_for_tensor("m", "r", info):
                 if task.kind != "matrix":
                     continue
-                from tpa_dist.reader import read_all
+                from tpa_dist.checkpoint.reader import read_all
 
                 values = read_all(task.region)
                 _assert_spectrum_close(

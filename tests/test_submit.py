@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from safetensors import safe_open
 
 from tpa_dist.cli import main
-from tpa_dist.driver import submit
 from tpa_dist.jobs import Job, load_job
-from tpa_dist.synth import MANIFEST
+from tpa_dist.run.driver import submit
+from tpa_dist.sources.synth.writer import MANIFEST
 
 from .conftest import SEED_COLUMNS, write_safetensors
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import click
 
-from . import __version__
-from .errors import TpaError, UnknownPresetError
-from .sandbox import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_S
+from tpa_dist import __version__
+from tpa_dist.db.sandbox import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_S
+from tpa_dist.errors import TpaError, UnknownPresetError
 
 DEFAULT_DB = "data/tpa.duckdb"
 
@@ -111,8 +111,8 @@ def submit(
     **options: object,
 ) -> None:
     """Analyze every weight matrix of every model and store the results."""
-    from .driver import submit as run_submit
-    from .jobs import Job, load_job
+    from tpa_dist.jobs import Job, load_job
+    from tpa_dist.run.driver import submit as run_submit
 
     job = load_job(job_file) if job_file else Job()
     if models:
@@ -130,12 +130,12 @@ def submit(
     try:
         summary = run_submit(job)
     except KeyboardInterrupt:
-        from .interrupts import describe, exit_code
+        from tpa_dist.interrupts import describe, exit_code
 
         click.echo(f"{describe()}: every stored batch is kept; run the same submit again to resume", err=True)
         sys.exit(exit_code())
     if not quiet and summary.models:
-        from .console import layer_summary
+        from tpa_dist.report.console import layer_summary
 
         click.echo(layer_summary(job.db, sorted({m for m, _ in summary.models})))
     click.echo(summary.describe())
@@ -158,7 +158,7 @@ def submit(
 @click.option("--all-revisions", is_flag=True, help="Show every stored revision of a model, not only its latest.")
 def report(db: str, out: str, models: str | None, sql_dirs: tuple[str, ...], all_revisions: bool) -> None:
     """Write report.md and a self-contained report.html from the SQL report sections."""
-    from .report import write_report
+    from tpa_dist.report.render import write_report
 
     rendered = write_report(db, out, _split(models), sql_dirs, all_revisions=all_revisions)
     failed = [r.error for r in rendered if r.error]
@@ -199,8 +199,8 @@ def export(
     db: str, fmt: str, out: str, table: str | None, query: str | None, force: bool, timeout_s: float, memory_mib: int
 ) -> None:
     """Export a table, view or query result (csv, json or parquet) into --out and nothing else."""
-    from .export import export as run_export
-    from .sandbox import bounded_memory
+    from tpa_dist.db.export import export as run_export
+    from tpa_dist.db.sandbox import bounded_memory
 
     with bounded_memory(memory_mib):
         path = run_export(db, fmt, out, table, query, overwrite=force, timeout_s=timeout_s, memory_mib=memory_mib)
@@ -213,7 +213,7 @@ def export(
 @click.option("--out", type=click.Path(file_okay=False), help="A plain folder instead of the Hugging Face cache.")
 def download(model_id: str, revision: str | None, out: str | None) -> None:
     """Fetch a model's safetensors, index, config and tokenizer files (never pickles) from the Hub."""
-    from .sources import download as run_download
+    from tpa_dist.sources.resolve import download as run_download
 
     src = run_download(model_id, revision, out)
     click.echo(f"{src.path} (revision {src.revision})")
@@ -223,7 +223,7 @@ def download(model_id: str, revision: str | None, out: str | None) -> None:
 @click.argument("model")
 def inspect(model: str) -> None:
     """List every tensor (shard, dtype, shape, layer, block type) from headers only."""
-    from .inventory import format_inventory, inventory
+    from tpa_dist.sources.inventory import format_inventory, inventory
 
     click.echo(format_inventory(inventory(model)))
 
@@ -234,7 +234,7 @@ def inspect(model: str) -> None:
 @click.option("--seed", default=0, show_default=True)
 def synth(preset: str, out: str, seed: int) -> None:
     """Write a synthetic checkpoint with a real family's names, shapes, dtypes and sharding."""
-    from .synth_derived import all_presets, write_any
+    from tpa_dist.sources.synth.derived import all_presets, write_any
 
     if preset not in all_presets():
         raise UnknownPresetError(f"unknown synthetic preset {preset!r}; known: {', '.join(all_presets())}")
@@ -246,7 +246,7 @@ def synth(preset: str, out: str, seed: int) -> None:
 @click.option("--limit", default=10, show_default=True, help="How many recent runs.")
 def status(db: str, limit: int) -> None:
     """Recent runs, or the live progress of the run writing the database now."""
-    from .status import status_text
+    from tpa_dist.db.status import status_text
 
     click.echo(status_text(db, limit))
 
@@ -279,8 +279,8 @@ def sql(
     memory_mib: int,
 ) -> None:
     """Run one read-only SQL statement (or a .sql file) against the results database."""
-    from .query import format_result, run_sql
-    from .sandbox import bounded_memory
+    from tpa_dist.db.query import format_result, run_sql
+    from tpa_dist.db.sandbox import bounded_memory
 
     if (query is None) == (sql_file is None):
         raise click.UsageError("give a QUERY or --file PATH (one of them)")

@@ -87,7 +87,7 @@ class Faults:
         if self.pause_phase != phase or not self.pause_until:
             return
         Path(f"{db}.paused").write_text(phase)
-        from .interrupts import check
+        from tpa_dist.interrupts import check
 
         while not os.path.exists(self.pause_until):
             check()

@@ -18,9 +18,9 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .errors import JobError, JobFileError
-from .files import read_text_limited
-from .settings import (
+from tpa_dist.errors import JobError, JobFileError
+from tpa_dist.files import read_text_limited
+from tpa_dist.settings import (
     SECTIONS,
     AnalysisSettings,
     DeltaSettings,

@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import MISSING, dataclass, field, fields
 
-from .errors import JobError
+from tpa_dist.errors import JobError
 
 METHOD_VERSION = "gram_eigvalsh_f64/1"
 DEFAULT_SPARSITY_THRESHOLD = 1e-8  # |w| at or below this counts as zero

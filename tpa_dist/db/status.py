@@ -1,0 +1,27 @@
+"""`status`: recent runs from the database, or the live progress of a run that holds the writer lock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tpa_dist.db.live import describe_live, live_progress
+from tpa_dist.db.query import format_result, run_query
+from tpa_dist.db.sqlfiles import sql_text
+from tpa_dist.errors import StoreLockedError
+
+
+def status_text(db: str | Path, limit: int = 10) -> str:
+    """Recent runs; while a submit holds the lock, its live progress instead."""
+    try:
+        result = run_query(db, sql_text("store/recent_runs.sql"), {"limit": limit})
+    except StoreLockedError:
+        doc = live_progress(db)
+        if doc is None:
+            return f"{db} is being written by a running submit; no progress published yet"
+        return "in flight (database locked by its writer):\n" + describe_live(doc)
+    text = format_result(result, "table")
+    doc = live_progress(db)
+    running = {row[0] for row in result.rows if row[2] == "running"}
+    if doc and doc["run_id"] in running:
+        text += "\n\nlast published progress:\n" + describe_live(doc)
+    return text

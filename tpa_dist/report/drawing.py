@@ -1,0 +1,112 @@
+"""Draw a report's figures side by side: one forked process per core, each rendering whole figures with matplotlib.
+
+A report's figures are independent and matplotlib is single-threaded, so with several cores the figures of one
+report take about the time of the largest few instead of their sum (bench_small: ~1 s of a small model's 2 s
+report). Children are forked after the queries ran and matplotlib was imported, draw from the rows they inherited
+and send back PNG bytes; they never touch the database, ignore Ctrl-C (the parent handles it), die with the parent
+whatever kills it, and are terminated at once when the parent is interrupted. Where forking is not safe — not
+Linux, Ray's gRPC threads live in this process, or this process is itself a daemonic worker — or there is one core
+or one figure, figures are drawn here, one after another.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tpa_dist.files import write_atomic
+from tpa_dist.processes import child_of, stop_pool
+
+Result = bytes | None | Exception
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A PNG file still to draw: draw(*args) gives its bytes (drawn with the report's figures, side by side)."""
+
+    path: Path
+    draw: Callable[..., bytes]
+    args: tuple
+
+
+Job = tuple[Callable[..., bytes | None], tuple]  # draw, args: draw(*args) gives the PNG bytes
+
+_jobs: Sequence[Job] = ()
+_before: Callable[[], None] | None = None
+
+
+def _draw_one(i: int) -> bytes | None:
+    if _before is not None:
+        _before()
+    draw, args = _jobs[i]
+    return draw(*args)
+
+
+def can_fork() -> bool:
+    """Whether figures may be drawn in forked children here (see the module docstring)."""
+    if not sys.platform.startswith("linux") or multiprocessing.current_process().daemon:
+        return False  # (macOS frameworks are not fork-safe; Windows has no fork)
+    ray = sys.modules.get("ray")
+    return not (ray is not None and ray.is_initialized())
+
+
+def draw_all(
+    jobs: Sequence[Job], errors: tuple[type[Exception], ...], before: Callable[[], None] | None = None
+) -> list[Result]:
+    """draw(*args) for every (draw, args) job, in order: its PNG bytes (or None), or the exception of type `errors`
+    it raised. `before()` runs where each figure is drawn, first (injected faults)."""
+    global _jobs, _before
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers < 2 or not can_fork():
+        if before is not None and jobs:
+            before()
+        return [_guarded(job, errors) for job in jobs]
+    _jobs, _before = jobs, before  # inherited by the forked children: nothing of the rows is sent to them
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=child_of, initargs=(os.getpid(),)
+    )
+    try:
+        futures = [pool.submit(_draw_one, i) for i in range(len(jobs))]
+        out: list[Result] = []
+        for f in futures:
+            try:
+                out.append(f.result())
+            except errors as exc:
+                out.append(exc)
+        pool.shutdown()
+        return out
+    except BaseException:  # Ctrl-C, SIGTERM or a failure: the children stop now, nothing waits on them
+        stop_pool(pool)
+        raise
+    finally:
+        _jobs, _before = (), None
+
+
+def _guarded(job: Job, errors: tuple[type[Exception], ...]) -> Result:
+    try:
+        return job[0](*job[1])
+    except errors as exc:
+        return exc
+
+
+def write_figures(figures: Sequence[Figure], drawn: Sequence[Result] | None = None) -> list[str | None]:
+    """Write each figure's PNG (drawing them first unless `drawn`): per figure None, or why it was not written —
+    one failed figure never costs the others."""
+    if drawn is None:
+        drawn = draw_all([(f.draw, f.args) for f in figures], (Exception,))
+    out: list[str | None] = []
+    for figure, png in zip(figures, drawn):
+        try:
+            if isinstance(png, Exception):
+                raise png
+            figure.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(figure.path, png or b"")
+            out.append(None)
+        except Exception as exc:  # noqa: BLE001
+            out.append(f"{figure.path.name} not written: {type(exc).__name__}: {exc}")
+    return out

@@ -1,0 +1,341 @@
+"""Headless matplotlib figures for report sections: heatmap, lines, log-log lines, histogram, ESD + power-law fit.
+
+Figures a reviewer can compare: every model keeps one colour in every plot (Okabe–Ito, colour-blind safe; line
+styles vary once the eight colours are used), facets are small multiples with shared axes and one shared colour
+scale, axes carry the metric's name, and nothing is cut — a model is a panel or a series, never dropped.
+Every figure is FIG_W pixels wide and FIG_H pixels tall per row of panels.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import textwrap
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+FIG_W, FIG_H, DPI = 1000, 500, 100
+PANEL_COLUMNS = 2  # small multiples of line plots, histograms and ESDs
+ANNOTATE_CELLS = (40, 12)  # heatmap cells carry their values up to 40 rows × 12 columns
+#: Okabe & Ito (2008), the colour-blind-safe qualitative palette
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+LINE_STYLES = ("-", "--", ":", "-.")
+
+_MODEL_ORDER: list[str] = []
+
+
+def set_models(models: list[str]) -> None:
+    """Fix the colour of every model of a report (in the report's model order)."""
+    _MODEL_ORDER[:] = list(models)
+
+
+def style(name: object) -> dict[str, object]:
+    """The colour (and, past eight models, line style) of a model — or of any other series, by first use."""
+    key = str(name)
+    if key not in _MODEL_ORDER:
+        _MODEL_ORDER.append(key)
+    i = _MODEL_ORDER.index(key)
+    return {"color": OKABE_ITO[i % len(OKABE_ITO)], "linestyle": LINE_STYLES[(i // len(OKABE_ITO)) % 4]}
+
+
+def panel_grid(panels: int, columns: int = PANEL_COLUMNS) -> tuple[int, int]:
+    """(rows, columns) of a small-multiples figure."""
+    cols = max(1, min(columns, panels))
+    return math.ceil(max(panels, 1) / cols), cols
+
+
+def figure_size(panels: int, columns: int = PANEL_COLUMNS) -> tuple[int, int]:
+    """Pixels of a figure of `panels` small multiples."""
+    rows, _ = panel_grid(panels, columns)
+    return FIG_W, FIG_H * rows
+
+
+def _png(fig) -> bytes:  # noqa: ANN001
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _panels(  # noqa: ANN202
+    n: int, columns: int = PANEL_COLUMNS, sharex: bool = True, sharey: bool = True, layout: str | None = None
+):
+    rows, cols = panel_grid(n, columns)
+    w, h = figure_size(n, columns)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(w / DPI, h / DPI), dpi=DPI, squeeze=False, sharex=sharex, sharey=sharey, layout=layout
+    )
+    flat = list(axes.ravel())
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    for ax in flat[:n]:  # every panel keeps its own tick labels (a panel with none below it would have none)
+        ax.tick_params(labelbottom=True, labelleft=True)
+    return fig, flat[:n]
+
+
+def _label(name: str | None) -> str:
+    return (name or "").replace("_", " ")
+
+
+def _order_key(value: object) -> tuple[int, str]:
+    """Block types in their canonical in-layer order (q, k, v, o, gate, up, down, …); other values by name."""
+    from tpa_dist.checkpoint.classify import BLOCK_ORDER
+
+    return (BLOCK_ORDER.index(value), "") if value in BLOCK_ORDER else (len(BLOCK_ORDER), str(value))
+
+
+def _legend(ax, title: str | None = None) -> None:  # noqa: ANN001
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7, loc="best", ncol=2 if len(handles) > 6 else 1, title=title, title_fontsize=7)
+
+
+def _groups(cols: list[str], rows: list[tuple], key: str | None) -> dict[object, list[dict]]:
+    out: dict[object, list[dict]] = defaultdict(list)
+    for r in rows:
+        d = dict(zip(cols, r))
+        out[d[key] if key else None].append(d)
+    return out
+
+
+def heatmap(
+    title: str,
+    cols: list[str],
+    rows: list[tuple],
+    x: str,
+    y: str,
+    value: str,
+    facet: str | None,
+    label: str | None = None,
+) -> bytes:
+    """One heatmap per facet (one per model), all on one colour scale; cells show their values when the grid is
+    small enough to read."""
+    groups = _groups(cols, rows, facet)
+    names = sorted(groups, key=str) if facet else [None]
+    values = [d[value] for part in groups.values() for d in part if d[value] is not None]
+    vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
+    fig, axes = _panels(len(names), columns=1, sharex=False, sharey=False, layout="constrained")
+    im = None
+    for ax, name in zip(axes, names):
+        part = groups[name]
+        xs = sorted({d[x] for d in part}, key=_order_key)
+        ys = sorted({d[y] for d in part})
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for d in part:
+            if d[value] is not None:
+                grid[ys.index(d[y]), xs.index(d[x])] = d[value]
+        im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest", vmin=vmin, vmax=vmax)
+        ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right", fontsize=8)
+        step = max(1, len(ys) // 16)
+        ax.set_yticks(range(0, len(ys), step), [str(v) for v in ys[::step]], fontsize=8)
+        ax.set_xlabel(_label(x))
+        ax.set_ylabel(_label(y))
+        ax.set_title(f"{title} — {name}" if name is not None else title, fontsize=10)
+        if len(ys) <= ANNOTATE_CELLS[0] and len(xs) <= ANNOTATE_CELLS[1]:
+            mid = (vmin + vmax) / 2
+            for (i, j), v in np.ndenumerate(grid):
+                if not np.isnan(v):
+                    ax.text(
+                        j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < mid else "black"
+                    )
+    if im is not None:
+        shared = " (one scale for all panels)" if len(names) > 1 else ""
+        fig.colorbar(im, ax=axes, label=_label(label or value) + shared, fraction=0.04, pad=0.01, aspect=40)
+    return _png(fig)
+
+
+def lines(
+    title: str,
+    cols: list[str],
+    rows: list[tuple],
+    x: str,
+    y: str,
+    series: str,
+    log: bool = False,
+    facet: str | None = None,
+    color: str | None = None,
+    ylabel: str | None = None,
+    sharey: bool = True,
+) -> bytes:
+    """Line plots, one panel per facet (shared axes unless `sharey` is off for panels of different metrics), one
+    line per series; lines of the same `color` value (a model) share a colour in every panel and every figure."""
+    panels = _groups(cols, rows, facet)
+    names = sorted(panels, key=lambda v: _order_key(v)) if facet else [None]
+    fig, axes = _panels(len(names), sharey=sharey)
+    variants: dict[str, list[str]] = defaultdict(list)  # colour key -> its series: the n-th gets the n-th line style
+    for ax, name in zip(axes, names):
+        groups: dict[str, list[tuple[float, float, object]]] = defaultdict(list)
+        for d in panels[name]:
+            if d[x] is not None and d[y] is not None and (not log or d[y] > 0):
+                groups[str(d[series])].append((d[x], d[y], d[color] if color else d[series]))
+        for key in sorted(groups):
+            pts = sorted(groups[key], key=lambda p: p[:2])
+            own = variants[str(pts[0][2])]
+            if key not in own:
+                own.append(key)
+            st = {**style(pts[0][2]), "linestyle": LINE_STYLES[own.index(key) % len(LINE_STYLES)]}
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker=None if log else "o",
+                markersize=3,
+                label=key,
+                **st,
+            )
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.minorticks_off()  # minor log ticks cost seconds in layout and add little
+        ax.set_title(f"{_label(facet)}: {name}" if name is not None else title, fontsize=9)
+        ax.set_xlabel(_label(x))
+        ax.set_ylabel(_label(ylabel or (name if facet and not sharey else y)))
+        ax.grid(alpha=0.3)
+        if not facet:
+            _legend(ax)
+    if facet:
+        fig.suptitle(title, fontsize=10)
+        return _png_with_legend(fig, axes)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _png_with_legend(fig, axes: list) -> bytes:  # noqa: ANN001
+    """One legend for all panels, below them (labels are long: model and matrix names)."""
+    seen: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    ncol = 2 if max((len(s) for s in seen), default=0) > 45 else 3
+    rows = math.ceil(len(seen) / ncol)
+    height = fig.get_size_inches()[1] * DPI
+    legend_frac = min(0.5, (rows * 14 + 16) / height)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, legend_frac, 1, 0.97))
+    return _png(fig)
+
+
+def histogram(title: str, cols: list[str], rows: list[tuple], value: str, series: str) -> bytes:
+    """One histogram per series (a model) as small multiples with shared bins and axes."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        d = dict(zip(cols, r))
+        if d[value] is not None:
+            groups[str(d[series])].append(d[value])
+    names = sorted(groups)
+    allv = [v for vs in groups.values() for v in vs]
+    bins = np.linspace(min(allv), max(allv), 30) if allv and max(allv) > min(allv) else 10
+    fig, axes = _panels(len(names))
+    for ax, name in zip(axes, names):
+        st = style(name)
+        ax.hist(groups[name], bins=bins, color=st["color"], alpha=0.8, label=f"{name} (n = {len(groups[name])})")
+        if value == "alpha":
+            for edge in (2, 6):
+                ax.axvline(edge, color="#555", linestyle="--", linewidth=1)
+            ax.axvspan(2, 6, color="#ccc", alpha=0.25, label="2 ≤ alpha ≤ 6")
+        ax.set_xlabel(_label(value))
+        ax.set_ylabel("matrices")
+        ax.set_title(name, fontsize=9)
+        _legend(ax)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def esd(
+    title: str,
+    cols: list[str],
+    rows: list[tuple],
+    value: str,
+    series: str,
+    alpha: str,
+    xmin: str,
+    facet: str | None = None,
+) -> bytes:
+    """The empirical spectral density of one matrix per panel (log-log), with its power-law fit drawn in the
+    histogram's colour from xmin."""
+    groups: dict[str, dict] = {}
+    for r in rows:
+        d = dict(zip(cols, r))
+        g = groups.setdefault(
+            str(d[series]),
+            {"values": [], "alpha": d[alpha], "xmin": d[xmin], "model": d[facet] if facet else d[series]},
+        )
+        if d[value] and d[value] > 0:
+            g["values"].append(d[value])
+    names = sorted(groups)
+    fig, axes = _panels(len(names))
+    for ax, name in zip(axes, names):
+        g = groups[name]
+        lam = np.asarray(g["values"])
+        color = style(g["model"])["color"]
+        if lam.size >= 2:
+            bins = np.logspace(np.log10(lam.min()), np.log10(lam.max()), 40)
+            ax.hist(lam, bins=bins, density=True, alpha=0.5, color=color, label="ESD")
+            if g["alpha"] and g["xmin"]:
+                a, lo = g["alpha"], g["xmin"]
+                xs = np.logspace(np.log10(lo), np.log10(lam.max()), 50)
+                tail = float(np.mean(lam >= lo))
+                ax.plot(
+                    xs,
+                    tail * (a - 1) / lo * (xs / lo) ** (-a),
+                    "--",
+                    color=color,
+                    linewidth=2,
+                    label=f"power law α = {a:.2f}, xmin = {lo:.3g}",
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.minorticks_off()
+        ax.set_xlabel("eigenvalue λ = σ²")
+        ax.set_ylabel("density")
+        ax.set_title(name if len(name) <= 80 else name[:38] + " … " + name[-38:], fontsize=8)
+        _legend(ax)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def anova_curve(model_id: str, results: list) -> bytes:  # noqa: ANN001 - embedding_run.EmbeddingResult
+    """F, silhouette and inertia against k (three panels sharing the k axis), the chosen k marked on each, and
+    the degeneracy warning under the title when the chosen partition is not to be read as structure."""
+    panels = (
+        ("f_stat", "ANOVA F = (SSB/(k−1)) / (SSW/(n−k))"),
+        ("silhouette", "silhouette (2,000-row sample)"),
+        ("inertia", "inertia (SSW)"),
+    )
+    fig, axes = plt.subplots(3, 1, figsize=(FIG_W / DPI, 1.6 * FIG_H / DPI), dpi=DPI, sharex=True)
+    warnings = []
+    for i, res in enumerate(results):
+        ks = [r["k"] for r in res.sweep]
+        color = OKABE_ITO[i % len(OKABE_ITO)]
+        label = f"{res.tensor} ({res.rows:,} of {res.vocab_rows:,} rows × {res.cols})"
+        for ax, (key, ylabel) in zip(axes, panels):
+            ys = [np.nan if r[key] is None else r[key] for r in res.sweep]
+            ax.plot(ks, ys, marker="o", markersize=3, color=color, label=label)
+            ax.axvline(res.chosen_k, linestyle="--", color=color, linewidth=1)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.grid(alpha=0.3)
+        axes[0].annotate(
+            f"chosen k = {res.chosen_k}",
+            (res.chosen_k, 1.0),
+            xycoords=("data", "axes fraction"),
+            ha="left",
+            va="top",
+            fontsize=8,
+            color=color,
+        )
+        if res.degenerate:
+            warnings.append(f"{res.tensor}: k = {res.chosen_k} is degenerate — {res.degenerate}")
+    axes[-1].set_xlabel("number of clusters k")
+    axes[0].legend(loc="best", fontsize=7)
+    title = f"{model_id}: k-means of the token embeddings (chosen k = argmax F, dashed)"
+    if warnings:
+        title += "\n" + "\n".join(textwrap.fill(w, 140) for w in warnings)
+    fig.suptitle(title, fontsize=9, color="#a00" if warnings else "black")
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,169 @@
+"""Ray workers: each actor analyzes batches of tasks, reading its tensors itself from the byte ranges.
+
+CPU workers compute with numpy/LAPACK; GPU workers with torch on CUDA (decoding bf16/fp16 on the card). Injected
+faults (a fake GPU, delays, holds, kills, CUDA OOM: faults.py) come with the worker's `Faults` plan.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from tpa_dist.compute.analysis import analyze_delta, analyze_task, failed_row
+from tpa_dist.compute.rows import MatrixRow
+from tpa_dist.compute.tasks import DeltaTask, MatrixTask, relocate, task_paths
+from tpa_dist.faults import NO_FAULTS, Faults
+from tpa_dist.settings import AnalysisSettings
+
+INJECT_PREFIX = "TPA_DIST_"
+
+
+def gpu_compute_device(faults: Faults = NO_FAULTS) -> tuple[str, str, int]:
+    """(compute device, label, free bytes) for a GPU worker; ("", "unavailable", 0) without CUDA (a fake GPU: the
+    GPU code path on the CPU, when `faults` asks for one)."""
+    import torch
+
+    if torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info()
+        return "cuda", f"cuda:{torch.cuda.get_device_name()}", int(free)
+    if faults.fake_gpu:
+        return "torch-cpu", "fake-gpu", faults.fake_gpu_memory
+    return "", "unavailable", 0
+
+
+class AnalysisWorker:
+    """One analysis process with a fixed BLAS thread count (run as a Ray actor)."""
+
+    def __init__(self, settings: AnalysisSettings, gpu: bool = False, faults: Faults = NO_FAULTS) -> None:
+        from threadpoolctl import threadpool_limits
+
+        self._limits = threadpool_limits(limits=settings.threads)
+        if gpu or "torch" in sys.modules:  # CPU workers never need torch (2 s to import)
+            import torch
+
+            torch.set_num_threads(settings.threads)
+        self.settings = settings
+        self.faults = faults
+        if gpu:
+            self.compute, self.device, self.free_bytes = gpu_compute_device(faults)
+            if self.compute == "cuda":
+                # torch loads its CUDA linear-algebra library on the first linalg call, and that lazy load is not
+                # thread-safe (concurrent streams' first eigvalsh: "lazy wrapper should be called at most once")
+                torch.linalg.eigvalsh(torch.eye(2, dtype=torch.float64, device="cuda"))
+        else:
+            self.compute, self.device, self.free_bytes = "cpu", "cpu", 0
+        self.host = socket.gethostname()
+        self.node = self.host
+        try:
+            import ray
+
+            if ray.is_initialized():  # get_runtime_context() alone would start a Ray instance
+                self.node = ray.get_runtime_context().get_node_id()
+        except ImportError:  # in-process use (benchmarks) on a machine without Ray
+            pass
+        self.worker = f"{self.host}:{os.getpid()}"
+        self._fetched: dict[tuple, str] = {}
+        self._thread = threading.local()  # a GPU actor's concurrent calls: one CUDA stream per calling thread
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "node": self.node,
+            "host": self.host,
+            "worker": self.worker,
+            "device": self.device,
+            "free_bytes": self.free_bytes,
+        }
+
+    def _localize(self, task: MatrixTask) -> MatrixTask:
+        """Every file of a task that this node cannot see is made local: a Hub model's files (its shard, and those
+        of an FP8 scale or GPTQ/AWQ companions) fetched, that file alone, into the node's own cache; a synthetic
+        preset written there whole (it is deterministic in its seed)."""
+        if task.hub is None and task.synth is None:
+            return task
+        missing = sorted(p for p in task_paths(task) if not self.faults.visible(p))
+        if not missing:
+            return task
+        root = task.region.path[: -len(task.shard)]  # every path of a task is <folder>/<file in the repo>
+        cache = os.environ.get("TPA_DIST_NODE_CACHE")
+        node_cache = os.path.join(cache, self.node) if cache else None
+        if task.synth is not None:
+            folder = self._synth_folder(task.synth, node_cache)
+            return relocate(task, {p: os.path.join(folder, p[len(root) :]) for p in missing})
+        from huggingface_hub import hf_hub_download
+
+        moved = {}
+        for path in missing:
+            key = (task.hub, path)
+            if key not in self._fetched:
+                self._fetched[key] = hf_hub_download(
+                    task.hub[0],
+                    path[len(root) :],
+                    revision=task.hub[1],
+                    endpoint=os.environ.get("HF_ENDPOINT") or None,
+                    cache_dir=node_cache,
+                    user_agent={"tpa-node": self.node},
+                )
+            moved[path] = self._fetched[key]
+        return relocate(task, moved)
+
+    def _synth_folder(self, synth: tuple[str, int], node_cache: str | None) -> str:
+        """The node's own copy of a synthetic preset, written once per node (a file lock keeps the workers of one
+        node from writing it twice at once)."""
+        import fcntl
+
+        from tpa_dist.sources.resolve import cache_dir
+        from tpa_dist.sources.synth.derived import write_any
+
+        if synth not in self._fetched:
+            preset, seed = synth
+            folder = Path(node_cache) if node_cache else cache_dir()
+            folder = folder / "synth" / f"{preset}-seed{seed}"
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._fetched[synth] = str(write_any(preset, folder, seed=seed))
+        return self._fetched[synth]
+
+    def analyze(self, tasks: list[MatrixTask]) -> list[tuple[MatrixRow, np.ndarray | None]]:
+        """One (row, singular values) per task; anything a task raises (fetching its shard included) becomes
+        that task's error row, so one bad tensor never costs the rest of its batch.
+
+        A GPU actor takes several calls at once (Ray's max_concurrency, --gpu-streams), each thread on its own
+        CUDA stream: one batch's file reading and copying overlap another's kernels in one process and one CUDA
+        context (BENCHMARKS.md: 4 streams 2.1x one on an H100; 4 processes sharing the card time-slice instead)."""
+        if self.compute != "cuda":
+            return self._analyze(tasks)
+        import torch
+
+        stream = getattr(self._thread, "stream", None)
+        if stream is None:
+            stream = self._thread.stream = torch.cuda.Stream()
+        with torch.cuda.stream(stream):
+            return self._analyze(tasks)
+
+    def _analyze(self, tasks: list[MatrixTask]) -> list[tuple[MatrixRow, np.ndarray | None]]:
+        out = []
+        for task in tasks:
+            delta = isinstance(task, DeltaTask)
+            self.faults.before_task(task.matrix_key, self.worker)
+            try:
+                if delta:
+                    local = replace(task, tuned=self._localize(task.tuned), base=self._localize(task.base))
+                else:
+                    local = self._localize(task)
+            except Exception as exc:  # noqa: BLE001 - a shard this node cannot fetch fails its tasks only
+                out.append((failed_row(task, f"cannot fetch {task.shard}: {exc}"), None))
+                continue
+            if delta:
+                out.append(analyze_delta(local, self.settings, device=self.compute, faults=self.faults))
+            else:
+                out.append(analyze_task(local, self.settings, device=self.compute, faults=self.faults))
+        for row, _ in out:
+            row.update(node=self.node, worker=self.worker, device=self.device)
+        return out

@@ -1,0 +1,496 @@
+"""The Ray driver: wires one submit together — plan each model (planning.py), start downloads and Ray, run the
+tasks on worker actors (scheduler.py) into the result sink (results.py), cluster the embeddings, write the outputs.
+
+The driver is the database's only writer; workers read tensors themselves from byte ranges, so weights never
+travel through the driver. Every step that concerns one model (planning, its tensors, its embeddings, its files)
+is isolated: whatever it raises becomes that model's recorded failure, and the other models finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+
+from tpa_dist import __version__
+from tpa_dist.compute.tasks import DeltaTask, MatrixTask, task_paths
+from tpa_dist.db.store import Store, is_interrupt
+from tpa_dist.errors import JobError, TpaError, is_out_of_memory
+from tpa_dist.faults import Faults
+from tpa_dist.interrupts import describe, recorded
+from tpa_dist.interrupts import reclaim as reclaim_signals
+from tpa_dist.jobs import Job
+from tpa_dist.report.drawing import Figure
+from tpa_dist.run.local import choose_local, run_local
+from tpa_dist.run.planning import PlannedModel, failed_model_record, plan_deltas, plan_model
+from tpa_dist.run.progress import Progress
+from tpa_dist.run.raystart import ray_target, start_ray
+from tpa_dist.run.results import ResultSink, RunSummary
+from tpa_dist.settings import WorkerSettings
+from tpa_dist.sources.hub import Downloads, ShardFetcher
+
+log = logging.getLogger("tpa_dist")
+
+__all__ = ["Driver", "RunSummary", "submit", "wanted_workers"]
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software a run used, read from the installed distributions (nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"tpa_dist": __version__, "python": platform.python_version()}
+    for name in ("numpy", "duckdb", "ray", "torch", "scipy", "scikit-learn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:  # pragma: no cover
+            out[name] = "absent"
+    return out
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports, before the run), or None."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _multi_node() -> bool:
+    """Whether the work spreads over several nodes (Ray running, more than one live node with CPUs)."""
+    ray = sys.modules.get("ray")  # not imported: not running here (importing it to ask costs 0.35 s)
+    if ray is None or not ray.is_initialized():
+        return False
+    return sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0) > 1
+
+
+def _describe(exc: BaseException) -> str:
+    """A failure's message: ours as they are, running out of memory as such, anything else with its type."""
+    if isinstance(exc, TpaError):
+        return str(exc)
+    if is_out_of_memory(exc):
+        return f"out of memory ({type(exc).__name__}: {exc}): give the driver more memory (a memory limit, ulimit -v?)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def check_output_dir(path: str | Path) -> None:
+    """Refuse an output directory that cannot be one before any work starts."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise JobError(f"--output-dir {out} exists and is not a folder; choose another")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JobError(f"--output-dir {out}: cannot create it ({exc.strerror or exc})") from None
+
+
+class Driver:
+    """One submit: plans every model, dispatches batches, writes results, returns a RunSummary."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.settings = job.analysis
+        self.settings_id = self.settings.settings_id()
+        self.summary = RunSummary(run_id=time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
+        self.models: list[PlannedModel] = []
+        self.downloads = Downloads()  # Hub shards arriving while the analysis runs
+        self.by_device: dict[str, dict[str, float]] = {}
+        self.local = False  # the single-machine pool instead of Ray (local.py), decided after planning
+        self.joined = False  # runs on a Ray cluster given by an address (not a local Ray of its own)
+        self.delta_tasks: list[DeltaTask] = []  # ΔW of each (tuned, base) pair (--base)
+        self.figures: list[Figure] = []  # the seed's PNGs (anova_curve.png), drawn with the report's figures
+        self.embedded: set[tuple[str, str]] = set()  # (model, revision) whose embeddings this run stored
+        self.faults = Faults.from_env()  # injected faults (tests): read once, passed to whoever acts on them
+
+    # -- planning ------------------------------------------------------------------------------------------------
+    def plan(self, store: Store) -> None:
+        """Catalog every model (headers only); a bad model is recorded and skipped, never fatal. Then the bases
+        of --base / `base =` (planned as models too) and the ΔW tasks of each (tuned, base) pair."""
+        by_key: dict[tuple[str, str], PlannedModel] = {}
+        by_entry: dict[str, PlannedModel] = {}
+        listed = Counter(self.job.models)  # an entry listed again is planned once: planning is linear in models
+        for spec in listed:
+            planned = self._plan_one(store, spec, by_key)
+            if planned is not None:
+                by_entry[spec] = planned
+            if listed[spec] > 1:
+                self.summary.warnings.append(f"model {spec}: listed {listed[spec]} times; analyzed once")
+        for spec in listed:
+            base_spec = self.job.base_of(spec)
+            if base_spec is None or spec not in by_entry:
+                continue
+            base = by_entry.get(base_spec) or self._plan_one(store, base_spec, by_key)
+            if base is None:
+                self.summary.fail(f"model {spec}: its base {base_spec} could not be planned; no ΔW analysis")
+            elif base.key != by_entry[spec].key:
+                by_entry.setdefault(base_spec, base)
+                self._plan_pair(store, by_entry[spec], base)
+
+    def _plan_one(self, store: Store, spec: str, by_key: dict) -> PlannedModel | None:
+        job = self.job
+        try:
+            planned = plan_model(
+                spec,
+                store,
+                self.settings_id,
+                seed=job.analysis.seed,
+                force=job.analysis.force,
+                embedding=job.embedding.enabled,
+            )
+            if planned.key in by_key:
+                first = by_key[planned.key]
+                self.summary.warnings.append(f"model {spec}: same model and revision as {first.spec}; analyzed once")
+                return first
+            store.record_model(planned.record(self.summary.run_id), planned.tensors)
+        except Exception as exc:  # noqa: BLE001 - any problem of one model is that model's failure
+            if is_interrupt(exc):
+                raise KeyboardInterrupt from None
+            self._model_failed(store, spec, exc)
+            return None
+        by_key[planned.key] = planned
+        self._add(planned)
+        return planned
+
+    def _plan_pair(self, store: Store, tuned: PlannedModel, base: PlannedModel) -> None:
+        """ΔW tasks of one (tuned, base) pair; the pairs that cannot be compared are stored now, with the reason."""
+        try:
+            done = (
+                set()
+                if self.job.analysis.force
+                else store.done_deltas(tuned.model_id, tuned.revision, base.model_id, base.revision, self.settings_id)
+            )
+            # the base's norms where it was analyzed before (not when --force recomputes it)
+            norms = (
+                {} if self.job.analysis.force else store.matrix_norms(base.model_id, base.revision, self.settings_id)
+            )
+            tasks, skipped = plan_deltas(tuned, base, done, self.job.delta, norms)
+            store.write_deltas(skipped, [], {"settings_id": self.settings_id, "run_id": self.summary.run_id})
+        except Exception as exc:  # noqa: BLE001
+            self.summary.fail(f"model {tuned.spec}: ΔW against {base.spec} not planned: {_describe(exc)}")
+            return
+        self.delta_tasks += tasks
+        self.summary.total += len(tasks)
+        self.summary.reused += len(done)
+        if skipped:
+            self.summary.warnings.append(
+                f"{tuned.model_id} vs {base.model_id}: {len(skipped)} matrix(es) not compared (in one model only "
+                "or of different shapes; SELECT matrix_key, error FROM delta_analysis WHERE status = 'skipped')"
+            )
+
+    def _add(self, planned: PlannedModel) -> None:
+        s = self.summary
+        self.models.append(planned)
+        s.models.append(planned.key)
+        s.total += len(planned.tasks)
+        s.reused += len(planned.tasks) - len(planned.todo)
+        if planned.catalog.config_error:
+            log.warning("%s: %s", planned.spec, planned.catalog.config_error)
+        s.warnings += [f"{planned.model_id}: {w}" for w in planned.catalog.warnings]
+
+    def _model_failed(self, store: Store, spec: str, exc: BaseException) -> None:
+        message = _describe(exc)
+        self.summary.fail(f"model {spec}: {message}")
+        log.error("model %s skipped: %s", spec, message)
+        try:
+            store.upsert_model(**failed_model_record(spec, message, self.summary.run_id))
+        except TpaError as store_exc:  # a database that cannot take even this: said once, the run goes on
+            log.error("model %s: could not record the failure: %s", spec, store_exc)
+
+    def _start_downloads(self, spread: bool) -> None:
+        """Fetch in the background the Hub shards this run reads: on one node, every pending task's (each is
+        analyzed as it lands); on a cluster only the embeddings' (the driver reads those itself), since workers
+        fetch their own shards on their nodes."""
+        for m in self.models:
+            if not m.source.pending:
+                continue
+            needed = {t.path for t in m.embeddings} if not m.embeddings_done else set()
+            paths = needed if spread else needed | {p for t in m.todo + self.delta_tasks for p in task_paths(t)}
+            shards = [s for s in m.source.pending if s.local_path in paths]
+            if shards:
+                self.downloads.add(ShardFetcher(m.model_id, m.source.revision, shards, m.source.fetch))
+        self.downloads.start()
+
+    # -- running -------------------------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Analyze, cluster, write outputs; the `runs` row ends 'ok' only when nothing failed."""
+        job = self.job
+        check_output_dir(job.output_dir)
+        store = Store(job.db, self.faults)
+        status = "failed"
+        t0 = time.perf_counter()
+        try:
+            config = {k: v for k, v in asdict(job).items() if k != "argv"}
+            store.start_run(
+                self.summary.run_id, " ".join(job.argv or sys.argv), config, versions(), socket.gethostname()
+            )
+            store.upsert_settings(self.settings_id, self.settings.as_dict())
+            self.summary.phases["startup"] = process_age()
+            with self._phase("plan"):
+                self.plan(store)
+            tasks = [t for m in self.models for t in m.todo] + self.delta_tasks
+            embed = [m for m in self.models if not m.embeddings_done]
+            # a cluster (an address, or a multi-node Ray already running) fetches shards on its nodes
+            self.joined = ray_target(job.workers.address)[0] is not None
+            self._start_downloads(spread=self.joined or _multi_node())
+            self.local = choose_local(
+                job.workers.address, job.workers.cpu_only, sum(t.nbytes for t in tasks), bool(self.downloads)
+            )
+            if (tasks or embed) and not self.local:  # a fully resumed run needs no Ray at all
+                self.summary.ray_startup_s = start_ray(job.workers.address)
+                reclaim_signals()  # Ray's driver takes SIGTERM for a stack trace; a stop must end the run cleanly
+                self.summary.phases["ray_startup"] = self.summary.ray_startup_s
+                t0 = time.perf_counter()
+            if tasks:
+                with self._phase("analysis"):
+                    self._execute(store, tasks)
+            for message in self.downloads.join():
+                self.summary.fail(message)
+            with self._phase("embedding"):
+                for m in embed:
+                    self._embedding(store, m)
+            status = "ok"
+        except KeyboardInterrupt:
+            self.downloads.stop()
+            status = "interrupted"
+            self.summary.fail(f"{describe()}: stored batches are kept; run the same submit again to resume")
+            raise
+        except Exception as exc:
+            self.summary.fail(f"run stopped: {_describe(exc)}")
+            raise
+        finally:
+            self.summary.seconds = time.perf_counter() - t0
+            self._close(store, status)
+        return self.summary
+
+    def _close(self, store: Store, status: str) -> None:
+        """Record the run's end, then (after a whole run) write the outputs — the report shows the final status —
+        and mark the run failed if an output could not be written. Never masks the exception under way."""
+        completed = status == "ok"
+        if completed and not self.summary.ok:
+            status = "failed"
+        try:
+            self._finish(store, status)
+        finally:
+            store.close()  # the outputs read the database through read-only connections
+        if not completed:
+            return
+        before = len(self.summary.failures)
+        try:
+            with self._phase("outputs"):
+                self._outputs()
+        except KeyboardInterrupt:  # the analysis is stored; the outputs stop here, and the run says so
+            self.summary.fail(f"{describe()} while writing the outputs: run the same submit again to write them")
+            self._record("interrupted")
+            raise
+        if len(self.summary.failures) > before:
+            self._record("failed")
+
+    def _record(self, status: str) -> None:
+        """Record the run's end again, after the outputs changed it."""
+        try:
+            store = Store(self.job.db, self.faults)
+            try:
+                self._finish(store, status)
+            finally:
+                store.close()
+        except TpaError as exc:
+            log.error("could not record the end of run %s: %s", self.summary.run_id, exc)
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Time one phase of the run (summary.phases, stored with the run): where each second goes."""
+        self.faults.pause(name, self.job.db)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.summary.phases[name] = self.summary.phases.get(name, 0.0) + time.perf_counter() - t0
+
+    def _finish(self, store: Store, status: str) -> None:
+        s = self.summary
+        store.finish_run(
+            s.run_id,
+            status=status,
+            total=s.total,
+            done=s.done,
+            failed=s.failed,
+            reused=s.reused,
+            bytes=s.bytes,
+            seconds=s.seconds,
+            ray_startup_s=s.ray_startup_s,
+            mps=s.done / s.seconds if s.seconds else None,
+            bps=s.bytes / s.seconds if s.seconds else None,
+            throughput=self.by_device,
+            phases={**s.phases, "writing": getattr(getattr(self, "sink", None), "write_s", 0.0)},
+            summary=s.describe(),
+        )
+
+    def _embedding(self, store: Store, m: PlannedModel) -> None:
+        """Cluster one model's token embedding(s); any failure is that model's, the others go on."""
+        from tpa_dist.db.embedding_tables import store_tables
+        from tpa_dist.run.embedding import analyze_model_embeddings
+
+        missing = [state for t in m.embeddings if (state := self.downloads.state(t.path)) != "ready"]
+        if missing:
+            self.summary.fail(f"{m.model_id}: embedding analysis skipped: {missing[0]}")
+            return
+        settings = self.job.embedding
+        try:
+            workers = self.job.workers
+            results = analyze_model_embeddings(
+                m.catalog, settings, workers.cpu_only, m.embeddings, workers, local=self.local, faults=self.faults
+            )
+            for res in results:
+                store.write_embedding(store_tables(m.model_id, m.revision, self.summary.run_id, settings.seed, res))
+            self.embedded.add(m.key)
+        except Exception as exc:  # noqa: BLE001 - one model's embedding never costs the others
+            if is_interrupt(exc):
+                raise KeyboardInterrupt from None
+            self.summary.fail(f"{m.model_id}: embedding analysis failed: {_describe(exc)}")
+            log.error("%s: embedding analysis failed: %s", m.model_id, _describe(exc))
+
+    def _outputs(self) -> None:
+        """The seed CSV, each model's embedding files and the report for this run's models; a failure is recorded,
+        never fatal."""
+        from tpa_dist.db.export import write_seed_csv
+        from tpa_dist.report.drawing import write_figures
+        from tpa_dist.report.render import write_report
+
+        s, out = self.summary, self.job.output_dir
+        if not s.models:
+            return
+        written = []
+        try:
+            written.append(str(write_seed_csv(self.job.db, s.models, out)))
+        except Exception as exc:  # noqa: BLE001
+            s.fail(f"CSV not written: {_describe(exc)}")
+        self._model_files()
+        try:
+            models = sorted({m for m, _ in s.models})
+            stage = partial(self.faults.pause, db=self.job.db)
+            rendered = write_report(self.job.db, out, models, figures=self.figures, on_stage=stage)
+            written += [f"{out}/report.html", f"{out}/report.md"]
+            for r in rendered:
+                if r.error:
+                    s.fail(f"report section {r.error}")
+        except Exception as exc:  # noqa: BLE001
+            s.fail(f"report not written: {_describe(exc)}")
+            for message in write_figures(self.figures):  # the seed's figures all the same
+                if message:
+                    s.fail(message)
+        if written:
+            s.outputs = "outputs: " + ", ".join(written)
+
+    def _model_files(self) -> None:
+        """Each model's embedding files, from the stored rows: for the embeddings clustered now, and for those
+        clustered before whose files are missing (a full disk, a new --output-dir)."""
+        from tpa_dist.report.embedding_files import anova_figure, model_files, stored_results, write_files
+
+        out = Path(self.job.output_dir)
+        for m in self.models:
+            if not m.embeddings or not (
+                m.key in self.embedded or not all(p.exists() for p in model_files(out, m.model_id))
+            ):
+                continue
+            try:
+                results = stored_results(self.job.db, m.model_id, m.revision)
+                if results:
+                    write_files(out, m.model_id, results)
+                    self.figures.append(anova_figure(out, m.model_id, results))
+            except Exception as exc:  # noqa: BLE001 - one model's files never cost the others
+                self.summary.fail(f"{m.model_id}: embedding files not written: {_describe(exc)}")
+
+    def _execute(self, store: Store, tasks: list[MatrixTask]) -> None:
+        progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)
+        sink = ResultSink(store, self.job.db, self.summary, self.settings_id, progress, self.downloads.explains)
+        self.by_device = sink.by_device
+        self.sink = sink
+        try:
+            if self.local:
+                run_local(
+                    tasks, self.settings, self.job.workers, sink.add, sink.maybe_flush, self._import_ahead, self.faults
+                )
+            else:
+                self._execute_ray(sink, tasks)
+            sink.flush()
+        except KeyboardInterrupt:
+            sink.flush()  # finished results are whole rows: keep them, then stop
+            raise
+        finally:
+            progress.close()
+
+    def _import_ahead(self) -> None:
+        """While the local workers analyze, import what the outputs (matplotlib) and the embedding sweep (its
+        F-test's scipy.special) will need: the driver idles then, and a small model's run is a few seconds."""
+        from tpa_dist.report import plots  # noqa: F401
+
+        if any(not m.embeddings_done for m in self.models):
+            import scipy.special  # noqa: F401
+
+    def _execute_ray(self, sink: ResultSink, tasks: list[MatrixTask]) -> None:
+        from tpa_dist.run.scheduler import Scheduler
+        from tpa_dist.run.workerpool import WorkerPool
+
+        workers = self.job.workers
+        pool = WorkerPool(self.settings, workers, on_event=self._event, faults=self.faults)
+        completed = False
+        if self.joined:
+            pool.request(*wanted_workers(workers, tasks))
+        try:
+            pool.start()
+            log.info(
+                "workers: %d GPU, %d CPU (%d BLAS thread(s) each)",
+                len(pool.ready("gpu")),
+                len(pool.ready("cpu")),
+                workers.threads_per_worker,
+            )
+            gate = self.downloads.state if self.downloads else None
+            scheduler = Scheduler(
+                pool, self.settings.block_bytes, sink.add, sink.maybe_flush, gate, workers.wait_for_workers_s
+            )
+            scheduler.plan(tasks)
+            scheduler.run()
+            completed = True
+        finally:
+            pool.shutdown()
+            pool.release(say_unmet=completed)
+
+    def _event(self, message: str) -> None:
+        """Something the run worked around (a node lost): one console line, kept in the run's summary."""
+        log.warning("%s", message)
+        self.summary.warnings.append(message)
+
+
+def wanted_workers(workers: WorkerSettings, tasks: list[MatrixTask]) -> tuple[int, int]:
+    """(CPU, GPU) workers a run on a cluster asks Ray's autoscaler for: the settings', else one CPU worker per four
+    tasks (at most 256) and one GPU worker when there are matrices and GPUs are not excluded."""
+    cpus = workers.request_cpus if workers.request_cpus is not None else min(256, max(1, -(-len(tasks) // 4)))
+    if workers.request_gpus is not None:
+        return cpus, workers.request_gpus
+    matrices = any(t.kind in ("matrix", "delta") for t in tasks)
+    return cpus, int(matrices and not workers.cpu_only)
+
+
+def submit(job: Job) -> RunSummary:
+    """Analyze every model of `job` into its database; see RunSummary.ok for the outcome."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()  # huggingface_hub's per-file bars would fight ours; shards are logged instead
+    try:
+        with recorded():  # Ctrl-C/SIGTERM stop the run even where a library swallows the KeyboardInterrupt
+            return Driver(job).run()
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
