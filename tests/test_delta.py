@@ -140,15 +140,14 @@ def test_spectra_only_pairs_take_the_stored_base_norms(ray_session, tmp_path):
     """Subspace metrics off and the base analyzed before: each pair's pass accumulates ΔᵀΔ alone, ‖W_b‖_F and ‖W_b‖₂
     come with the task from the base's stored rows, and the updates still equal numpy's on the stored values."""
     from tpa_dist.db.store import Store
-    from tpa_dist.run.driver import Driver
+    from tpa_dist.run.planning import plan_job
 
     common = dict(db=str(tmp_path / "d.duckdb"), output_dir=str(tmp_path / "out"), progress=False, embedding=False)
     assert submit(Job.create(models=("synth:tiny-llama",), **common)).ok
     job = Job.create(models=("synth:tiny-llama-ft",), base="synth:tiny-llama", subspace=False, **common)
     store = Store(job.db)
     try:
-        planner = Driver(job)
-        planner.plan(store)
+        planner = plan_job(job, store, run_id="plan-only")
     finally:
         store.close()
     assert len(planner.delta_tasks) == 16

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from tpa_dist.cli import main
+from tpa_dist.compute.rows import ModelRecord
 from tpa_dist.db.store import Store
 from tpa_dist.jobs import Job
 from tpa_dist.report.render import write_report
@@ -19,20 +20,7 @@ def db(tmp_path_factory):
     path = tmp_path_factory.mktemp("sandbox") / "t.duckdb"
     store = Store(path)
     store.start_run("r1", "test", {}, {}, "host")
-    store.upsert_model(
-        model_id="m<script>",
-        revision="r",
-        source_path=None,
-        architecture=None,
-        config=None,
-        config_error=None,
-        num_shards=1,
-        num_tensors=1,
-        num_params=1,
-        status="ok",
-        error=None,
-        run_id="r1",
-    )
+    store.upsert_model(ModelRecord("m<script>", "r", num_shards=1, num_tensors=1, num_params=1, run_id="r1"))
     store.close()
     return path
 

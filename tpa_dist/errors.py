@@ -98,3 +98,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return any(word in text for word in _MEMORY_WORDS)
+
+
+def describe(exc: BaseException) -> str:
+    """A failure's message: ours as they are, running out of memory as such, anything else with its type."""
+    if isinstance(exc, TpaError):
+        return str(exc)
+    if is_out_of_memory(exc):
+        return f"out of memory ({type(exc).__name__}: {exc}): give the driver more memory (a memory limit, ulimit -v?)"
+    return f"{type(exc).__name__}: {exc}"

@@ -146,3 +146,29 @@ class DeltaRow(SpectralColumns):
 
 DELTA_COLUMNS = tuple(f.name for f in fields(DeltaRow))
 DELTA_STAMPED = ("settings_id", "run_id")
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A model's row in the `models` table: what planning found (or why it failed)."""
+
+    model_id: str
+    revision: str
+    source_path: str | None = None
+    architecture: str | None = None
+    config: dict | None = None
+    config_error: str | None = None
+    num_shards: int | None = None
+    num_tensors: int | None = None
+    num_params: int | None = None
+    status: str = "ok"
+    error: str | None = None
+    run_id: str | None = None
+
+    @classmethod
+    def failed(cls, spec: str, error: str, run_id: str) -> ModelRecord:
+        """The row of a model that could not be planned (its revision unknown)."""
+        return cls(model_id=spec, revision="unresolved", status="error", error=error, run_id=run_id)
+
+
+MODEL_COLUMNS = tuple(f.name for f in fields(ModelRecord))

@@ -12,7 +12,16 @@ import numpy as np
 import pyarrow as pa
 
 from tpa_dist.checkpoint.catalog import TensorInfo
-from tpa_dist.compute.rows import DELTA_COLUMNS, DELTA_STAMPED, MATRIX_COLUMNS, STAMPED, DeltaRow, MatrixRow
+from tpa_dist.compute.rows import (
+    DELTA_COLUMNS,
+    DELTA_STAMPED,
+    MATRIX_COLUMNS,
+    MODEL_COLUMNS,
+    STAMPED,
+    DeltaRow,
+    MatrixRow,
+    ModelRecord,
+)
 from tpa_dist.db.live import describe_live, live_progress
 from tpa_dist.db.sqlfiles import sql_text, statements
 from tpa_dist.errors import StoreError, StoreLockedError
@@ -255,17 +264,19 @@ class Store:
     def upsert_settings(self, settings_id: str, settings: dict) -> None:
         self._run("store/upsert_settings.sql", dict(settings_id=settings_id, settings=json.dumps(settings)))
 
-    def upsert_model(self, **fields: object) -> None:
-        fields["config"] = json.dumps(fields.get("config") or {})
+    def upsert_model(self, record: ModelRecord) -> None:
+        """A model's row (replacing the one of the same model and revision)."""
+        fields = {name: getattr(record, name) for name in MODEL_COLUMNS}
+        fields["config"] = json.dumps(record.config or {})
         self._run("store/upsert_model.sql", fields)
 
-    def record_model(self, fields: dict[str, object], tensors: Sequence[TensorInfo]) -> None:
+    def record_model(self, record: ModelRecord, tensors: Sequence[TensorInfo]) -> None:
         """A model's row and its tensor inventory, in one transaction."""
         table = pa.Table.from_pylist(
             [
                 {
-                    "model_id": fields["model_id"],
-                    "revision": fields["revision"],
+                    "model_id": record.model_id,
+                    "revision": record.revision,
                     "param_name": t.name,
                     "shard": t.shard,
                     "dtype": t.dtype,
@@ -282,7 +293,7 @@ class Store:
             schema=TENSOR_SCHEMA,
         )
         with self.transaction():
-            self.upsert_model(**fields)
+            self.upsert_model(record)
             self.con.register("batch_tensors", table)
             self._run("store/insert_tensors.sql", {})
             self.con.unregister("batch_tensors")

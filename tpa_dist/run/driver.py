@@ -15,7 +15,6 @@ import socket
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -23,16 +22,17 @@ from functools import partial
 from pathlib import Path
 
 from tpa_dist import __version__
-from tpa_dist.compute.tasks import DeltaTask, MatrixTask, task_paths
+from tpa_dist.compute.tasks import MatrixTask, task_paths
 from tpa_dist.db.store import Store, is_interrupt
-from tpa_dist.errors import JobError, TpaError, is_out_of_memory
+from tpa_dist.errors import JobError, TpaError
+from tpa_dist.errors import describe as describe_failure
 from tpa_dist.faults import Faults
 from tpa_dist.interrupts import describe, recorded
 from tpa_dist.interrupts import reclaim as reclaim_signals
 from tpa_dist.jobs import Job
 from tpa_dist.report.drawing import Figure
 from tpa_dist.run.local import choose_local, run_local
-from tpa_dist.run.planning import PlannedModel, failed_model_record, plan_deltas, plan_model
+from tpa_dist.run.planning import Plan, PlannedModel, plan_job
 from tpa_dist.run.progress import Progress
 from tpa_dist.run.raystart import ray_target, start_ray
 from tpa_dist.run.results import ResultSink, RunSummary
@@ -75,15 +75,6 @@ def _multi_node() -> bool:
     return sum(1 for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0) > 1
 
 
-def _describe(exc: BaseException) -> str:
-    """A failure's message: ours as they are, running out of memory as such, anything else with its type."""
-    if isinstance(exc, TpaError):
-        return str(exc)
-    if is_out_of_memory(exc):
-        return f"out of memory ({type(exc).__name__}: {exc}): give the driver more memory (a memory limit, ulimit -v?)"
-    return f"{type(exc).__name__}: {exc}"
-
-
 def check_output_dir(path: str | Path) -> None:
     """Refuse an output directory that cannot be one before any work starts."""
     out = Path(path)
@@ -103,109 +94,31 @@ class Driver:
         self.settings = job.analysis
         self.settings_id = self.settings.settings_id()
         self.summary = RunSummary(run_id=time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6])
-        self.models: list[PlannedModel] = []
+        self.planned = Plan()  # what planning found (plan())
+        self.sink: ResultSink | None = None  # the analysis phase's result sink (its write time is a phase)
         self.downloads = Downloads()  # Hub shards arriving while the analysis runs
         self.by_device: dict[str, dict[str, float]] = {}
         self.local = False  # the single-machine pool instead of Ray (local.py), decided after planning
         self.joined = False  # runs on a Ray cluster given by an address (not a local Ray of its own)
-        self.delta_tasks: list[DeltaTask] = []  # ΔW of each (tuned, base) pair (--base)
         self.figures: list[Figure] = []  # the seed's PNGs (anova_curve.png), drawn with the report's figures
         self.embedded: set[tuple[str, str]] = set()  # (model, revision) whose embeddings this run stored
         self.faults = Faults.from_env()  # injected faults (tests): read once, passed to whoever acts on them
 
     # -- planning ------------------------------------------------------------------------------------------------
     def plan(self, store: Store) -> None:
-        """Catalog every model (headers only); a bad model is recorded and skipped, never fatal. Then the bases
-        of --base / `base =` (planned as models too) and the ΔW tasks of each (tuned, base) pair."""
-        by_key: dict[tuple[str, str], PlannedModel] = {}
-        by_entry: dict[str, PlannedModel] = {}
-        listed = Counter(self.job.models)  # an entry listed again is planned once: planning is linear in models
-        for spec in listed:
-            planned = self._plan_one(store, spec, by_key)
-            if planned is not None:
-                by_entry[spec] = planned
-            if listed[spec] > 1:
-                self.summary.warnings.append(f"model {spec}: listed {listed[spec]} times; analyzed once")
-        for spec in listed:
-            base_spec = self.job.base_of(spec)
-            if base_spec is None or spec not in by_entry:
-                continue
-            base = by_entry.get(base_spec) or self._plan_one(store, base_spec, by_key)
-            if base is None:
-                self.summary.fail(f"model {spec}: its base {base_spec} could not be planned; no ΔW analysis")
-            elif base.key != by_entry[spec].key:
-                by_entry.setdefault(base_spec, base)
-                self._plan_pair(store, by_entry[spec], base)
-
-    def _plan_one(self, store: Store, spec: str, by_key: dict) -> PlannedModel | None:
-        job = self.job
-        try:
-            planned = plan_model(
-                spec,
-                store,
-                self.settings_id,
-                seed=job.analysis.seed,
-                force=job.analysis.force,
-                embedding=job.embedding.enabled,
-            )
-            if planned.key in by_key:
-                first = by_key[planned.key]
-                self.summary.warnings.append(f"model {spec}: same model and revision as {first.spec}; analyzed once")
-                return first
-            store.record_model(planned.record(self.summary.run_id), planned.tensors)
-        except Exception as exc:  # noqa: BLE001 - any problem of one model is that model's failure
-            if is_interrupt(exc):
-                raise KeyboardInterrupt from None
-            self._model_failed(store, spec, exc)
-            return None
-        by_key[planned.key] = planned
-        self._add(planned)
-        return planned
-
-    def _plan_pair(self, store: Store, tuned: PlannedModel, base: PlannedModel) -> None:
-        """ΔW tasks of one (tuned, base) pair; the pairs that cannot be compared are stored now, with the reason."""
-        try:
-            done = (
-                set()
-                if self.job.analysis.force
-                else store.done_deltas(tuned.model_id, tuned.revision, base.model_id, base.revision, self.settings_id)
-            )
-            # the base's norms where it was analyzed before (not when --force recomputes it)
-            norms = (
-                {} if self.job.analysis.force else store.matrix_norms(base.model_id, base.revision, self.settings_id)
-            )
-            tasks, skipped = plan_deltas(tuned, base, done, self.job.delta, norms)
-            store.write_deltas(skipped, [], {"settings_id": self.settings_id, "run_id": self.summary.run_id})
-        except Exception as exc:  # noqa: BLE001
-            self.summary.fail(f"model {tuned.spec}: ΔW against {base.spec} not planned: {_describe(exc)}")
-            return
-        self.delta_tasks += tasks
-        self.summary.total += len(tasks)
-        self.summary.reused += len(done)
-        if skipped:
-            self.summary.warnings.append(
-                f"{tuned.model_id} vs {base.model_id}: {len(skipped)} matrix(es) not compared (in one model only "
-                "or of different shapes; SELECT matrix_key, error FROM delta_analysis WHERE status = 'skipped')"
-            )
-
-    def _add(self, planned: PlannedModel) -> None:
+        """Plan every model (run/planning.py) and take what planning found into the run's summary."""
+        self.planned = plan_job(self.job, store, self.summary.run_id)
         s = self.summary
-        self.models.append(planned)
-        s.models.append(planned.key)
-        s.total += len(planned.tasks)
-        s.reused += len(planned.tasks) - len(planned.todo)
-        if planned.catalog.config_error:
-            log.warning("%s: %s", planned.spec, planned.catalog.config_error)
-        s.warnings += [f"{planned.model_id}: {w}" for w in planned.catalog.warnings]
+        s.models += [m.key for m in self.planned.models]
+        s.total += self.planned.total
+        s.reused += self.planned.reused
+        s.warnings += self.planned.warnings
+        for message in self.planned.failures:
+            s.fail(message)
 
-    def _model_failed(self, store: Store, spec: str, exc: BaseException) -> None:
-        message = _describe(exc)
-        self.summary.fail(f"model {spec}: {message}")
-        log.error("model %s skipped: %s", spec, message)
-        try:
-            store.upsert_model(**failed_model_record(spec, message, self.summary.run_id))
-        except TpaError as store_exc:  # a database that cannot take even this: said once, the run goes on
-            log.error("model %s: could not record the failure: %s", spec, store_exc)
+    @property
+    def models(self) -> list[PlannedModel]:
+        return self.planned.models
 
     def _start_downloads(self, spread: bool) -> None:
         """Fetch in the background the Hub shards this run reads: on one node, every pending task's (each is
@@ -215,7 +128,7 @@ class Driver:
             if not m.source.pending:
                 continue
             needed = {t.path for t in m.embeddings} if not m.embeddings_done else set()
-            paths = needed if spread else needed | {p for t in m.todo + self.delta_tasks for p in task_paths(t)}
+            paths = needed if spread else needed | {p for t in m.todo + self.planned.delta_tasks for p in task_paths(t)}
             shards = [s for s in m.source.pending if s.local_path in paths]
             if shards:
                 self.downloads.add(ShardFetcher(m.model_id, m.source.revision, shards, m.source.fetch))
@@ -238,7 +151,7 @@ class Driver:
             self.summary.phases["startup"] = process_age()
             with self._phase("plan"):
                 self.plan(store)
-            tasks = [t for m in self.models for t in m.todo] + self.delta_tasks
+            tasks = self.planned.tasks
             embed = [m for m in self.models if not m.embeddings_done]
             # a cluster (an address, or a multi-node Ray already running) fetches shards on its nodes
             self.joined = ray_target(job.workers.address)[0] is not None
@@ -266,7 +179,7 @@ class Driver:
             self.summary.fail(f"{describe()}: stored batches are kept; run the same submit again to resume")
             raise
         except Exception as exc:
-            self.summary.fail(f"run stopped: {_describe(exc)}")
+            self.summary.fail(f"run stopped: {describe_failure(exc)}")
             raise
         finally:
             self.summary.seconds = time.perf_counter() - t0
@@ -332,7 +245,7 @@ class Driver:
             mps=s.done / s.seconds if s.seconds else None,
             bps=s.bytes / s.seconds if s.seconds else None,
             throughput=self.by_device,
-            phases={**s.phases, "writing": getattr(getattr(self, "sink", None), "write_s", 0.0)},
+            phases={**s.phases, "writing": self.sink.write_s if self.sink else 0.0},
             summary=s.describe(),
         )
 
@@ -357,8 +270,8 @@ class Driver:
         except Exception as exc:  # noqa: BLE001 - one model's embedding never costs the others
             if is_interrupt(exc):
                 raise KeyboardInterrupt from None
-            self.summary.fail(f"{m.model_id}: embedding analysis failed: {_describe(exc)}")
-            log.error("%s: embedding analysis failed: %s", m.model_id, _describe(exc))
+            self.summary.fail(f"{m.model_id}: embedding analysis failed: {describe_failure(exc)}")
+            log.error("%s: embedding analysis failed: %s", m.model_id, describe_failure(exc))
 
     def _outputs(self) -> None:
         """The seed CSV, each model's embedding files and the report for this run's models; a failure is recorded,
@@ -374,7 +287,7 @@ class Driver:
         try:
             written.append(str(write_seed_csv(self.job.db, s.models, out)))
         except Exception as exc:  # noqa: BLE001
-            s.fail(f"CSV not written: {_describe(exc)}")
+            s.fail(f"CSV not written: {describe_failure(exc)}")
         self._model_files()
         try:
             models = sorted({m for m, _ in s.models})
@@ -385,7 +298,7 @@ class Driver:
                 if r.error:
                     s.fail(f"report section {r.error}")
         except Exception as exc:  # noqa: BLE001
-            s.fail(f"report not written: {_describe(exc)}")
+            s.fail(f"report not written: {describe_failure(exc)}")
             for message in write_figures(self.figures):  # the seed's figures all the same
                 if message:
                     s.fail(message)
@@ -409,7 +322,7 @@ class Driver:
                     write_files(out, m.model_id, results)
                     self.figures.append(anova_figure(out, m.model_id, results))
             except Exception as exc:  # noqa: BLE001 - one model's files never cost the others
-                self.summary.fail(f"{m.model_id}: embedding files not written: {_describe(exc)}")
+                self.summary.fail(f"{m.model_id}: embedding files not written: {describe_failure(exc)}")
 
     def _execute(self, store: Store, tasks: list[MatrixTask]) -> None:
         progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)

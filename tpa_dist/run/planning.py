@@ -1,17 +1,24 @@
-"""Plan one model of a submit, once: resolve its source, read its catalog (headers only), make its tasks, find
-its embeddings, and note what earlier runs already stored. Nothing here touches tensor data."""
+"""Plan a submit, once, before anything runs: each model's source resolved, its catalog read (headers only), its tasks
+made, its embeddings found, what earlier runs stored noted; then the bases of --base and the ΔW tasks of each
+(tuned, base) pair. A model that cannot be planned is recorded as failed, never fatal. Nothing here touches tensor
+data."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from tpa_dist.checkpoint.catalog import ModelCatalog, TensorInfo, find_embeddings, open_model
-from tpa_dist.compute.rows import DeltaRow
+from tpa_dist.compute.rows import DeltaRow, ModelRecord
 from tpa_dist.compute.tasks import DeltaTask, MatrixTask, plan_tasks
-from tpa_dist.db.store import Store
-from tpa_dist.jobs import parse_model_entry
+from tpa_dist.db.store import Store, is_interrupt
+from tpa_dist.errors import TpaError, describe
+from tpa_dist.jobs import Job, parse_model_entry
 from tpa_dist.settings import DeltaSettings
 from tpa_dist.sources.resolve import ModelSource, resolve
+
+log = logging.getLogger("tpa_dist")
 
 
 @dataclass
@@ -36,10 +43,10 @@ class PlannedModel:
     def key(self) -> tuple[str, str]:
         return (self.source.model_id, self.revision)
 
-    def record(self, run_id: str) -> dict[str, object]:
+    def record(self, run_id: str) -> ModelRecord:
         """The model's row in the `models` table."""
         c = self.catalog
-        return dict(
+        return ModelRecord(
             model_id=self.model_id,
             revision=self.revision,
             source_path=str(self.source.path),
@@ -49,8 +56,6 @@ class PlannedModel:
             num_shards=len(c.shards),
             num_tensors=len(self.tensors),
             num_params=sum(t.numel for t in self.tensors),
-            status="ok",
-            error=None,
             run_id=run_id,
         )
 
@@ -79,24 +84,6 @@ def plan_model(spec: str, store: Store, settings_id: str, *, seed: int, force: b
             not force and wanted <= store.done_embeddings(source.model_id, revision)
         )
     return planned
-
-
-def failed_model_record(spec: str, error: str, run_id: str) -> dict[str, object]:
-    """The `models` row of a model that could not be planned."""
-    return dict(
-        model_id=spec,
-        revision="unresolved",
-        source_path=None,
-        architecture=None,
-        config=None,
-        config_error=None,
-        num_shards=None,
-        num_tensors=None,
-        num_params=None,
-        status="error",
-        error=error,
-        run_id=run_id,
-    )
 
 
 def plan_deltas(
@@ -135,3 +122,110 @@ def plan_deltas(
             own = replace(b, model_id=tuned.model_id, revision=tuned.revision, dtype=None)
             skip(own, b, "only in the base model")
     return tasks, skipped
+
+
+@dataclass
+class Plan:
+    """What a submit will do: its models (each once), the ΔW tasks of each (tuned, base) pair, and what planning
+    found on the way — counts, warnings, failures — for the run's summary."""
+
+    models: list[PlannedModel] = field(default_factory=list)
+    delta_tasks: list[DeltaTask] = field(default_factory=list)
+    total: int = 0  # tasks of the run, those stored by earlier runs included
+    reused: int = 0  # of those, stored by earlier runs
+    warnings: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> list[MatrixTask | DeltaTask]:
+        """What is left to compute: every model's tasks not stored yet, then the ΔW pairs."""
+        return [t for m in self.models for t in m.todo] + self.delta_tasks
+
+    def _add(self, planned: PlannedModel) -> None:
+        self.models.append(planned)
+        self.total += len(planned.tasks)
+        self.reused += len(planned.tasks) - len(planned.todo)
+        if planned.catalog.config_error:
+            log.warning("%s: %s", planned.spec, planned.catalog.config_error)
+        self.warnings += [f"{planned.model_id}: {w}" for w in planned.catalog.warnings]
+
+
+def plan_job(job: Job, store: Store, run_id: str) -> Plan:
+    """Plan every model of `job` (an entry listed again is planned once: planning is linear in the models), its
+    record and tensor inventory written to `store`; then the bases and the ΔW pairs."""
+    plan = Plan()
+    settings_id = job.analysis.settings_id()
+    by_key: dict[tuple[str, str], PlannedModel] = {}
+    by_entry: dict[str, PlannedModel] = {}
+    listed = Counter(job.models)
+    for spec in listed:
+        planned = _plan_one(job, store, spec, by_key, plan, run_id, settings_id)
+        if planned is not None:
+            by_entry[spec] = planned
+        if listed[spec] > 1:
+            plan.warnings.append(f"model {spec}: listed {listed[spec]} times; analyzed once")
+    for spec in listed:
+        base_spec = job.base_of(spec)
+        if base_spec is None or spec not in by_entry:
+            continue
+        base = by_entry.get(base_spec) or _plan_one(job, store, base_spec, by_key, plan, run_id, settings_id)
+        if base is None:
+            plan.failures.append(f"model {spec}: its base {base_spec} could not be planned; no ΔW analysis")
+        elif base.key != by_entry[spec].key:
+            by_entry.setdefault(base_spec, base)
+            _plan_pair(job, store, by_entry[spec], base, plan, run_id, settings_id)
+    return plan
+
+
+def _plan_one(
+    job: Job, store: Store, spec: str, by_key: dict, plan: Plan, run_id: str, settings_id: str
+) -> PlannedModel | None:
+    try:
+        a = job.analysis
+        planned = plan_model(spec, store, settings_id, seed=a.seed, force=a.force, embedding=job.embedding.enabled)
+        if planned.key in by_key:
+            first = by_key[planned.key]
+            plan.warnings.append(f"model {spec}: same model and revision as {first.spec}; analyzed once")
+            return first
+        store.record_model(planned.record(run_id), planned.tensors)
+    except Exception as exc:  # noqa: BLE001 - any problem of one model is that model's failure
+        if is_interrupt(exc):
+            raise KeyboardInterrupt from None
+        message = describe(exc)
+        plan.failures.append(f"model {spec}: {message}")
+        log.error("model %s skipped: %s", spec, message)
+        try:
+            store.upsert_model(ModelRecord.failed(spec, message, run_id))
+        except TpaError as store_exc:  # a database that cannot take even this: said once, the run goes on
+            log.error("model %s: could not record the failure: %s", spec, store_exc)
+        return None
+    by_key[planned.key] = planned
+    plan._add(planned)
+    return planned
+
+
+def _plan_pair(
+    job: Job, store: Store, tuned: PlannedModel, base: PlannedModel, plan: Plan, run_id: str, settings_id: str
+) -> None:
+    """ΔW tasks of one (tuned, base) pair; the pairs that cannot be compared are stored now, with the reason."""
+    force = job.analysis.force
+    try:
+        done = (
+            set()
+            if force
+            else store.done_deltas(tuned.model_id, tuned.revision, base.model_id, base.revision, settings_id)
+        )
+        norms = {} if force else store.matrix_norms(base.model_id, base.revision, settings_id)  # base analyzed before
+        tasks, skipped = plan_deltas(tuned, base, done, job.delta, norms)
+        store.write_deltas(skipped, [], {"settings_id": settings_id, "run_id": run_id})
+    except Exception as exc:  # noqa: BLE001
+        plan.failures.append(f"model {tuned.spec}: ΔW against {base.spec} not planned: {describe(exc)}")
+        return
+    plan.delta_tasks += tasks
+    plan.total += len(tasks)
+    plan.reused += len(done)
+    if skipped:
+        plan.warnings.append(
+            f"{tuned.model_id} vs {base.model_id}: {len(skipped)} matrix(es) not compared (in one model only "
+            "or of different shapes; SELECT matrix_key, error FROM delta_analysis WHERE status = 'skipped')"
+        )
