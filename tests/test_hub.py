@@ -302,10 +302,10 @@ def test_a_download_thread_that_ends_early_leaves_nothing_waiting():
     path = "/nowhere/model-00001-of-00001.safetensors"
     downloads = Downloads()
     downloads.add(Silent("org/x", "sha", [PendingShard("model-00001-of-00001.safetensors", path, 10)], {}))
-    assert downloads.state(path) is None and downloads.state("/elsewhere/local.safetensors") == "ready"
+    assert downloads.state(path).coming and downloads.state("/elsewhere/local.safetensors").ready
     downloads.start()
     downloads.join()
-    assert downloads.state(path) == "the download of org/x ended without model-00001-of-00001.safetensors"
+    assert downloads.state(path).error == "the download of org/x ended without model-00001-of-00001.safetensors"
 
 
 def test_a_node_fetches_an_fp8_weight_and_its_scale_from_two_shards(hub, tmp_path, monkeypatch):

@@ -660,3 +660,28 @@ def test_per_model_files_stay_inside_the_output_dir_and_are_rewritten_when_missi
     second = submit(job)
     assert second.ok and second.done == 0  # everything reused ...
     assert json.loads((folder / "clustering_results.json").read_text()) == written  # ... and the files written again
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{",
+        b"[]",
+        b'{"run_id": 1}',
+        b'{"run_id": "r", "pid": true, "updated": 0, "total": 1, "done": 0, "reused": 0, "failed": 0, "bytes": 0}',
+        b'{"x": 1}',
+        b"\xff\xfe",
+        b"[" * 100_000,
+    ],
+)
+def test_a_hostile_progress_file_is_no_progress(tmp_path, content):
+    """`status` and lock messages read `DB.progress.json` — any content, of any shape, is simply no progress."""
+    from tpa_dist.db.live import LiveProgress, live_progress, live_progress_path
+
+    db = tmp_path / "x.duckdb"
+    live_progress_path(db).write_bytes(content)
+    assert live_progress(db) is None
+    good = LiveProgress("r", os.getpid(), 0.0, 10, 4, 1, 0, 1 << 20, 1.0, {"cpu": 4}, 2.0)
+    live_progress_path(db).write_text(json.dumps(good.__dict__))
+    assert live_progress(db) == good and good.alive and "5/10 matrices" in good.describe()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 
@@ -15,44 +16,69 @@ def live_progress_path(db: str | os.PathLike[str]) -> Path:
     return Path(f"{db}.progress.json")
 
 
+@dataclass(frozen=True)
+class LiveProgress:
+    """What a running submit publishes after every stored batch (one definition: written and read from here)."""
+
+    run_id: str
+    pid: int
+    updated: float  # time.time() of the publication
+    total: int
+    done: int
+    reused: int
+    failed: int
+    bytes: int
+    elapsed_s: float = 0.0
+    by_device: dict[str, int] = field(default_factory=dict)
+    matrices_per_s: float | None = None
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.reused + self.failed
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process that published it still runs."""
+        return _alive(self.pid)
+
+    def describe(self) -> str:
+        age = time.time() - self.updated
+        gone = "" if self.alive else " — its driver is no longer running: run the same submit again to resume"
+        rate = self.matrices_per_s or 0.0
+        eta = (self.total - self.finished) / rate if rate else float("nan")
+        return (
+            f"run {self.run_id} (pid {self.pid}): {self.finished}/{self.total} matrices "
+            f"({self.reused} reused, {self.failed} failed), {self.bytes / 2**30:.2f} GiB, "
+            f"{rate:.1f} mat/s, ETA {eta:.0f}s, by device {self.by_device}; updated {age:.0f}s ago{gone}"
+        )
+
+
 def write_live_progress(db: str | os.PathLike[str], summary, progress) -> None:  # noqa: ANN001
     """Atomically publish a run's counters (a RunSummary and the run's Progress), readable while DuckDB's writer
     lock is held."""
     elapsed = time.monotonic() - progress.start
-    doc = {
-        "run_id": summary.run_id,
-        "pid": os.getpid(),
-        "updated": time.time(),
-        "total": summary.total,
-        "done": summary.done,
-        "reused": summary.reused,
-        "failed": summary.failed,
-        "bytes": summary.bytes,
-        "elapsed_s": elapsed,
-        "by_device": progress.by_device,
-        "matrices_per_s": progress.done / elapsed if elapsed > 0 else None,
-    }
+    doc = LiveProgress(
+        run_id=summary.run_id,
+        pid=os.getpid(),
+        updated=time.time(),
+        total=summary.total,
+        done=summary.done,
+        reused=summary.reused,
+        failed=summary.failed,
+        bytes=summary.bytes,
+        elapsed_s=elapsed,
+        by_device=dict(progress.by_device),
+        matrices_per_s=progress.done / elapsed if elapsed > 0 else None,
+    )
     path = live_progress_path(db)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
+    tmp.write_text(json.dumps(asdict(doc)))
     tmp.replace(path)
 
 
-_FIELDS = {
-    "run_id": str,
-    "pid": int,
-    "updated": (int, float),
-    "total": int,
-    "done": int,
-    "reused": int,
-    "failed": int,
-    "bytes": int,
-}
-
-
-def live_progress(db: str | Path) -> dict | None:
+def live_progress(db: str | Path) -> LiveProgress | None:
     """The progress a running submit last published for `db`, or None (also for a file that is not one: any
-    content, size or file type is survived)."""
+    content, size or file type is survived, every field type-checked)."""
     path = live_progress_path(db)
     try:
         if not path.is_file() or path.stat().st_size > 1 << 20:
@@ -60,16 +86,20 @@ def live_progress(db: str | Path) -> dict | None:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
-    if not isinstance(doc, dict):
+    if not isinstance(doc, dict) or set(doc) - {f.name for f in fields(LiveProgress)}:
         return None
-    for key, kind in _FIELDS.items():
-        if not isinstance(doc.get(key), kind) or isinstance(doc.get(key), bool):
-            return None
-    if not isinstance(doc.get("matrices_per_s"), (int, float, type(None))) or not isinstance(
-        doc.get("by_device", {}), dict
-    ):
+    try:
+        record = LiveProgress(**doc)
+    except TypeError:  # a field missing
         return None
-    return doc
+    numbers = (record.pid, record.total, record.done, record.reused, record.failed, record.bytes)
+    if not isinstance(record.run_id, str) or not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers):
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (record.updated, record.elapsed_s)):
+        return None
+    if not isinstance(record.matrices_per_s, (int, float, type(None))) or not isinstance(record.by_device, dict):
+        return None
+    return record
 
 
 def _alive(pid: int) -> bool:
@@ -82,20 +112,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def describe_live(doc: dict) -> str:
-    age = time.time() - doc.get("updated", 0)
-    gone = (
-        ""
-        if _alive(int(doc.get("pid", 0)))
-        else (" — its driver is no longer running: run the same submit again to resume")
-    )
-    finished = doc["done"] + doc["reused"] + doc["failed"]
-    rate = doc.get("matrices_per_s") or 0.0
-    eta = (doc["total"] - finished) / rate if rate else float("nan")
-    return (
-        f"run {doc['run_id']} (pid {doc['pid']}): {finished}/{doc['total']} matrices "
-        f"({doc['reused']} reused, {doc['failed']} failed), {doc['bytes'] / 2**30:.2f} GiB, "
-        f"{rate:.1f} mat/s, ETA {eta:.0f}s, by device {doc.get('by_device', {})}; updated {age:.0f}s ago{gone}"
-    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tpa_dist.db.live import describe_live, live_progress
+from tpa_dist.db.live import live_progress
 from tpa_dist.db.query import format_result, run_query
 from tpa_dist.db.sqlfiles import sql_text
 from tpa_dist.errors import StoreLockedError
@@ -18,10 +18,10 @@ def status_text(db: str | Path, limit: int = 10) -> str:
         doc = live_progress(db)
         if doc is None:
             return f"{db} is being written by a running submit; no progress published yet"
-        return "in flight (database locked by its writer):\n" + describe_live(doc)
+        return "in flight (database locked by its writer):\n" + doc.describe()
     text = format_result(result, "table")
     doc = live_progress(db)
     running = {row[0] for row in result.rows if row[2] == "running"}
-    if doc and doc["run_id"] in running:
-        text += "\n\nlast published progress:\n" + describe_live(doc)
+    if doc and doc.run_id in running:
+        text += "\n\nlast published progress:\n" + doc.describe()
     return text

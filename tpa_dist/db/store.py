@@ -22,7 +22,7 @@ from tpa_dist.compute.rows import (
     MatrixRow,
     ModelRecord,
 )
-from tpa_dist.db.live import describe_live, live_progress
+from tpa_dist.db.live import live_progress
 from tpa_dist.db.sqlfiles import sql_text, statements
 from tpa_dist.errors import StoreError, StoreLockedError
 from tpa_dist.faults import NO_FAULTS, Faults
@@ -89,10 +89,10 @@ def connect_db(
 def _locked_message(path: Path) -> str:
     """Who holds the lock: a tpa-dist submit (its live progress says so), or another DuckDB client."""
     doc = live_progress(path)
-    if doc is not None and "no longer running" not in describe_live(doc):
+    if doc is not None and doc.alive:
         return (
             f"{path} is locked by another process: a running `tpa-dist submit` (the single writer; results become "
-            f"readable when it finishes). In flight: {describe_live(doc)}. `tpa-dist status --db {path}` shows "
+            f"readable when it finishes). In flight: {doc.describe()}. `tpa-dist status --db {path}` shows "
             "progress."
         )
     return (

@@ -254,7 +254,11 @@ class Driver:
         from tpa_dist.db.embedding_tables import store_tables
         from tpa_dist.run.embedding import analyze_model_embeddings
 
-        missing = [state for t in m.embeddings if (state := self.downloads.state(t.path)) != "ready"]
+        missing = [
+            state.error or "still downloading"
+            for t in m.embeddings
+            if not (state := self.downloads.state(t.path)).ready
+        ]
         if missing:
             self.summary.fail(f"{m.model_id}: embedding analysis skipped: {missing[0]}")
             return

@@ -21,6 +21,7 @@ from tpa_dist.compute.tasks import MatrixTask, batch_tasks, task_paths
 from tpa_dist.interrupts import check as check_interrupt
 from tpa_dist.run.batches import Batch, after_loss, exhausted, failed_rows, split
 from tpa_dist.run.workerpool import Worker, WorkerPool
+from tpa_dist.sources.hub import ShardState
 
 log = logging.getLogger("tpa_dist")
 
@@ -37,8 +38,8 @@ def gpu_bytes_needed(task: MatrixTask, block_bytes: int) -> int:
 
 class Scheduler:
     """Runs batches to completion; `on_results(rows_and_spectra, fallback_reason)` receives each result batch,
-    `on_idle()` is called between events, `gate(path)` says whether a file has arrived ('ready'), is still
-    downloading (None) or never will (the reason)."""
+    `on_idle()` is called between events, `gate(path)` says whether a file has arrived, is still downloading or
+    never will (sources/hub.ShardState)."""
 
     def __init__(
         self,
@@ -46,7 +47,7 @@ class Scheduler:
         block_bytes: int,
         on_results: Callable[[list, str | None], None],
         on_idle: Callable[[], None],
-        gate: Callable[[str], str | None] | None = None,
+        gate: Callable[[str], ShardState] | None = None,
         wait_for_workers_s: float = 600.0,
     ) -> None:
         self.pool = pool
@@ -123,7 +124,7 @@ class Scheduler:
         return best
 
     def _waiting(self, batch: Batch) -> bool:
-        return self.gate is not None and any(self.gate(p) is None for p in batch.paths)
+        return self.gate is not None and any(self.gate(p).coming for p in batch.paths)
 
     # -- running -------------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -242,7 +243,7 @@ class Scheduler:
     def _drop_unfetchable(self) -> None:
         """Batches whose file will never arrive (its download failed) become error rows."""
         for batch in list(self.queue):
-            failed = sorted(s for s in {self.gate(p) for p in batch.paths} if s not in (None, "ready"))
+            failed = sorted({state.error for p in batch.paths if (state := self.gate(p)).error})
             if failed:
                 self.queue.remove(batch)
                 self.on_results(failed_rows(batch, failed[0]), batch.fallback_reason)

@@ -85,9 +85,25 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class ShardState:
+    """Where a file that tasks read stands: arrived, still coming, or never coming (and why)."""
+
+    ready: bool = False
+    error: str | None = None
+
+    @property
+    def coming(self) -> bool:
+        return not self.ready and self.error is None
+
+
+READY = ShardState(ready=True)
+COMING = ShardState()
+
+
 class ShardFetcher:
     """Downloads a model's pending shards in order on a background thread; `state(path)` says whether a
-    shard's file is there ('ready'), coming (None) or failed (the message)."""
+    shard's file is there, coming, or never will be (ShardState)."""
 
     def __init__(self, repo_id: str, revision: str, shards: list[PendingShard], download_kwargs: dict) -> None:
         self.repo_id = repo_id
@@ -107,14 +123,14 @@ class ShardFetcher:
     def paths(self) -> set[str]:
         return {s.local_path for s in self.shards}
 
-    def state(self, path: str) -> str | None:
+    def state(self, path: str) -> ShardState:
         ended = self._thread.ident is not None and not self._thread.is_alive()  # read first: no race with its last add
         with self._lock:
             if path in self._ready:
-                return "ready"
+                return READY
             if path in self._failed:
-                return self._failed[path]
-        return f"the download of {self.repo_id} ended without {Path(path).name}" if ended else None
+                return ShardState(error=self._failed[path])
+        return ShardState(error=f"the download of {self.repo_id} ended without {Path(path).name}") if ended else COMING
 
     def failures(self) -> dict[str, str]:
         """Shard path -> why it was not downloaded."""
@@ -198,10 +214,10 @@ class Downloads:
         for fetcher in self.fetchers:
             fetcher.stop()
 
-    def state(self, path: str) -> str | None:
-        """'ready' (a file not being downloaded is there already), None while coming, else why it never will."""
+    def state(self, path: str) -> ShardState:
+        """Ready (a file not being downloaded is there already), coming, or why it never will be."""
         fetcher = self._owner.get(path)
-        return "ready" if fetcher is None else fetcher.state(path)
+        return READY if fetcher is None else fetcher.state(path)
 
     def explains(self, error: str) -> bool:
         """True when a stored error row is one of the download failures (reported once per model instead)."""
