@@ -12,6 +12,7 @@ import io
 import math
 import textwrap
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import matplotlib
 
@@ -26,21 +27,20 @@ ANNOTATE_CELLS = (40, 12)  # heatmap cells carry their values up to 40 rows × 1
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 LINE_STYLES = ("-", "--", ":", "-.")
 
-_MODEL_ORDER: list[str] = []
 
+@dataclass
+class Palette:
+    """The colour (and, past eight, line style) of every model of a report, fixed by the report's model order so a
+    model looks the same in every figure; any other series takes the next one by first use."""
 
-def set_models(models: list[str]) -> None:
-    """Fix the colour of every model of a report (in the report's model order)."""
-    _MODEL_ORDER[:] = list(models)
+    order: list[str] = field(default_factory=list)
 
-
-def style(name: object) -> dict[str, object]:
-    """The colour (and, past eight models, line style) of a model — or of any other series, by first use."""
-    key = str(name)
-    if key not in _MODEL_ORDER:
-        _MODEL_ORDER.append(key)
-    i = _MODEL_ORDER.index(key)
-    return {"color": OKABE_ITO[i % len(OKABE_ITO)], "linestyle": LINE_STYLES[(i // len(OKABE_ITO)) % 4]}
+    def style(self, name: object) -> dict[str, object]:
+        key = str(name)
+        if key not in self.order:
+            self.order.append(key)
+        i = self.order.index(key)
+        return {"color": OKABE_ITO[i % len(OKABE_ITO)], "linestyle": LINE_STYLES[(i // len(OKABE_ITO)) % 4]}
 
 
 def panel_grid(panels: int, columns: int = PANEL_COLUMNS) -> tuple[int, int]:
@@ -161,9 +161,11 @@ def lines(
     color: str | None = None,
     ylabel: str | None = None,
     sharey: bool = True,
+    palette: Palette | None = None,
 ) -> bytes:
     """Line plots, one panel per facet (shared axes unless `sharey` is off for panels of different metrics), one
     line per series; lines of the same `color` value (a model) share a colour in every panel and every figure."""
+    palette = palette or Palette()
     panels = _groups(cols, rows, facet)
     names = sorted(panels, key=lambda v: _order_key(v)) if facet else [None]
     fig, axes = _panels(len(names), sharey=sharey)
@@ -178,7 +180,7 @@ def lines(
             own = variants[str(pts[0][2])]
             if key not in own:
                 own.append(key)
-            st = {**style(pts[0][2]), "linestyle": LINE_STYLES[own.index(key) % len(LINE_STYLES)]}
+            st = {**palette.style(pts[0][2]), "linestyle": LINE_STYLES[own.index(key) % len(LINE_STYLES)]}
             ax.plot(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
@@ -219,8 +221,11 @@ def _png_with_legend(fig, axes: list) -> bytes:  # noqa: ANN001
     return _png(fig)
 
 
-def histogram(title: str, cols: list[str], rows: list[tuple], value: str, series: str) -> bytes:
+def histogram(
+    title: str, cols: list[str], rows: list[tuple], value: str, series: str, palette: Palette | None = None
+) -> bytes:
     """One histogram per series (a model) as small multiples with shared bins and axes."""
+    palette = palette or Palette()
     groups: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         d = dict(zip(cols, r))
@@ -231,7 +236,7 @@ def histogram(title: str, cols: list[str], rows: list[tuple], value: str, series
     bins = np.linspace(min(allv), max(allv), 30) if allv and max(allv) > min(allv) else 10
     fig, axes = _panels(len(names))
     for ax, name in zip(axes, names):
-        st = style(name)
+        st = palette.style(name)
         ax.hist(groups[name], bins=bins, color=st["color"], alpha=0.8, label=f"{name} (n = {len(groups[name])})")
         if value == "alpha":
             for edge in (2, 6):
@@ -255,9 +260,11 @@ def esd(
     alpha: str,
     xmin: str,
     facet: str | None = None,
+    palette: Palette | None = None,
 ) -> bytes:
     """The empirical spectral density of one matrix per panel (log-log), with its power-law fit drawn in the
     histogram's colour from xmin."""
+    palette = palette or Palette()
     groups: dict[str, dict] = {}
     for r in rows:
         d = dict(zip(cols, r))
@@ -272,7 +279,7 @@ def esd(
     for ax, name in zip(axes, names):
         g = groups[name]
         lam = np.asarray(g["values"])
-        color = style(g["model"])["color"]
+        color = palette.style(g["model"])["color"]
         if lam.size >= 2:
             bins = np.logspace(np.log10(lam.min()), np.log10(lam.max()), 40)
             ax.hist(lam, bins=bins, density=True, alpha=0.5, color=color, label="ESD")

@@ -103,7 +103,7 @@ def load_sections(extra_dirs: tuple[str | Path, ...] = ()) -> list[Section]:
     return [parse_section(p) for p in paths]
 
 
-def _draw(sec: Section, cols: list[str], rows: list[tuple]) -> bytes | None:
+def _draw(sec: Section, cols: list[str], rows: list[tuple], palette: plots.Palette) -> bytes | None:
     o = sec.options
     if sec.draw == "table" or not rows:
         return None
@@ -122,22 +122,22 @@ def _draw(sec: Section, cols: list[str], rows: list[tuple]) -> bytes | None:
             color=o.get("color"),
             ylabel=o.get("label"),
             sharey=o.get("sharey", "true") != "false",
+            palette=palette,
         )
     if sec.draw == "histogram":
-        return plots.histogram(sec.title, cols, rows, o["value"], o["series"])
-    return plots.esd(sec.title, cols, rows, o["value"], o["series"], o["alpha"], o["xmin"], o.get("facet"))
+        return plots.histogram(sec.title, cols, rows, o["value"], o["series"], palette)
+    return plots.esd(sec.title, cols, rows, o["value"], o["series"], o["alpha"], o["xmin"], o.get("facet"), palette)
 
 
 def render(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[str]) -> list[Rendered]:
     """Run every section's query, then draw the figures."""
     out = query(con, sections, models)
-    draw(out)
+    draw(out, models=models)
     return out
 
 
 def query(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[str]) -> list[Rendered]:
     """Every section's rows (a failed query is that section's error)."""
-    plots.set_models(models)
     out = []
     for sec in sections:
         r = Rendered(sec)
@@ -160,12 +160,18 @@ def query(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[
 
 
 def draw(
-    rendered: list[Rendered], figures: Sequence[Figure] = (), before: Callable[[], None] | None = None
+    rendered: list[Rendered],
+    figures: Sequence[Figure] = (),
+    before: Callable[[], None] | None = None,
+    models: Sequence[str] = (),
 ) -> list[Result]:
     """Draw the sections' figures and `figures` (other PNGs of the run) side by side on several cores
-    (drawing.py); returns what each of `figures` gave."""
+    (drawing.py), every model in its colour (the report's model order); returns what each of `figures` gave."""
     plotted = [r for r in rendered if r.error is None and r.section.draw != "table" and r.rows]
-    jobs = [(_draw, (r.section, r.columns, _figure_rows(r))) for r in plotted] + [(f.draw, f.args) for f in figures]
+    palette = plots.Palette(list(models))
+    jobs = [(_draw, (r.section, r.columns, _figure_rows(r), palette)) for r in plotted] + [
+        (f.draw, f.args) for f in figures
+    ]
     drawn = draw_all(jobs, (KeyError, ValueError, TypeError), before)
     for r, png in zip(plotted, drawn):
         if isinstance(png, Exception):
@@ -343,7 +349,7 @@ def write_report(
         rendered = query(con, sections, models)
     finally:
         close(con)
-    drawn = draw(rendered, figures, before=partial(on_stage, "figures"))  # where each figure is drawn
+    drawn = draw(rendered, figures, before=partial(on_stage, "figures"), models=models)  # before: where each is drawn
     rendered = [r for r in rendered if r.rows or r.error or not r.section.optional]
     for figure, message in zip(figures, write_figures(figures, drawn)):
         if message:  # shown as a failed section, and counted as the run's failure by the driver
