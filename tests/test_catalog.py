@@ -22,7 +22,7 @@ from .conftest import write_safetensors
 def test_catalog_matches_safetensors_library(synth_models):
     for path in synth_models.values():
         cat = open_model(path)
-        ours = {t.name: (t.dtype, t.shape, t.shard) for t in cat.tensors()}
+        ours = {t.param_name: (t.dtype, t.shape, t.shard) for t in cat.tensors()}
         ref = {}
         for shard in cat.shards:
             with safe_open(str(path / shard), framework="pt") as fh:
@@ -37,14 +37,14 @@ def test_sharded_index_and_config(synth_models):
     assert len(cat.shards) == 3
     assert cat.architecture == "MixtralForCausalLM"
     index = json.loads((synth_models["tiny-mixtral"] / "model.safetensors.index.json").read_text())
-    assert {t.name for t in cat.tensors()} == set(index["weight_map"])
+    assert {t.param_name for t in cat.tensors()} == set(index["weight_map"])
 
 
 def test_layer_zero_and_block_types(synth_models):
     tensors = open_model(synth_models["tiny-llama"]).tensors()
     layer0 = {t.block_type for t in tensors if t.layer_index == 0}
     assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "norm"} == layer0
-    by_name = {t.name: t for t in tensors}
+    by_name = {t.param_name: t for t in tensors}
     assert by_name["model.embed_tokens.weight"].block_type == "embedding"
     assert by_name["lm_head.weight"].block_type == "output"
     assert by_name["model.embed_tokens.weight"].layer_index is None
@@ -148,7 +148,7 @@ def test_config_missing_or_malformed_still_catalogs(tmp_path, content, message):
         (tmp_path / "config.json").write_text(content)
     cat = open_model(tmp_path)
     assert message in cat.config_error
-    assert [t.name for t in cat.tensors()] == ["a.weight"]
+    assert [t.param_name for t in cat.tensors()] == ["a.weight"]
 
 
 def test_inspect_qwen3_4b_sized_checkpoint_is_fast(tmp_path):

@@ -48,13 +48,13 @@ def test_planted_clusters_choose_planted_k(ray_session, planted):
 
 def test_finds_token_embeddings_not_positions(synth_models):
     bert = find_embeddings(open_model(synth_models["tiny-bert"]))
-    assert [t.name for t in bert] == ["bert.embeddings.word_embeddings.weight"]
+    assert [t.param_name for t in bert] == ["bert.embeddings.word_embeddings.weight"]
     llama = find_embeddings(open_model(synth_models["tiny-llama"]))
-    assert [t.name for t in llama] == ["model.embed_tokens.weight", "lm_head.weight"]  # untied head too
+    assert [t.param_name for t in llama] == ["model.embed_tokens.weight", "lm_head.weight"]  # untied head too
     qwen = find_embeddings(open_model(synth_models["tiny-qwen3"]))
-    assert [t.name for t in qwen] == ["model.embed_tokens.weight"]  # tied
+    assert [t.param_name for t in qwen] == ["model.embed_tokens.weight"]  # tied
     gpt2 = find_embeddings(open_model(synth_models["tiny-gpt2"]))
-    assert [t.name for t in gpt2] == ["wte.weight"]
+    assert [t.param_name for t in gpt2] == ["wte.weight"]
 
 
 def test_vocab_decoding(synth_models):

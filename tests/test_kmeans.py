@@ -73,7 +73,7 @@ def test_trained_minilm_embedding_is_clustered_exactly():
     folder = _minilm()
     catalog = open_model(folder)
     (info,) = find_embeddings(catalog)
-    assert info.name == "embeddings.word_embeddings.weight" and info.shape == (30522, 384)
+    assert info.param_name == "embeddings.word_embeddings.weight" and info.shape == (30522, 384)
     vocab = load_vocab(folder)
     res = analyze_embedding(info, vocab, EmbeddingSettings(k_min=2, k_max=12, seed=0))
     reasons = {r: sum(1 for v in res.excluded.values() if v == r) for r in set(res.excluded.values())}

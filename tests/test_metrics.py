@@ -108,7 +108,7 @@ def test_alpha_matches_weightwatcher_on_the_same_folder(synth_models, preset):
     theirs = {row["name"]: row for _, row in details.iterrows()}
     compared = 0
     for info in open_model(folder).tensors():
-        name = info.name.removesuffix(".weight")
+        name = info.param_name.removesuffix(".weight")
         if info.ndim != 2 or name not in theirs or theirs[name]["alpha"] < 0:
             continue
         (task,) = tasks_for_tensor("m", "r", info)

@@ -27,7 +27,7 @@ def _assert_spectrum_close(sv: np.ndarray, ref: np.ndarray) -> None:
 
 def _store(tmp_path, tensors: dict[str, torch.Tensor]):
     save_file(tensors, str(tmp_path / "model.safetensors"))
-    return {t.name: t for t in open_model(tmp_path).tensors()}
+    return {t.param_name: t for t in open_model(tmp_path).tensors()}
 
 
 def _planted(rows, cols, rank, rng):

@@ -23,7 +23,7 @@ MAX_JSON_BYTES = 50_000_000
 class TensorInfo:
     """One tensor: its location (file + byte range), storage, and classification."""
 
-    name: str
+    param_name: str  # the tensor's name in the checkpoint
     shard: str  # file name relative to the model folder
     path: str  # absolute path of the shard
     dtype: str

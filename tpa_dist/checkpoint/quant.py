@@ -34,9 +34,9 @@ class Packed:
 
 def fp8_scale_for(t: TensorInfo, by_name: dict[str, TensorInfo]) -> TensorInfo | None:
     """The scale tensor that belongs to an FP8 weight, if the checkpoint has one."""
-    if t.dtype not in FP8 or not t.name.endswith(".weight"):
+    if t.dtype not in FP8 or not t.param_name.endswith(".weight"):
         return None
-    stem = t.name[: -len(".weight")]
+    stem = t.param_name[: -len(".weight")]
     for suffix in FP8_SCALE_SUFFIXES:
         scale = by_name.get(stem + suffix)
         if scale is not None:
@@ -64,7 +64,7 @@ def scale_block(rows: int, cols: int, grid: tuple[int, int], config: dict) -> tu
 def packed_layers(tensors: list[TensorInfo], config: dict) -> tuple[dict[str, Packed], dict[str, str]]:
     """(module prefix -> Packed) for understood GPTQ/AWQ layers, and (name -> reason) for packed tensors
     that cannot be dequantized (they are skipped)."""
-    by_name = {t.name: t for t in tensors}
+    by_name = {t.param_name: t for t in tensors}
     qc = config.get("quantization_config") if isinstance(config.get("quantization_config"), dict) else {}
     method = str(qc.get("quant_method", "")).lower()
     if method == "gptq" and str(qc.get("checkpoint_format", "gptq")).lower() == "gptq_v2":
@@ -73,9 +73,9 @@ def packed_layers(tensors: list[TensorInfo], config: dict) -> tuple[dict[str, Pa
     layers: dict[str, Packed] = {}
     skipped: dict[str, str] = {}
     for t in tensors:
-        if not t.name.endswith(".qweight"):
+        if not t.param_name.endswith(".qweight"):
             continue
-        prefix = t.name[: -len(".qweight")]
+        prefix = t.param_name[: -len(".qweight")]
         parts = [by_name.get(prefix + s) for s in (".qzeros", ".scales")]
         reason = None
         if not isinstance(bits, int) or bits not in (2, 4, 8):
@@ -139,7 +139,7 @@ def dequantize_packed(p: Packed, read) -> np.ndarray:  # noqa: ANN001 - read(Ten
         else:
             group = np.arange(n_in) // max(1, n_in // scales.shape[0])
     if group.min(initial=0) < 0 or group.max(initial=0) >= scales.shape[0]:
-        raise TensorDataError(p.qweight.name, f"g_idx holds group indices outside 0..{scales.shape[0] - 1}")
+        raise TensorDataError(p.qweight.param_name, f"g_idx holds group indices outside 0..{scales.shape[0] - 1}")
     if group.shape[0] != n_in or z.shape[1] < q.shape[1]:
-        raise TensorDataError(p.qweight.name, "packed shapes of qweight/qzeros/scales/g_idx do not agree")
+        raise TensorDataError(p.qweight.param_name, "packed shapes of qweight/qzeros/scales/g_idx do not agree")
     return (q - z[group, : q.shape[1]]) * scales[group, : q.shape[1]]

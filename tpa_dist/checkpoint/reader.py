@@ -138,7 +138,7 @@ def _dequantized(region: Region) -> np.ndarray:
 
     def read(info) -> np.ndarray:  # noqa: ANN001 - catalog.TensorInfo
         rows, cols = (info.shape + (1,))[:2] if info.ndim < 2 else info.shape
-        return read_all(Region(info.name, info.path, info.start, info.dtype, rows, cols))
+        return read_all(Region(info.param_name, info.path, info.start, info.dtype, rows, cols))
 
     w = dequantize_packed(region.packed, read)
     if w.shape != (region.rows, region.cols):

@@ -26,7 +26,7 @@ NEAR_ZERO = 1e-3  # a row whose norm is under this share of the median row norm 
 
 def load_embedding(info: TensorInfo) -> np.ndarray:
     """The matrix as float32 rows (exact for the ≤ 32-bit dtypes embeddings are stored in)."""
-    region = Region(info.name, info.path, info.start, info.dtype, info.shape[0], info.shape[1])
+    region = Region(info.param_name, info.path, info.start, info.dtype, info.shape[0], info.shape[1])
     out = np.empty(info.shape, dtype=np.float32)
     r0 = 0
     for block in iter_blocks(region, DEFAULT_BLOCK_MIB << 20):

@@ -27,7 +27,7 @@ from tpa_dist.settings import EmbeddingSettings
 
 @dataclass
 class EmbeddingResult:
-    tensor: str
+    param_name: str  # the embedding (or untied output head) analyzed
     rows: int  # rows clustered
     cols: int
     sweep: list[dict]  # k, f_stat, p_value, inertia, silhouette, iterations, method, seconds
@@ -64,7 +64,7 @@ def analyze_embedding(
     keep = np.array([i for i in range(x.shape[0]) if i not in excluded], dtype=np.int64)
     if len(keep) < 3:
         raise ValueError(
-            f"{info.name}: only {len(keep)} rows left to cluster after leaving out "
+            f"{info.param_name}: only {len(keep)} rows left to cluster after leaving out "
             f"{len(excluded)} special/unused/padding/zero rows"
         )
     rows = x[keep] if excluded else x
@@ -76,7 +76,7 @@ def analyze_embedding(
         c["ids"] = [int(keep[i]) for i in c["ids"]]
         c["representatives"] = [tokens[i] if tokens[i] is not None else str(i) for i in c["ids"]]
     return EmbeddingResult(
-        tensor=info.name,
+        param_name=info.param_name,
         rows=len(keep),
         cols=x.shape[1],
         sweep=[_public(r) for r in results],

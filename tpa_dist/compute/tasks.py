@@ -128,7 +128,7 @@ def tasks_for_tensor(model_id: str, revision: str, t: TensorInfo) -> Iterator[Ma
     common = dict(
         model_id=model_id,
         revision=revision,
-        param_name=t.name,
+        param_name=t.param_name,
         shape=t.shape,
         shard=t.shard,
         dtype=t.dtype,
@@ -136,22 +136,22 @@ def tasks_for_tensor(model_id: str, revision: str, t: TensorInfo) -> Iterator[Ma
         block_type=t.block_type,
     )
     if t.dtype not in FLOAT_DTYPES:  # integer/boolean buffers (position ids, masks): statistics only
-        region = Region(t.name, t.path, t.start, t.dtype, t.numel, 1)
-        yield MatrixTask(matrix_key=t.name, kind="buffer", region=region, expert_index=t.expert_index, **common)
+        region = Region(t.param_name, t.path, t.start, t.dtype, t.numel, 1)
+        yield MatrixTask(matrix_key=t.param_name, kind="buffer", region=region, expert_index=t.expert_index, **common)
     elif t.ndim == 2:
-        region = Region(t.name, t.path, t.start, t.dtype, t.shape[0], t.shape[1])
-        yield MatrixTask(matrix_key=t.name, kind="matrix", region=region, expert_index=t.expert_index, **common)
-    elif t.ndim == 3 and (t.block_type == "moe" or "expert" in t.name):
+        region = Region(t.param_name, t.path, t.start, t.dtype, t.shape[0], t.shape[1])
+        yield MatrixTask(matrix_key=t.param_name, kind="matrix", region=region, expert_index=t.expert_index, **common)
+    elif t.ndim == 3 and (t.block_type == "moe" or "expert" in t.param_name):
         experts, rows, cols = t.shape
         step = rows * cols * ITEMSIZE[t.dtype]
         for e in range(experts):
-            key = f"{t.name}[{e}]"
+            key = f"{t.param_name}[{e}]"
             region = Region(key, t.path, t.start + e * step, t.dtype, rows, cols)
             yield MatrixTask(matrix_key=key, kind="matrix", region=region, expert_index=e, **common)
     else:
-        region = Region(t.name, t.path, t.start, t.dtype, t.numel, 1)
+        region = Region(t.param_name, t.path, t.start, t.dtype, t.numel, 1)
         kind = "vector" if t.ndim == 1 else "tensor"
-        yield MatrixTask(matrix_key=t.name, kind=kind, region=region, expert_index=t.expert_index, **common)
+        yield MatrixTask(matrix_key=t.param_name, kind=kind, region=region, expert_index=t.expert_index, **common)
 
 
 def batch_tasks(
@@ -193,25 +193,26 @@ def plan_tasks(model_id: str, revision: str, tensors: list[TensorInfo], config: 
     from tpa_dist.checkpoint.classify import classify
     from tpa_dist.checkpoint.quant import fp8_scale_for, packed_layers, scale_block
 
-    by_name = {t.name: t for t in tensors}
+    by_name = {t.param_name: t for t in tensors}
     packed, skipped = packed_layers(tensors, config)
-    companions = {p.qzeros.name for p in packed.values()} | {p.scales.name for p in packed.values()}
-    companions |= {p.g_idx.name for p in packed.values() if p.g_idx is not None}
+    companions = {p.qzeros.param_name for p in packed.values()} | {p.scales.param_name for p in packed.values()}
+    companions |= {p.g_idx.param_name for p in packed.values() if p.g_idx is not None}
     out: list[MatrixTask] = []
     for t in tensors:
-        if t.name in skipped:
+        if t.param_name in skipped:
             out += [
-                replace(task, kind="skipped", note=skipped[t.name]) for task in tasks_for_tensor(model_id, revision, t)
+                replace(task, kind="skipped", note=skipped[t.param_name])
+                for task in tasks_for_tensor(model_id, revision, t)
             ]
-        elif t.name in companions:
+        elif t.param_name in companions:
             continue  # consumed by its packed layer
-        elif t.name.endswith(".qweight") and t.name[: -len(".qweight")] in packed:
-            p = packed[t.name[: -len(".qweight")]]
+        elif t.param_name.endswith(".qweight") and t.param_name[: -len(".qweight")] in packed:
+            p = packed[t.param_name[: -len(".qweight")]]
             n_in = t.shape[0] * (32 // p.bits) if p.method != "awq" else t.shape[0]
             n_out = p.scales.shape[1]
-            cls = classify(t.name[: -len(".qweight")] + ".weight")
+            cls = classify(t.param_name[: -len(".qweight")] + ".weight")
             (task,) = tasks_for_tensor(model_id, revision, t)
-            region = Region(t.name, t.path, t.start, "I32", n_in, n_out, packed=p)
+            region = Region(t.param_name, t.path, t.start, "I32", n_in, n_out, packed=p)
             out.append(
                 replace(
                     task,
@@ -230,7 +231,7 @@ def plan_tasks(model_id: str, revision: str, tensors: list[TensorInfo], config: 
                 if scale is not None:
                     rows, cols = (scale.shape + (1, 1))[:2] if scale.ndim < 2 else scale.shape
                     rows, cols = max(rows, 1), max(cols, 1)
-                    scale_region = Region(scale.name, scale.path, scale.start, scale.dtype, rows, cols)
+                    scale_region = Region(scale.param_name, scale.path, scale.start, scale.dtype, rows, cols)
                     block = scale_block(task.region.rows, task.region.cols, (rows, cols), config)
                     task = replace(task, region=replace(task.region, scale=scale_region, scale_block=block))
                 out.append(task)

@@ -9,7 +9,7 @@ from tpa_dist.compute.embedding_analysis import EmbeddingResult
 
 
 def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: EmbeddingResult) -> dict[str, pa.Table]:
-    key = {"model_id": model_id, "revision": revision, "param_name": res.tensor}
+    key = {"model_id": model_id, "revision": revision, "param_name": res.param_name}
     n = res.vocab_rows
     cluster = np.full(n, -1, dtype=np.int64)
     cluster[res.row_ids] = res.labels
@@ -56,7 +56,7 @@ def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: Embe
             {
                 "model_id": [model_id] * n,
                 "revision": [revision] * n,
-                "param_name": [res.tensor] * n,
+                "param_name": [res.param_name] * n,
                 "token_id": pa.array(np.arange(n, dtype=np.int32)),
                 "token": res.tokens,
                 "cluster": pa.array(cluster, mask=cluster < 0).cast(pa.int32()),

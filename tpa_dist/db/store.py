@@ -277,7 +277,7 @@ class Store:
                 {
                     "model_id": record.model_id,
                     "revision": record.revision,
-                    "param_name": t.name,
+                    "param_name": t.param_name,
                     "shard": t.shard,
                     "dtype": t.dtype,
                     "shape": list(t.shape),

@@ -46,7 +46,7 @@ def stored_results(db: str | Path, model_id: str, revision: str) -> list[Embeddi
             labels = [(t["token_id"], t["cluster"]) for t in tokens if t["cluster"] is not None]
             out.append(
                 EmbeddingResult(
-                    tensor=choice["param_name"],
+                    param_name=choice["param_name"],
                     rows=choice["rows"],
                     cols=choice["cols"],
                     sweep=sweep,
@@ -103,7 +103,7 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
     folder.mkdir(parents=True, exist_ok=True)
     summary = [
         {
-            "tensor": r.tensor,
+            "tensor": r.param_name,
             "rows": r.rows,
             "vocab_rows": r.vocab_rows,
             "cols": r.cols,
@@ -123,7 +123,7 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
     ]
     write_atomic(folder / "clustering_results.json", json.dumps(summary, indent=1))
     reps = {
-        r.tensor: [{k: c[k] for k in ("cluster", "size", "centroid_norm", "representatives")} for c in r.clusters]
+        r.param_name: [{k: c[k] for k in ("cluster", "size", "centroid_norm", "representatives")} for c in r.clusters]
         for r in results
     }
     write_atomic(folder / "cluster_representatives.json", json.dumps(reps, indent=1, ensure_ascii=False))
@@ -133,7 +133,7 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
     for r in results:
         cluster = dict(zip(r.row_ids.tolist(), r.labels.tolist()))
         writer.writerows(
-            (r.tensor, i, r.tokens[i], cluster.get(i, ""), r.excluded.get(i, "")) for i in range(r.vocab_rows)
+            (r.param_name, i, r.tokens[i], cluster.get(i, ""), r.excluded.get(i, "")) for i in range(r.vocab_rows)
         )
     csv_path = write_atomic(folder / f"{name}_embedding.csv", buf.getvalue())
     return [folder / "clustering_results.json", folder / "cluster_representatives.json", csv_path]

@@ -320,7 +320,7 @@ def anova_curve(model_id: str, results: list) -> bytes:  # noqa: ANN001 - embedd
     for i, res in enumerate(results):
         ks = [r["k"] for r in res.sweep]
         color = OKABE_ITO[i % len(OKABE_ITO)]
-        label = f"{res.tensor} ({res.rows:,} of {res.vocab_rows:,} rows × {res.cols})"
+        label = f"{res.param_name} ({res.rows:,} of {res.vocab_rows:,} rows × {res.cols})"
         for ax, (key, ylabel) in zip(axes, panels):
             ys = [np.nan if r[key] is None else r[key] for r in res.sweep]
             ax.plot(ks, ys, marker="o", markersize=3, color=color, label=label)
@@ -337,7 +337,7 @@ def anova_curve(model_id: str, results: list) -> bytes:  # noqa: ANN001 - embedd
             color=color,
         )
         if res.degenerate:
-            warnings.append(f"{res.tensor}: k = {res.chosen_k} is degenerate — {res.degenerate}")
+            warnings.append(f"{res.param_name}: k = {res.chosen_k} is degenerate — {res.degenerate}")
     axes[-1].set_xlabel("number of clusters k")
     axes[0].legend(loc="best", fontsize=7)
     title = f"{model_id}: k-means of the token embeddings (chosen k = argmax F, dashed)"

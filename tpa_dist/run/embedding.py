@@ -96,7 +96,7 @@ def analyze_model_embeddings(
         log.info(
             "embedding %s %s: k=%d by max F (silhouette best %s, elbow %d)%s in %.1fs",
             catalog.root.name,
-            res.tensor,
+            res.param_name,
             res.chosen_k,
             res.silhouette_k,
             res.elbow_k,

@@ -79,7 +79,7 @@ def plan_model(spec: str, store: Store, settings_id: str, *, seed: int, force: b
     )
     if embedding:
         planned.embeddings = find_embeddings(catalog)
-        wanted = {t.name for t in planned.embeddings}
+        wanted = {t.param_name for t in planned.embeddings}
         planned.embeddings_done = not wanted or (
             not force and wanted <= store.done_embeddings(source.model_id, revision)
         )

@@ -32,7 +32,7 @@ def format_inventory(inv: Inventory) -> str:
     for t in inv.tensors:
         layer = "" if t.layer_index is None else str(t.layer_index)
         shape = "x".join(map(str, t.shape)) or "scalar"
-        lines.append(f"{t.name:<60} {t.shard:<34} {t.dtype:<7} {shape:<22} {layer:>5} {t.block_type}")
+        lines.append(f"{t.param_name:<60} {t.shard:<34} {t.dtype:<7} {shape:<22} {layer:>5} {t.block_type}")
     total = sum(t.numel for t in inv.tensors)
     lines.append("")
     lines.append(
