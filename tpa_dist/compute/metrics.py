@@ -29,6 +29,23 @@ def energy_rank(sv: np.ndarray, fraction: float) -> int:
     return int(np.searchsorted(energy, fraction * energy[-1], side="left") + 1)
 
 
+def spectrum_snr(sv: np.ndarray, rows: int, cols: int) -> float | None:
+    """Spectrum's signal-to-noise ratio of a matrix (Hartford et al. 2024, cognitivecomputations/spectrum): σ̂ =
+    IQR(S)/1.349 estimates the noise level, the Marchenko–Pastur edge σ̂·(1 + √β) with β = min/max side splits
+    the singular values S into signal (above) and noise (at or below), and SNR = (Σ signal ÷ Σ noise) ÷ S_max.
+    As Spectrum: quantiles by linear interpolation, a noise sum of 1 when no value is noise, +inf when the noise
+    values are all zero; None for the zero matrix."""
+    sv = np.asarray(sv, dtype=np.float64)
+    if len(sv) == 0 or sv[0] <= 0:
+        return None
+    q75, q25 = np.quantile(sv, [0.75, 0.25])
+    threshold = (q75 - q25) / 1.349 * math.sqrt((1 + math.sqrt(min(rows, cols) / max(rows, cols))) ** 2)
+    above = sv > threshold
+    signal = float(sv[above].sum())
+    noise = float(sv[~above].sum()) if (~above).any() else 1.0
+    return (signal / noise if noise != 0 else math.inf) / float(sv[0])
+
+
 def _ldexp(x: float, e: int) -> float | None:
     """x · 2^e, or None where that is beyond float64."""
     try:
@@ -60,6 +77,7 @@ def spectral_metrics(sv: np.ndarray, rows: int, cols: int, device: str = "cpu") 
         "condition_number": smax / float(sv[-1]) if len(sv) and sv[-1] > 0 else None,
         "effective_rank": None,
         "entropy": None,
+        "snr": spectrum_snr(sv_n, rows, cols),  # scale-free: computed on σ/2^e like the other ratios
     }
     sv = sv_n
     for level in ENERGY_LEVELS:

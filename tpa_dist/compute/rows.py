@@ -40,6 +40,7 @@ class SpectralColumns:
     log_spectral_norm: float | None = None
     log_alpha_norm: float | None = None
     entropy: float | None = None
+    snr: float | None = None  # Spectrum's signal-to-noise ratio (+inf: every noise value zero)
 
     def update(self, values: dict[str, object] | None = None, **more: object) -> None:
         """Set measured columns by name; a name that is not a column is an error."""
@@ -50,10 +51,10 @@ class SpectralColumns:
             setattr(self, key, value)
 
     def finite(self) -> None:
-        """NaN and ±Inf measurements are stored as NULL."""
+        """NaN and ±Inf measurements are stored as NULL (but an infinite SNR, which ranks first, as Spectrum's)."""
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
+            if isinstance(value, float) and not math.isfinite(value) and not (f.name == "snr" and value > 0):
                 setattr(self, f.name, None)
 
     def __getitem__(self, key: str) -> object:  # rows read like the mappings they are stored as

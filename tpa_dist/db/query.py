@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,27 +134,48 @@ def run_sql(
     return run_query(db, body, params, max_rows=MAX_ROWS if max_rows is None else max_rows, **limits)
 
 
-def show_latest(con: duckdb.DuckDBPyConnection) -> None:
+#: columns newer than some stored databases: read as NULL from those (a read-only connection cannot add them)
+NEWER_COLUMNS = {"matrix_analysis": {"snr": "DOUBLE"}, "delta_analysis": {"snr": "DOUBLE"}}
+
+
+def show_latest(con: duckdb.DuckDBPyConnection, latest: bool = True) -> None:
     """On this connection, every table of per-model rows shows each model's latest revision only
-    (sql/outputs/latest_revisions.sql): temporary views of the same names shadow the tables, so the report's
-    sections — a user's own included — and the bundled views read them unchanged."""
+    (sql/outputs/latest_revisions.sql; all of them with `latest=False`) and has the columns of the current schema:
+    temporary views of the same names shadow the tables, so the report's sections — a user's own included — and the
+    bundled views read them unchanged."""
     from tpa_dist.db.sqlfiles import sql_text
 
     database = con.execute("SELECT current_database()").fetchone()[0]
-    tables = con.execute(
-        "SELECT table_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = 'main' "
-        "AND column_name IN ('model_id', 'revision') GROUP BY table_name HAVING count(*) = 2"
-    ).fetchall()
-    latest = sql_text("outputs/latest_revisions.sql").strip().rstrip(";")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW latest_revisions AS {latest}")  # the project's own SQL
-    for (table,) in tables:
-        if table == "models":  # the models table also lists the models that failed (revision 'unresolved')
+    columns: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = 'main'"
+    ).fetchall():
+        columns.setdefault(table, set()).add(column)
+    latest_sql = sql_text("outputs/latest_revisions.sql").strip().rstrip(";")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW latest_revisions AS {latest_sql}")  # the project's own SQL
+    for table, have in sorted(columns.items()):
+        keyed = {"model_id", "revision"} <= have and table != "models"  # models also lists failures ('unresolved')
+        missing = {c: kind for c, kind in NEWER_COLUMNS.get(table, {}).items() if c not in have}
+        if not (keyed and latest) and not missing:
             continue
         source = '"' + database.replace('"', '""') + '".main."' + table.replace('"', '""') + '"'
-        con.execute(
-            f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT t.* FROM {source} t '
-            "SEMI JOIN latest_revisions l ON t.model_id = l.model_id AND t.revision = l.revision"
+        extra = "".join(f", NULL::{kind} AS {c}" for c, kind in missing.items())
+        where = (
+            " SEMI JOIN latest_revisions l ON t.model_id = l.model_id AND t.revision = l.revision"
+            if keyed and latest
+            else ""
         )
+        con.execute(f'CREATE OR REPLACE TEMP VIEW "{table}" AS SELECT t.*{extra} FROM {source} t{where}')
+
+
+def plan_objects(con: duckdb.DuckDBPyConnection) -> None:
+    """On this (read-only) connection, the project's views and macros (sql/views.sql) as temporary ones: a database
+    stored before a view existed has it too (the same definitions shadow the stored ones)."""
+    from tpa_dist.db.sqlfiles import sql_text, statements
+
+    for stmt in statements(sql_text("views.sql")):
+        con.execute(re.sub(r"^CREATE OR REPLACE (VIEW|MACRO)", r"CREATE OR REPLACE TEMP \1", stmt))
 
 
 def _display(v: object) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from tpa_dist.db.query import fetch_capped, show_latest
+from tpa_dist.db.query import fetch_capped, plan_objects, show_latest
 from tpa_dist.db.sandbox import close, interruptible, open_sandbox
 from tpa_dist.db.sqlfiles import sql_files
 from tpa_dist.errors import ReportError, StoreError
@@ -342,8 +342,8 @@ def write_report(
     on_stage("report")
     con = open_sandbox(db)
     try:
-        if not all_revisions:
-            show_latest(con)
+        show_latest(con, latest=not all_revisions)
+        plan_objects(con)  # the plan views, also in databases stored before they existed
         if not models:
             models = [m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis ORDER BY 1").fetchall()]
         rendered = query(con, sections, models)
