@@ -154,7 +154,7 @@ def analyze_delta(
     faults: Faults = NO_FAULTS,
 ) -> tuple[DeltaRow, np.ndarray | None]:
     """(delta_analysis row, singular values of ΔW or None); errors become status='error' rows, never exceptions."""
-    from tpa_dist.compute.delta import delta_spectrum
+    from tpa_dist.compute.delta import delta_spectrum, lora_delta_spectrum
 
     row = delta_base_row(task)
     row.update(device=device)
@@ -163,14 +163,11 @@ def analyze_delta(
     try:
         if device != "cpu":
             faults.gpu_oom(task.matrix_key, task.tuned.region.nbytes)
-        res = delta_spectrum(
-            task.tuned.region,
-            task.base.region,
-            task.settings,
-            block_bytes or settings.block_bytes,
-            device,
-            task.base_norms,
-        )
+        budget = block_bytes or settings.block_bytes
+        if task.lora is not None:  # an adapter: from its factors (CPU float64 whatever the worker)
+            res = lora_delta_spectrum(task.lora, task.base.region, task.settings, budget, task.base_norms)
+        else:
+            res = delta_spectrum(task.tuned.region, task.base.region, task.settings, budget, device, task.base_norms)
         rows, cols = task.tuned.region.rows, task.tuned.region.cols
         metrics = {
             k: v

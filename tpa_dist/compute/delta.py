@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tpa_dist.checkpoint.reader import Region, iter_blocks
+from tpa_dist.compute.tasks import LoraFactors
 from tpa_dist.errors import TensorDataError
 from tpa_dist.settings import DeltaSettings
 
@@ -161,7 +162,13 @@ def delta_spectrum(
     if not sub:
         base_frobenius, base_spectral = base_norms if stored else (_frobenius(g_b), _largest(g_b))
         return DeltaResult(sv, base_frobenius, base_spectral, float(np.sqrt(sq_t)), None, None, None, side)
-    base_frobenius = _frobenius(g_b)
+    return _with_subspace(sv, g_t, g_b, settings, n, side)
+
+
+def _with_subspace(
+    sv: np.ndarray, g_t: np.ndarray, g_b: np.ndarray, settings: DeltaSettings, n: int, side: str
+) -> DeltaResult:
+    """The result with the subspace metrics, from the Grams of W_t and W_b."""
     r, k = min(settings.subspace_rank, n), min(settings.intruder_k, n)
     _, v_t = _top(g_t, max(r, k))
     s_b, v_b = _top(g_b, min(n, max(r, BASE_TOP)))
@@ -170,7 +177,7 @@ def delta_spectrum(
     similarity = _largest_cosines(v_t[:, :k], g_b, v_b)
     return DeltaResult(
         singular_values=sv,
-        base_frobenius=base_frobenius,
+        base_frobenius=_frobenius(g_b),
         base_spectral=float(s_b[0]) if n else 0.0,
         tuned_frobenius=_frobenius(g_t),
         principal_angles=angles,
@@ -178,3 +185,55 @@ def delta_spectrum(
         intruder_similarity=similarity,
         side=side,
     )
+
+
+def lora_delta_spectrum(
+    lora: LoraFactors,
+    base: Region,
+    settings: DeltaSettings,
+    block_bytes: int,
+    base_norms: tuple[float, float] | None = None,
+) -> DeltaResult:
+    """The same for an adapter's update ΔW = s·B·A (r × r pieces, never the m × n product whole): σ(ΔW) from the QR
+    factors of the two sides, σ(s·B·A) = |s|·σ(R_B·R_Aᵀ), padded with the exact zeros of its rank r; ‖W_t‖_F and the
+    subspace metrics from W_t = W_b + ΔW, formed block by block beside the streamed base."""
+    from tpa_dist.checkpoint.reader import read_all
+
+    a, b = read_all(lora.a), read_all(lora.b)  # r × in and out × r: small
+    left, right = (a.T, b.T) if lora.transposed else (b, a)  # ΔW = s · left · right in the stored orientation
+    if (left.shape[0], right.shape[1]) != (base.rows, base.cols):
+        raise TensorDataError(
+            base.name,
+            f"the adapter's update is {(left.shape[0], right.shape[1])}, the base matrix {(base.rows, base.cols)}",
+        )
+    if not (np.isfinite(left).all() and np.isfinite(right).all()):
+        raise TensorDataError(lora.a.name, "the adapter's factors contain NaN or Inf values")
+    n = min(base.rows, base.cols)
+    _, r_left = np.linalg.qr(left)
+    _, r_right = np.linalg.qr(right.T)
+    core = np.linalg.svd(r_left @ r_right.T, compute_uv=False) * abs(lora.scale)
+    sv = np.zeros(n)
+    sv[: min(len(core), n)] = np.sort(core)[::-1][:n]
+    transpose = base.rows < base.cols
+    side = "left" if transpose else "right"
+    p, q = (right.T, left.T) if transpose else (left, right)  # the streamed matrix X = s · p · q, rows as blocks
+    sub = settings.subspace
+    need_base = sub or base_norms is None
+    g_t = np.zeros((n, n)) if sub else None
+    g_b = np.zeros((n, n)) if need_base else None
+    sq_t, row = 0.0, 0
+    for bb in iter_blocks(base, block_bytes, transpose):
+        if not np.isfinite(bb).all():
+            raise TensorDataError(base.name, "the base matrix contains NaN or Inf values")
+        bt = bb + lora.scale * (p[row : row + len(bb)] @ q)
+        row += len(bb)
+        if need_base:
+            g_b += bb.T @ bb
+        if sub:
+            g_t += bt.T @ bt
+        else:
+            sq_t += float(np.einsum("ij,ij->", bt, bt))
+    if not sub:
+        base_frobenius, base_spectral = base_norms if base_norms is not None else (_frobenius(g_b), _largest(g_b))
+        return DeltaResult(sv, base_frobenius, base_spectral, float(np.sqrt(sq_t)), None, None, None, side)
+    return _with_subspace(sv, g_t, g_b, settings, n, side)

@@ -52,6 +52,16 @@ class MatrixTask:
 
 
 @dataclass(frozen=True)
+class LoraFactors:
+    """A LoRA update of one matrix: ΔW = scale · B·A (`transposed`: (B·A)ᵀ, for weights stored [in, out])."""
+
+    a: Region  # r × in
+    b: Region  # out × r
+    scale: float
+    transposed: bool = False
+
+
+@dataclass(frozen=True)
 class DeltaTask:
     """ΔW = tuned − base of one matrix present in both models with the same shape (delta.py)."""
 
@@ -60,6 +70,7 @@ class DeltaTask:
     settings: DeltaSettings
     kind: str = "delta"
     base_norms: tuple[float, float] | None = None  # (‖W_b‖_F, ‖W_b‖₂) from the base's stored analysis
+    lora: LoraFactors | None = None  # an adapter's update: `tuned` then names the adapted matrix, its data is these
 
     model_id = property(lambda self: self.tuned.model_id)
     revision = property(lambda self: self.tuned.revision)
@@ -89,6 +100,8 @@ def task_paths(task: MatrixTask | DeltaTask) -> set[str]:
     """Every file a task reads: its shard, and those of its FP8 scale or GPTQ/AWQ companions (of both models for
     a delta)."""
     if isinstance(task, DeltaTask):
+        if task.lora is not None:
+            return {task.lora.a.path, task.lora.b.path} | task_paths(task.base)
         return task_paths(task.tuned) | task_paths(task.base)
     region = task.region
     paths = {region.path}
@@ -105,7 +118,14 @@ def relocate(task: MatrixTask | DeltaTask, moved: dict[str, str]) -> MatrixTask 
     from dataclasses import replace
 
     if isinstance(task, DeltaTask):
-        return replace(task, tuned=relocate(task.tuned, moved), base=relocate(task.base, moved))
+        lora = task.lora
+        if lora is not None:
+            lora = replace(
+                lora,
+                a=replace(lora.a, path=moved.get(lora.a.path, lora.a.path)),
+                b=replace(lora.b, path=moved.get(lora.b.path, lora.b.path)),
+            )
+        return replace(task, tuned=relocate(task.tuned, moved), base=relocate(task.base, moved), lora=lora)
 
     def at(obj):  # noqa: ANN001, ANN202 - a Region or TensorInfo
         return replace(obj, path=moved.get(obj.path, obj.path)) if obj is not None else None

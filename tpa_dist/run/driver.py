@@ -109,7 +109,7 @@ class Driver:
         """Plan every model (run/planning.py) and take what planning found into the run's summary."""
         self.planned = plan_job(self.job, store, self.summary.run_id)
         s = self.summary
-        s.models += [m.key for m in self.planned.models]
+        s.models += [m.key for m in self.planned.models] + self.planned.adapters
         s.total += self.planned.total
         s.reused += self.planned.reused
         s.warnings += self.planned.warnings

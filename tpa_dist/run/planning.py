@@ -8,14 +8,18 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from tpa_dist.checkpoint.catalog import ModelCatalog, TensorInfo, find_embeddings, open_model
+from tpa_dist.checkpoint.reader import Region
+from tpa_dist.compute.analysis import delta_base_row
 from tpa_dist.compute.rows import DeltaRow, ModelRecord
-from tpa_dist.compute.tasks import DeltaTask, MatrixTask, plan_tasks
+from tpa_dist.compute.tasks import DeltaTask, LoraFactors, MatrixTask, plan_tasks
 from tpa_dist.db.store import Store, is_interrupt
 from tpa_dist.errors import TpaError, describe
 from tpa_dist.jobs import Job, parse_model_entry
 from tpa_dist.settings import DeltaSettings
+from tpa_dist.sources.adapter import Adapter, is_adapter, open_adapter
 from tpa_dist.sources.resolve import ModelSource, resolve
 
 log = logging.getLogger("tpa_dist")
@@ -96,8 +100,6 @@ def plan_deltas(
     """ΔW tasks for every matrix (expert slice) present in both models with the same shape and not stored yet,
     and a 'skipped' row, with the reason, for every matrix in one model only or whose shapes differ. `base_norms`:
     the base's stored (‖W‖_F, ‖W‖₂) by matrix key, handed to the tasks (store.matrix_norms)."""
-    from tpa_dist.compute.analysis import delta_base_row
-
     tuned_by_key = {t.matrix_key: t for t in tuned.tasks if t.kind == "matrix"}
     base_by_key = {t.matrix_key: t for t in base.tasks if t.kind == "matrix"}
     tasks: list[DeltaTask] = []
@@ -135,6 +137,7 @@ class Plan:
     reused: int = 0  # of those, stored by earlier runs
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    adapters: list[tuple[str, str]] = field(default_factory=list)  # (model_id, revision) of LoRA adapters planned
 
     @property
     def tasks(self) -> list[MatrixTask | DeltaTask]:
@@ -158,13 +161,35 @@ def plan_job(job: Job, store: Store, run_id: str) -> Plan:
     by_key: dict[tuple[str, str], PlannedModel] = {}
     by_entry: dict[str, PlannedModel] = {}
     listed = Counter(job.models)
+    adapters: dict[str, Adapter] = {}
     for spec in listed:
+        if listed[spec] > 1:
+            plan.warnings.append(f"model {spec}: listed {listed[spec]} times; analyzed once")
+        adapter = _adapter_of(spec, plan)
+        if adapter is not None:
+            adapters[spec] = adapter
+            continue
         planned = _plan_one(job, store, spec, by_key, plan, run_id, settings_id)
         if planned is not None:
             by_entry[spec] = planned
-        if listed[spec] > 1:
-            plan.warnings.append(f"model {spec}: listed {listed[spec]} times; analyzed once")
+    for spec, adapter in adapters.items():
+        if adapter is False:
+            continue
+        base_spec = job.base_of(spec) or adapter.base
+        if base_spec is None:
+            plan.failures.append(
+                f"model {spec}: a LoRA adapter whose config names no base (base_model_name_or_path): give --base"
+            )
+            continue
+        base = by_entry.get(base_spec) or _plan_one(job, store, base_spec, by_key, plan, run_id, settings_id)
+        if base is None:
+            plan.failures.append(f"model {spec}: its base {base_spec} could not be planned; no ΔW analysis")
+            continue
+        by_entry.setdefault(base_spec, base)
+        _plan_adapter(job, store, spec, adapter, base, plan, run_id, settings_id)
     for spec in listed:
+        if spec in adapters:
+            continue
         base_spec = job.base_of(spec)
         if base_spec is None or spec not in by_entry:
             continue
@@ -229,3 +254,125 @@ def _plan_pair(
             f"{tuned.model_id} vs {base.model_id}: {len(skipped)} matrix(es) not compared (in one model only "
             "or of different shapes; SELECT matrix_key, error FROM delta_analysis WHERE status = 'skipped')"
         )
+
+
+def _adapter_of(spec: str, plan: Plan) -> Adapter | bool | None:
+    """The LoRA adapter a --models entry names (a local folder with adapter_config.json), None for anything else,
+    False for an adapter that cannot be read (recorded as that model's failure)."""
+    name, target = parse_model_entry(spec)
+    path = Path(target).expanduser()
+    if not is_adapter(path):
+        return None
+    try:
+        return replace(open_adapter(path), name=name or path.resolve().name)
+    except TpaError as exc:
+        plan.failures.append(f"model {spec}: {exc}")
+        return False
+
+
+def _plan_adapter(
+    job: Job, store: Store, spec: str, adapter: Adapter, base: PlannedModel, plan: Plan, run_id: str, settings_id: str
+) -> None:
+    """ΔW tasks of a LoRA adapter against its base: one per adapted matrix, from the factors (and the usual pair for
+    a weight saved whole beside them); modules the base lacks, or of another shape, are skipped rows."""
+    try:
+        revision = f"local-{adapter.catalog.fingerprint()}"
+        tensors = adapter.catalog.tensors()
+        store.record_model(
+            ModelRecord(
+                model_id=adapter.name,
+                revision=revision,
+                source_path=str(adapter.path),
+                architecture=f"PEFT LoRA adapter (r={adapter.rank}) of {base.model_id}",
+                config=adapter.config,
+                num_shards=1,
+                num_tensors=len(tensors),
+                num_params=sum(t.numel for t in tensors),
+                run_id=run_id,
+            ),
+            tensors,
+        )
+        force = job.analysis.force
+        done = set() if force else store.done_deltas(adapter.name, revision, base.model_id, base.revision, settings_id)
+        norms = {} if force else store.matrix_norms(base.model_id, base.revision, settings_id)
+        by_name = {t.matrix_key: t for t in base.tasks if t.kind == "matrix"}
+        tasks: list[DeltaTask] = []
+        skipped: list[DeltaRow] = []
+        for module in adapter.modules:
+            b = _base_matrix(module.param_name, by_name)
+            f = module.factors
+            if b is None:
+                skipped.append(_skipped_adapter_row(adapter, revision, module.param_name, base, f, job.delta))
+                continue
+            tuned = replace(
+                b, model_id=adapter.name, revision=revision, dtype=f"lora-r{f.a.rows}", hub=None, synth=None
+            )
+            shape = (f.a.cols, f.b.rows) if f.transposed else (f.b.rows, f.a.cols)
+            if shape != (b.region.rows, b.region.cols):
+                row = delta_base_row(DeltaTask(tuned, b, job.delta))
+                row.update(
+                    status="skipped",
+                    error=f"tensor {b.matrix_key}: the adapter's update is {shape}, the "
+                    f"base matrix {(b.region.rows, b.region.cols)}",
+                )
+                skipped.append(row)
+            elif b.matrix_key not in done:
+                tasks.append(DeltaTask(tuned, b, job.delta, base_norms=norms.get(b.matrix_key), lora=f))
+        own = {t.param_name: t for t in adapter.full}
+        for task in plan_tasks(adapter.name, revision, list(own.values()), {}):
+            b = by_name.get(task.matrix_key)
+            if (
+                task.kind == "matrix"
+                and b is not None
+                and task.matrix_shape == b.matrix_shape
+                and task.matrix_key not in done
+            ):
+                tasks.append(DeltaTask(task, b, job.delta, base_norms=norms.get(task.matrix_key)))
+        store.write_deltas(skipped, [], {"settings_id": settings_id, "run_id": run_id})
+    except Exception as exc:  # noqa: BLE001 - one adapter's problem is that adapter's failure
+        if is_interrupt(exc):
+            raise KeyboardInterrupt from None
+        plan.failures.append(f"model {spec}: the LoRA adapter could not be planned: {describe(exc)}")
+        return
+    plan.adapters.append((adapter.name, revision))
+    plan.delta_tasks += tasks
+    plan.total += len(tasks)
+    plan.reused += len(done)
+    if skipped:
+        plan.warnings.append(
+            f"{adapter.name}: {len(skipped)} adapted module(s) not compared (not in {base.model_id}, or of another "
+            "shape; SELECT matrix_key, error FROM delta_analysis WHERE status = 'skipped')"
+        )
+
+
+def _base_matrix(name: str, by_name: dict[str, MatrixTask]) -> MatrixTask | None:
+    """The base matrix an adapted module changes: by its name, else the one name that differs only by a leading
+    wrapper (PEFT names GPT-2's modules `transformer.h.0…` where the checkpoint saved `h.0…`, and the reverse)."""
+    if name in by_name:
+        return by_name[name]
+    near = [t for key, t in by_name.items() if key.endswith("." + name) or name.endswith("." + key)]
+    return near[0] if len(near) == 1 else None
+
+
+def _skipped_adapter_row(
+    adapter: Adapter, revision: str, param_name: str, base: PlannedModel, f: LoraFactors, delta: DeltaSettings
+) -> DeltaRow:
+    """The 'skipped' row of an adapted module the base does not have."""
+    region = Region(param_name, f.a.path, 0, f.a.dtype, f.b.rows, f.a.cols)
+    tuned = MatrixTask(
+        adapter.name,
+        revision,
+        param_name,
+        param_name,
+        "matrix",
+        region,
+        (f.b.rows, f.a.cols),
+        "adapter_model.safetensors",
+        f"lora-r{f.a.rows}",
+        None,
+        "other",
+        None,
+    )
+    row = delta_base_row(DeltaTask(tuned, replace(tuned, model_id=base.model_id, revision=base.revision), delta))
+    row.update(status="skipped", error=f"tensor {param_name}: adapted by the LoRA adapter but not in {base.model_id}")
+    return row
