@@ -1,5 +1,6 @@
 -- schema.sql — the tpa-dist database: one file, one writer (the driver), any number of readers.
--- Produces: tables runs, settings, models, tensors, matrix_analysis, spectra (created if absent).
+-- Produces: tables runs, settings, models, tensors, matrix_analysis, spectra, embedding_*, delta_*, rmt_analysis,
+-- rmt_traps (created if absent).
 -- Keys make every write idempotent: re-running a submit never duplicates a row.
 
 CREATE TABLE IF NOT EXISTS runs (
@@ -205,6 +206,62 @@ CREATE TABLE IF NOT EXISTS embedding_assignments (
     PRIMARY KEY (model_id, revision, param_name, token_id)
 );
 ALTER TABLE embedding_assignments ADD COLUMN IF NOT EXISTS excluded VARCHAR;  -- special|unused|padding|zero|untrained
+-- subword | word_initial | digit | punctuation | latin | cjk | other_script (tpa_dist/checkpoint/token_classes.py)
+ALTER TABLE embedding_assignments ADD COLUMN IF NOT EXISTS token_class VARCHAR;
+-- metric: the rows clustered (cosine: unit rows; euclidean: raw); recommended_k: the gap statistic's k (1: no k gives
+-- real clusters); phase_seconds: where the embedding step's time went (read, geometry, sweep, gap, representatives)
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS metric VARCHAR;
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS recommended_k INTEGER;
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS phase_seconds JSON;
+
+-- embedding_geometry: the embedding's shape over its clustered rows (tpa_dist/compute/embedding_geometry.py):
+-- anisotropy (Ethayarajh 2019), dominant directions, Mu & Viswanath's (2018) isotropy, row norms.
+CREATE TABLE IF NOT EXISTS embedding_geometry (
+    model_id              VARCHAR NOT NULL,
+    revision              VARCHAR NOT NULL,
+    param_name            VARCHAR NOT NULL,
+    rows                  BIGINT,
+    cols                  BIGINT,
+    mean_cosine           DOUBLE,    -- mean cosine over all pairs of distinct rows (exact)
+    mean_cosine_centered  DOUBLE,    -- the same after subtracting the mean row
+    top_pc_share          DOUBLE,    -- the top principal component's share of the variance
+    top_pc_shares         DOUBLE[],  -- the top 10
+    participation_ratio   DOUBLE,    -- (Σλ)² / Σλ² of the covariance eigenvalues: the directions in use
+    isotropy              DOUBLE,    -- min_c Z(c) / max_c Z(c), Z(c) = Σ exp(cᵀw), c the eigenvectors of WᵀW
+    isotropy_all_but_top  DOUBLE,    -- the same after removing the mean and the top D directions
+    all_but_top_d         INTEGER,   -- D = d / 100
+    sample_rows           BIGINT,    -- NULL: all exact, else the sample rows behind isotropy and Σλ² (large ones)
+    mean_vector_norm      DOUBLE,
+    norm_mean             DOUBLE,
+    norm_std              DOUBLE,
+    norm_min              DOUBLE,
+    norm_max              DOUBLE,
+    norm_id_spearman      DOUBLE,    -- rank correlation of row norm with token id (ids follow frequency in BPE)
+    PRIMARY KEY (model_id, revision, param_name)
+);
+
+-- embedding_gap: the gap statistic per k (Tibshirani et al. 2001) behind recommended_k
+CREATE TABLE IF NOT EXISTS embedding_gap (
+    model_id   VARCHAR NOT NULL,
+    revision   VARCHAR NOT NULL,
+    param_name VARCHAR NOT NULL,
+    k          INTEGER NOT NULL,
+    gap        DOUBLE,
+    gap_sd     DOUBLE,
+    log_wk     DOUBLE,
+    PRIMARY KEY (model_id, revision, param_name, k)
+);
+
+-- embedding_projection: a sample of the clustered rows (≤ 5,000) on the top two principal axes, for the figure
+CREATE TABLE IF NOT EXISTS embedding_projection (
+    model_id   VARCHAR NOT NULL,
+    revision   VARCHAR NOT NULL,
+    param_name VARCHAR NOT NULL,
+    token_id   INTEGER NOT NULL,
+    pc1        DOUBLE,
+    pc2        DOUBLE,
+    PRIMARY KEY (model_id, revision, param_name, token_id)
+);
 
 -- delta_analysis: ΔW = W_tuned − W_base of every matrix present in both models with the same shape (--base);
 -- the spectral columns are those of matrix_analysis, computed on ΔW. Pairs that cannot be compared (a tensor in
@@ -282,4 +339,90 @@ CREATE TABLE IF NOT EXISTS delta_spectra (
     matrix_key      VARCHAR NOT NULL,
     singular_values DOUBLE[],           -- every singular value of ΔW, descending
     PRIMARY KEY (model_id, revision, base_model_id, base_revision, settings_id, matrix_key)
+);
+
+-- rmt_analysis: WeightWatcher's per-layer columns for each matrix analyzed with --rmt, under its names (the view
+-- weightwatcher_details presents them with its conventions). Keyed by rmt_id, the [rmt] settings' hash.
+CREATE TABLE IF NOT EXISTS rmt_analysis (
+    model_id                VARCHAR NOT NULL,
+    revision                VARCHAR NOT NULL,
+    settings_id             VARCHAR NOT NULL,
+    rmt_id                  VARCHAR NOT NULL,
+    matrix_key              VARCHAR NOT NULL,
+    run_id                  VARCHAR,
+    N                       BIGINT,            -- the long side
+    M                       BIGINT,            -- the short side: the number of eigenvalues
+    Q                       DOUBLE,            -- N / M
+    num_evals               INTEGER,
+    sv_max                  DOUBLE,
+    sv_min                  DOUBLE,
+    matrix_rank             INTEGER,           -- tpa-dist's numerical rank (actual_rank)
+    rank_loss               INTEGER,           -- M − matrix_rank
+    weak_rank_loss          INTEGER,           -- eigenvalues below [rmt] tolerance (1e-6)
+    entropy                 DOUBLE,            -- WeightWatcher's matrix entropy
+    fit                     VARCHAR,           -- PL | TPL | E_TPL, +xmin_peak / +clip_xmax
+    status                  VARCHAR,           -- success | failed (the power-law fit)
+    alpha                   DOUBLE,
+    xmin                    DOUBLE,
+    xmax                    DOUBLE,
+    D                       DOUBLE,
+    sigma                   DOUBLE,            -- alpha's standard error
+    num_pl_spikes           INTEGER,
+    alpha_weighted          DOUBLE,
+    log_alpha_norm          DOUBLE,
+    tpl_lambda              DOUBLE,            -- WeightWatcher's Lambda: the truncated power law's cutoff (fit TPL / E_TPL)
+    num_fingers             INTEGER,           -- clip_xmax: top eigenvalues clipped
+    raw_alpha               DOUBLE,            -- clip_xmax: alpha before clipping
+    num_spikes              INTEGER,           -- beyond the MP bulk edge plus the Tracy–Widom margin
+    sigma_mp                DOUBLE,
+    mp_softrank             DOUBLE,            -- bulk_max / lambda_max
+    bulk_min                DOUBLE,
+    bulk_max                DOUBLE,            -- λ₊, the MP bulk edge
+    W_scale                 DOUBLE,
+    seed                    BIGINT,            -- of the shuffles (with the matrix's key)
+    replicas                INTEGER,           -- shuffles pooled (5 below 100 eigenvalues)
+    max_rand_eval           DOUBLE,
+    rand_distance           DOUBLE,            -- Jensen–Shannon distance, sorted ESD vs shuffled
+    ww_softrank             DOUBLE,
+    ww_maxdist              DOUBLE,
+    rand_num_spikes         INTEGER,           -- correlation traps (rmt_traps names them)
+    rand_sigma_mp           DOUBLE,
+    rand_mp_softrank        DOUBLE,
+    rand_bulk_min           DOUBLE,
+    rand_bulk_max           DOUBLE,
+    rand_W_scale            DOUBLE,
+    detX_num                INTEGER,
+    detX_val                DOUBLE,
+    detX_val_unrescaled     DOUBLE,
+    ERG_gap                 INTEGER,
+    bulk_mean_vec_entropy   DOUBLE,
+    bulk_var_vec_entropy    DOUBLE,
+    tail_mean_vec_entropy   DOUBLE,
+    tail_var_vec_entropy    DOUBLE,
+    bulk_mean_loc_ratio     DOUBLE,
+    bulk_var_loc_ratio      DOUBLE,
+    tail_mean_loc_ratio     DOUBLE,
+    tail_var_loc_ratio      DOUBLE,
+    bulk_mean_part_ratio    DOUBLE,
+    bulk_var_part_ratio     DOUBLE,
+    tail_mean_part_ratio    DOUBLE,
+    tail_var_part_ratio     DOUBLE,
+    seconds                 DOUBLE,            -- the RMT analyses' own time
+    created_at              TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (model_id, revision, settings_id, rmt_id, matrix_key)
+);
+
+-- rmt_traps: each matrix's correlation traps by position — the rand_num_spikes largest |w| (at most 64): a
+-- shuffled matrix keeps its elements, so the spikes of its ESD come from its largest entries.
+CREATE TABLE IF NOT EXISTS rmt_traps (
+    model_id     VARCHAR NOT NULL,
+    revision     VARCHAR NOT NULL,
+    settings_id  VARCHAR NOT NULL,
+    rmt_id       VARCHAR NOT NULL,
+    matrix_key   VARCHAR NOT NULL,
+    trap         INTEGER NOT NULL,  -- 0 = largest |value|
+    row_index    BIGINT,            -- in the layer's weight as stored (out, in)
+    col_index    BIGINT,
+    value        DOUBLE,
+    PRIMARY KEY (model_id, revision, settings_id, rmt_id, matrix_key, trap)
 );

@@ -154,3 +154,130 @@ FROM k;
 CREATE OR REPLACE VIEW unfreeze_plan AS SELECT * FROM plan_unfreeze(50);
 CREATE OR REPLACE VIEW prune_plan AS SELECT * FROM plan_prune(0.5, 0.2);
 CREATE OR REPLACE VIEW lowrank_plan AS SELECT * FROM plan_lowrank(0.9);
+
+-- weightwatcher_details: WeightWatcher's analyze() DataFrame, one row per matrix analyzed with --rmt, under its column
+--   names and conventions, so a notebook written for WeightWatcher reads it with a changed `read`:
+--   name = longname = the module name (the weight's name without `.weight`; an expert slice keeps its [e]);
+--   layer_id = the module's place among the checkpoint's module names in sorted order, from 0 (WeightWatcher's
+--   numbering of a safetensors folder); a failed power-law fit is alpha = D = sigma = xmin = num_pl_spikes = -1 and
+--   its alpha_weighted / log_alpha_norm use alpha = -1, as WeightWatcher's; warning = 'over-trained' below alpha 2,
+--   'under-trained' above 6; norm = Σλ (‖W‖_F²), spectral_norm = λ_max. WeightWatcher skips matrices with fewer than
+--   8 or more than 15,000 eigenvalues or a side over 50,000 (its defaults); tpa-dist analyzes them and says so in
+--   ww_skipped (weightwatcher_summary leaves them out, as get_summary() never sees them).
+CREATE OR REPLACE VIEW weightwatcher_details AS
+WITH modules AS (
+    SELECT model_id, revision, module, (dense_rank() OVER (PARTITION BY model_id, revision ORDER BY module)) - 1
+        AS layer_id
+    FROM (SELECT DISTINCT model_id, revision, regexp_replace(param_name, '\.(weight|bias)$', '') AS module
+          FROM tensors)
+),
+fitted AS (
+    SELECT r.*, ma.param_name, ma.layer_index, ma.block_type, ma.expert_index, ma.lambda_max, ma.log_norm,
+           ma.log_spectral_norm, ma.stable_rank, ma.frobenius_norm,
+           coalesce(CASE WHEN r.status = 'success' THEN r.alpha END, -1) AS ww_alpha,
+           regexp_replace(r.matrix_key, '\.weight(\[[0-9]+\])?$', '\1') AS module_name
+    FROM rmt_analysis r
+    JOIN matrix_analysis ma USING (model_id, revision, settings_id, matrix_key)
+)
+SELECT
+    f.model_id, f.revision, f.settings_id, f.rmt_id, f.matrix_key,
+    m.layer_id,
+    f.module_name AS name,
+    f.module_name AS longname,
+    f.layer_index, f.block_type, f.expert_index,
+    'dense' AS layer_type,
+    1 AS rf,
+    true AS has_esd,
+    f.N, f.M, f.Q, f.num_evals,
+    f.frobenius_norm * f.frobenius_norm AS norm,
+    f.log_norm,
+    f.lambda_max AS spectral_norm,
+    f.log_spectral_norm,
+    f.lambda_max,
+    f.stable_rank,
+    f.sv_max, f.sv_min, f.matrix_rank, f.rank_loss, f.weak_rank_loss, f.entropy,
+    f.fit,
+    coalesce(f.status, 'failed') AS status,
+    CASE WHEN f.ww_alpha < 2 THEN 'over-trained' WHEN f.ww_alpha > 6 THEN 'under-trained' ELSE '' END AS warning,
+    f.ww_alpha AS alpha,
+    CASE WHEN f.status = 'success' THEN f.xmin ELSE -1 END AS xmin,
+    f.xmax,
+    CASE WHEN f.status = 'success' THEN f.D ELSE -1 END AS D,
+    CASE WHEN f.status = 'success' THEN f.sigma ELSE -1 END AS sigma,
+    CASE WHEN f.status = 'success' THEN f.num_pl_spikes ELSE -1 END AS num_pl_spikes,
+    CASE WHEN f.status = 'success' THEN f.alpha_weighted ELSE -f.log_spectral_norm END AS alpha_weighted,
+    CASE WHEN f.status = 'success' THEN f.log_alpha_norm
+         ELSE (SELECT log10(list_sum(list_transform(s.singular_values, lambda v: 1.0 / (v * v))))
+               FROM spectra s
+               WHERE s.model_id = f.model_id AND s.revision = f.revision AND s.settings_id = f.settings_id
+                 AND s.matrix_key = f.matrix_key) END AS log_alpha_norm,
+    f.tpl_lambda AS "Lambda",
+    f.num_fingers, f.raw_alpha,
+    f.num_spikes, f.sigma_mp, f.mp_softrank, f.bulk_min, f.bulk_max, f.W_scale,
+    f.max_rand_eval, f.rand_distance, f.ww_softrank, f.ww_maxdist,
+    f.rand_num_spikes, f.rand_num_spikes AS num_traps, f.rand_sigma_mp, f.rand_mp_softrank, f.rand_bulk_min,
+    f.rand_bulk_max, f.rand_W_scale,
+    f.detX_num, f.detX_num AS num_ERG_spikes, f.detX_val, f.detX_val_unrescaled,
+    f.detX_num - coalesce(CASE WHEN f.status = 'success' THEN f.num_pl_spikes END, -1) AS ERG_gap,
+    f.bulk_mean_vec_entropy, f.bulk_var_vec_entropy, f.tail_mean_vec_entropy, f.tail_var_vec_entropy,
+    f.bulk_mean_loc_ratio, f.bulk_var_loc_ratio, f.tail_mean_loc_ratio, f.tail_var_loc_ratio,
+    f.bulk_mean_part_ratio, f.bulk_var_part_ratio, f.tail_mean_part_ratio, f.tail_var_part_ratio,
+    (f.M < 8 OR f.M > 15000 OR f.N > 50000) AS ww_skipped,
+    f.seed, f.replicas, f.seconds
+FROM fitted f
+LEFT JOIN modules m
+    ON m.model_id = f.model_id AND m.revision = f.revision
+   AND m.module = regexp_replace(f.param_name, '\.(weight|bias)$', '');
+
+-- weightwatcher_summary: WeightWatcher's get_summary() per model — the means of log_norm, alpha, alpha_weighted,
+--   log_alpha_norm, log_spectral_norm, stable_rank and mp_softrank over the matrices WeightWatcher analyzes
+--   (NOT ww_skipped), with its conventions (a failed fit's alpha = -1 counts), plus how many matrices each mean has.
+CREATE OR REPLACE VIEW weightwatcher_summary AS
+SELECT model_id, revision, settings_id, rmt_id,
+       avg(log_norm) AS log_norm, avg(alpha) AS alpha, avg(alpha_weighted) AS alpha_weighted,
+       avg(log_alpha_norm) AS log_alpha_norm, avg(log_spectral_norm) AS log_spectral_norm,
+       avg(stable_rank) AS stable_rank, avg(mp_softrank) AS mp_softrank,
+       count(*) AS num_layers, count(*) FILTER (warning = 'over-trained') AS num_over_trained,
+       count(*) FILTER (warning = 'under-trained') AS num_under_trained, sum(num_traps) AS num_traps
+FROM weightwatcher_details
+WHERE NOT ww_skipped
+GROUP BY model_id, revision, settings_id, rmt_id;
+
+-- embedding_cluster_composition: per clustered embedding and cluster of its chosen k, how many tokens of each class
+--   (subword, word_initial, digit, punctuation, latin, cjk, other_script; tpa_dist/checkpoint/token_classes.py)
+CREATE OR REPLACE VIEW embedding_cluster_composition AS
+SELECT model_id, revision, param_name, cluster, token_class AS "class", count(*) AS count
+FROM embedding_assignments
+WHERE cluster IS NOT NULL
+GROUP BY ALL;
+
+-- compare_to_first(models): every model of the list after the first (model_b) against the first (model_a) by block
+--   type and relative depth (layer / last layer, in tenths, so that models of different depth line up): the mean
+--   alpha, 90 % energy rank ratio and stable rank of each, their differences (b − a), and each model's layers in that
+--   tenth. compare_models(a, b) is one pair; `tpa-dist compare A B` prints it, the report draws the differences.
+CREATE OR REPLACE MACRO compare_to_first(models) AS TABLE
+WITH m AS (
+    SELECT model_id, block_type, layer_index, alpha, svd_90_percent_ratio AS r90, stable_rank,
+           layer_index / greatest(max(layer_index) OVER (PARTITION BY model_id), 1) AS depth
+    FROM matrix_analysis
+    WHERE list_contains(models, model_id) AND kind = 'matrix' AND status = 'ok' AND layer_index IS NOT NULL
+),
+binned AS (
+    SELECT model_id, block_type, least(floor(depth * 10), 9)::INTEGER AS tenth, avg(alpha) AS alpha,
+           avg(r90) AS r90, avg(stable_rank) AS stable_rank,
+           string_agg(DISTINCT layer_index::VARCHAR, ',' ORDER BY layer_index::VARCHAR) AS layers
+    FROM m
+    GROUP BY ALL
+)
+SELECT x.model_id AS model_a, y.model_id AS model_b, x.block_type, x.tenth / 10.0 AS depth_from,
+       (x.tenth + 1) / 10.0 AS depth_to, x.layers AS layers_a, y.layers AS layers_b,
+       x.alpha AS alpha_a, y.alpha AS alpha_b, y.alpha - x.alpha AS d_alpha,
+       x.r90 AS r90_a, y.r90 AS r90_b, y.r90 - x.r90 AS d_r90,
+       x.stable_rank AS stable_rank_a, y.stable_rank AS stable_rank_b, y.stable_rank - x.stable_rank AS d_stable_rank
+FROM binned x
+JOIN binned y ON x.block_type = y.block_type AND x.tenth = y.tenth AND x.model_id = models[1]
+             AND y.model_id <> models[1]
+ORDER BY list_position(models, y.model_id), block_rank(x.block_type), x.tenth;
+
+CREATE OR REPLACE MACRO compare_models(a, b) AS TABLE
+SELECT * EXCLUDE (model_a, model_b) FROM compare_to_first([a, b]);

@@ -70,7 +70,7 @@ def test_installed_package_runs_from_another_directory(installed):
         [
             sys.executable,
             "-c",
-            "import tpa_dist, tpa_dist.sqlfiles as s; print(tpa_dist.__file__); print(s.sql_root())",
+            "import tpa_dist, tpa_dist.db.sqlfiles as s; print(tpa_dist.__file__); print(s.sql_root())",
         ],
         capture_output=True,
         text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html as html_module
 import struct
 
 import pytest
@@ -61,29 +62,34 @@ def test_report_every_section_rows_and_plots(two_models, tmp_path):
     assert len(every) == len(builtin) + 1 and every[0].title == "Summary by model"
     # optional sections are left out when they have nothing to show: the cross-model comparison with one model,
     # the ΔW and checkpoint sections without --base or checkpoints (two models here: the comparison is shown)
-    sections = [s for s in every if not s.optional or s.name == "15_comparison.sql"]
+    pairwise = {"15_comparison.sql", "28_model_differences.sql", "29_difference_heatmap.sql"}
+    sections = [s for s in every if not s.optional or s.name in pairwise]
     assert {s.name for s in every if s.optional} == {
         "15_comparison.sql",
         "17_delta_summary.sql",
         "18_delta_by_layer.sql",
         "19_lora_plan.sql",
         "20_over_training.sql",
+        "24_rmt_esd.sql",
+        "25_correlation_traps.sql",
+        "26_rmt_flags.sql",
+        *pairwise,
     }
-    assert not any(f"## {s.title}" in md for s in every if s.optional and s.name != "15_comparison.sql")
+    assert not any(f"## {s.title}" in md for s in every if s.optional and s.name not in pairwise)
     for sec in sections:
-        assert f"## {sec.title}" in md and sec.title in html
+        assert f"## {sec.title}" in md and html_module.escape(sec.title) in html
     body_after = {sec.title: md.split(f"## {sec.title}", 1)[1].split("\n## ", 1)[0] for sec in sections}
     for title, body in body_after.items():
         assert "(no rows)" not in body and "**Error:**" not in body, title
     assert "My widest matrices" in md
     pngs = sorted((tmp_path / "rep").glob("*.png"))
-    assert len(pngs) == sum(s.draw != "table" for s in sections) == 7
+    assert len(pngs) == sum(s.draw != "table" for s in sections) == 9
     for png in pngs:
         w, h = _png_size(png.read_bytes())
         assert w == FIG_W and h % FIG_H == 0, png.name  # small multiples: FIG_H per row of panels
         if png.stem in ("05_compressibility", "06_alpha_heatmap"):
             assert h == 2 * FIG_H  # one heatmap per model, on one colour scale
-    assert html.count("data:image/png;base64,") == 7 and "<img" in html and 'src="http' not in html
+    assert html.count("data:image/png;base64,") == len(pngs) and "<img" in html and 'src="http' not in html
 
 
 def test_submit_writes_report_and_seed_csv(two_models):
@@ -369,3 +375,67 @@ def test_a_figure_of_many_models_draws_the_first_sixteen_and_says_so():
     ]
     few = Rendered(section, ["model_id", "value"], [("a", 1.0), ("b", 2.0)])
     assert _figure_rows(few) == few.rows and not few.captions
+
+
+def test_report_refuses_unknown_models_empty_and_foreign_databases(two_models, tmp_path):
+    """A typo in --models, an empty DuckDB file and another program's database: one line, exit 2, nothing written."""
+    import duckdb
+
+    job, _ = two_models
+    res = CliRunner().invoke(main, ["report", "--db", job.db, "--out", str(tmp_path / "r1"), "--models", "tiny-lama"])
+    assert res.exit_code == 2 and "no analyzed model named 'tiny-lama'" in res.output and "tiny-llama" in res.output
+    assert not (tmp_path / "r1" / "report.md").exists()
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    foreign = tmp_path / "foreign.duckdb"
+    with duckdb.connect(str(foreign)) as con:
+        con.execute("CREATE TABLE sales (id INTEGER)")
+    for path in (empty, foreign):
+        res = CliRunner().invoke(main, ["report", "--db", str(path), "--out", str(tmp_path / "r2")])
+        assert res.exit_code == 2, res.output
+        assert res.output.count("\n") == 1 and "not a tpa-dist database" in res.output, res.output
+
+
+def test_compare_two_models_by_block_type_and_depth(two_models):
+    """`compare A B`: each Δ equals the mean of B's matrices minus A's in the same block type and tenth of depth,
+    computed here from the rows; the largest differences listed; unknown names one line, exit 2."""
+    import json
+
+    import duckdb
+
+    job, _ = two_models
+    res = CliRunner().invoke(main, ["compare", "tiny-llama", "tiny-gpt2", "--db", job.db, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output)
+    with duckdb.connect(job.db, read_only=True) as con:
+        rows = con.execute(
+            "SELECT model_id, block_type, layer_index, svd_90_percent_ratio, alpha FROM matrix_analysis "
+            "WHERE kind = 'matrix' AND status = 'ok' AND layer_index IS NOT NULL"
+        ).fetchall()
+    last = {m: max(r[2] for r in rows if r[0] == m) for m in ("tiny-llama", "tiny-gpt2")}
+    cells: dict = {}
+    for model, block, layer, r90, alpha in rows:
+        tenth = min(int(layer / max(last[model], 1) * 10), 9)
+        cells.setdefault((model, block, tenth), []).append((r90, alpha))
+    assert got["rows"]
+    for r in got["rows"]:
+        key = (r["block_type"], round(r["depth_from"] * 10))
+        a, b = cells[("tiny-llama", *key)], cells[("tiny-gpt2", *key)]
+        mean = lambda xs, i: sum(x[i] for x in xs) / len(xs)  # noqa: E731
+        assert r["d_r90"] == pytest.approx(mean(b, 0) - mean(a, 0), abs=1e-12)
+        assert r["d_alpha"] == pytest.approx(mean(b, 1) - mean(a, 1), abs=1e-12)
+    top = got["largest"]["r90"]
+    assert abs(top[0]["d_r90"]) == max(abs(r["d_r90"]) for r in got["rows"])
+    table = CliRunner().invoke(main, ["compare", "tiny-llama", "tiny-gpt2", "--db", job.db])
+    assert table.exit_code == 0 and "largest Δ 90 % energy rank ratio" in table.output
+    bad = CliRunner().invoke(main, ["compare", "tiny-llama", "tiny-gtp2", "--db", job.db])
+    assert bad.exit_code == 2 and bad.output.count("\n") == 1 and "'tiny-gtp2'" in bad.output
+
+
+def test_sql_file_runs_a_bundled_section_by_name(two_models):
+    job, _ = two_models
+    for name in ("compressibility", "05_compressibility", "05_compressibility.sql"):
+        res = CliRunner().invoke(main, ["sql", "--db", job.db, "--file", name, "--format", "csv"])
+        assert res.exit_code == 0 and res.output.startswith("model_id,layer_index,block_type,value"), res.output
+    bad = CliRunner().invoke(main, ["sql", "--db", job.db, "--file", "compresibility"])
+    assert bad.exit_code == 2 and "05_compressibility" in bad.output

@@ -99,7 +99,19 @@ def main(verbose: bool) -> None:
 )
 @click.option("--k-range", help="k range of the embedding sweep, MIN:MAX [2:100].")
 @click.option("--k-step", type=int, help="Plain sweep with this step instead of coarse-to-fine.")
-@click.option("--seed", type=int, help="Seed of k-means and of synth: presets [0].")
+@click.option(
+    "--embedding-metric",
+    "metric",
+    type=click.Choice(["cosine", "euclidean"]),
+    help="Cluster unit-normalized rows (cosine) or raw rows [cosine].",
+)
+@click.option(
+    "--rmt",
+    is_flag=True,
+    default=None,
+    help="Also WeightWatcher's analyses: MP fit, shuffled ESD (correlation traps), detX, eigenvector localization.",
+)
+@click.option("--seed", type=int, help="Seed of k-means, of --rmt's shuffles and of synth: presets [0].")
 @click.option("--quiet", is_flag=True, help="No layer-by-layer console summary at the end.")
 def submit(
     job_file: str | None,
@@ -166,6 +178,20 @@ def report(db: str, out: str, models: str | None, sql_dirs: tuple[str, ...], all
     for err in failed:
         click.echo(f"section failed: {err}", err=True)
     sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("model_a")
+@click.argument("model_b")
+@db_option
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1), help="Largest differences listed.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def compare(model_a: str, model_b: str, db: str, top: int, fmt: str) -> None:
+    """MODEL_B against MODEL_A by block type and relative depth: Δalpha, Δr90, Δstable rank, largest first."""
+    from tpa_dist.report.compare import compare as run_compare
+    from tpa_dist.report.compare import format_comparison
+
+    click.echo(format_comparison(run_compare(db, model_a, model_b, top), fmt))
 
 
 def limits_options(func: Callable) -> Callable:
@@ -320,8 +346,8 @@ def status(db: str, limit: int) -> None:
 @click.option(
     "--file",
     "sql_file",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Run this .sql file (a report section file included: header comments allowed, $models bound).",
+    type=click.Path(dir_okay=False),
+    help="Run this .sql file, or a bundled report section by name (e.g. compressibility); $models is bound.",
 )
 @db_option
 @models_option

@@ -8,6 +8,9 @@ A job file::
     [embedding]  enabled, k_min, k_max, k_step, include_special
     [workers]    cpu_only, num_workers, threads_per_worker, gpus_per_worker, gpu_streams, address,
                  request_cpus, request_gpus, wait_for_workers_s
+    [delta]      subspace_rank, intruder_k, intruder_epsilon, subspace
+    [rmt]        enabled, mp_fit, randomize, detx, vectors, seed, fit, fix_fingers, max_fingers, finger_thresh,
+                 tolerance
 
 Unknown keys are errors and every value is type- and range-checked (settings.py) with its key in the message.
 """
@@ -25,6 +28,7 @@ from tpa_dist.settings import (
     AnalysisSettings,
     DeltaSettings,
     EmbeddingSettings,
+    RmtSettings,
     WorkerSettings,
     check,
     check_text,
@@ -39,7 +43,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 #: flat option names (CLI flags, Job.create keywords) that are not a section field of the same name
-_ALIASES = {"embedding": ("embedding", "enabled")}
+_ALIASES = {"embedding": ("embedding", "enabled"), "rmt": ("rmt", "enabled")}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Job:
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     delta: DeltaSettings = field(default_factory=DeltaSettings)
+    rmt: RmtSettings = field(default_factory=RmtSettings)
     base: str | None = None  # --base: the base of every model (a spec, or "previous": each model's predecessor)
     bases: tuple[tuple[str, str], ...] = ()  # per model entry (job files' `base = "..."`): (entry, base spec)
     progress: bool = True

@@ -133,6 +133,9 @@ class AnalysisSettings:
         return {"sparsity_threshold": self.sparsity_threshold, "method": METHOD_VERSION}
 
 
+EMBEDDING_METRICS = ("cosine", "euclidean")
+
+
 @dataclass(frozen=True)
 class EmbeddingSettings:
     """[embedding]: the k-means sweep over the token embeddings."""
@@ -145,9 +148,17 @@ class EmbeddingSettings:
     seed: int = setting(0, "int", flag="--seed", lo=0)  # of k-means
     representatives: int = setting(10, "int", lo=1, hi=1000)
     silhouette_sample: int = setting(2000, "int", lo=10, hi=1_000_000)
+    # cosine: k-means on unit-normalized rows (how token vectors are compared); euclidean: on the raw rows, whose
+    # norms track token frequency and would otherwise decide the clusters
+    metric: str = setting("cosine", "str", flag="--embedding-metric")
 
     def __post_init__(self) -> None:
         check("embedding", self)
+        if self.metric not in EMBEDDING_METRICS:
+            raise JobError(
+                f"[embedding] metric must be one of {', '.join(EMBEDDING_METRICS)}, got {shown(self.metric)}"
+                " (--embedding-metric)"
+            )
         if self.k_min > self.k_max:
             raise JobError(f"[embedding] k_min ({self.k_min}) must not exceed k_max ({self.k_max}) (--k-range)")
 
@@ -195,11 +206,53 @@ class DeltaSettings:
         }
 
 
+RMT_FITS = ("PL", "TPL", "E_TPL")
+RMT_FINGER_FIXES = ("none", "xmin_peak", "clip_xmax")
+
+
+@dataclass(frozen=True)
+class RmtSettings:
+    """[rmt]: the random-matrix analyses WeightWatcher's analyze() offers, per matrix (compute/rmt.py), on with
+    --rmt; each part can be switched off. `fit`/`fix_fingers` choose the power-law fit as WeightWatcher's options of
+    the same names do. Everything but `enabled` keys the stored rows (`rmt_id`), so a resume never mixes settings."""
+
+    enabled: bool = setting(False, "bool", flag="--rmt")
+    mp_fit: bool = setting(True, "bool")  # Marchenko–Pastur fit of the ESD: bulk edge, spikes, mp_softrank
+    randomize: bool = setting(True, "bool")  # the ESD of the element-wise shuffled matrix: correlation traps
+    detx: bool = setting(True, "bool")  # the detX = 1 / ERG condition
+    vectors: bool = setting(True, "bool")  # eigenvector localization (bulk vs tail)
+    seed: int = setting(0, "int", flag="--seed", lo=0)  # of the shuffles (with each matrix's key)
+    fit: str = setting("PL", "str")  # PL | TPL (truncated power law) | E_TPL (TPL with xmin at the ESD's peak)
+    fix_fingers: str = setting("none", "str")  # none | xmin_peak | clip_xmax
+    max_fingers: int = setting(10, "int", lo=1, hi=1000)
+    finger_thresh: float = setting(1.0, "float", lo=0.0)
+    tolerance: float = setting(1e-6, "float", lo=0.0)  # weak_rank_loss: eigenvalues below this
+
+    def __post_init__(self) -> None:
+        check("rmt", self)
+        if self.fit not in RMT_FITS:
+            raise JobError(f"[rmt] fit must be one of {', '.join(RMT_FITS)}, got {shown(self.fit)}")
+        if self.fix_fingers not in RMT_FINGER_FIXES:
+            raise JobError(
+                f"[rmt] fix_fingers must be one of {', '.join(RMT_FINGER_FIXES)}, got {shown(self.fix_fingers)}"
+            )
+        if self.fit == "E_TPL" and self.fix_fingers == "clip_xmax":
+            raise JobError('[rmt] fit = "E_TPL" fixes fingers by xmin_peak; it cannot be combined with clip_xmax')
+
+    def as_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "enabled"}
+
+    def rmt_id(self) -> str:
+        payload = json.dumps(self.as_dict(), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
 SECTIONS: dict[str, type] = {
     "analysis": AnalysisSettings,
     "embedding": EmbeddingSettings,
     "workers": WorkerSettings,
     "delta": DeltaSettings,
+    "rmt": RmtSettings,
 }
 
 __all__ = [
@@ -208,6 +261,7 @@ __all__ = [
     "AnalysisSettings",
     "DeltaSettings",
     "EmbeddingSettings",
+    "RmtSettings",
     "WorkerSettings",
     "check",
 ]

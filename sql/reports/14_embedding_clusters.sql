@@ -1,10 +1,27 @@
 -- title: Embedding clusters of the chosen k
--- shows: per cluster its size, centroid norm and the tokens nearest its centroid (decoded strings; special,
---        unused, padding and never-trained rows were left out of the clustering and never represent one).
+-- shows: per cluster its size, centroid norm, the tokens nearest its centroid (as the vocabulary writes them;
+--        special, unused, padding and never-trained rows were left out) and what it is made of (token classes);
+--        with the gap statistic's verdict: where it recommends k = 1, no k gives real clusters and the chosen
+--        partition (the seed's argmax F) is a slicing of one cloud, not structure.
 -- draw: table
-SELECT c.model_id, c.param_name, ch.chosen_k, ch.silhouette_k, ch.elbow_k, c.cluster, c.size,
-       round(c.centroid_norm, 4) AS centroid_norm,
+WITH shares AS (
+    SELECT model_id, revision, param_name, cluster, "class", count,
+           round(100.0 * count / sum(count) OVER (PARTITION BY model_id, revision, param_name, cluster)) AS pct
+    FROM embedding_cluster_composition
+),
+comp AS (
+    SELECT model_id, revision, param_name, cluster,
+           string_agg("class" || ' ' || pct::INTEGER || '%', ', ' ORDER BY count DESC) AS composition
+    FROM shares
+    GROUP BY ALL
+)
+SELECT c.model_id, c.param_name, ch.metric, ch.chosen_k, ch.recommended_k,
+       CASE WHEN ch.recommended_k = 1 THEN 'no k gives real clusters (gap statistic)'
+            WHEN ch.recommended_k IS NULL THEN NULL
+            ELSE 'the gap statistic finds ' || ch.recommended_k || ' clusters' END AS verdict,
+       c.cluster, c.size, round(c.centroid_norm, 4) AS centroid_norm, comp.composition,
        array_to_string(list_transform(c.representatives[1:8], lambda t: '"' || t || '"'), ' ') AS representatives
 FROM embedding_clusters c JOIN embedding_choice ch USING (model_id, revision, param_name)
+LEFT JOIN comp USING (model_id, revision, param_name, cluster)
 WHERE list_contains($models, c.model_id)
 ORDER BY list_position($models, c.model_id), c.param_name, c.size DESC;

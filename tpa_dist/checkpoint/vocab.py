@@ -21,13 +21,15 @@ WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 class Vocab(dict):
-    """id -> token text, plus the ids the tokenizer marks special (`special`) and its size (`size`: rows past it
-    are padding)."""
+    """id -> token text, plus the ids the tokenizer marks special (`special`), its size (`size`: rows past it
+    are padding) and how it marks word boundaries (`scheme`: wordpiece — a continuation starts with ##;
+    byte_level / sentencepiece — a word-initial piece starts with a space, shown decoded; None: unknown)."""
 
-    def __init__(self, tokens: dict[int, str], special: set[int] | None = None) -> None:
+    def __init__(self, tokens: dict[int, str], special: set[int] | None = None, scheme: str | None = None) -> None:
         super().__init__(tokens)
         self.special = set(special or ())
         self.size = max(tokens, default=-1) + 1
+        self.scheme = scheme
 
     def reason(self, token_id: int) -> str | None:
         """Why a row is not a word (special, unused, padding), or None."""
@@ -66,10 +68,6 @@ def _sentencepiece_text(token: str) -> str:
         except ValueError:
             return token
     return token.replace("▁", " ")
-
-
-def _wordpiece_text(token: str) -> str:
-    return token[2:] if token.startswith("##") else token
 
 
 def load_vocab(folder: str | Path) -> Vocab | None:
@@ -120,7 +118,7 @@ def _parse_tokenizer_json(raw: bytes) -> Vocab | None:
 
 def _parse_vocab_txt(raw: bytes) -> Vocab:
     lines = raw.decode("utf-8", errors="backslashreplace").splitlines()
-    return Vocab({i: _wordpiece_text(tok) for i, tok in enumerate(lines)})
+    return Vocab(dict(enumerate(lines)), scheme="wordpiece")  # `##` kept: `##と` and `と` are different tokens
 
 
 def _decode_tokenizer_json(doc: dict) -> Vocab:
@@ -142,11 +140,12 @@ def _decode_tokenizer_json(doc: dict) -> Vocab:
                 special.add(entry["id"])
     decoder = json.dumps(doc.get("decoder") or {}) + json.dumps(doc.get("pre_tokenizer") or {})
     if kind == "WordPiece":
-        tokens = {i: _wordpiece_text(t) for i, t in raw.items()}
+        tokens, scheme = dict(raw), "wordpiece"  # as the vocabulary writes them, `##` kept
     elif "ByteLevel" in decoder:
         table = {c: b for b, c in bytes_to_unicode().items()}
-        tokens = {i: _byte_level_text(t, table) for i, t in raw.items()}
+        tokens, scheme = {i: _byte_level_text(t, table) for i, t in raw.items()}, "byte_level"
     else:
         tokens = {i: _sentencepiece_text(t) for i, t in raw.items()}
+        scheme = "sentencepiece" if any("▁" in t for t in raw.values()) else None
     tokens.update(added)  # added tokens are shown as written
-    return Vocab(tokens, special)
+    return Vocab(tokens, special, scheme)

@@ -99,9 +99,20 @@ def analyze_task(
         elif task.kind == "matrix":
             if device != "cpu":
                 faults.gpu_oom(task.matrix_key, task.region.nbytes)
-            res = matrix_spectrum(task.region, sparsity_threshold=threshold, block_bytes=block_bytes, device=device)
+            rmt = task.rmt
+            res = matrix_spectrum(
+                task.region,
+                sparsity_threshold=threshold,
+                block_bytes=block_bytes,
+                device=device,
+                vectors=rmt is not None and rmt.vectors,
+            )
             metrics = spectral_metrics(res.singular_values, task.region.rows, task.region.cols, device)
             measured = {**res.stats.as_row(), **{k: v for k, v in metrics.items() if not k.startswith("svd_90")}}
+            if rmt is not None:
+                from tpa_dist.compute.rmt_task import analyze_rmt
+
+                measured["rmt"] = analyze_rmt(task, res, rmt, device, block_bytes)
             row.update(measured, method=METHOD_VERSION)  # whole, or not at all
             sv = res.singular_values
         else:

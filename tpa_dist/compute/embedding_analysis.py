@@ -1,6 +1,8 @@
-"""The embedding analysis of one matrix, in one process: read it, leave out the rows that are not words, sweep k,
-choose k, note the silhouette-best k, the elbow and any degeneracy, pick representatives (embedding.py has the
-sweep itself). What a Ray task or the local run calls (run/embedding)."""
+"""The embedding analysis of one matrix, in one process: read it, leave out the rows that are not words, measure its
+geometry (embedding_geometry.py), sweep k (embedding.py) on unit rows (cosine) or raw rows, choose k by the seed's
+max F and recommend one by the gap statistic (gap.py), note the silhouette-best k, the elbow and any degeneracy,
+pick representatives, class every token (token_classes.py) and project the rows on their top two principal axes.
+What a Ray task or the local run calls (run/embedding)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tpa_dist.checkpoint.catalog import TensorInfo
+from tpa_dist.checkpoint.token_classes import token_class
 from tpa_dist.checkpoint.vocab import Vocab
 from tpa_dist.compute.embedding import (
     degeneracy,
@@ -22,7 +25,11 @@ from tpa_dist.compute.embedding import (
     silhouette_best,
     sweep_ks,
 )
+from tpa_dist.compute.embedding_geometry import geometry
+from tpa_dist.compute.gap import gap_statistic, recommended_k
 from tpa_dist.settings import EmbeddingSettings
+
+PROJECTION_POINTS = 5000  # rows drawn in the 2-D projection (a seeded sample; every row for smaller vocabularies)
 
 
 @dataclass
@@ -43,6 +50,13 @@ class EmbeddingResult:
     silhouette_k: int | None = None
     degenerate: str | None = None
     include_special: bool = False
+    metric: str = "euclidean"  # the rows clustered: cosine (unit rows) or euclidean (raw)
+    recommended_k: int | None = None  # by the gap statistic; 1: no k gives real clusters
+    gaps: list[dict] = field(default_factory=list)  # k, gap, gap_sd, log_wk
+    geometry: dict = field(default_factory=dict)  # embedding_geometry's columns
+    classes: list[str | None] = field(default_factory=list)  # token class of every row of the matrix
+    projection: list[tuple[int, float, float]] = field(default_factory=list)  # (token id, pc1, pc2) of a sample
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step
 
     @property
     def vocab_rows(self) -> int:
@@ -59,6 +73,14 @@ def analyze_embedding(
     """Read one embedding matrix, leave out the rows that are not words (unless include_special), sweep k,
     choose k by max F, note the silhouette-best k, the elbow and any degeneracy, pick representatives."""
     t0 = time.perf_counter()
+    phases: dict[str, float] = {}
+    clock = [t0]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = phases.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
     x = load_embedding(info)
     excluded = {} if settings.include_special else excluded_rows(x, vocab)
     keep = np.array([i for i in range(x.shape[0]) if i not in excluded], dtype=np.int64)
@@ -68,13 +90,26 @@ def analyze_embedding(
             f"{len(excluded)} special/unused/padding/zero rows"
         )
     rows = x[keep] if excluded else x
+    lap("read")
+    shape = geometry(rows, keep, settings.seed)
+    projection = _projection(rows, keep, shape.mean, shape.axes, settings.seed)
+    lap("geometry")
+    if settings.metric == "cosine":  # zero rows are excluded above (or, with include_special, left as they are)
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        rows = rows / np.where(norms > 0, norms, 1.0).astype(rows.dtype)
     results = sweep_ks(rows, settings, device)
     best = max(results, key=f_key)
+    lap("sweep")
+    gaps = gap_statistic(rows, settings.seed, k_max=min(settings.k_max, 16), unit=settings.metric == "cosine")
+    lap("gap")
     clusters = representatives(rows, best["labels"], best["k"], settings.representatives)
     tokens = [vocab.get(i) if vocab is not None else None for i in range(x.shape[0])]
     for c in clusters:
         c["ids"] = [int(keep[i]) for i in c["ids"]]
         c["representatives"] = [tokens[i] if tokens[i] is not None else str(i) for i in c["ids"]]
+    scheme = vocab.scheme if vocab is not None else None
+    classes = [token_class(t, scheme) for t in tokens]
+    lap("representatives")
     return EmbeddingResult(
         param_name=info.param_name,
         rows=len(keep),
@@ -92,7 +127,25 @@ def analyze_embedding(
         silhouette_k=silhouette_best(results),
         degenerate=degeneracy(best, results, len(keep)),
         include_special=settings.include_special,
+        metric=settings.metric,
+        recommended_k=recommended_k(gaps),
+        gaps=gaps,
+        geometry=shape.columns,
+        classes=classes,
+        projection=projection,
+        phases=phases,
     )
+
+
+def _projection(
+    rows: np.ndarray, keep: np.ndarray, mean: np.ndarray, axes: np.ndarray, seed: int
+) -> list[tuple[int, float, float]]:
+    """(token id, pc1, pc2): a seeded sample of the rows on the top two principal axes of all of them."""
+    idx = np.arange(len(rows))
+    if len(rows) > PROJECTION_POINTS:
+        idx = np.sort(np.random.default_rng(seed).choice(len(rows), PROJECTION_POINTS, replace=False))
+    xy = (np.asarray(rows[idx], dtype=np.float64) - mean) @ axes
+    return [(int(keep[i]), float(a), float(b)) for i, (a, b) in zip(idx, xy)]
 
 
 def _public(r: dict) -> dict:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,17 +69,42 @@ def _ks_torch(logx: np.ndarray, n: np.ndarray, alphas: np.ndarray, device: str) 
     return out.cpu().numpy()
 
 
-def _fit_standard(x: np.ndarray, device: str = "cpu") -> tuple[float, float, float]:
-    """(alpha, xmin, D) minimizing D over xmin candidates x[0..N-2] of ascending data x."""
+@dataclass(frozen=True)
+class PowerLawFit:
+    """A power-law fit of ascending data as weightwatcher's WWFit reports it."""
+
+    alpha: float
+    xmin: float
+    xmax: float  # the largest value fitted
+    D: float  # noqa: N815 - the KS distance, WeightWatcher's name
+    n_tail: int  # values ≥ xmin
+
+    @property
+    def sigma(self) -> float:
+        """alpha's standard error, (alpha − 1)/√n_tail (WWFit's `sigma`)."""
+        return (self.alpha - 1.0) / math.sqrt(self.n_tail)
+
+
+def fit_power_law(data: np.ndarray, device: str = "cpu") -> PowerLawFit | None:
+    """WWFit on ascending positive data (at least 2 values, not all equal): the small-N estimator below SMALL_N
+    values, the vectorized KS scan otherwise; None where no valid exponent exists."""
+    alpha, xmin, d, i = _fit_small(data) if len(data) < SMALL_N else _fit_standard(data, device)
+    if not math.isfinite(alpha):
+        return None
+    return PowerLawFit(alpha, xmin, float(data[-1]), d, len(data) - i)
+
+
+def _fit_standard(x: np.ndarray, device: str = "cpu") -> tuple[float, float, float, int]:
+    """(alpha, xmin, D, index of xmin) minimizing D over xmin candidates x[0..N-2] of ascending data x."""
     logx, n, alphas = _alphas(x)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         ds = _ks_torch(logx, n, alphas, device) if device.startswith("cuda") else _ks_numpy(logx, n, alphas)
     ds[~(alphas > 1)] = 1.0  # weightwatcher leaves D = 1 where the MLE is not a valid exponent
     best = int(np.argmin(ds))
-    return float(alphas[best]), float(x[best]), float(ds[best])
+    return float(alphas[best]), float(x[best]), float(ds[best]), best
 
 
-def _fit_small(x: np.ndarray, k_min: int = 8) -> tuple[float, float, float]:
+def _fit_small(x: np.ndarray, k_min: int = 8) -> tuple[float, float, float, int]:
     """weightwatcher's small-N path: bias-corrected MLE on tails of ≥ k_min points; xmin by minimum D.
 
     (weightwatcher scores candidates by D − 0.868/√n inside its small-N routine, but its WWFit then
@@ -102,11 +128,11 @@ def _fit_small(x: np.ndarray, k_min: int = 8) -> tuple[float, float, float]:
     if not found:
         s = float(np.sum(logx) - n_total * logx[0])
         if s <= 1e-12:
-            return math.nan, float(x[0]), 1.0
+            return math.nan, float(x[0]), 1.0, 0
         alphas[0] = 1.0 + (n_total - 1.0) / s
         ds[0] = float(np.max(np.abs(np.arange(n_total) / n_total - (1.0 - (x / x[0]) ** (1.0 - alphas[0])))))
     best = int(np.argmin(ds))
-    return float(alphas[best]), float(x[best]), float(ds[best])
+    return float(alphas[best]), float(x[best]), float(ds[best]), best
 
 
 def heavy_tail_metrics(sv: np.ndarray, device: str = "cpu") -> dict[str, float | int | None]:
@@ -124,17 +150,24 @@ def heavy_tail_metrics(sv: np.ndarray, device: str = "cpu") -> dict[str, float |
     data = evals[evals > EVALS_THRESH]
     # weightwatcher's gate is on the matrix's eigenvalue count; the fit then uses those above EVALS_THRESH
     if len(evals) >= MIN_EVALS and len(data) >= 2 and data[-1] > data[0]:
-        alpha, xmin, d = _fit_small(data) if len(data) < SMALL_N else _fit_standard(data, device)
-        if math.isfinite(alpha):
-            with np.errstate(over="ignore", under="ignore"):
-                alpha_norm = float(np.sum(evals**alpha))  # 0 or inf for a degenerate fit's huge alpha: NULL
-            out.update(
-                alpha=alpha,
-                D=d,
-                xmin=xmin,
-                xmax=float(data[-1]),
-                num_pl_spikes=int(np.count_nonzero(evals >= xmin)),
-                alpha_weighted=alpha * math.log10(lam_max),
-                log_alpha_norm=math.log10(alpha_norm) if 0 < alpha_norm < math.inf else None,
-            )
+        fit = fit_power_law(data, device)
+        if fit is not None:
+            out.update(fit_columns(fit, evals))
     return out
+
+
+def fit_columns(fit: PowerLawFit, evals: np.ndarray) -> dict[str, float | int | None]:
+    """The columns a fit gives, over all eigenvalues `evals` (ascending): alpha, D, xmin, xmax, num_pl_spikes, and
+    the norms weighted by alpha."""
+    with np.errstate(over="ignore", under="ignore"):
+        alpha_norm = float(np.sum(evals**fit.alpha))  # 0 or inf for a degenerate fit's huge alpha: NULL
+    lam_max = float(evals[-1])
+    return {
+        "alpha": fit.alpha,
+        "D": fit.D,
+        "xmin": fit.xmin,
+        "xmax": fit.xmax,
+        "num_pl_spikes": int(np.count_nonzero(evals >= fit.xmin)),
+        "alpha_weighted": fit.alpha * math.log10(lam_max) if lam_max > 0 else None,
+        "log_alpha_norm": math.log10(alpha_norm) if 0 < alpha_norm < math.inf else None,
+    }

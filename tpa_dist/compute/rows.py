@@ -100,9 +100,103 @@ class MatrixRow(SpectralColumns):
     min: float | None = None
     max: float | None = None
     sparsity: float | None = None
+    rmt: RmtRow | None = None  # --rmt: stored in rmt_analysis (not a column of matrix_analysis)
 
 
-MATRIX_COLUMNS = tuple(f.name for f in fields(MatrixRow))
+MATRIX_COLUMNS = tuple(f.name for f in fields(MatrixRow) if f.name != "rmt")
+
+
+@dataclass(kw_only=True)
+class RmtRow:
+    """One row of rmt_analysis: WeightWatcher's per-layer columns for one matrix (compute/rmt.py), under its names.
+    Columns of a part switched off ([rmt]) stay NULL; `traps` (row, col, value) of the largest entries go to
+    rmt_traps."""
+
+    matrix_key: str
+    rmt_id: str  # RmtSettings.rmt_id(): which [rmt] settings produced it
+    N: int  # noqa: N815 - WeightWatcher's names: the long and short side, Q = N/M
+    M: int  # noqa: N815
+    Q: float  # noqa: N815
+    num_evals: int
+    sv_max: float | None = None
+    sv_min: float | None = None
+    matrix_rank: int | None = None
+    rank_loss: int | None = None
+    weak_rank_loss: int | None = None
+    entropy: float | None = None
+    # the power-law fit WeightWatcher's `fit`/`fix_fingers` options choose ([rmt] fit, fix_fingers)
+    fit: str | None = None
+    status: str | None = None  # success | failed
+    alpha: float | None = None
+    xmin: float | None = None
+    xmax: float | None = None
+    D: float | None = None  # noqa: N815
+    sigma: float | None = None
+    num_pl_spikes: int | None = None
+    alpha_weighted: float | None = None
+    log_alpha_norm: float | None = None
+    tpl_lambda: float | None = None  # the truncated power law's cutoff, WeightWatcher's Lambda
+    num_fingers: int | None = None
+    raw_alpha: float | None = None
+    # Marchenko–Pastur fit
+    num_spikes: int | None = None
+    sigma_mp: float | None = None
+    mp_softrank: float | None = None
+    bulk_min: float | None = None
+    bulk_max: float | None = None
+    W_scale: float | None = None  # noqa: N815
+    # the element-wise shuffled matrix
+    seed: int | None = None
+    replicas: int | None = None
+    max_rand_eval: float | None = None
+    rand_distance: float | None = None
+    ww_softrank: float | None = None
+    ww_maxdist: float | None = None
+    rand_num_spikes: int | None = None
+    rand_sigma_mp: float | None = None
+    rand_mp_softrank: float | None = None
+    rand_bulk_min: float | None = None
+    rand_bulk_max: float | None = None
+    rand_W_scale: float | None = None  # noqa: N815
+    # detX = 1 (ERG)
+    detX_num: int | None = None  # noqa: N815
+    detX_val: float | None = None  # noqa: N815
+    detX_val_unrescaled: float | None = None  # noqa: N815
+    ERG_gap: int | None = None  # noqa: N815
+    # eigenvector localization, over the bulk (below xmin) and the tail
+    bulk_mean_vec_entropy: float | None = None
+    bulk_var_vec_entropy: float | None = None
+    tail_mean_vec_entropy: float | None = None
+    tail_var_vec_entropy: float | None = None
+    bulk_mean_loc_ratio: float | None = None
+    bulk_var_loc_ratio: float | None = None
+    tail_mean_loc_ratio: float | None = None
+    tail_var_loc_ratio: float | None = None
+    bulk_mean_part_ratio: float | None = None
+    bulk_var_part_ratio: float | None = None
+    tail_mean_part_ratio: float | None = None
+    tail_var_part_ratio: float | None = None
+    seconds: float | None = None  # the RMT analyses' own time
+    traps: list[tuple[int, int, float]] | None = None  # (row, col, value) of each trap, largest |value| first
+
+    def update(self, values: dict[str, object]) -> None:
+        """Set columns by name; a name that is not a column is an error."""
+        names = {f.name for f in fields(self)}
+        for key, value in values.items():
+            if key not in names:
+                raise TypeError(f"RmtRow has no column {key!r}")
+            setattr(self, key, value)
+
+    def finite(self) -> None:
+        """NaN and ±Inf as NULL (an empty bulk's mean, a failed fit's norms)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                setattr(self, f.name, None)
+
+
+RMT_COLUMNS = tuple(f.name for f in fields(RmtRow) if f.name != "traps")
+TRAP_CAP = 64  # correlation traps named per matrix (their count is rand_num_spikes, whatever it is)
 
 
 @dataclass

@@ -10,6 +10,7 @@ the condition number, which bounds the absolute error of every σ by ~sqrt(n·ep
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ class SpectrumResult:
     stats: RunningStats
     method: str
     device: str
+    vectors: np.ndarray | None = None  # with vectors=True: the Gram's eigenvectors, columns in σ's order
 
 
 _TORCH_VIEW = {
@@ -90,8 +92,15 @@ class PowerOfTwoScale:
 
 
 def _torch_gram(
-    region: Region, block_bytes: int, transpose: bool, n: int, stats: RunningStats, device: str, scale: PowerOfTwoScale
-) -> np.ndarray:
+    region: Region,
+    block_bytes: int,
+    transpose: bool,
+    n: int,
+    stats: RunningStats,
+    device: str,
+    scale: PowerOfTwoScale,
+    vectors: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     import torch
 
     gram = torch.zeros((n, n), dtype=torch.float64, device=device)
@@ -101,7 +110,7 @@ def _torch_gram(
         b = torch.from_numpy(raw).to(device) if host else _to_device(raw, region.dtype, device)
         stats.update_torch(b)
         if not stats.finite:
-            return np.zeros((0,))
+            return np.zeros((0,)), None
         if wide or host:
             by, rescale = scale.block_factor(float(b.abs().max()) if b.numel() else 0.0)
             if rescale is not None:
@@ -110,19 +119,27 @@ def _torch_gram(
                 b = torch.ldexp(b, torch.tensor(float(by), dtype=torch.float64, device=device))
         gram.addmm_(b.T, b)
         del b
-    lam = torch.linalg.eigvalsh(gram)
-    return lam.cpu().numpy()
+    if vectors:
+        lam, vec = torch.linalg.eigh(gram)
+        return lam.cpu().numpy(), vec.cpu().numpy()
+    return torch.linalg.eigvalsh(gram).cpu().numpy(), None
 
 
 def _numpy_gram(
-    region: Region, block_bytes: int, transpose: bool, n: int, stats: RunningStats, scale: PowerOfTwoScale
-) -> np.ndarray:
+    region: Region,
+    block_bytes: int,
+    transpose: bool,
+    n: int,
+    stats: RunningStats,
+    scale: PowerOfTwoScale,
+    vectors: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
     gram = np.zeros((n, n), dtype=np.float64)
     check = region.dtype in WIDE_DTYPES or region.needs_host_decode  # narrower dtypes cannot leave the safe range
     for block in iter_blocks(region, block_bytes, transpose):
         stats.update(block)
         if not stats.finite:
-            return np.zeros((0,))
+            return np.zeros((0,)), None
         if check:
             by, rescale = scale.block_factor(max(abs(stats.block_lo), abs(stats.block_hi)))
             if rescale is not None:
@@ -130,7 +147,9 @@ def _numpy_gram(
             if by:
                 block = np.ldexp(block, by)
         gram += block.T @ block  # numpy dispatches Bᵀ·B to syrk
-    return np.linalg.eigvalsh(gram)
+    if vectors:
+        return np.linalg.eigh(gram)
+    return np.linalg.eigvalsh(gram), None
 
 
 def matrix_spectrum(
@@ -139,21 +158,50 @@ def matrix_spectrum(
     sparsity_threshold: float = DEFAULT_SPARSITY_THRESHOLD,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     device: str = "cpu",
+    vectors: bool = False,
 ) -> SpectrumResult:
-    """Singular values (descending) and element statistics of one stored matrix, in one streaming pass."""
-    transpose = region.rows < region.cols  # Gram of the smaller side
+    """Singular values (descending) and element statistics of one stored matrix, in one streaming pass; with
+    `vectors`, also the Gram's eigenvectors (the singular vectors of the smaller side), from the same eigh."""
+    # Gram of the smaller side; a square matrix's vectors are its left ones (W·Wᵀ), as WeightWatcher's
+    transpose = region.rows < region.cols or (vectors and region.rows == region.cols)
     n = min(region.rows, region.cols)
     stats = RunningStats(sparsity_threshold)
     scale = PowerOfTwoScale()
     if device == "cpu":
-        lam = _numpy_gram(region, block_bytes, transpose, n, stats, scale)
+        lam, vec = _numpy_gram(region, block_bytes, transpose, n, stats, scale, vectors)
     else:  # "cuda", "cuda:1", or "torch-cpu" (the GPU code path run on the CPU: fake-GPU tests)
         target = "cpu" if device == "torch-cpu" else device
-        lam = _torch_gram(region, block_bytes, transpose, n, stats, target, scale)
+        lam, vec = _torch_gram(region, block_bytes, transpose, n, stats, target, scale, vectors)
     if not stats.finite:
         raise TensorDataError(region.name, "contains NaN or Inf values")
     sv = scale.singular_values(lam)
-    return SpectrumResult(sv, stats, "gram_eigvalsh_f64", device)
+    return SpectrumResult(sv, stats, "gram_eigvalsh_f64", device, vec[:, ::-1] if vec is not None else None)
+
+
+def gram_singular_values(blocks: Iterable[np.ndarray], n: int, device: str = "cpu") -> np.ndarray:
+    """Singular values (descending) of the matrix whose float64 row blocks of width n stream by — the same
+    float64 Gram and eigvalsh as matrix_spectrum, on `device`, with the same power-of-two range guard."""
+    scale = PowerOfTwoScale()
+    if device == "cpu":
+        gram = np.zeros((n, n), dtype=np.float64)
+        for block in blocks:
+            by, rescale = scale.block_factor(float(np.abs(block).max()) if block.size else 0.0)
+            if rescale is not None:
+                gram *= 2.0**rescale
+            b = np.ldexp(block, by) if by else block
+            gram += b.T @ b
+        return scale.singular_values(np.linalg.eigvalsh(gram))
+    import torch
+
+    target = "cpu" if device == "torch-cpu" else device
+    g = torch.zeros((n, n), dtype=torch.float64, device=target)
+    for block in blocks:
+        by, rescale = scale.block_factor(float(np.abs(block).max()) if block.size else 0.0)
+        if rescale is not None:
+            g.mul_(2.0**rescale)
+        b = torch.from_numpy(np.ldexp(block, by) if by else block).to(target)
+        g.addmm_(b.T, b)
+    return scale.singular_values(torch.linalg.eigvalsh(g).cpu().numpy())
 
 
 def vector_stats(

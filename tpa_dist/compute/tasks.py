@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from tpa_dist.checkpoint.catalog import TensorInfo
 from tpa_dist.checkpoint.dtypes import FLOAT_DTYPES, ITEMSIZE
 from tpa_dist.checkpoint.reader import Region
-from tpa_dist.settings import METHOD_VERSION, AnalysisSettings, DeltaSettings  # noqa: F401 - re-exported
+from tpa_dist.settings import METHOD_VERSION, AnalysisSettings, DeltaSettings, RmtSettings  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class MatrixTask:
     note: str | None = None  # why a tensor is skipped (kind "skipped")
     hub: tuple[str, str] | None = None  # (repo id, commit sha): a node that cannot see `shard` fetches it
     synth: tuple[str, int] | None = None  # (preset, seed): a node that cannot see `shard` writes the preset itself
+    rmt: RmtSettings | None = None  # --rmt: WeightWatcher's analyses too (compute/rmt_task.py)
 
     @property
     def nbytes(self) -> int:
@@ -48,6 +49,8 @@ class MatrixTask:
         if self.kind != "matrix":
             return float(self.region.rows)
         m, n = max(self.region.rows, self.region.cols), min(self.region.rows, self.region.cols)
+        if self.rmt is not None:  # the shuffled matrix's Gram and eigvalsh, and eigh with vectors
+            return 2.0 * m * n * n + 12.0 * n**3
         return float(m) * n * n + 4.0 * n**3
 
 

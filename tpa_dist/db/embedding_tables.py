@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 
@@ -36,8 +38,30 @@ def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: Embe
                     "seed": seed,
                     "seconds": res.seconds,
                     "run_id": run_id,
+                    "metric": res.metric,
+                    "recommended_k": res.recommended_k,
+                    "phase_seconds": json.dumps({k: round(v, 4) for k, v in res.phases.items()}),
                 }
             ]
+        ),
+        "emb_geometry": pa.Table.from_pylist([{**key, **res.geometry}]),
+        "emb_gap": pa.Table.from_pylist(
+            [{**key, **g} for g in res.gaps],
+            schema=pa.schema(
+                [(c, pa.string()) for c in key]
+                + [("k", pa.int32())]
+                + [(c, pa.float64()) for c in ("gap", "gap_sd", "log_wk")]
+            ),
+        ),
+        "emb_projection": pa.table(
+            {
+                "model_id": [model_id] * len(res.projection),
+                "revision": [revision] * len(res.projection),
+                "param_name": [res.param_name] * len(res.projection),
+                "token_id": pa.array([p[0] for p in res.projection], pa.int32()),
+                "pc1": pa.array([p[1] for p in res.projection], pa.float64()),
+                "pc2": pa.array([p[2] for p in res.projection], pa.float64()),
+            }
         ),
         "emb_clusters": pa.Table.from_pylist(
             [
@@ -61,6 +85,7 @@ def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: Embe
                 "token": res.tokens,
                 "cluster": pa.array(cluster, mask=cluster < 0).cast(pa.int32()),
                 "excluded": excluded,
+                "token_class": res.classes or [None] * n,
             }
         ),
     }

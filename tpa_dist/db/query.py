@@ -115,6 +115,8 @@ def run_sql(
 ) -> QueryResult:
     """`tpa-dist sql`: a query or a .sql file (header comments allowed); `$models` is bound to `models`, or to
     every model in the database when not given."""
+    if sql_file is not None and not Path(sql_file).exists():
+        query, sql_file = bundled_section(str(sql_file)), None
     if sql_file is not None:
         try:
             query = read_text_limited(sql_file, MAX_SQL_BYTES)
@@ -132,6 +134,22 @@ def run_sql(
         params = {"models": models}
     limits = dict(max_bytes=max_bytes, timeout_s=timeout_s, memory_mib=memory_mib)
     return run_query(db, body, params, max_rows=MAX_ROWS if max_rows is None else max_rows, **limits)
+
+
+def bundled_section(name: str) -> str:
+    """The SQL of a bundled report section by name — `05_compressibility`, `05_compressibility.sql` or
+    `compressibility` — for `tpa-dist sql --file NAME`; an unknown name is an error listing the names there are."""
+    from tpa_dist.db.sqlfiles import sql_files
+
+    sections = {f.name.removesuffix(".sql"): f for f in sql_files("reports")}
+    key = name.removesuffix(".sql")
+    found = sections.get(key) or next((f for stem, f in sections.items() if stem.split("_", 1)[-1] == key), None)
+    if found is None:
+        raise StoreError(
+            f"--file {name}: no such file, and no bundled report section of that name; the sections are: "
+            + ", ".join(sorted(sections))
+        )
+    return found.read_text(encoding="utf-8")
 
 
 #: columns newer than some stored databases: read as NULL from those (a read-only connection cannot add them)
@@ -171,9 +189,20 @@ def show_latest(con: duckdb.DuckDBPyConnection, latest: bool = True) -> None:
 
 def plan_objects(con: duckdb.DuckDBPyConnection) -> None:
     """On this (read-only) connection, the project's views and macros (sql/views.sql) as temporary ones: a database
-    stored before a view existed has it too (the same definitions shadow the stored ones)."""
+    stored before a view existed has it too (the same definitions shadow the stored ones), and a table it lacks
+    (stored before --rmt existed) is there empty, so the views over it read as no rows."""
     from tpa_dist.db.sqlfiles import sql_text, statements
 
+    have = {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() OR temporary"
+        ).fetchall()
+    }
+    for stmt in statements(sql_text("schema.sql")):
+        found = re.match(r"^CREATE TABLE IF NOT EXISTS (\w+)", stmt)
+        if found and found.group(1) not in have:
+            con.execute(stmt.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE", 1))
     for stmt in statements(sql_text("views.sql")):
         con.execute(re.sub(r"^CREATE OR REPLACE (VIEW|MACRO)", r"CREATE OR REPLACE TEMP \1", stmt))
 

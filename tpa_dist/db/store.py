@@ -17,6 +17,7 @@ from tpa_dist.compute.rows import (
     DELTA_STAMPED,
     MATRIX_COLUMNS,
     MODEL_COLUMNS,
+    RMT_COLUMNS,
     STAMPED,
     DeltaRow,
     MatrixRow,
@@ -304,6 +305,11 @@ class Store:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def done_rmt(self, model_id: str, revision: str, settings_id: str, rmt_id: str) -> set[str]:
+        """Matrix keys with an rmt_analysis row for these settings (--rmt resumes on them)."""
+        params = dict(model_id=model_id, revision=revision, settings_id=settings_id, rmt_id=rmt_id)
+        return {r[0] for r in self.con.execute(sql_text("store/done_rmt.sql"), params).fetchall()}
+
     def matrix_norms(self, model_id: str, revision: str, settings_id: str) -> dict[str, tuple[float, float]]:
         """matrix_key -> (‖W‖_F, ‖W‖₂) of the matrices stored for one (model, revision, settings)."""
         params = dict(model_id=model_id, revision=revision, settings_id=settings_id)
@@ -388,15 +394,48 @@ class Store:
                 "singular_values": pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float64())),
             }
         )
+        rmt = _rmt_tables([r for r in rows if r.rmt is not None and r.status == "ok"], stamps)
         with self.transaction():
             self.con.register("batch_rows", batch_rows)
             self.con.register("batch_spectra", batch_spectra)
             self._run("store/insert_batch.sql", {})
             self.con.unregister("batch_rows")
             self.con.unregister("batch_spectra")
+            if rmt is not None:
+                self.con.register("batch_rmt", rmt[0])
+                self.con.register("batch_traps", rmt[1])
+                self._run("store/insert_rmt.sql", {})
+                self.con.unregister("batch_rmt")
+                self.con.unregister("batch_traps")
             self._write_pause()
         if self.faults.write_pause_s:
             Path(f"{self.path}.writing").unlink(missing_ok=True)
+
+
+def _rmt_tables(rows: list[MatrixRow], stamps: dict[str, object]) -> tuple[pa.Table, pa.Table] | None:
+    """(rmt_analysis rows, rmt_traps rows) of the matrices analyzed with --rmt, or None."""
+    if not rows:
+        return None
+    ident = {
+        "model_id": [r.model_id for r in rows],
+        "revision": [r.revision for r in rows],
+        "settings_id": [stamps["settings_id"]] * len(rows),
+        "run_id": [stamps["run_id"]] * len(rows),
+    }
+    columns = {**ident, **{name: [getattr(r.rmt, name) for r in rows] for name in RMT_COLUMNS}}
+    traps: dict[str, list] = {k: [] for k in ("model_id", "revision", "matrix_key", "rmt_id", "trap")}
+    traps.update(row_index=[], col_index=[], value=[])
+    for r in rows:
+        for i, (row, col, value) in enumerate(r.rmt.traps or []):
+            for key, v in zip(traps, (r.model_id, r.revision, r.matrix_key, r.rmt.rmt_id, i, row, col, value)):
+                traps[key].append(v)
+    traps["settings_id"] = [stamps["settings_id"]] * len(traps["trap"])
+    schema = pa.schema(
+        [(k, pa.string()) for k in ("model_id", "revision", "matrix_key", "rmt_id")]
+        + [("trap", pa.int32()), ("row_index", pa.int64()), ("col_index", pa.int64()), ("value", pa.float64())]
+        + [("settings_id", pa.string())]
+    )
+    return pa.table(columns), pa.table(traps, schema=schema)
 
 
 def _delta_tables(

@@ -62,6 +62,12 @@ def stored_results(db: str | Path, model_id: str, revision: str) -> list[Embeddi
                     silhouette_k=choice["silhouette_k"],
                     degenerate=choice["degenerate"],
                     include_special=bool(choice["include_special"]),
+                    metric=choice["metric"] or "euclidean",
+                    recommended_k=choice["recommended_k"],
+                    gaps=rows("embedding_gap"),
+                    classes=[t["token_class"] for t in tokens],
+                    projection=[(p["token_id"], p["pc1"], p["pc2"]) for p in rows("embedding_projection")],
+                    phases=json.loads(choice["phase_seconds"]) if choice["phase_seconds"] else {},
                 )
             )
         return out
@@ -81,7 +87,7 @@ def model_files(out_dir: Path, model_id: str) -> list[Path]:
     """The per-model files a run with embeddings leaves (anova_curve.png included)."""
     folder, name = model_folder(out_dir, model_id)
     names = ["clustering_results.json", "cluster_representatives.json", f"{name}_embedding.csv", "anova_curve.png"]
-    return [folder / n for n in names]
+    return [folder / n for n in names] + [folder / "embedding_projection.png"]
 
 
 def anova_figure(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> Figure:
@@ -89,6 +95,15 @@ def anova_figure(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -
     from tpa_dist.report.plots import anova_curve
 
     return Figure(model_folder(out_dir, model_id)[0] / "anova_curve.png", anova_curve, (model_id, results))
+
+
+def projection_figure(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> Figure:
+    """embedding_projection.png: the rows on their top two principal axes, by cluster and by token class."""
+    from tpa_dist.report.plots import embedding_projection
+
+    return Figure(
+        model_folder(out_dir, model_id)[0] / "embedding_projection.png", embedding_projection, (model_id, results)
+    )
 
 
 def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> list[Path]:
@@ -113,6 +128,10 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
             },
             "chosen_k": r.chosen_k,
             "rule": r.rule,
+            "metric": r.metric,
+            "recommended_k": r.recommended_k,
+            "gap": r.gaps,
+            "phase_seconds": r.phases,
             "silhouette_k": r.silhouette_k,
             "elbow_k": r.elbow_k,
             "degenerate": r.degenerate,
@@ -129,11 +148,13 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
     write_atomic(folder / "cluster_representatives.json", json.dumps(reps, indent=1, ensure_ascii=False))
     buf = io.StringIO(newline="")
     writer = csv.writer(buf)
-    writer.writerow(["tensor", "token_id", "token", "cluster", "excluded"])
+    writer.writerow(["tensor", "token_id", "token", "cluster", "excluded", "token_class"])
     for r in results:
         cluster = dict(zip(r.row_ids.tolist(), r.labels.tolist()))
+        classes = r.classes or [None] * r.vocab_rows
         writer.writerows(
-            (r.param_name, i, r.tokens[i], cluster.get(i, ""), r.excluded.get(i, "")) for i in range(r.vocab_rows)
+            (r.param_name, i, r.tokens[i], cluster.get(i, ""), r.excluded.get(i, ""), classes[i] or "")
+            for i in range(r.vocab_rows)
         )
     csv_path = write_atomic(folder / f"{name}_embedding.csv", buf.getvalue())
     return [folder / "clustering_results.json", folder / "cluster_representatives.json", csv_path]

@@ -261,16 +261,26 @@ def esd(
     xmin: str,
     facet: str | None = None,
     palette: Palette | None = None,
+    bulk_max: str | None = None,
+    q: str | None = None,
 ) -> bytes:
     """The empirical spectral density of one matrix per panel (log-log), with its power-law fit drawn in the
-    histogram's colour from xmin."""
+    histogram's colour from xmin; with `bulk_max` and `q` columns (--rmt), also the fitted Marchenko–Pastur density
+    and its bulk edge λ+."""
     palette = palette or Palette()
     groups: dict[str, dict] = {}
     for r in rows:
         d = dict(zip(cols, r))
         g = groups.setdefault(
             str(d[series]),
-            {"values": [], "alpha": d[alpha], "xmin": d[xmin], "model": d[facet] if facet else d[series]},
+            {
+                "values": [],
+                "alpha": d[alpha],
+                "xmin": d[xmin],
+                "model": d[facet] if facet else d[series],
+                "edge": d[bulk_max] if bulk_max else None,
+                "q": d[q] if q else None,
+            },
         )
         if d[value] and d[value] > 0:
             g["values"].append(d[value])
@@ -295,6 +305,8 @@ def esd(
                     linewidth=2,
                     label=f"power law α = {a:.2f}, xmin = {lo:.3g}",
                 )
+            if g["edge"] and g["q"]:
+                _marchenko_pastur(ax, lam, float(g["edge"]), float(g["q"]))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.minorticks_off()
@@ -303,6 +315,55 @@ def esd(
         ax.set_title(name if len(name) <= 80 else name[:38] + " … " + name[-38:], fontsize=8)
         _legend(ax)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _marchenko_pastur(ax, lam: np.ndarray, edge: float, q: float) -> None:  # noqa: ANN001 - a matplotlib Axes
+    """The MP density whose upper edge is the fitted bulk edge λ+ (aspect ratio q = N/M ≥ 1), scaled to the share
+    of eigenvalues inside the bulk, and λ+ as a vertical line."""
+    y = 1.0 / q
+    s2 = edge / (1 + np.sqrt(y)) ** 2  # the element variance the fit implies, in the ESD's units
+    lo = s2 * (1 - np.sqrt(y)) ** 2
+    xs = np.logspace(np.log10(max(lo, lam.min())), np.log10(edge), 200)[1:-1]
+    density = np.sqrt(np.clip((edge - xs) * (xs - lo), 0, None)) / (2 * np.pi * s2 * y * xs)
+    ax.plot(xs, float(np.mean(lam <= edge)) * density, "-", color="black", linewidth=1.2, label="Marchenko–Pastur fit")
+    ax.axvline(edge, color="black", linestyle=":", linewidth=1.2, label=f"bulk edge λ+ = {edge:.3g}")
+
+
+def embedding_projection(model_id: str, results: list) -> bytes:  # noqa: ANN001 - EmbeddingResult
+    """Each embedding's rows (a sample of ≤ 5,000) on their top two principal axes: coloured by cluster of the
+    chosen k (left) and by token class (right)."""
+    fig, axes = plt.subplots(
+        max(1, len(results)), 2, figsize=(FIG_W / DPI, FIG_H * max(1, len(results)) / DPI), dpi=DPI, squeeze=False
+    )
+    for (left, right), res in zip(axes, results):
+        if not res.projection:
+            for ax in (left, right):
+                ax.text(0.5, 0.5, "no projection stored (analyzed before it existed)", ha="center", va="center")
+                ax.set_axis_off()
+            continue
+        cluster = dict(zip(res.row_ids.tolist(), res.labels.tolist()))
+        classes = res.classes or []
+        ids = [p[0] for p in res.projection]
+        xs = np.array([p[1] for p in res.projection])
+        ys = np.array([p[2] for p in res.projection])
+        labels = np.array([cluster.get(i, -1) for i in ids])
+        cmap = plt.get_cmap("tab20")
+        left.scatter(xs, ys, s=3, c=[cmap(c % 20) for c in labels], alpha=0.6, linewidths=0)
+        left.set_title(f"{res.param_name}: by cluster (k = {res.chosen_k}, {res.metric})", fontsize=8)
+        kinds = [classes[i] if i < len(classes) and classes[i] else "unknown" for i in ids]
+        for j, kind in enumerate(sorted(set(kinds), key=kinds.count, reverse=True)):
+            mask = np.array([k == kind for k in kinds])
+            right.scatter(xs[mask], ys[mask], s=3, color=OKABE_ITO[j % len(OKABE_ITO)], alpha=0.6, linewidths=0,
+                          label=f"{kind} ({int(mask.sum()):,})")  # fmt: skip
+        right.set_title(f"{res.param_name}: by token class", fontsize=8)
+        right.legend(loc="best", fontsize=7, markerscale=3)
+        for ax in (left, right):
+            ax.set_xlabel("principal axis 1", fontsize=8)
+            ax.set_ylabel("principal axis 2", fontsize=8)
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"{model_id}: token embeddings on their top two principal axes", fontsize=9)
     fig.tight_layout()
     return _png(fig)
 
@@ -336,11 +397,25 @@ def anova_curve(model_id: str, results: list) -> bytes:  # noqa: ANN001 - embedd
             fontsize=8,
             color=color,
         )
+        if res.recommended_k is not None:
+            rec = res.recommended_k
+            for ax in axes:
+                ax.axvline(rec, linestyle=":", color=color, linewidth=1.5)
+            words = "no k gives real clusters" if rec == 1 else f"recommended k = {rec}"
+            axes[1].annotate(
+                f"{words} (gap statistic)",
+                (max(rec, ks[0]), 0.05),
+                xycoords=("data", "axes fraction"),
+                ha="left",
+                va="bottom",
+                fontsize=8,
+                color=color,
+            )
         if res.degenerate:
             warnings.append(f"{res.param_name}: k = {res.chosen_k} is degenerate — {res.degenerate}")
     axes[-1].set_xlabel("number of clusters k")
     axes[0].legend(loc="best", fontsize=7)
-    title = f"{model_id}: k-means of the token embeddings (chosen k = argmax F, dashed)"
+    title = f"{model_id}: k-means of the token embeddings (chosen k = argmax F, dashed; recommended k, dotted)"
     if warnings:
         title += "\n" + "\n".join(textwrap.fill(w, 140) for w in warnings)
     fig.suptitle(title, fontsize=9, color="#a00" if warnings else "black")

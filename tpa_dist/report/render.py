@@ -126,7 +126,19 @@ def _draw(sec: Section, cols: list[str], rows: list[tuple], palette: plots.Palet
         )
     if sec.draw == "histogram":
         return plots.histogram(sec.title, cols, rows, o["value"], o["series"], palette)
-    return plots.esd(sec.title, cols, rows, o["value"], o["series"], o["alpha"], o["xmin"], o.get("facet"), palette)
+    return plots.esd(
+        sec.title,
+        cols,
+        rows,
+        o["value"],
+        o["series"],
+        o["alpha"],
+        o["xmin"],
+        o.get("facet"),
+        palette,
+        bulk_max=o.get("bulk_max"),
+        q=o.get("q"),
+    )
 
 
 def render(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[str]) -> list[Rendered]:
@@ -325,6 +337,27 @@ def _html_table(r: Rendered, models: list[str]) -> list[str]:
     return out
 
 
+def check_models(con: duckdb.DuckDBPyConnection, db: str | Path, models: list[str] | None) -> list[str]:
+    """The models to report: all analyzed ones, or the ones asked for — each of which must be stored (a typo is an
+    error naming the models there are, never an empty report)."""
+    tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    if "matrix_analysis" not in tables:
+        raise ReportError(
+            f"{db}: not a tpa-dist database (it has no matrix_analysis table): analyze models into it first with "
+            f"`tpa-dist submit --db {db} --models ...`"
+        )
+    stored = [m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis ORDER BY 1").fetchall()]
+    if not stored:
+        raise ReportError(f"{db}: no model has analyzed matrices yet (`tpa-dist status --db {db}` shows the runs)")
+    if not models:
+        return stored
+    unknown = [m for m in models if m not in stored]
+    if unknown:
+        shown = ", ".join(stored[:10]) + (f" and {len(stored) - 10} more" if len(stored) > 10 else "")
+        raise ReportError(f"{db}: no analyzed model named {', '.join(map(repr, unknown))}; stored: {shown}")
+    return models
+
+
 def write_report(
     db: str | Path,
     out_dir: str | Path,
@@ -342,10 +375,9 @@ def write_report(
     on_stage("report")
     con = open_sandbox(db)
     try:
+        models = check_models(con, db, models)
         show_latest(con, latest=not all_revisions)
         plan_objects(con)  # the plan views, also in databases stored before they existed
-        if not models:
-            models = [m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis ORDER BY 1").fetchall()]
         rendered = query(con, sections, models)
     finally:
         close(con)

@@ -148,6 +148,8 @@ class Driver:
                 self.summary.run_id, " ".join(job.argv or sys.argv), config, versions(), socket.gethostname()
             )
             store.upsert_settings(self.settings_id, self.settings.as_dict())
+            if job.rmt.enabled:
+                store.upsert_settings(job.rmt.rmt_id(), {"rmt": job.rmt.as_dict()})
             self.summary.phases["startup"] = process_age()
             with self._phase("plan"):
                 self.plan(store)
@@ -312,7 +314,13 @@ class Driver:
     def _model_files(self) -> None:
         """Each model's embedding files, from the stored rows: for the embeddings clustered now, and for those
         clustered before whose files are missing (a full disk, a new --output-dir)."""
-        from tpa_dist.report.embedding_files import anova_figure, model_files, stored_results, write_files
+        from tpa_dist.report.embedding_files import (
+            anova_figure,
+            model_files,
+            projection_figure,
+            stored_results,
+            write_files,
+        )
 
         out = Path(self.job.output_dir)
         for m in self.models:
@@ -325,6 +333,7 @@ class Driver:
                 if results:
                     write_files(out, m.model_id, results)
                     self.figures.append(anova_figure(out, m.model_id, results))
+                    self.figures.append(projection_figure(out, m.model_id, results))
             except Exception as exc:  # noqa: BLE001 - one model's files never cost the others
                 self.summary.fail(f"{m.model_id}: embedding files not written: {describe_failure(exc)}")
 

@@ -18,7 +18,7 @@ from tpa_dist.compute.tasks import DeltaTask, LoraFactors, MatrixTask, plan_task
 from tpa_dist.db.store import Store, is_interrupt
 from tpa_dist.errors import TpaError, describe
 from tpa_dist.jobs import Job, parse_model_entry
-from tpa_dist.settings import DeltaSettings
+from tpa_dist.settings import DeltaSettings, RmtSettings
 from tpa_dist.sources.adapter import Adapter, is_adapter, open_adapter
 from tpa_dist.sources.resolve import ModelSource, resolve
 
@@ -64,9 +64,18 @@ class PlannedModel:
         )
 
 
-def plan_model(spec: str, store: Store, settings_id: str, *, seed: int, force: bool, embedding: bool) -> PlannedModel:
+def plan_model(
+    spec: str,
+    store: Store,
+    settings_id: str,
+    *,
+    seed: int,
+    force: bool,
+    embedding: bool,
+    rmt: RmtSettings | None = None,
+) -> PlannedModel:
     """Resolve, catalog and plan `spec` (``NAME=SPEC`` names the model); raise on any problem (the caller
-    records it as this model's failure)."""
+    records it as this model's failure). With `rmt`, a matrix counts as done only with its rmt_analysis row."""
     name, target = parse_model_entry(spec)
     source = resolve(target, seed=seed, stream=True, name=name)
     catalog = open_model(source.path, remote=source.remote)
@@ -78,6 +87,12 @@ def plan_model(spec: str, store: Store, settings_id: str, *, seed: int, force: b
     elif source.kind == "synth":  # ... and write a synthetic preset themselves (it is deterministic in its seed)
         tasks = [replace(t, synth=(target.split(":", 1)[1], seed)) for t in tasks]
     done = set() if force else store.done_keys(source.model_id, revision, settings_id)
+    if rmt is not None:
+        tasks = [replace(t, rmt=rmt) if t.kind == "matrix" else t for t in tasks]
+        with_rmt = store.done_rmt(source.model_id, revision, settings_id, rmt.rmt_id()) if done else set()
+        done = {
+            t.matrix_key for t in tasks if t.matrix_key in done and (t.kind != "matrix" or t.matrix_key in with_rmt)
+        }
     planned = PlannedModel(
         spec, source, revision, catalog, tensors, tasks, [t for t in tasks if t.matrix_key not in done]
     )
@@ -207,7 +222,15 @@ def _plan_one(
 ) -> PlannedModel | None:
     try:
         a = job.analysis
-        planned = plan_model(spec, store, settings_id, seed=a.seed, force=a.force, embedding=job.embedding.enabled)
+        planned = plan_model(
+            spec,
+            store,
+            settings_id,
+            seed=a.seed,
+            force=a.force,
+            embedding=job.embedding.enabled,
+            rmt=job.rmt if job.rmt.enabled else None,
+        )
         if planned.key in by_key:
             first = by_key[planned.key]
             plan.warnings.append(f"model {spec}: same model and revision as {first.spec}; analyzed once")

@@ -1,0 +1,330 @@
+"""--rmt against WeightWatcher itself, column by column, on trained weights (all-MiniLM-L6-v2), and its parts alone:
+the bounded shuffle, the planted correlation traps, the fit variants, resume and the torch path."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import warnings
+from dataclasses import replace
+
+import duckdb
+import numpy as np
+import pytest
+import scipy.linalg as sl
+from safetensors.numpy import load_file, save_file
+
+import tpa_dist
+from tpa_dist.checkpoint.catalog import open_model
+from tpa_dist.compute import shuffle
+from tpa_dist.compute.analysis import analyze_task
+from tpa_dist.compute.powerlaw_fits import chosen_fit
+from tpa_dist.compute.rmt import vector_columns
+from tpa_dist.compute.tasks import tasks_for_tensor
+from tpa_dist.settings import RmtSettings
+
+from .conftest import minilm_folder
+
+# four trained MiniLM matrices of three shapes (tall 512 × 384, square, 1536 × 384 both ways) and one with traps
+LAYERS = (
+    "embeddings.position_embeddings",
+    "encoder.layer.0.attention.self.key",
+    "encoder.layer.0.intermediate.dense",
+    "encoder.layer.0.output.dense",
+)
+TRAPPED = "encoder.layer.1.attention.self.query"
+PLANTED = ((7, 300), (150, 20), (333, 111))  # (row, col) of the planted large entries
+INTEGERS = ("N", "M", "num_evals", "matrix_rank", "rank_loss", "weak_rank_loss", "num_pl_spikes", "num_spikes")
+INTEGERS += ("detX_num", "num_ERG_spikes", "ERG_gap", "num_traps", "rand_num_spikes", "layer_id", "rf")
+FLOATS = ("Q", "sv_max", "sv_min", "entropy", "alpha", "xmin", "xmax", "D", "sigma", "alpha_weighted")
+FLOATS += ("log_alpha_norm", "norm", "log_norm", "spectral_norm", "log_spectral_norm", "lambda_max", "stable_rank")
+FLOATS += ("sigma_mp", "mp_softrank", "bulk_min", "bulk_max", "W_scale", "detX_val", "detX_val_unrescaled")
+VECTORS = tuple(f"{part}_{stat}_{m}" for part in ("bulk", "tail") for stat in ("mean", "var")
+                for m in ("vec_entropy", "loc_ratio", "part_ratio"))  # fmt: skip
+STRINGS = ("name", "longname", "layer_type", "warning", "status")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A MiniLM folder with LAYERS as trained, TRAPPED with three entries 5.0 (≈ 100 × the typical |w|) planted."""
+    src = minilm_folder()
+    weights = load_file(str(src / "model.safetensors"))
+    out = tmp_path_factory.mktemp("rmt") / "minilm-part"
+    out.mkdir()
+    chosen = {f"{name}.weight": weights[f"{name}.weight"] for name in LAYERS}
+    trapped = weights[f"{TRAPPED}.weight"].copy()
+    for r, c in PLANTED:
+        trapped[r, c] = 5.0
+    chosen[f"{TRAPPED}.weight"] = trapped
+    save_file(chosen, str(out / "model.safetensors"))
+    shutil.copy(src / "config.json", out / "config.json")
+    return out
+
+
+@pytest.fixture(scope="module")
+def ww_details(folder):
+    """WeightWatcher 0.7.7's analyze() with every option this issue names, on the same folder."""
+    import weightwatcher as ww
+
+    logging.getLogger("weightwatcher").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        details = ww.WeightWatcher(model=str(folder)).analyze(
+            mp_fit=True, randomize=True, detX=True, vectors=True, plot=False
+        )
+    return details.set_index("name")
+
+
+@pytest.fixture(scope="module")
+def db(folder, tmp_path_factory):
+    work = tmp_path_factory.mktemp("rmt-db")
+    job = tpa_dist.Job.create(
+        models=(f"minilm={folder}",),
+        db=str(work / "r.duckdb"),
+        output_dir=str(work / "out"),
+        progress=False,
+        embedding=False,
+        rmt=True,
+        num_workers=2,
+    )
+    assert tpa_dist.submit(job).ok
+    return work / "r.duckdb", job
+
+
+def _ours(path) -> dict[str, dict]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        rel = con.sql("SELECT * FROM weightwatcher_details")
+        cols = rel.columns
+        return {row[cols.index("name")]: dict(zip(cols, row)) for row in rel.fetchall()}
+
+
+def test_every_deterministic_column_equals_weightwatcher(db, ww_details):
+    """Integers exactly, floats to 1e-6 relative, strings equal — layer by layer, through the view."""
+    ours = _ours(db[0])
+    assert set(ours) == set(ww_details.index) == set(LAYERS) | {TRAPPED}
+    for name, mine in ours.items():
+        theirs = ww_details.loc[name]
+        for col in INTEGERS:
+            assert int(mine[col]) == int(theirs[col]), (name, col, mine[col], theirs[col])
+        for col in FLOATS:
+            assert mine[col] == pytest.approx(float(theirs[col]), rel=1e-6, abs=1e-12), (name, col)
+        for col in STRINGS:
+            assert mine[col] == (name if col == "name" else theirs[col]), (name, col)
+        assert mine["has_esd"] and not mine["ww_skipped"]
+
+
+def test_vector_localization_equals_weightwatcher_up_to_its_tail_boundary(folder, db, ww_details):
+    """WeightWatcher splits bulk from tail by comparing scipy.linalg.eig's eigenvalues of X with xmin; eig's
+    rounding puts the eigenvalue equal to xmin in the bulk about half the time (its tail then has
+    num_pl_spikes − 1 vectors). tpa-dist's tail is the top num_pl_spikes; where WeightWatcher's eig count
+    differs, the same columns computed with its count equal WeightWatcher's."""
+    ours = _ours(db[0])
+    weights = load_file(str(folder / "model.safetensors"))
+    boundary = 0
+    for name, mine in ours.items():
+        theirs = ww_details.loc[name]
+        w = weights[f"{name}.weight"].astype(np.float64)
+        x = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        ww_tail = int((np.sort(sl.eig(x)[0].real) >= theirs["xmin"]).sum())
+        if ww_tail == mine["num_pl_spikes"]:
+            expected = mine
+        else:
+            boundary += 1
+            assert ww_tail == mine["num_pl_spikes"] - 1, name
+            expected = vector_columns(np.linalg.eigh(x)[1], ww_tail)  # ascending eigenvalues' vectors
+        for col in VECTORS:
+            assert expected[col] == pytest.approx(float(theirs[col]), rel=1e-6), (name, col)
+    assert boundary < len(ours)  # most layers compared as stored
+
+
+def test_randomized_columns_agree_within_the_shuffles_own_spread(folder, db, ww_details):
+    """One shuffle each, different generators: the shuffled ESD's edge moves by the spread of independent shuffles.
+    The tolerance is 5 standard deviations of max_rand_eval over 8 numpy shuffles of the same matrix (≤ 3 % here);
+    traps are counted exactly (a planted 5.0 is far beyond any shuffle's edge)."""
+    ours = _ours(db[0])
+    weights = load_file(str(folder / "model.safetensors"))
+    rng = np.random.default_rng(1)
+    for name, mine in ours.items():
+        theirs = ww_details.loc[name]
+        w = weights[f"{name}.weight"].astype(np.float64)
+        draws = []
+        for _ in range(8):
+            s = rng.permutation(w.ravel()).reshape(w.shape)
+            draws.append(sl.svdvals(s)[0] ** 2)
+        spread = 5 * np.std(draws) / np.mean(draws) + 0.01
+        assert mine["max_rand_eval"] == pytest.approx(float(theirs["max_rand_eval"]), rel=spread), name
+        assert mine["rand_bulk_max"] == pytest.approx(float(theirs["rand_bulk_max"]), rel=spread), name
+        assert mine["ww_softrank"] == pytest.approx(float(theirs["ww_softrank"]), rel=spread), name
+        assert mine["rand_sigma_mp"] == pytest.approx(float(theirs["rand_sigma_mp"]), rel=0.05), name
+        assert mine["rand_distance"] == pytest.approx(float(theirs["rand_distance"]), rel=0.1, abs=0.02), name
+        assert mine["num_traps"] == int(theirs["num_traps"]), name
+
+
+def test_planted_traps_found_by_both_and_named_by_position(db, ww_details):
+    path, _ = db
+    assert int(ww_details.loc[TRAPPED, "num_traps"]) >= len(PLANTED)
+    with duckdb.connect(str(path), read_only=True) as con:
+        traps = con.execute(
+            "SELECT row_index, col_index, value FROM rmt_traps WHERE matrix_key = ? ORDER BY trap",
+            [f"{TRAPPED}.weight"],
+        ).fetchall()
+        count = con.execute(
+            "SELECT rand_num_spikes FROM rmt_analysis WHERE matrix_key = ?", [f"{TRAPPED}.weight"]
+        ).fetchone()[0]
+    assert count == int(ww_details.loc[TRAPPED, "num_traps"]) == len(traps)
+    assert {(r, c) for r, c, _ in traps[: len(PLANTED)]} == set(PLANTED)
+    assert all(v == 5.0 for _, _, v in traps[: len(PLANTED)])
+
+
+def test_summary_equals_get_summary(db, ww_details):
+    path, _ = db
+    with duckdb.connect(str(path), read_only=True) as con:
+        rel = con.sql("SELECT * FROM weightwatcher_summary")
+        (row,) = rel.fetchall()
+        mine = dict(zip(rel.columns, row))
+    import weightwatcher as ww
+
+    theirs = ww.WeightWatcher().get_summary(ww_details.reset_index())
+    assert set(theirs) == {"log_norm", "alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm",
+                           "stable_rank", "mp_softrank"}  # fmt: skip
+    for key, value in theirs.items():
+        assert mine[key] == pytest.approx(value, rel=1e-6), key
+    assert mine["num_layers"] == len(ww_details)
+
+
+def test_rmt_settings_recorded_and_resume_is_consistent(db):
+    """A second submit reuses every row; another seed is other settings (a new rmt_id), never mixed with the first."""
+    path, job = db
+    again = tpa_dist.submit(job)
+    assert again.ok and again.done == 0 and again.reused == 5
+    other = tpa_dist.submit(replace(job, rmt=replace(job.rmt, seed=7)))
+    assert other.ok and other.done == 5
+    with duckdb.connect(str(path), read_only=True) as con:
+        ids = con.execute("SELECT DISTINCT rmt_id FROM rmt_analysis ORDER BY rmt_id").fetchall()
+        assert sorted(i for (i,) in ids) == sorted({job.rmt.rmt_id(), replace(job.rmt, seed=7).rmt_id()})
+        stored = con.execute("SELECT settings FROM settings WHERE settings_id = ?", [job.rmt.rmt_id()]).fetchone()
+        assert json.loads(stored[0]) == {"rmt": job.rmt.as_dict()}
+        # the same seed gives the same shuffle: a worker outside the run draws the stored replica again
+        (stored_max,) = con.execute(
+            "SELECT max_rand_eval FROM rmt_analysis WHERE rmt_id = ? AND matrix_key = ?",
+            [job.rmt.rmt_id(), f"{TRAPPED}.weight"],
+        ).fetchone()
+    row, _ = _analyze(job.rmt, TRAPPED, folder=job.models[0].partition("=")[2])
+    assert row.rmt.max_rand_eval == pytest.approx(stored_max, rel=1e-12)
+
+
+def test_report_shows_mp_fit_traps_and_flags(db, tmp_path):
+    from click.testing import CliRunner
+
+    from tpa_dist.cli import main
+
+    path, _ = db
+    res = CliRunner().invoke(main, ["report", "--db", str(path), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    summary = md.split("## Summary by model", 1)[1].split("\n## ", 1)[0]
+    header, _, row = [line for line in summary.splitlines() if line.startswith("|")][:3]
+    cells = dict(zip(header.split("|"), row.split("|")))
+    assert float(cells[" mp_softrank "]) > 0 and int(cells[" num_traps "]) >= len(PLANTED)
+    traps = md.split("## Correlation traps", 1)[1].split("\n## ", 1)[0]
+    assert all(f"({r}, {c}) = 5.0" in traps for r, c in PLANTED)
+    flags = md.split("## What the random-matrix flags say", 1)[1].split("\n## ", 1)[0]
+    assert f"{TRAPPED}.weight | correlation traps" in flags
+    assert (tmp_path / "rep" / "24_rmt_esd.png").stat().st_size > 10_000
+
+
+def test_a_database_from_before_rmt_reports(db, tmp_path):
+    """A database stored before --rmt (no rmt tables or views): the report reads them as empty, sections left out."""
+    from click.testing import CliRunner
+
+    from tpa_dist.cli import main
+
+    old = tmp_path / "old.duckdb"
+    shutil.copy(db[0], old)
+    with duckdb.connect(str(old)) as con:
+        for stmt in ("DROP VIEW weightwatcher_summary", "DROP VIEW weightwatcher_details"):
+            con.execute(stmt)
+        for table in ("rmt_traps", "rmt_analysis"):
+            con.execute(f"DROP TABLE {table}")
+    res = CliRunner().invoke(main, ["report", "--db", str(old), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "**Error:**" not in md and "## Correlation traps" not in md and "## Layer-by-layer" in md
+
+
+def _analyze(settings: RmtSettings, name: str, device: str = "cpu", folder=None):
+    model = open_model(folder or minilm_folder())
+    info = next(i for i in model.tensors() if i.param_name == f"{name}.weight")
+    (task,) = tasks_for_tensor("m", "r", info)
+    return analyze_task(replace(task, rmt=settings), device=device)
+
+
+def test_torch_path_equals_numpy_path():
+    """The GPU workers' code (torch, here on the CPU) gives the same row: deterministic columns to 1e-9."""
+    settings = RmtSettings(enabled=True)
+    cpu, _ = _analyze(settings, LAYERS[1])
+    torch_row, _ = _analyze(settings, LAYERS[1], device="torch-cpu")
+    for col in ("alpha", "xmin", "D", "sigma", "sigma_mp", "bulk_max", "detX_val", "max_rand_eval", "rand_distance"):
+        assert getattr(torch_row.rmt, col) == pytest.approx(getattr(cpu.rmt, col), rel=1e-9), col
+    assert torch_row.rmt.rand_num_spikes == cpu.rmt.rand_num_spikes
+
+
+def test_fit_variants_against_their_references(ww_details):
+    """clip_xmax against WeightWatcher's fix_fingers='clip_xmax'; TPL and xmin_peak against powerlaw.Fit itself
+    (WeightWatcher 0.7.7 passes powerlaw 2 a keyword it no longer takes, so its own TPL fit fails there)."""
+    import powerlaw
+    import weightwatcher as ww
+
+    w = load_file(str(minilm_folder() / "model.safetensors"))[f"{LAYERS[0]}.weight"].astype(np.float64)
+    evals = np.sort(sl.svdvals(w) ** 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clip = ww.WeightWatcher(model=str(minilm_folder())).analyze(layers=[1], fix_fingers="clip_xmax", plot=False)
+        mine = chosen_fit(evals, RmtSettings(fix_fingers="clip_xmax"))
+        assert mine["alpha"] == pytest.approx(clip["alpha"].iloc[0], rel=1e-6)
+        assert mine["num_fingers"] == clip["num_fingers"].iloc[0]
+        assert mine["raw_alpha"] == pytest.approx(clip["raw_alpha"].iloc[0], rel=1e-6)
+        # the powerlaw package's TPL search is quadratic in the eigenvalues: a 256 × 96 corner keeps it to seconds
+        evals = np.sort(sl.svdvals(w[:256, :96]) ** 2)
+        data = evals[evals > 1e-10]
+        tpl = chosen_fit(evals, RmtSettings(fit="TPL"))
+        ref = powerlaw.Fit(data, xmin=None, xmax=None, verbose=False, xmin_distribution="truncated_power_law")
+        assert tpl["status"] == "success" and tpl["fit"] == "TPL"
+        assert tpl["alpha"] == pytest.approx(ref.truncated_power_law.alpha, rel=1e-9)
+        assert tpl["tpl_lambda"] == pytest.approx(ref.truncated_power_law.Lambda, rel=1e-9)
+        assert tpl["xmin"] == pytest.approx(ref.xmin, rel=1e-12)
+        peak = chosen_fit(evals, RmtSettings(fix_fingers="xmin_peak"))
+        h = np.histogram(np.log10(data), bins=100)
+        top = 10 ** h[1][np.argmax(h[0])]
+        ref = powerlaw.Fit(data, xmin=(np.log10(0.95 * top), 1.5 * top), xmax=None, verbose=False)
+        assert peak["fit"] == "PL+xmin_peak" and peak["alpha"] == pytest.approx(ref.alpha, rel=1e-9)
+
+
+def test_shuffle_is_a_uniform_permutation_with_bounded_buckets(monkeypatch):
+    """Spilled buckets (the path of a 152k × 2560 embedding, here with 64-element buckets): every element kept, each
+    position equally likely (chi-square over 2000 shuffles), reproducible by seed, no bucket above its size."""
+    monkeypatch.setattr(shuffle, "BUCKET_ELEMENTS", 64)
+    seen = []
+    real = np.fromfile
+
+    def spy(path, dtype):
+        values = real(path, dtype=dtype)
+        seen.append(len(values))
+        return values
+
+    monkeypatch.setattr(np, "fromfile", spy)
+    data = np.arange(300, dtype=np.float32)
+    chunks = [data[i : i + 70] for i in range(0, 300, 70)]
+    out = np.concatenate(list(shuffle.permuted(iter(chunks), 300, shuffle.matrix_seed(0, "k", 0))))
+    assert sorted(out) == list(data) and max(seen) <= 64 and len(seen) == 5
+    again = np.concatenate(list(shuffle.permuted(iter(chunks), 300, shuffle.matrix_seed(0, "k", 0))))
+    assert np.array_equal(out, again)
+    # where element 0 lands, over many seeds: uniform over the 300 places (10 bins of 30)
+    bins = np.zeros(10)
+    for seed in range(2000):
+        out = np.concatenate(list(shuffle.permuted(iter(chunks), 300, shuffle.matrix_seed(seed, "k", 0))))
+        bins[int(np.flatnonzero(out == 0)[0]) // 30] += 1
+    from scipy.stats import chisquare
+
+    assert chisquare(bins).pvalue > 1e-4

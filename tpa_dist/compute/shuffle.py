@@ -1,0 +1,136 @@
+"""A matrix with its elements in uniformly random order, streamed in bounded memory, and its largest entries.
+
+WeightWatcher's `randomize` shuffles W's elements (np.random.shuffle of the flattened matrix) and compares the
+ESD: what survives shuffling (spikes of the shuffled ESD) comes from single large elements — correlation traps.
+Here the permutation is drawn exactly uniformly without holding the matrix: its elements stream in storage order,
+each block is split among fixed-size buckets by a multivariate hypergeometric draw on the buckets' remaining room
+(the counts a uniform permutation would send there), the pieces spill to temporary files, and each bucket is
+shuffled on its own when read back. A matrix of one bucket (≤ BUCKET_ELEMENTS) is shuffled in memory. Elements
+move as their stored bits (2 bytes for bf16) and are decoded block by block; memory is O(bucket + block).
+The shuffled matrix is produced as (long side × short side): the transpose of a uniformly shuffled matrix is
+one too, and its Gram is the short side's.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tpa_dist.checkpoint.dtypes import decode
+from tpa_dist.checkpoint.reader import Region, iter_blocks
+
+BUCKET_ELEMENTS = 1 << 24  # elements shuffled in memory at once (32 MiB of bf16)
+MAX_BUCKETS = 512  # open spill files at once; larger matrices get larger buckets
+HYPERGEOMETRIC_LIMIT = 10**9  # numpy's hypergeometric sampler needs fewer elements than this in all
+
+
+def matrix_seed(seed: int, matrix_key: str, replica: int) -> np.random.Generator:
+    """The generator of one shuffle: reproducible from the run's seed, the matrix's key and the replica."""
+    return np.random.default_rng([seed, zlib.crc32(matrix_key.encode()), replica])
+
+
+@dataclass
+class LargestEntries:
+    """The k entries of largest |value| seen so far, with their (row, col) in the stored matrix."""
+
+    k: int
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def update(self, block: np.ndarray, row0: int) -> None:
+        flat = block.ravel()
+        take = min(self.k, len(flat))
+        idx = np.argpartition(-np.abs(flat), take - 1)[:take] if take < len(flat) else np.arange(len(flat))
+        r, c = np.divmod(idx, block.shape[1])
+        values = np.concatenate([self.values, flat[idx]])
+        rows = np.concatenate([self.rows, r + row0])
+        cols = np.concatenate([self.cols, c])
+        keep = np.lexsort((cols, rows, -np.abs(values)))[: self.k]  # largest |value| first, ties by position
+        self.values, self.rows, self.cols = values[keep], rows[keep], cols[keep]
+
+    def top(self, n: int) -> list[tuple[int, int, float]]:
+        return [(int(r), int(c), float(v)) for r, c, v in zip(self.rows[:n], self.cols[:n], self.values[:n])]
+
+
+def _stored_chunks(region: Region, block_bytes: int, largest: LargestEntries | None) -> Iterator[np.ndarray]:
+    """The matrix's elements in storage order, as flat arrays of their stored bits (float64 values where the
+    values need host decoding: FP8 scales, GPTQ/AWQ packs); `largest` sees every decoded block."""
+    host = region.needs_host_decode
+    row0 = 0
+    for block in iter_blocks(region, block_bytes, decoded=host):
+        if largest is not None:
+            largest.update(block if host else decode(block, region.dtype, np.float64), row0)
+        row0 += block.shape[0]
+        yield block.ravel()
+
+
+def _split_counts(room: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """How many of the next k elements each bucket takes: multivariate hypergeometric on the buckets' room (exact
+    for a uniform permutation); beyond numpy's 10⁹ limit, multinomial on the room, clipped to it."""
+    if room.sum() < HYPERGEOMETRIC_LIMIT:
+        return rng.multivariate_hypergeometric(room, k, method="marginals")
+    counts = np.minimum(rng.multinomial(k, room / room.sum()), room)
+    short = k - counts.sum()
+    while short > 0:  # hand the clipped elements to buckets with room left, at random
+        spare = np.flatnonzero(counts < room)
+        pick = rng.choice(spare, size=min(short, len(spare)), replace=False)
+        counts[pick] += 1
+        short -= len(pick)
+    return counts
+
+
+def permuted(chunks: Iterator[np.ndarray], total: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """The elements of `chunks` (`total` in all) in uniformly random order, as flat arrays (buckets)."""
+    bucket = max(BUCKET_ELEMENTS, -(-total // MAX_BUCKETS))
+    n_buckets = -(-total // bucket)
+    if n_buckets <= 1:
+        values = np.concatenate(list(chunks))
+        rng.shuffle(values)
+        yield values
+        return
+    room = np.full(n_buckets, bucket, dtype=np.int64)
+    room[-1] = total - bucket * (n_buckets - 1)
+    with tempfile.TemporaryDirectory(prefix="tpa-dist-shuffle-") as tmp:
+        paths = [os.path.join(tmp, str(b)) for b in range(n_buckets)]
+        files = [open(p, "wb") for p in paths]  # noqa: SIM115 - closed below, all at once
+        dtype = None
+        try:
+            for chunk in chunks:
+                dtype = chunk.dtype
+                counts = _split_counts(room, len(chunk), rng)
+                room -= counts
+                for f, piece in zip(files, np.split(rng.permutation(chunk), np.cumsum(counts)[:-1])):
+                    if len(piece):
+                        f.write(piece.tobytes())
+        finally:
+            for f in files:
+                f.close()
+        for path in paths:
+            values = np.fromfile(path, dtype=dtype)
+            os.unlink(path)
+            rng.shuffle(values)
+            yield values
+
+
+def shuffled_blocks(
+    region: Region, rng: np.random.Generator, block_bytes: int, largest: LargestEntries | None = None
+) -> Iterator[np.ndarray]:
+    """Float64 row blocks of the shuffled matrix shaped (long side × short side), each ≤ block_bytes."""
+    width = min(region.rows, region.cols)
+    step = max(1, block_bytes // (8 * width)) * width
+    host = region.needs_host_decode
+    carry = None
+    for values in permuted(_stored_chunks(region, block_bytes, largest), region.rows * region.cols, rng):
+        if carry is not None and len(carry):
+            values = np.concatenate([carry, values])
+        usable = len(values) - len(values) % width
+        for s in range(0, usable, step):
+            part = values[s : min(s + step, usable)].reshape(-1, width)
+            yield part.astype(np.float64) if host else decode(part, region.dtype, np.float64)
+        carry = values[usable:]
