@@ -19,7 +19,7 @@ nvidia-smi -L | tee "$LOG"
 python3 -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)" | tee -a "$LOG"
 python3 -c "import ray, duckdb, weightwatcher; print('ray', ray.__version__, 'duckdb', duckdb.__version__)" 2>&1 \
   | tail -1 | tee -a "$LOG"
-python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_spectrum.py 2>&1 | tail -5 | tee -a "$LOG"
+python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_gpu.py tests/test_spectrum.py 2>&1 | tail -5 | tee -a "$LOG"
 python3 benchmarks/bench_gpu.py --preset "$PRESET" --work /tmp/tpa-gpu --out "$OUT/gpu_results.json" $BENCH_ARGS 2>&1 \
   | tee -a "$LOG"
 python3 benchmarks/bench_peers.py --preset "$PRESET" --folder "/tmp/tpa-gpu/$PRESET" --device cuda --runs 1 \

@@ -37,6 +37,7 @@ def _job(work: Path, name: str, models: tuple[str, ...], **options: object):  # 
         output_dir=str(work / f"out-{name}"),
         progress=False,
         embedding=False,
+        report=False,
         **options,
     )
 

@@ -234,3 +234,55 @@ def test_hostile_flags_are_one_line_errors(tmp_path):
     ):
         res = CliRunner().invoke(main, ["submit", *args])
         assert res.exit_code == 2 and expected in res.output and len(res.output) < 400, res.output[:400]
+
+
+def test_outputs_follow_the_database_unless_given(tmp_path):
+    """Runs into different databases never share an output folder: outputs/ beside --db, unless --output-dir."""
+    from tpa_dist.jobs import Job
+
+    assert Job().output_dir == str(Path("data") / "outputs")
+    assert Job.create(db=str(tmp_path / "a" / "x.duckdb")).output_dir == str(tmp_path / "a" / "outputs")
+    assert Job.create(db="x.duckdb", output_dir=str(tmp_path / "o")).output_dir == str(tmp_path / "o")
+    job = Job.create(db=str(tmp_path / "a" / "x.duckdb")).with_overrides(db=str(tmp_path / "b" / "y.duckdb"))
+    assert job.output_dir == str(tmp_path / "b" / "outputs")
+    kept = Job.create(output_dir=str(tmp_path / "o")).with_overrides(db=str(tmp_path / "b" / "y.duckdb"))
+    assert kept.output_dir == str(tmp_path / "o")
+
+
+def test_a_local_path_typo_is_a_missing_folder_not_a_hub_miss(tmp_path, monkeypatch):
+    """`--models minilm/model` where ./minilm exists but has no `model`: a missing folder, named — never a network
+    error about a Hub repository `minilm/model`."""
+    from tpa_dist.errors import ModelFolderError
+    from tpa_dist.sources.resolve import resolve
+
+    (tmp_path / "minilm").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a Hub lookup would fail loudly (connection refused)
+    with pytest.raises(ModelFolderError, match="no such folder"):
+        resolve("minilm/model")
+
+
+def test_help_lists_presets_and_writes_defaults_one_way():
+    res = CliRunner().invoke(main, ["synth", "--help"])
+    assert res.exit_code == 0 and "tiny-llama" in res.output and "qwen3-0.6b" in res.output
+    text = CliRunner().invoke(main, ["submit", "--help"]).output
+    bracketed = re.findall(r"\[([^\]]+)\]", text.replace("\n", " "))
+    assert bracketed and all(b.startswith(("default:", "@")) or "|" in b or b.isupper() for b in bracketed), bracketed
+
+
+def test_inspect_counts_parameters_not_buffers():
+    from .conftest import minilm_folder
+
+    res = CliRunner().invoke(main, ["inspect", str(minilm_folder())])
+    assert res.exit_code == 0
+    assert "22,713,216 parameters (and 1 integer/boolean buffer(s), 512 elements)" in res.output
+
+
+def test_a_job_file_with_several_mistakes_names_them_all(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'models = ["synth:tiny-llama"]\n[analysis]\nblock_mib = -3\n[embedding]\nk_mni = 3\n[wrkers]\nx = 1\n'
+    )
+    res = CliRunner().invoke(main, ["submit", str(bad)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert "3 problems" in res.output and "block_mib" in res.output and "k_mni" in res.output and "wrkers" in res.output

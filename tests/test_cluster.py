@@ -26,7 +26,7 @@ def _submit(
 ) -> subprocess.Popen:
     """`tpa-dist submit` as a user runs it, with the cluster's client environment changed by `env` (None: unset)."""
     cmd = [sys.executable, "-m", "tpa_dist", "submit", "--models", models, "--db", str(work / db)]
-    cmd += ["--output-dir", str(work / "out"), "--no-progress", "--no-embedding", "--quiet", *args]
+    cmd += ["--output-dir", str(work / "out"), "--no-progress", "--no-embedding", "--quiet", "--no-report", *args]
     full = {k: v for k, v in {**cluster.env, **env}.items() if v is not None}
     return subprocess.Popen(cmd, env=full, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -79,3 +79,26 @@ def test_fresh_worker_takes_concurrent_calls_at_once(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == str([("ok", None)] * 8), out.stdout + out.stderr
+
+
+def test_rmt_on_cuda_equals_cpu(tmp_path):
+    """--rmt on a GPU worker (the Grams of the matrix and of its shuffles on CUDA): every column as on the CPU, the
+    planted trap named at the same place."""
+    from dataclasses import replace
+
+    from tpa_dist.compute.analysis import analyze_task
+    from tpa_dist.settings import RmtSettings
+
+    rng = np.random.default_rng(3)
+    values = (rng.standard_t(4, size=(300, 200)) * 0.02).astype(np.float32)
+    values[17, 40] = 3.0
+    info = _store(tmp_path, {"w": torch.from_numpy(values).contiguous()})["w"]
+    (task,) = tasks_for_tensor("m", "r", info)
+    task = replace(task, rmt=RmtSettings(enabled=True))
+    gpu, _ = analyze_task(task, device="cuda")
+    cpu, _ = analyze_task(task, device="cpu")
+    assert gpu.status == cpu.status == "ok" and gpu.rmt is not None
+    for col in ("alpha", "xmin", "D", "sigma", "sigma_mp", "bulk_max", "detX_val", "max_rand_eval", "rand_distance",
+                "tail_mean_vec_entropy", "bulk_mean_part_ratio"):  # fmt: skip
+        assert getattr(gpu.rmt, col) == pytest.approx(getattr(cpu.rmt, col), rel=1e-9), col
+    assert gpu.rmt.rand_num_spikes == cpu.rmt.rand_num_spikes >= 1 and gpu.rmt.traps[0][:2] == (17, 40)

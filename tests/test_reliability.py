@@ -649,12 +649,15 @@ def test_per_model_files_stay_inside_the_output_dir_and_are_rewritten_when_missi
     assert folder.parent == out and folder.name.startswith("model-")
     assert not (tmp_path / "clustering_results.json").exists()
     names = sorted(p.name for p in folder.iterdir())
-    assert names == [
-        "anova_curve.png",
-        "cluster_representatives.json",
-        "clustering_results.json",
-        f"{folder.name}_embedding.csv",
-    ]
+    assert names == sorted(
+        [
+            "anova_curve.png",
+            "cluster_representatives.json",
+            "clustering_results.json",
+            "embedding_projection.png",
+            f"{folder.name}_embedding.csv",
+        ]
+    )
     written = json.loads((folder / "clustering_results.json").read_text())
     (folder / "clustering_results.json").unlink()
     second = submit(job)

@@ -59,7 +59,7 @@ def test_report_every_section_rows_and_plots(two_models, tmp_path):
 
     every = load_sections((user,))
     builtin = sorted(p.name for p in (ROOT / "sql" / "reports").glob("[0-9][0-9]_*.sql"))
-    assert len(every) == len(builtin) + 1 and every[0].title == "Summary by model"
+    assert len(every) == len(builtin) + 1 and [s.title for s in every[:2]] == ["Findings", "Summary by model"]
     # optional sections are left out when they have nothing to show: the cross-model comparison with one model,
     # the ΔW and checkpoint sections without --base or checkpoints (two models here: the comparison is shown)
     pairwise = {"15_comparison.sql", "28_model_differences.sql", "29_difference_heatmap.sql"}
@@ -130,10 +130,39 @@ def test_console_summary_and_python_api(two_models):
     text = layer_summary(job.db, ["tiny-llama"])
     assert "LAYER-BY-LAYER MATRIX ANALYSIS" in text and "LAYER 0" in text
     assert "k_proj" in text and "Rank: 4/32 (12.5%)" in text  # the planted rank
+    entries = [line for line in text.splitlines() if "📊" in line]
+    assert entries and all(" | α=" in line for line in entries)  # every entry has its alpha
+    assert len({line.index("| Shape:") for line in entries}) == 1  # one column, whatever the names' lengths
     con = tpa_dist.connect(job.db)
     df = con.execute("SELECT * FROM transformer_matrix_analysis").df()
     con.close()
     assert list(df.columns) == SEED_COLUMNS and len(df) > 0
+
+
+def test_console_names_unknown_blocks_by_module_and_stays_aligned(ray_session, tmp_path):
+    """A matrix of no known block type (BERT's pooler.dense) shows under its module name, not `other`; a long name
+    widens the name column for every entry."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    tensors = {
+        "pooler.dense.weight": ("F32", rng.standard_normal((16, 16)).astype("<f4"), (16, 16)),
+        "encoder.layer.0.attention.self.query.weight": ("F32", rng.standard_normal((16, 16)).astype("<f4"), (16, 16)),
+        "encoder.layer.0.a_very_long_module_name_of_this_layer.weight": (
+            "F32",
+            rng.standard_normal((16, 24)).astype("<f4"),
+            (16, 24),
+        ),
+    }
+    write_safetensors(folder / "model.safetensors", tensors)
+    job = Job.create(models=(f"m={folder}",), db=str(tmp_path / "c.duckdb"), progress=False, embedding=False)
+    assert submit(job).ok
+    text = layer_summary(job.db, ["m"])
+    assert "📊 pooler.dense" in text and " other " not in text
+    entries = [line for line in text.splitlines() if "📊" in line]
+    assert len(entries) == 3 and len({line.index("| Shape:") for line in entries}) == 1
 
 
 def test_malformed_section_named(tmp_path):
@@ -193,7 +222,10 @@ def test_summary_first_then_contents_and_every_model_in_every_cross_model_sectio
     CliRunner().invoke(main, ["report", "--db", job.db, "--out", str(write_report_dir)])
     md = (write_report_dir / "report.md").read_text(encoding="utf-8")
     html = (write_report_dir / "report.html").read_text(encoding="utf-8")
-    assert md.index("## Summary by model") < md.index("## Contents") < md.index("## Models")
+    assert md.index("## Findings") < md.index("## Summary by model") < md.index("## Contents") < md.index("## Models")
+    findings = md.split("## Findings", 1)[1].split("## Summary by model", 1)[0]
+    for model in ("tiny-llama", "tiny-gpt2"):
+        assert f"| {model} | most compressible |" in findings and f"| {model} | WeightWatcher flags |" in findings
     assert "- [Models](#02_models)" in md and '<a id="02_models"></a>' in md
     assert "<a href='#02_models'>Models</a>" in html and "<h2 id='02_models'>" in html
     summary = md.split("## Summary by model", 1)[1].split("## Contents", 1)[0]
@@ -439,3 +471,50 @@ def test_sql_file_runs_a_bundled_section_by_name(two_models):
         assert res.exit_code == 0 and res.output.startswith("model_id,layer_index,block_type,value"), res.output
     bad = CliRunner().invoke(main, ["sql", "--db", job.db, "--file", "compresibility"])
     assert bad.exit_code == 2 and "05_compressibility" in bad.output
+
+
+def test_findings_name_the_layer_that_stands_out(tmp_path):
+    """Seven q_proj layers with alpha ≈ 3 and one at 9: the findings name that one (robust z over its block type),
+    the flags count it as under-trained, and the most/least compressible block types come from the r90 means."""
+    import duckdb
+
+    from tpa_dist.db.query import run_sql
+    from tpa_dist.db.store import Store
+
+    db = tmp_path / "f.duckdb"
+    Store(db).close()
+    rows = []
+    for layer in range(8):
+        alpha = 9.0 if layer == 5 else 3.0 + 0.05 * layer
+        rows.append((f"model.layers.{layer}.self_attn.q_proj.weight", layer, "q_proj", alpha, 16, 16, 0.5))
+        rows.append((f"model.layers.{layer}.mlp.down_proj.weight", layer, "down_proj", 3.0, 16, 16, 0.25))
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO models (model_id, revision, status) VALUES ('m', 'r', 'ok')")
+        for key, layer, block, alpha, actual, design, r90 in rows:
+            con.execute(
+                "INSERT INTO matrix_analysis (model_id, revision, settings_id, matrix_key, param_name, layer_index, "
+                "block_type, kind, alpha, actual_rank, design_rank, energy_rank_90, status) "
+                "VALUES ('m', 'r', 's', ?, ?, ?, ?, 'matrix', ?, ?, ?, ?, 'ok')",
+                [key, key, layer, block, alpha, actual, design, round(r90 * design)],
+            )
+    result = run_sql(str(db), None, "findings", ["m"])
+    found = {(r[1], r[2]) for r in result.rows}
+    assert any(f == "stands out (alpha)" and d.startswith("model.layers.5.self_attn.q_proj.weight: alpha 9.0")
+               for f, d in found)  # fmt: skip
+    assert not any(f == "stands out (alpha)" and "down_proj" in d for f, d in found)
+    assert ("most compressible", "down_proj: 90 % of the energy in 25.0 % of the full rank on average; least: "
+            "q_proj (50.0 %)") in found  # fmt: skip
+    assert any(f == "WeightWatcher flags" and d.startswith("0 projection(s) with alpha < 2 (over-trained?), 1 with")
+               for f, d in found)  # fmt: skip
+
+
+def test_a_report_of_other_models_is_kept_not_replaced(two_models, tmp_path):
+    job, _ = two_models
+    out = tmp_path / "rep"
+    for models in ("tiny-llama", "tiny-gpt2", "tiny-gpt2"):
+        res = CliRunner().invoke(main, ["report", "--db", job.db, "--out", str(out), "--models", models])
+        assert res.exit_code == 0, res.output
+    kept = list((out / "previous").iterdir())
+    assert len(kept) == 1 and "Models: tiny-llama" in (kept[0] / "report.md").read_text()
+    assert (kept[0] / "report.html").exists() and list(kept[0].glob("[0-9][0-9]_*.png"))
+    assert "Models: tiny-gpt2" in (out / "report.md").read_text()

@@ -121,42 +121,40 @@ def test_vector_localization_equals_weightwatcher_up_to_its_tail_boundary(folder
     differs, the same columns computed with its count equal WeightWatcher's."""
     ours = _ours(db[0])
     weights = load_file(str(folder / "model.safetensors"))
-    boundary = 0
     for name, mine in ours.items():
         theirs = ww_details.loc[name]
         w = weights[f"{name}.weight"].astype(np.float64)
         x = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        vecs = np.linalg.eigh(x)[1]  # ascending eigenvalues' vectors
+        # the stored columns are the definition over tpa-dist's tail (the top num_pl_spikes) ...
+        stored = vector_columns(vecs, mine["num_pl_spikes"])
+        for col in VECTORS:
+            assert mine[col] == pytest.approx(stored[col], rel=1e-6), (name, col)
+        # ... and the definition equals WeightWatcher's over the tail it counted (eig's rounding decides)
         ww_tail = int((np.sort(sl.eig(x)[0].real) >= theirs["xmin"]).sum())
-        if ww_tail == mine["num_pl_spikes"]:
-            expected = mine
-        else:
-            boundary += 1
-            assert ww_tail == mine["num_pl_spikes"] - 1, name
-            expected = vector_columns(np.linalg.eigh(x)[1], ww_tail)  # ascending eigenvalues' vectors
+        assert ww_tail in (mine["num_pl_spikes"], mine["num_pl_spikes"] - 1), name
+        expected = vector_columns(vecs, ww_tail)
         for col in VECTORS:
             assert expected[col] == pytest.approx(float(theirs[col]), rel=1e-6), (name, col)
-    assert boundary < len(ours)  # most layers compared as stored
 
 
 def test_randomized_columns_agree_within_the_shuffles_own_spread(folder, db, ww_details):
-    """One shuffle each, different generators: the shuffled ESD's edge moves by the spread of independent shuffles.
-    The tolerance is 5 standard deviations of max_rand_eval over 8 numpy shuffles of the same matrix (≤ 3 % here);
-    traps are counted exactly (a planted 5.0 is far beyond any shuffle's edge)."""
+    """A shuffle is a random draw: tpa-dist's (seeded) must lie in the distribution of independent numpy shuffles of
+    the same matrix — within 5 standard deviations of 12 draws, plus 0.5 % — and WeightWatcher's (one unseeded draw
+    each, its softrank and distance from a second draw) within 5 % of tpa-dist's: a matrix with a large element
+    shuffles into a right-skewed max eigenvalue (MiniLM's layer 0 output.dense: draws 66.1–67.0, WeightWatcher
+    66.5 and 67.7 in two runs). Traps are counted exactly (a planted 5.0 is far beyond any shuffle's edge)."""
     ours = _ours(db[0])
     weights = load_file(str(folder / "model.safetensors"))
     rng = np.random.default_rng(1)
     for name, mine in ours.items():
         theirs = ww_details.loc[name]
         w = weights[f"{name}.weight"].astype(np.float64)
-        draws = []
-        for _ in range(8):
-            s = rng.permutation(w.ravel()).reshape(w.shape)
-            draws.append(sl.svdvals(s)[0] ** 2)
-        spread = 5 * np.std(draws) / np.mean(draws) + 0.01
-        assert mine["max_rand_eval"] == pytest.approx(float(theirs["max_rand_eval"]), rel=spread), name
-        assert mine["rand_bulk_max"] == pytest.approx(float(theirs["rand_bulk_max"]), rel=spread), name
-        assert mine["ww_softrank"] == pytest.approx(float(theirs["ww_softrank"]), rel=spread), name
-        assert mine["rand_sigma_mp"] == pytest.approx(float(theirs["rand_sigma_mp"]), rel=0.05), name
+        draws = [sl.svdvals(rng.permutation(w.ravel()).reshape(w.shape))[0] ** 2 for _ in range(12)]
+        spread = 5 * np.std(draws) / np.mean(draws) + 0.005
+        assert mine["max_rand_eval"] == pytest.approx(np.mean(draws), rel=spread), name
+        for col in ("max_rand_eval", "rand_bulk_max", "ww_softrank", "rand_sigma_mp"):
+            assert mine[col] == pytest.approx(float(theirs[col]), rel=0.05), (name, col)
         assert mine["rand_distance"] == pytest.approx(float(theirs["rand_distance"]), rel=0.1, abs=0.02), name
         assert mine["num_traps"] == int(theirs["num_traps"]), name
 
@@ -285,8 +283,8 @@ def test_fit_variants_against_their_references(ww_details):
         assert mine["alpha"] == pytest.approx(clip["alpha"].iloc[0], rel=1e-6)
         assert mine["num_fingers"] == clip["num_fingers"].iloc[0]
         assert mine["raw_alpha"] == pytest.approx(clip["raw_alpha"].iloc[0], rel=1e-6)
-        # the powerlaw package's TPL search is quadratic in the eigenvalues: a 256 × 96 corner keeps it to seconds
-        evals = np.sort(sl.svdvals(w[:256, :96]) ** 2)
+        # the powerlaw package's TPL search is quadratic in the eigenvalues: a 256 × 64 corner keeps it to seconds
+        evals = np.sort(sl.svdvals(w[:256, :64]) ** 2)
         data = evals[evals > 1e-10]
         tpl = chosen_fit(evals, RmtSettings(fit="TPL"))
         ref = powerlaw.Fit(data, xmin=None, xmax=None, verbose=False, xmin_distribution="truncated_power_law")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -68,25 +69,34 @@ def main(verbose: bool) -> None:
     help="Also analyze ΔW = model − BASE for every model (a model spec; 'previous': each model's predecessor).",
 )
 @click.option("--db", help=f"DuckDB file [default: {DEFAULT_DB}].")
-@click.option("--output-dir", help="Folder for the CSV/report files [default: data/outputs].")
+@click.option("--output-dir", help="Folder for the CSV/report files [default: outputs/ beside --db].")
 @click.option("--cpu-only", "--use-cpu", "cpu_only", is_flag=True, default=None, help="Never use GPUs.")
 @click.option("--num-workers", type=int, help="CPU worker actors [default: cluster CPUs / threads].")
-@click.option("--gpus-per-worker", type=float, help="GPUs per GPU worker; fractions share a GPU [1].")
-@click.option("--gpu-streams", type=int, help="Batches a GPU worker runs at once, each on its CUDA stream [4].")
+@click.option("--gpus-per-worker", type=float, help="GPUs per GPU worker; fractions share a GPU [default: 1].")
+@click.option(
+    "--gpu-streams", type=int, help="Batches a GPU worker runs at once, each on its CUDA stream [default: 4]."
+)
 @click.option("--threads-per-worker", type=int, help="BLAS threads per worker [default: 1].")
 @click.option(
     "--address",
     help="Join this Ray cluster ('auto': the one on this machine) [default: RAY_ADDRESS, else a fresh local Ray].",
 )
-@click.option("--request-cpus", type=int, help="CPU workers to ask an autoscaling cluster for [one per 4 matrices].")
 @click.option(
-    "--request-gpus", type=int, help="GPU workers to ask an autoscaling cluster for [1 when there are matrices]."
+    "--request-cpus", type=int, help="CPU workers to ask an autoscaling cluster for [default: one per 4 matrices]."
 )
 @click.option(
-    "--wait-for-workers", "wait_for_workers_s", type=float, help="Seconds batches wait for a worker to join [600]."
+    "--request-gpus",
+    type=int,
+    help="GPU workers to ask an autoscaling cluster for [default: 1 when there are matrices].",
 )
-@click.option("--sparsity-threshold", type=float, help="|w| at or below this counts as zero [1e-8].")
-@click.option("--block-mib", type=int, help="Per-worker memory budget of one streamed block [64].")
+@click.option(
+    "--wait-for-workers",
+    "wait_for_workers_s",
+    type=float,
+    help="Seconds batches wait for a worker to join [default: 600].",
+)
+@click.option("--sparsity-threshold", type=float, help="|w| at or below this counts as zero [default: 1e-8].")
+@click.option("--block-mib", type=int, help="Per-worker memory budget of one streamed block [default: 64].")
 @click.option("--force", is_flag=True, default=None, help="Recompute matrices already stored.")
 @click.option("--no-progress", is_flag=True, help="Plain log lines instead of a progress bar.")
 @click.option("--no-embedding", is_flag=True, help="Skip the k-means clustering of the token embeddings.")
@@ -97,13 +107,13 @@ def main(verbose: bool) -> None:
     default=None,
     help="Cluster special/unused/padding/never-trained embedding rows too.",
 )
-@click.option("--k-range", help="k range of the embedding sweep, MIN:MAX [2:100].")
+@click.option("--k-range", help="k range of the embedding sweep, MIN:MAX [default: 2:100].")
 @click.option("--k-step", type=int, help="Plain sweep with this step instead of coarse-to-fine.")
 @click.option(
     "--embedding-metric",
     "metric",
     type=click.Choice(["cosine", "euclidean"]),
-    help="Cluster unit-normalized rows (cosine) or raw rows [cosine].",
+    help="Cluster unit-normalized rows (cosine) or raw rows [default: cosine].",
 )
 @click.option(
     "--rmt",
@@ -111,8 +121,11 @@ def main(verbose: bool) -> None:
     default=None,
     help="Also WeightWatcher's analyses: MP fit, shuffled ESD (correlation traps), detX, eigenvector localization.",
 )
-@click.option("--seed", type=int, help="Seed of k-means, of --rmt's shuffles and of synth: presets [0].")
+@click.option("--seed", type=int, help="Seed of k-means, of --rmt's shuffles and of synth: presets [default: 0].")
 @click.option("--quiet", is_flag=True, help="No layer-by-layer console summary at the end.")
+@click.option(
+    "--no-report", is_flag=True, help="Store the results and the CSV only: no report.md/html (scripted runs)."
+)
 def submit(
     job_file: str | None,
     models: str | None,
@@ -120,6 +133,7 @@ def submit(
     no_embedding: bool,
     k_range: str | None,
     quiet: bool,
+    no_report: bool,
     **options: object,
 ) -> None:
     """Analyze every weight matrix of every model and store the results."""
@@ -131,6 +145,8 @@ def submit(
         options["models"] = tuple(m.strip() for m in models.split(",") if m.strip())
     if no_embedding:
         options["embedding"] = False
+    if no_report:
+        options["report"] = False
     if k_range:
         lo, _, hi = k_range.partition(":")
         if not (lo.isdigit() and hi.isdigit() and 2 <= int(lo) <= int(hi)):
@@ -158,7 +174,11 @@ def submit(
 
 @main.command()
 @db_option
-@click.option("--out", default="data/outputs", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder for report.md/html and figures [default: outputs/ beside --db].",
+)
 @models_option
 @click.option(
     "--sql-dir",
@@ -168,10 +188,11 @@ def submit(
     help="A folder of your own .sql section files (repeatable).",
 )
 @click.option("--all-revisions", is_flag=True, help="Show every stored revision of a model, not only its latest.")
-def report(db: str, out: str, models: str | None, sql_dirs: tuple[str, ...], all_revisions: bool) -> None:
+def report(db: str, out: str | None, models: str | None, sql_dirs: tuple[str, ...], all_revisions: bool) -> None:
     """Write report.md and a self-contained report.html from the SQL report sections."""
     from tpa_dist.report.render import write_report
 
+    out = out or str(Path(db).parent / "outputs")
     rendered = write_report(db, out, _split(models), sql_dirs, all_revisions=all_revisions)
     failed = [r.error for r in rendered if r.error]
     click.echo(f"{len(rendered)} sections -> {out}/report.md, {out}/report.html")
@@ -299,7 +320,7 @@ def lowrank(db: str, model: str | None, out: str, energy: float | None, budget: 
 
 @main.command()
 @click.option("--model-id", required=True, help="Hub id, org/name.")
-@click.option("--revision", help="Branch, tag or commit [main].")
+@click.option("--revision", help="Branch, tag or commit [default: main].")
 @click.option("--out", type=click.Path(file_okay=False), help="A plain folder instead of the Hugging Face cache.")
 def download(model_id: str, revision: str | None, out: str | None) -> None:
     """Fetch a model's safetensors, index, config and tokenizer files (never pickles) from the Hub."""
@@ -318,7 +339,17 @@ def inspect(model: str) -> None:
     click.echo(format_inventory(inventory(model)))
 
 
-@main.command()
+class _PresetsCommand(click.Command):
+    """`synth --help` ends with the presets there are (read when help is asked for: no import cost otherwise)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from tpa_dist.sources.synth.derived import all_presets
+
+        formatter.write_paragraph()
+        formatter.write_text("PRESET is one of: " + ", ".join(all_presets()))
+
+
+@main.command(cls=_PresetsCommand)
 @click.argument("preset")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
 @click.option("--seed", default=0, show_default=True)

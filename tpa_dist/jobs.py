@@ -18,6 +18,7 @@ Unknown keys are errors and every value is type- and range-checked (settings.py)
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -53,7 +54,9 @@ class Job:
 
     models: tuple[str, ...] = ()
     db: str = setting("data/tpa.duckdb", "str", flag="--db")
-    output_dir: str = setting("data/outputs", "str", flag="--output-dir")
+    # None: "outputs" beside the database (data/tpa.duckdb -> data/outputs), so runs into different databases never
+    # share (and overwrite) one output folder
+    output_dir: str | None = setting(None, "str", flag="--output-dir", nullable=True)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     workers: WorkerSettings = field(default_factory=WorkerSettings)
@@ -62,10 +65,13 @@ class Job:
     base: str | None = None  # --base: the base of every model (a spec, or "previous": each model's predecessor)
     bases: tuple[tuple[str, str], ...] = ()  # per model entry (job files' `base = "..."`): (entry, base spec)
     progress: bool = True
+    report: bool = True  # --no-report: store the results and the CSV, skip report.md/html and its figures
     argv: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         check("job", self)
+        if self.output_dir is None:
+            object.__setattr__(self, "output_dir", str(Path(self.db).parent / "outputs"))
         if self.base is not None:
             if not isinstance(self.base, str) or not self.base.strip():
                 raise JobError(f"base (--base) must be a model spec or 'previous', got {shown(self.base)}")
@@ -112,6 +118,8 @@ class Job:
             for section, name in targets:
                 parts[section][name] = value
         new = {name: replace(getattr(self, name), **kw) for name, kw in parts.items() if kw}
+        if "db" in own and "output_dir" not in own and self.output_dir == str(Path(self.db).parent / "outputs"):
+            own["output_dir"] = None  # it followed the database: it follows the new one
         return replace(self, **own, **new)
 
 
@@ -185,31 +193,62 @@ def load_job(path: str | Path) -> Job:
     job = Job()
     top: dict[str, object] = {}
     sections: dict[str, dict[str, object]] = {}
+    problems: list[str] = []  # every problem of the file at once, not the first only
     for key, value in doc.items():
         if key == "models":
-            top["models"], top["bases"] = _model_entries(value, path)
+            try:
+                top["models"], top["bases"] = _model_entries(value, path)
+            except JobFileError as exc:
+                problems.append(str(exc).removeprefix(f"{path}: "))
         elif key == "base":
             if not isinstance(value, str) or not value.strip():
-                raise JobFileError(f'{path}: base must be a model spec or "previous", got {value!r}')
-            top["base"] = value.strip()
+                problems.append(f'base must be a model spec or "previous", got {value!r}')
+            else:
+                top["base"] = value.strip()
         elif key == "job" and isinstance(value, dict):
             for sub, subval in value.items():
                 if sub not in ("db", "output_dir"):
-                    raise JobFileError(f"{path}: unknown setting [job].{sub} (known: db, output_dir)")
-                top[sub] = subval
+                    problems.append(f"unknown setting [job].{sub} (known: db, output_dir)")
+                elif message := _problem(lambda sub=sub, subval=subval: replace(job, **{sub: subval})):
+                    problems.append(message)
+                else:
+                    top[sub] = subval
         elif key in SECTIONS and isinstance(value, dict):
             known = section_keys(SECTIONS[key])
-            for sub in value:
+            good = {}
+            for sub, subval in value.items():
                 if sub not in known:
-                    raise JobFileError(f"{path}: unknown setting [{key}].{sub} (known: {', '.join(sorted(known))})")
-            sections[key] = dict(value)
+                    problems.append(f"unknown setting [{key}].{sub} (known: {', '.join(sorted(known))})")
+                    continue
+                message = _problem(lambda key=key, sub=sub, subval=subval: replace(getattr(job, key), **{sub: subval}))
+                if message:
+                    problems.append(message)
+                else:
+                    good[sub] = subval
+            sections[key] = good
         else:
-            raise JobFileError(f"{path}: unknown key {shown(key)} (known: models, base, job, {', '.join(SECTIONS)})")
+            problems.append(f"unknown key {shown(key)} (known: models, base, job, {', '.join(SECTIONS)})")
+    if not problems:
+        message = _problem(
+            lambda: replace(job, **top, **{n: replace(getattr(job, n), **kw) for n, kw in sections.items()})
+        )
+        if message:
+            problems.append(message)
+    if len(problems) == 1:
+        raise JobFileError(f"{path}: {problems[0]}")
+    if problems:
+        raise JobFileError(f"{path}: {len(problems)} problems: " + "; ".join(problems))
+    parts = {name: replace(getattr(job, name), **kw) for name, kw in sections.items()}
+    return replace(job, **top, **parts)
+
+
+def _problem(build: Callable[[], object]) -> str | None:
+    """The JobError message of building a part of a job, or None when it builds."""
     try:
-        parts = {name: replace(getattr(job, name), **kw) for name, kw in sections.items()}
-        return replace(job, **top, **parts)
+        build()
     except JobError as exc:
-        raise JobFileError(f"{path}: {exc}") from None
+        return str(exc)
+    return None
 
 
 MAX_JOB_BYTES = 1 << 20  # a job file lists models and settings: a megabyte is a thousand times enough

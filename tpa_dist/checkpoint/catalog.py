@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tpa_dist.checkpoint.classify import classify
+from tpa_dist.checkpoint.dtypes import FLOAT_DTYPES
 from tpa_dist.checkpoint.header import FileHeader, read_header
 from tpa_dist.errors import HeaderError, ModelFolderError, UnsupportedFormatError
 from tpa_dist.files import read_bytes_limited
@@ -17,6 +18,10 @@ from tpa_dist.files import read_bytes_limited
 INDEX_FILE = "model.safetensors.index.json"
 PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 MAX_JSON_BYTES = 50_000_000
+
+
+#: integer tensors of GPTQ/AWQ layers that are weights, not buffers
+QUANT_PARTS = (".qweight", ".qzeros", ".g_idx")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,12 @@ class TensorInfo:
         for d in self.shape:
             n *= d
         return n
+
+    @property
+    def is_parameter(self) -> bool:
+        """A weight (floating point, or a quantized layer's packed integers), not a buffer such as BERT's int64
+        position_ids or a causal mask: what parameter counts count."""
+        return self.dtype in FLOAT_DTYPES or self.param_name.endswith(QUANT_PARTS)
 
 
 @dataclass

@@ -41,8 +41,6 @@ _NUMPY: dict[str, str] = {
     "BOOL": "u1",
 }
 
-FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
-
 
 def raw_numpy_dtype(dtype: str) -> np.dtype:
     """The numpy dtype that holds one stored element's bits (bf16/fp8 as unsigned ints)."""

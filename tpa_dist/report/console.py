@@ -12,7 +12,8 @@ RULE = "=" * 80
 
 
 def layer_summary(db: str | Path, models: list[str]) -> str:
-    """Per model, per layer, per block type: shape, rank, 90 % energy rank, sparsity, μ, σ."""
+    """Per model, per layer, per block type: shape, rank, 90 % energy rank, heavy-tail alpha, sparsity, μ, σ; the
+    name and shape columns as wide as their longest entry, so long block names keep the columns aligned."""
     con = connect_db(db, read_only=True)
     try:
         show_latest(con)
@@ -20,13 +21,19 @@ def layer_summary(db: str | Path, models: list[str]) -> str:
     finally:
         con.close()
     out = [RULE, "LAYER-BY-LAYER MATRIX ANALYSIS", RULE]
+    names = [f"{r[2]} ×{r[3]}" if r[3] > 1 else r[2] for r in rows]
+    width = max([14, *map(len, names)])
+    shape_width = max([18, *(len(r[4]) for r in rows)])
     current: tuple | None = None
-    for model, layer, block, n, shape, rank, design, r90, sparsity, mean, std in rows:
+    for name, (model, layer, _, _, shape, rank, design, r90, sparsity, mean, std, alpha) in zip(names, rows):
         if (model, layer) != current:
             current = (model, layer)
             out += ["", f"🔹 {model} — " + (f"LAYER {layer}" if layer is not None else "NON-LAYER"), "-" * 50]
-        name = f"{block} ×{n}" if n > 1 else block
-        out.append(f"  📊 {name:<14}| Shape: {shape:<18}| Rank: {int(rank)}/{design} ({100 * rank / design:.1f}%)")
+        tail = f" | α={alpha:.2f}" if alpha is not None else " | α=n/a"
+        out.append(
+            f"  📊 {name:<{width}}| Shape: {shape:<{shape_width}}| Rank: {int(rank)}/{design} "
+            f"({100 * rank / design:.1f}%){tail}"
+        )
         out.append(
             f"      SVD 90%: {int(r90):>4}/{design} ({100 * r90 / design:.1f}%) | Sparsity: {100 * sparsity:.1f}% "
             f"| μ={mean: .4f} σ={std: .4f}"

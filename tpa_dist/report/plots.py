@@ -78,8 +78,32 @@ def _panels(  # noqa: ANN202
     return fig, flat[:n]
 
 
+#: axis titles in words for the columns sections draw (anything else: its name with spaces)
+AXIS_NAMES = {
+    "layer_index": "layer",
+    "svd_90_percent_ratio": "90 % energy rank / full rank",
+    "alpha": "heavy-tail exponent α",
+    "depth": "relative depth (layer / last layer)",
+    "k": "number of clusters k",
+    "block_type": "block type",
+    "relative_update": "‖ΔW‖_F / ‖W_base‖_F",
+    "sparsity": "AlphaPruning sparsity",
+    "singular_value": "singular value σ",
+    "eigenvalue": "eigenvalue λ = σ²",
+    "Δ_r90": "Δ 90 % energy rank ratio",
+}
+
+
 def _label(name: str | None) -> str:
-    return (name or "").replace("_", " ")
+    return AXIS_NAMES.get(name or "", (name or "").replace("_", " "))
+
+
+def _integer_ticks(ax, values: list) -> None:  # noqa: ANN001 - a matplotlib Axes
+    """Whole-number ticks for an axis of whole numbers (layers, checkpoints, k): never "1.5"."""
+    from matplotlib.ticker import MaxNLocator
+
+    if values and all(isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer()) for v in values):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _order_key(value: object) -> tuple[int, str]:
@@ -194,6 +218,8 @@ def lines(
             ax.set_yscale("log")
             ax.minorticks_off()  # minor log ticks cost seconds in layout and add little
         ax.set_title(f"{_label(facet)}: {name}" if name is not None else title, fontsize=9)
+        if not log:
+            _integer_ticks(ax, [d[x] for d in panels[name] if d[x] is not None])
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(ylabel or (name if facet and not sharey else y)))
         ax.grid(alpha=0.3)

@@ -264,13 +264,18 @@ def _markdown(rendered: list[Rendered], models: list[str]) -> str:
             lines += [f"> {_md_text(c)}" for c in r.captions] + ([""] if r.captions else [])
             if r.section.draw == "table" or not r.png:
                 lines += _md_table(r, models)
-        if i == 0:  # the summary, then the table of contents
+        if i == _lead(rendered) - 1:  # the findings and the summary, then the table of contents
             lines += (
                 ["## Contents", ""]
-                + [f"- [{_md_text(x.section.title)}](#{_slug(x.section)})" for x in rendered[1:]]
+                + [f"- [{_md_text(x.section.title)}](#{_slug(x.section)})" for x in rendered[_lead(rendered) :]]
                 + [""]
             )
     return "\n".join(lines)
+
+
+def _lead(rendered: list[Rendered]) -> int:
+    """How many sections come before the table of contents: the findings and the summary (00_*)."""
+    return max(1, sum(1 for r in rendered[:2] if r.section.path.name.startswith("00_")))
 
 
 def _md_table(r: Rendered, models: list[str]) -> list[str]:
@@ -316,8 +321,11 @@ def _html(rendered: list[Rendered], models: list[str]) -> str:
             parts += [f"<p class='caption'>{_esc(c)}</p>" for c in r.captions]
             if r.section.draw == "table" or not r.png:
                 parts += _html_table(r, models)
-        if i == 0:
-            links = "".join(f"<li><a href='#{_slug(x.section)}'>{_esc(x.section.title)}</a></li>" for x in rendered[1:])
+        if i == _lead(rendered) - 1:
+            links = "".join(
+                f"<li><a href='#{_slug(x.section)}'>{_esc(x.section.title)}</a></li>"
+                for x in rendered[_lead(rendered) :]
+            )
             parts.append(f"<nav><h2>Contents</h2><ol>{links}</ol></nav>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -338,24 +346,51 @@ def _html_table(r: Rendered, models: list[str]) -> list[str]:
 
 
 def check_models(con: duckdb.DuckDBPyConnection, db: str | Path, models: list[str] | None) -> list[str]:
-    """The models to report: all analyzed ones, or the ones asked for — each of which must be stored (a typo is an
-    error naming the models there are, never an empty report)."""
+    """The models to report: every model stored with results (matrices, or ΔW for an adapter), or the ones asked
+    for — each of which must be stored (a typo is an error naming the models there are, never an empty report)."""
     tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
-    if "matrix_analysis" not in tables:
+    if not {"models", "matrix_analysis"} <= tables:
         raise ReportError(
-            f"{db}: not a tpa-dist database (it has no matrix_analysis table): analyze models into it first with "
-            f"`tpa-dist submit --db {db} --models ...`"
+            f"{db}: not a tpa-dist database (it has no models or matrix_analysis table): analyze models into it "
+            f"first with `tpa-dist submit --db {db} --models ...`"
         )
-    stored = [m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis ORDER BY 1").fetchall()]
-    if not stored:
-        raise ReportError(f"{db}: no model has analyzed matrices yet (`tpa-dist status --db {db}` shows the runs)")
+    known = [
+        m for (m,) in con.execute("SELECT DISTINCT model_id FROM models WHERE status = 'ok' ORDER BY 1").fetchall()
+    ]
+    if not known:
+        raise ReportError(f"{db}: no model was analyzed into it (`tpa-dist status --db {db}` shows the runs)")
     if not models:
-        return stored
-    unknown = [m for m in models if m not in stored]
+        with_rows = {m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis").fetchall()}
+        return [m for m in known if m in with_rows] or known
+    unknown = [m for m in models if m not in known]
     if unknown:
-        shown = ", ".join(stored[:10]) + (f" and {len(stored) - 10} more" if len(stored) > 10 else "")
+        shown = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
         raise ReportError(f"{db}: no analyzed model named {', '.join(map(repr, unknown))}; stored: {shown}")
     return models
+
+
+def keep_other_report(out: Path, models: list[str]) -> Path | None:
+    """A report of another set of models in `out` is moved to out/previous/<its models>/ (report.md, report.html and
+    its figures) before this one is written, and said in the log: a report never silently replaces another."""
+    import logging
+    import shutil
+
+    from tpa_dist.files import name_for_path
+
+    old = out / "report.md"
+    if not old.is_file():
+        return None
+    head = old.read_text(encoding="utf-8", errors="replace").splitlines()[:3]
+    line = next((h for h in head if h.startswith("Models: ")), None)
+    if line is None or line == f"Models: {_md_text(', '.join(models))}":
+        return None
+    target = out / "previous" / name_for_path(line.removeprefix("Models: "))
+    target.mkdir(parents=True, exist_ok=True)
+    for path in [old, out / "report.html", *out.glob("[0-9][0-9]_*.png")]:
+        if path.is_file():
+            shutil.move(str(path), target / path.name)
+    logging.getLogger("tpa_dist").warning("the report of other models (%s) was kept in %s", line[8:], target)
+    return target
 
 
 def write_report(
@@ -388,6 +423,7 @@ def write_report(
             rendered.append(
                 Rendered(Section(Path(figure.path.name), figure.path.name, "", "table", {}, ""), error=message)
             )
+    keep_other_report(out, models)
     for r in rendered:
         if r.png:
             (out / f"{_slug(r.section)}.png").write_bytes(r.png)

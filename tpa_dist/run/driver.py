@@ -295,6 +295,12 @@ class Driver:
         except Exception as exc:  # noqa: BLE001
             s.fail(f"CSV not written: {describe_failure(exc)}")
         self._model_files()
+        if not self.job.report:  # --no-report: the seed's per-model figures all the same
+            for message in write_figures(self.figures):
+                if message:
+                    s.fail(message)
+            s.outputs = "outputs: " + ", ".join(written) if written else None
+            return
         try:
             models = sorted({m for m, _ in s.models})
             stage = partial(self.faults.pause, db=self.job.db)

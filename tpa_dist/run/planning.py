@@ -59,7 +59,7 @@ class PlannedModel:
             config_error=c.config_error,
             num_shards=len(c.shards),
             num_tensors=len(self.tensors),
-            num_params=sum(t.numel for t in self.tensors),
+            num_params=sum(t.numel for t in self.tensors if t.is_parameter),
             run_id=run_id,
         )
 
@@ -310,7 +310,7 @@ def _plan_adapter(
                 config=adapter.config,
                 num_shards=1,
                 num_tensors=len(tensors),
-                num_params=sum(t.numel for t in tensors),
+                num_params=sum(t.numel for t in tensors if t.is_parameter),
                 run_id=run_id,
             ),
             tensors,

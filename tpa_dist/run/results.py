@@ -47,10 +47,14 @@ class RunSummary:
 
     def describe(self) -> str:
         rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        spent = {k: v for k, v in self.phases.items() if v and v >= 0.05 and k not in ("analysis", "writing")}
+        whole = sum(v for k, v in self.phases.items() if v and k != "writing")
+        parts = ", ".join(f"{_PHASE_WORDS.get(k, k)} {v:.1f}s" for k, v in spent.items())
         lines = [
             f"run {self.run_id}: {self.done}/{self.total} analyzed ({self.reused} reused from earlier runs), "
-            f"{len(self.failures)} failed, {self.bytes / 2**20:.1f} MiB in {self.seconds:.1f}s ({rate:.1f} mat/s; "
-            f"Ray start-up {self.ray_startup_s:.1f}s)"
+            f"{len(self.failures)} failed, {self.bytes / 2**20:.1f} MiB; analysis {self.seconds:.1f}s"
+            + (f" ({rate:.1f} mat/s)" if self.done else "")
+            + (f"; whole run {whole:.1f}s ({parts})" if whole > self.seconds and parts else "")
         ]
         for title, items in (("warnings", self.warnings), ("failed", self.failures)):
             if not items:
@@ -63,6 +67,11 @@ class RunSummary:
                     "(SELECT matrix_key, error FROM matrix_analysis WHERE status = 'error')"
                 )
         return "\n".join(lines)
+
+
+#: the phases' names in the summary line (Ray's start-up is only there when Ray started)
+_PHASE_WORDS = {"startup": "start-up", "plan": "planning", "ray_startup": "Ray start-up", "embedding": "embeddings",
+                "outputs": "CSV and report"}  # fmt: skip
 
 
 class ResultSink:

@@ -17,7 +17,8 @@ class Inventory:
     def params_by_block(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
         for t in self.tensors:
-            counts[t.block_type] += t.numel
+            if t.is_parameter:
+                counts[t.block_type] += t.numel
         return dict(counts.most_common())
 
 
@@ -33,10 +34,16 @@ def format_inventory(inv: Inventory) -> str:
         layer = "" if t.layer_index is None else str(t.layer_index)
         shape = "x".join(map(str, t.shape)) or "scalar"
         lines.append(f"{t.param_name:<60} {t.shard:<34} {t.dtype:<7} {shape:<22} {layer:>5} {t.block_type}")
-    total = sum(t.numel for t in inv.tensors)
+    total = sum(t.numel for t in inv.tensors if t.is_parameter)
+    buffers = [t for t in inv.tensors if not t.is_parameter]
     lines.append("")
     lines.append(
         f"{len(inv.tensors)} tensors in {len(inv.catalog.shards)} shard(s), {total:,} parameters"
+        + (
+            f" (and {len(buffers)} integer/boolean buffer(s), {sum(t.numel for t in buffers):,} elements)"
+            if buffers
+            else ""
+        )
         + (f", architecture {inv.catalog.architecture}" if inv.catalog.architecture else "")
     )
     for block, n in inv.params_by_block().items():
