@@ -24,7 +24,8 @@ import numpy as np
 from tpa_dist.checkpoint.dtypes import decode
 from tpa_dist.checkpoint.reader import Region, iter_blocks
 
-BUCKET_ELEMENTS = 1 << 24  # elements shuffled in memory at once (32 MiB of bf16)
+BUCKET_ELEMENTS = 1 << 22  # elements shuffled in memory at once (8 MiB of bf16: near the cache, ~4× faster than 2^24)
+PIECE_ELEMENTS = 1 << 18  # elements a chunk is dealt out in: each piece permuted in cache, then split to the buckets
 MAX_BUCKETS = 512  # open spill files at once; larger matrices get larger buckets
 HYPERGEOMETRIC_LIMIT = 10**9  # numpy's hypergeometric sampler needs fewer elements than this in all
 
@@ -103,11 +104,13 @@ def permuted(chunks: Iterator[np.ndarray], total: int, rng: np.random.Generator)
         try:
             for chunk in chunks:
                 dtype = chunk.dtype
-                counts = _split_counts(room, len(chunk), rng)
-                room -= counts
-                for f, piece in zip(files, np.split(rng.permutation(chunk), np.cumsum(counts)[:-1])):
-                    if len(piece):
-                        f.write(piece.tobytes())
+                for start in range(0, len(chunk), PIECE_ELEMENTS):
+                    piece = chunk[start : start + PIECE_ELEMENTS]
+                    counts = _split_counts(room, len(piece), rng)
+                    room -= counts
+                    for f, part in zip(files, np.split(rng.permutation(piece), np.cumsum(counts)[:-1])):
+                        if len(part):
+                            f.write(part.tobytes())
         finally:
             for f in files:
                 f.close()
