@@ -140,7 +140,9 @@ def test_hostile_models_never_cost_the_good_one(ray_session, synth_models, tmp_p
     good = str(synth_models["tiny-gpt2"])
     common = dict(progress=False, k_min=2, k_max=4)
     alone = submit(
-        Job.create(models=(good,), db=str(tmp_path / "alone.duckdb"), output_dir=str(tmp_path / "o1"), **common)
+        Job.create(
+            models=(good,), db=str(tmp_path / "alone.duckdb"), output_dir=str(tmp_path / "o1"), report=False, **common
+        )
     )
     assert alone.ok, alone.describe()
     models = tuple(str(p) for p in hostile.values()) + (good,)
