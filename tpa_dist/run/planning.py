@@ -269,14 +269,14 @@ def _plan_pair(
     except Exception as exc:  # noqa: BLE001
         plan.failures.append(f"model {tuned.spec}: ΔW against {base.spec} not planned: {describe(exc)}")
         return
-    plan.delta_tasks += tasks
-    plan.total += len(tasks)
-    plan.reused += len(done)
-    if skipped:
-        plan.warnings.append(
-            f"{tuned.model_id} vs {base.model_id}: {len(skipped)} matrix(es) not compared (in one model only "
-            "or of different shapes; SELECT matrix_key, error FROM delta_analysis WHERE status = 'skipped')"
-        )
+    _add_deltas(
+        plan,
+        tasks,
+        done,
+        skipped,
+        f"{tuned.model_id} vs {base.model_id}: {len(skipped)} matrix(es) not "
+        "compared (in one model only or of different shapes",
+    )
 
 
 def _adapter_of(spec: str, plan: Plan) -> Adapter | bool | None:
@@ -358,14 +358,13 @@ def _plan_adapter(
         plan.failures.append(f"model {spec}: the LoRA adapter could not be planned: {describe(exc)}")
         return
     plan.adapters.append((adapter.name, revision))
-    plan.delta_tasks += tasks
-    plan.total += len(tasks)
-    plan.reused += len(done)
-    if skipped:
-        plan.warnings.append(
-            f"{adapter.name}: {len(skipped)} adapted module(s) not compared (not in {base.model_id}, or of another "
-            "shape; SELECT matrix_key, error FROM delta_analysis WHERE status = 'skipped')"
-        )
+    _add_deltas(
+        plan,
+        tasks,
+        done,
+        skipped,
+        f"{adapter.name}: {len(skipped)} adapted module(s) not compared (not in {base.model_id}, or of another shape",
+    )
 
 
 def _base_matrix(name: str, by_name: dict[str, MatrixTask]) -> MatrixTask | None:
@@ -399,3 +398,12 @@ def _skipped_adapter_row(
     row = delta_base_row(DeltaTask(tuned, replace(tuned, model_id=base.model_id, revision=base.revision), delta))
     row.update(status="skipped", error=f"tensor {param_name}: adapted by the LoRA adapter but not in {base.model_id}")
     return row
+
+
+def _add_deltas(plan: Plan, tasks: list, done: set, skipped: list, not_compared: str) -> None:
+    """ΔW tasks of one pair into the plan, and a warning (with the query that lists them) when some were skipped."""
+    plan.delta_tasks += tasks
+    plan.total += len(tasks)
+    plan.reused += len(done)
+    if skipped:
+        plan.warnings.append(f"{not_compared}; SELECT matrix_key, error FROM delta_analysis WHERE status = 'skipped')")
