@@ -1,7 +1,7 @@
 -- title: Singular-value spectra by role, every model in every panel
 -- shows: log-log singular values σ_k against k for the token embedding and for the first and middle layers'
 --        query (or fused qkv) and down projections; one panel per role, one colour per model.
--- draw: loglog x=k y=sigma series=series facet=role color=model_id label=singular_value
+-- draw: loglog x=sv_index y=sigma series=series facet=role color=model_id label=singular_value
 WITH chosen AS (
     SELECT s.model_id, s.matrix_key, s.singular_values, m.layer_index, m.block_type,
            max(m.layer_index) OVER (PARTITION BY s.model_id) AS last_layer
@@ -15,6 +15,6 @@ WITH chosen AS (
     FROM chosen
     WHERE block_type = 'embedding' OR layer_index = 0 OR layer_index = last_layer // 2
 )
-SELECT role, model_id, model_id || ' ' || matrix_key AS series, generate_subscripts(singular_values, 1) AS k,
+SELECT role, model_id, model_id || ' ' || matrix_key AS series, generate_subscripts(singular_values, 1) AS sv_index,
        unnest(singular_values) AS sigma
 FROM roles;

@@ -20,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tpa_dist.report import hover  # noqa: E402
+
 FIG_W, FIG_H, DPI = 1000, 500, 100
 PANEL_COLUMNS = 2  # small multiples of line plots, histograms and ESDs
 ANNOTATE_CELLS = (40, 12)  # heatmap cells carry their values up to 40 rows × 12 columns
@@ -58,8 +60,9 @@ def figure_size(panels: int, columns: int = PANEL_COLUMNS) -> tuple[int, int]:
 def _png(fig) -> bytes:  # noqa: ANN001
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
+    data = hover.attach(buf.getvalue(), fig)  # the points' values, for report.html's hover
     plt.close(fig)
-    return buf.getvalue()
+    return data
 
 
 def _panels(  # noqa: ANN202
@@ -85,6 +88,7 @@ AXIS_NAMES = {
     "alpha": "heavy-tail exponent α",
     "depth": "relative depth (layer / last layer)",
     "k": "number of clusters k",
+    "sv_index": "index k (σ_k in descending order)",
     "block_type": "block type",
     "relative_update": "‖ΔW‖_F / ‖W_base‖_F",
     "sparsity": "AlphaPruning sparsity",
@@ -154,6 +158,7 @@ def heatmap(
             if d[value] is not None:
                 grid[ys.index(d[y]), xs.index(d[x])] = d[value]
         im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest", vmin=vmin, vmax=vmax)
+        im.tpa_names = ([str(v) for v in xs], [f"{_label(y)} {v}" for v in ys], _label(label or value))  # hover.py
         ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right", fontsize=8)
         step = max(1, len(ys) // 16)
         ax.set_yticks(range(0, len(ys), step), [str(v) for v in ys[::step]], fontsize=8)

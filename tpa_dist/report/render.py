@@ -1,6 +1,6 @@
 """Report generators: every section is a `.sql` file (sql/reports/NN_name.sql, plus users' --sql-dir), whose header
 says its title, what it shows and how it is drawn; this module runs them on a sandboxed read-only connection and
-writes report.md (plots as PNG files beside it) and a self-contained report.html (plots embedded).
+writes report.md (plots as PNG files beside it) and a self-contained interactive report.html (page.py).
 
 The first section is the per-model summary, followed by a table of contents. A section may return a `caption`
 column: its distinct values are printed under the plot (what a sampled plot chose, why a partition is degenerate).
@@ -9,11 +9,7 @@ All text is escaped for display: decoded tokens with control characters or broke
 
 from __future__ import annotations
 
-import base64
-import html
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -21,11 +17,21 @@ import duckdb
 
 from tpa_dist.db.query import fetch_capped, plan_objects, show_latest
 from tpa_dist.db.sandbox import close, interruptible, open_sandbox
-from tpa_dist.db.sqlfiles import sql_files
+from tpa_dist.db.sqlfiles import sql_text
 from tpa_dist.errors import ReportError, StoreError
-from tpa_dist.files import read_text_limited
 from tpa_dist.report import plots
 from tpa_dist.report.drawing import Figure, Result, draw_all, write_figures
+from tpa_dist.report.page import page
+from tpa_dist.report.picker import picker_data
+from tpa_dist.report.sections import (
+    Rendered,
+    Section,
+    cell_text,
+    hint,
+    lead,
+    load_sections,
+    slug,
+)
 from tpa_dist.text import printable
 
 MAX_TABLE_ROWS = 60
@@ -33,74 +39,6 @@ MAX_FETCH_ROWS = 2_000_000  # a section's result is fetched up to this many rows
 MAX_FETCH_BYTES = 512 << 20
 MAX_FIGURE_MODELS = 16  # models drawn in one figure (panels or lines); the tables keep every model
 SECTION_TIMEOUT_S = 300.0  # a section's query still running after this is interrupted (its section fails)
-DRAW_KINDS = ("table", "heatmap", "lines", "loglog", "histogram", "esd")
-_HEADER = re.compile(r"^--\s*(title|shows|draw|optional):\s*(.*)$")
-
-
-@dataclass
-class Section:
-    path: object  # a Path, or a Traversable of the packaged sections
-    title: str
-    shows: str
-    draw: str  # table | heatmap | lines | loglog | histogram | esd
-    options: dict[str, str]
-    query: str
-    optional: bool = False  # left out of the report when it has no rows (e.g. ΔW sections without --base)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-@dataclass
-class Rendered:
-    section: Section
-    columns: list[str] = field(default_factory=list)
-    rows: list[tuple] = field(default_factory=list)
-    png: bytes | None = None
-    error: str | None = None
-    captions: list[str] = field(default_factory=list)
-    note: str | None = None  # the result was cut
-
-
-def parse_section(path: Path) -> Section:
-    """Read a section file: `-- title:`, `-- shows:` (continued by `--` lines), `-- draw: KIND k=v ...`."""
-    try:
-        text = read_text_limited(path, 1 << 20) if isinstance(path, Path) else path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ReportError(f"{path}: not UTF-8 text") from None
-    except (OSError, ValueError) as exc:
-        raise ReportError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    meta: dict[str, str] = {}
-    last = None
-    for line in text.splitlines():
-        if not line.startswith("--"):
-            break
-        m = _HEADER.match(line)
-        if m:
-            last = m.group(1)
-            meta[last] = m.group(2).strip()
-        elif last == "shows":
-            meta["shows"] += " " + line.lstrip("- ").strip()
-    if "title" not in meta:
-        raise ReportError(f"{path}: no `-- title:` header line (see sql/reports/*.sql for the format)")
-    kind, *opts = (meta.get("draw") or "table").split()
-    if kind not in DRAW_KINDS:
-        raise ReportError(f"{path}: unknown draw kind {kind!r} (one of {', '.join(DRAW_KINDS)})")
-    options = dict(o.split("=", 1) for o in opts if "=" in o)
-    optional = meta.get("optional", "").strip().lower() in ("true", "yes")
-    return Section(path, meta["title"], meta.get("shows", ""), kind, options, text, optional)
-
-
-def load_sections(extra_dirs: tuple[str | Path, ...] = ()) -> list[Section]:
-    """Built-in sections (sql/reports/NN_*.sql) in order, then every *.sql of each extra folder."""
-    paths: list = [f for f in sql_files("reports") if re.match(r"\d\d_", f.name)]
-    for folder in extra_dirs:
-        found = sorted(Path(folder).glob("*.sql"))
-        if not found:
-            raise ReportError(f"{folder}: no .sql files for extra report sections")
-        paths += found
-    return [parse_section(p) for p in paths]
 
 
 def _draw(sec: Section, cols: list[str], rows: list[tuple], palette: plots.Palette) -> bytes | None:
@@ -223,24 +161,6 @@ def pivot(cols: list[str], rows: list[tuple], on: str, value: str) -> tuple[list
     return keys + [f"{s} ({value})" for s in spread], [k + tuple(v.get(s) for s in spread) for k, v in table.items()]
 
 
-def _cell(v: object) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(_cell(x) for x in v)
-    return printable(str(v))
-
-
-def _slug(sec: Section) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", sec.name.removesuffix(".sql").lower()).strip("_")
-
-
-def _hint(r: Rendered, models: list[str]) -> str:
-    return f"tpa-dist sql --file {r.section.path} --models {','.join(models)}"
-
-
 def _md_text(s: str) -> str:
     return printable(s).replace("|", "\\|")
 
@@ -249,7 +169,7 @@ def _markdown(rendered: list[Rendered], models: list[str]) -> str:
     lines = ["# tpa-dist report", "", f"Models: {_md_text(', '.join(models))}", ""]
     for i, r in enumerate(rendered):
         lines += [
-            f'<a id="{_slug(r.section)}"></a>',
+            f'<a id="{slug(r.section)}"></a>',
             "",
             f"## {_md_text(r.section.title)}",
             "",
@@ -260,22 +180,17 @@ def _markdown(rendered: list[Rendered], models: list[str]) -> str:
             lines += [f"**Error:** `{printable(r.error)}`", ""]
         else:
             if r.png:
-                lines += [f"![{_md_text(r.section.title)}]({_slug(r.section)}.png)", ""]
+                lines += [f"![{_md_text(r.section.title)}]({slug(r.section)}.png)", ""]
             lines += [f"> {_md_text(c)}" for c in r.captions] + ([""] if r.captions else [])
             if r.section.draw == "table" or not r.png:
                 lines += _md_table(r, models)
-        if i == _lead(rendered) - 1:  # the findings and the summary, then the table of contents
+        if i == lead(rendered) - 1:  # the findings and the summary, then the table of contents
             lines += (
                 ["## Contents", ""]
-                + [f"- [{_md_text(x.section.title)}](#{_slug(x.section)})" for x in rendered[_lead(rendered) :]]
+                + [f"- [{_md_text(x.section.title)}](#{slug(x.section)})" for x in rendered[lead(rendered) :]]
                 + [""]
             )
     return "\n".join(lines)
-
-
-def _lead(rendered: list[Rendered]) -> int:
-    """How many sections come before the table of contents: the findings and the summary (00_*)."""
-    return max(1, sum(1 for r in rendered[:2] if r.section.path.name.startswith("00_")))
 
 
 def _md_table(r: Rendered, models: list[str]) -> list[str]:
@@ -283,66 +198,24 @@ def _md_table(r: Rendered, models: list[str]) -> list[str]:
         return ["(no rows)", ""]
     out = ["| " + " | ".join(_md_text(c) for c in r.columns) + " |", "|" + " --- |" * len(r.columns)]
     for row in r.rows[:MAX_TABLE_ROWS]:
-        out.append("| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |")
+        out.append("| " + " | ".join(cell_text(v).replace("|", "\\|") for v in row) + " |")
     if len(r.rows) > MAX_TABLE_ROWS:
-        out.append(f"\n… {len(r.rows) - MAX_TABLE_ROWS} more rows (`{_hint(r, models)}` for all)")
+        out.append(f"\n… {len(r.rows) - MAX_TABLE_ROWS} more rows (`{hint(r, models)}` for all)")
     if r.note:
         out.append(f"\n({r.note})")
     return out + [""]
 
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
-table{border-collapse:collapse;font-size:12px;margin:1em 0;display:block;overflow-x:auto;max-width:100%}td,th{border:1px solid #ccc;padding:3px 6px}
-th{background:#f2f2f2}h2{border-bottom:2px solid #446;margin-top:2em}.shows{color:#555;font-style:italic}
-img{max-width:100%;border:1px solid #ddd}.error{color:#a00}.caption{color:#333;border-left:3px solid #c60;
-padding-left:.6em}nav ol{columns:2}code{background:#f4f4f4}"""
-
-
-def _esc(s: str) -> str:
-    return html.escape(printable(s), quote=True)
-
-
-def _html(rendered: list[Rendered], models: list[str]) -> str:
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>tpa-dist report</title>",
-        f"<style>{_CSS}</style></head><body><h1>tpa-dist report</h1>",
-        f"<p>Models: {_esc(', '.join(models))}</p>",
-    ]
-    for i, r in enumerate(rendered):
-        parts.append(
-            f"<h2 id='{_slug(r.section)}'>{_esc(r.section.title)}</h2><p class='shows'>{_esc(r.section.shows)}</p>"
-        )
-        if r.error:
-            parts.append(f"<p class='error'>{_esc(r.error)}</p>")
-        else:
-            if r.png:
-                data = base64.b64encode(r.png).decode()
-                parts.append(f"<img alt='{_esc(r.section.title)}' src='data:image/png;base64,{data}'>")
-            parts += [f"<p class='caption'>{_esc(c)}</p>" for c in r.captions]
-            if r.section.draw == "table" or not r.png:
-                parts += _html_table(r, models)
-        if i == _lead(rendered) - 1:
-            links = "".join(
-                f"<li><a href='#{_slug(x.section)}'>{_esc(x.section.title)}</a></li>"
-                for x in rendered[_lead(rendered) :]
-            )
-            parts.append(f"<nav><h2>Contents</h2><ol>{links}</ol></nav>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _html_table(r: Rendered, models: list[str]) -> list[str]:
-    if not r.rows:
-        return ["<p>(no rows)</p>"]
-    out = ["<table><tr>" + "".join(f"<th>{_esc(c)}</th>" for c in r.columns) + "</tr>"]
-    for row in r.rows[:MAX_TABLE_ROWS]:
-        out.append("<tr>" + "".join(f"<td>{_esc(_cell(v))}</td>" for v in row) + "</tr>")
-    out.append("</table>")
-    if len(r.rows) > MAX_TABLE_ROWS:
-        out.append(f"<p>… {len(r.rows) - MAX_TABLE_ROWS} more rows (<code>{_esc(_hint(r, models))}</code> for all)</p>")
-    if r.note:
-        out.append(f"<p>({_esc(r.note)})</p>")
-    return out
+def _picker_rows(con: duckdb.DuckDBPyConnection, models: list[str]) -> tuple[list[str], list[tuple]]:
+    """Every reported matrix with its spectrum, for report.html's picker (none when the query fails: the page says)."""
+    work = partial(
+        fetch_capped, con, sql_text("html/matrices.sql"), {"models": models}, MAX_FETCH_ROWS, MAX_FETCH_BYTES
+    )
+    try:
+        result = interruptible(con, work, SECTION_TIMEOUT_S)
+    except (duckdb.Error, StoreError):
+        return [], []
+    return result.columns, result.rows
 
 
 def check_models(con: duckdb.DuckDBPyConnection, db: str | Path, models: list[str] | None) -> list[str]:
@@ -414,6 +287,7 @@ def write_report(
         show_latest(con, latest=not all_revisions)
         plan_objects(con)  # the plan views, also in databases stored before they existed
         rendered = query(con, sections, models)
+        matrices = picker_data(*_picker_rows(con, models))
     finally:
         close(con)
     drawn = draw(rendered, figures, before=partial(on_stage, "figures"), models=models)  # before: where each is drawn
@@ -426,7 +300,7 @@ def write_report(
     keep_other_report(out, models)
     for r in rendered:
         if r.png:
-            (out / f"{_slug(r.section)}.png").write_bytes(r.png)
+            (out / f"{slug(r.section)}.png").write_bytes(r.png)
     (out / "report.md").write_text(_markdown(rendered, models), encoding="utf-8")
-    (out / "report.html").write_text(_html(rendered, models), encoding="utf-8")
+    (out / "report.html").write_text(page(rendered, models, matrices), encoding="utf-8")
     return rendered
