@@ -243,6 +243,11 @@ def test_checkpoints_over_training_with_base_previous(ray_session, tmp_path):
     assert [m for m, _ in alphas] == ["step1", "step2", "step3", "step4"]
     assert all(b < a for a, b in zip(values, values[1:])), values  # alpha falls monotonically over training
     assert pairs == [("step2", "step1"), ("step3", "step2"), ("step4", "step3")]
+    from tpa_dist.report import hover
+
+    points = hover.read((tmp_path / "o" / "20_over_training.png").read_bytes())["p"]
+    ticks = {text.split(" · ")[-2] for _, _, text in points}  # "... · checkpoint stepN · alpha v": named ticks
+    assert {f"checkpoint step{i}" for i in range(1, 5)} <= ticks, sorted(ticks)[:8]
 
 
 def test_job_file_and_flag_bases(tmp_path):

@@ -489,6 +489,11 @@ def test_a_stop_in_every_phase_ends_the_run_at_once_and_leaves_no_process(tmp_pa
         time.sleep(0.05)
     assert paused.exists() and paused.read_text() == phase, proc.communicate()[0] if proc.poll() is not None else ""
     family = _descendants(proc.pid)
+    if phase == "embedding":  # `status` says what the run does now (was "21/21 ... ETA 0s" for the whole phase)
+        shown = subprocess.run(
+            [sys.executable, "-m", "tpa_dist", "status", "--db", str(db)], capture_output=True, text=True, timeout=120
+        )
+        assert "matrices done, now embeddings 1/1: synth:tiny-gpt2" in shown.stdout, shown.stdout + shown.stderr
     if phase == "figures":
         assert family, "the figures are drawn in forked children"
     t0 = time.monotonic()

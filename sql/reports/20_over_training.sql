@@ -2,7 +2,7 @@
 -- shows: for checkpoints of one model (the models sharing the first model's matrices, in the order given): the
 --        median alpha, stable rank, 90 % energy rank ratio and spectral norm of each block type's matrices,
 --        against the checkpoint; one panel per metric.
--- draw: lines x=checkpoint y=value series=block_type facet=metric color=block_type sharey=false
+-- draw: lines x=checkpoint y=value series=block_type facet=metric color=block_type sharey=false xticks=model_id
 -- optional: true
 WITH keys AS (
     SELECT model_id, string_agg(matrix_key, ',' ORDER BY matrix_key) AS k
@@ -18,7 +18,7 @@ WITH keys AS (
     WHERE a.kind = 'matrix' AND a.status = 'ok' AND a.layer_index IS NOT NULL
     GROUP BY a.model_id, a.block_type
 )
-SELECT checkpoint, block_type, metric, value,
+SELECT checkpoint, model_id, block_type, metric, value,
        'checkpoint ' || checkpoint || ' = ' || model_id AS caption
 FROM m UNPIVOT (value FOR metric IN (alpha AS 'alpha', stable_rank AS 'stable rank', r90_ratio AS 'r90 ratio',
                                     spectral_norm AS 'spectral norm'))

@@ -31,6 +31,7 @@ class LiveProgress:
     elapsed_s: float = 0.0
     by_device: dict[str, int] = field(default_factory=dict)
     matrices_per_s: float | None = None
+    phase: str = "analysis"  # what the run does now: "analysis" (matrices), then "embeddings i/n: <model>"
 
     @property
     def finished(self) -> int:
@@ -46,16 +47,21 @@ class LiveProgress:
         gone = "" if self.alive else " — its driver is no longer running: run the same submit again to resume"
         rate = self.matrices_per_s or 0.0
         eta = (self.total - self.finished) / rate if rate else float("nan")
+        now = f", ETA {eta:.0f}s" if self.phase == "analysis" else f"; matrices done, now {self.phase}"
         return (
             f"run {self.run_id} (pid {self.pid}): {self.finished}/{self.total} matrices "
             f"({self.reused} reused, {self.failed} failed), {self.bytes / 2**30:.2f} GiB, "
-            f"{rate:.1f} mat/s, ETA {eta:.0f}s, by device {self.by_device}; updated {age:.0f}s ago{gone}"
+            f"{rate:.1f} mat/s{now}, by device {self.by_device}; updated {age:.0f}s ago{gone}"
         )
 
 
-def write_live_progress(db: str | os.PathLike[str], summary, progress) -> None:  # noqa: ANN001
-    """Atomically publish a run's counters (a RunSummary and the run's Progress), readable while DuckDB's writer
-    lock is held."""
+def write_live_progress(db: str | os.PathLike[str], summary, progress, phase: str = "analysis") -> None:  # noqa: ANN001
+    """Atomically publish a run's counters (a RunSummary and the run's Progress, None before any matrix) and what it
+    does now, readable while DuckDB's writer lock is held."""
+    if progress is None:
+        last = live_progress(db)
+        progress = _Counters(time.monotonic() - (last.elapsed_s if last else 0.0), last.by_device if last else {})
+        progress.done = summary.done
     elapsed = time.monotonic() - progress.start
     doc = LiveProgress(
         run_id=summary.run_id,
@@ -69,6 +75,7 @@ def write_live_progress(db: str | os.PathLike[str], summary, progress) -> None: 
         elapsed_s=elapsed,
         by_device=dict(progress.by_device),
         matrices_per_s=progress.done / elapsed if elapsed > 0 else None,
+        phase=phase,
     )
     path = live_progress_path(db)
     tmp = path.with_suffix(".tmp")
@@ -99,7 +106,18 @@ def live_progress(db: str | Path) -> LiveProgress | None:
         return None
     if not isinstance(record.matrices_per_s, (int, float, type(None))) or not isinstance(record.by_device, dict):
         return None
+    if not isinstance(record.phase, str):
+        return None
     return record
+
+
+@dataclass
+class _Counters:
+    """The part of a run's Progress a publication reads, rebuilt from the last one (a phase after the matrices)."""
+
+    start: float
+    by_device: dict[str, int]
+    done: int = 0
 
 
 def _alive(pid: int) -> bool:

@@ -110,6 +110,11 @@ def _integer_ticks(ax, values: list) -> None:  # noqa: ANN001 - a matplotlib Axe
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+def _short(name: str, width: int = 24) -> str:
+    """A tick label of at most `width` characters: a long model id keeps its end (the step or revision)."""
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
 def _order_key(value: object) -> tuple[int, str]:
     """Block types in their canonical in-layer order (q, k, v, o, gate, up, down, …); other values by name."""
     from tpa_dist.checkpoint.classify import BLOCK_ORDER
@@ -191,9 +196,11 @@ def lines(
     ylabel: str | None = None,
     sharey: bool = True,
     palette: Palette | None = None,
+    xticks: str | None = None,
 ) -> bytes:
     """Line plots, one panel per facet (shared axes unless `sharey` is off for panels of different metrics), one
-    line per series; lines of the same `color` value (a model) share a colour in every panel and every figure."""
+    line per series; lines of the same `color` value (a model) share a colour in every panel and every figure.
+    With `xticks`, a column naming each x value (checkpoints by model id), the x axis is ticked by those names."""
     palette = palette or Palette()
     panels = _groups(cols, rows, facet)
     names = sorted(panels, key=lambda v: _order_key(v)) if facet else [None]
@@ -223,7 +230,10 @@ def lines(
             ax.set_yscale("log")
             ax.minorticks_off()  # minor log ticks cost seconds in layout and add little
         ax.set_title(f"{_label(facet)}: {name}" if name is not None else title, fontsize=9)
-        if not log:
+        if xticks:
+            named = dict(sorted({d[x]: str(d[xticks]) for d in panels[name] if d[x] is not None}.items()))
+            ax.set_xticks(list(named), [_short(n) for n in named.values()], rotation=20, ha="right", fontsize=7)
+        elif not log:
             _integer_ticks(ax, [d[x] for d in panels[name] if d[x] is not None])
         ax.set_xlabel(_label(x))
         ax.set_ylabel(_label(ylabel or (name if facet and not sharey else y)))
@@ -238,11 +248,26 @@ def lines(
 
 
 def _png_with_legend(fig, axes: list) -> bytes:  # noqa: ANN001
-    """One legend for all panels, below them (labels are long: model and matrix names)."""
+    """One legend for all panels (labels are long: model and matrix names): in the grid's empty slot when the
+    panels leave one (3 metrics on a 2 × 2 grid), else below them."""
     seen: dict[str, object] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
+    empty = [ax for ax in fig.axes if not ax.get_visible()]
+    if empty and len(seen) <= 24:
+        fig.tight_layout(rect=(0, 0, 1, 0.97))
+        box = empty[0].get_position()
+        fig.legend(
+            list(seen.values()),
+            list(seen),
+            loc="center",
+            bbox_to_anchor=(box.x0, box.y0, box.width, box.height),
+            ncol=1 if len(seen) <= 12 else 2,
+            fontsize=7,
+            frameon=False,
+        )
+        return _png(fig)
     ncol = 2 if max((len(s) for s in seen), default=0) > 45 else 3
     rows = math.ceil(len(seen) / ncol)
     height = fig.get_size_inches()[1] * DPI

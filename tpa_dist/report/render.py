@@ -61,6 +61,7 @@ def _draw(sec: Section, cols: list[str], rows: list[tuple], palette: plots.Palet
             ylabel=o.get("label"),
             sharey=o.get("sharey", "true") != "false",
             palette=palette,
+            xticks=o.get("xticks"),
         )
     if sec.draw == "histogram":
         return plots.histogram(sec.title, cols, rows, o["value"], o["series"], palette)
