@@ -289,22 +289,41 @@ def degeneracy(chosen: dict, results: list[dict], n: int) -> str | None:
     return "; ".join(reasons) if reasons else None
 
 
+REP_BLOCK_ROWS = 1024
+
+
 def representatives(x: np.ndarray, labels: np.ndarray, k: int, n: int) -> list[dict]:
-    """Per cluster: size, centroid norm, and the ids (row indices of x) of the n members nearest the centroid."""
+    """Per cluster: size, centroid norm, and the ids (row indices of x) of the n members nearest the centroid.
+    Two passes over the rows in float64 blocks (the centroids' sums as a sparse one-hot product, then each row's
+    ‖x‖² − 2 x·c + ‖c‖² to its own centroid): no copy of a cluster's rows (8 s at 152k × 2560 copied, 1 s so)."""
+    import scipy.sparse
+
+    def blocks():  # noqa: ANN202 - (start, float64 rows, their labels, their positions in the block)
+        for i in range(0, len(x), REP_BLOCK_ROWS):
+            block = np.asarray(x[i : i + REP_BLOCK_ROWS], dtype=np.float64)
+            yield i, block, labels[i : i + REP_BLOCK_ROWS], np.arange(len(block))
+
+    sums, sizes = np.zeros((k, x.shape[1])), np.bincount(labels, minlength=k)[:k]
+    for _, block, lab, rows in blocks():
+        sums += scipy.sparse.csr_array((np.ones(len(block)), (lab, rows)), shape=(k, len(block))) @ block
+    centroids = sums / np.maximum(sizes, 1)[:, None]
+    squares = np.einsum("ij,ij->i", centroids, centroids)
+    dist = np.empty(len(x))
+    for i, block, lab, rows in blocks():
+        near = (block @ centroids.T)[rows, lab]
+        dist[i : i + len(block)] = np.einsum("ij,ij->i", block, block) - 2 * near + squares[lab]
     out = []
     for c in range(k):
         idx = np.flatnonzero(labels == c)
         if idx.size == 0:
             out.append({"cluster": c, "size": 0, "centroid_norm": None, "ids": []})
             continue
-        centroid = x[idx].mean(axis=0, dtype=np.float64)
-        dist = np.sum((x[idx] - centroid) ** 2, axis=1)
-        nearest = idx[np.argsort(dist, kind="stable")[:n]]
+        nearest = idx[np.argsort(dist[idx], kind="stable")[:n]]
         out.append(
             {
                 "cluster": c,
                 "size": int(idx.size),
-                "centroid_norm": float(np.linalg.norm(centroid)),
+                "centroid_norm": float(np.linalg.norm(centroids[c])),
                 "ids": [int(i) for i in nearest],
             }
         )

@@ -89,14 +89,14 @@ def analyze_embedding(
             f"{info.param_name}: only {len(keep)} rows left to cluster after leaving out "
             f"{len(excluded)} special/unused/padding/zero rows"
         )
-    rows = x[keep] if excluded else x
+    rows = _compact(x, keep) if excluded else x
     lap("read")
     shape = geometry(rows, keep, settings.seed)
     projection = _projection(rows, keep, shape.mean, shape.axes, settings.seed)
     lap("geometry")
     if settings.metric == "cosine":  # zero rows are excluded above (or, with include_special, left as they are)
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        rows = rows / np.where(norms > 0, norms, 1.0).astype(rows.dtype)
+        rows /= np.where(norms > 0, norms, 1.0).astype(rows.dtype)  # in place: x is this function's own copy
     results = sweep_ks(rows, settings, device)
     best = max(results, key=f_key)
     lap("sweep")
@@ -135,6 +135,16 @@ def analyze_embedding(
         projection=projection,
         phases=phases,
     )
+
+
+def _compact(x: np.ndarray, keep: np.ndarray, block: int = 8192) -> np.ndarray:
+    """x's rows `keep` (ascending) moved to its front in place, as a view: no second copy of a large embedding
+    (first-touching 1.5 GB of new memory took seconds). Safe in ascending blocks: a block's rows come from at or
+    after where they go, and later blocks' from beyond everything written so far."""
+    for r0 in range(0, len(keep), block):
+        part = keep[r0 : r0 + block]
+        x[r0 : r0 + len(part)] = x[part]
+    return x[: len(keep)]
 
 
 def _projection(

@@ -52,11 +52,13 @@ def gap_statistic(
     rows = np.asarray(rows, dtype=np.float64)
     k_max = max(1, min(k_max, len(rows) - 1))
     mean = rows.mean(axis=0)
-    _, sv, vt = np.linalg.svd(rows - mean, full_matrices=False)
-    sd = sv / np.sqrt(len(rows) - 1)  # along the principal axes
+    # rows of G·(X − μ)/√(m−1), G standard normal m × m, are N(μ, the sample covariance): the same draws as
+    # along the principal axes (Z·diag(s)·Vᵀ/√(m−1) = (Z·Uᵀ)·(X − μ)/√(m−1), Z·Uᵀ again standard normal), without
+    # the SVD (4 s of 7.8 at 2,000 × 2,560); one float32 GEMM per reference set
+    centred = ((rows - mean) / np.sqrt(len(rows) - 1)).astype(np.float32)
     refs = []
     for _ in range(references):
-        ref = mean + (rng.standard_normal((len(rows), len(sd))) * sd) @ vt
+        ref = mean + rng.standard_normal((len(rows), len(rows)), dtype=np.float32) @ centred
         refs.append(ref / np.linalg.norm(ref, axis=1, keepdims=True) if unit else ref)
     chains = [_Chain(rows, seed)] + [_Chain(r, seed) for r in refs]
     out = []

@@ -32,6 +32,7 @@ import numpy as np
 T = TypeVar("T")
 
 CHUNK_ROWS = 8192
+CENTRE_ROWS = 1024  # rows per block of the centring pass (its float64 temporaries stay in cache)
 SAMPLE_ROWS = 16_384  # fresh starts of large data are seeded and screened on this many rows
 TOL = 1e-4  # scikit-learn's KMeans default (centre shift)
 WARM_ONLY_K = 1_000_000  # (every k keeps its fresh starts: warm starts alone left MiniLM 2 % above exact at k ≥ 35)
@@ -74,16 +75,20 @@ class Data:
         self.n, self.d = x.shape
         self.mean = x.mean(axis=0, dtype=np.float64)
         centred = np.empty(x.shape, dtype=np.float32)
-        for r0 in range(0, self.n, CHUNK_ROWS):
-            centred[r0 : r0 + CHUNK_ROWS] = x[r0 : r0 + CHUNK_ROWS].astype(np.float64) - self.mean
+        self.sq = np.empty(self.n)  # ‖x − μ‖² of the float32 rows the passes use
+        self.total_ss = 0.0  # Σ‖x − μ‖², exactly from the original rows (float64), in the same pass
+        for r0 in range(0, self.n, CENTRE_ROWS):
+            exact = x[r0 : r0 + CENTRE_ROWS].astype(np.float64) - self.mean
+            self.total_ss += float(np.einsum("ij,ij->", exact, exact))
+            stored = centred[r0 : r0 + CENTRE_ROWS]
+            stored[:] = exact
+            self.sq[r0 : r0 + len(stored)] = np.einsum("ij,ij->i", stored, stored, dtype=np.float64)
         self.x = centred
         self.orig = x
-        self.sq = np.einsum("ij,ij->i", centred, centred, dtype=np.float64)
         self.variance = float(self.sq.sum()) / (self.n * self.d)
         self.device = "cpu"
         self.tx = self.tsq = None
         self.sample_distances: tuple | None = None  # the silhouette's fixed sample and its distances (embedding.py)
-        self.total_ss = self.inertia(np.zeros((1, self.d)), np.zeros(self.n, dtype=np.int64))  # Σ‖x − μ‖²
 
     def each_span(self, work: Callable[[int, int], T]) -> list[T]:
         """work(r0, r1) over contiguous row spans, one per row thread (RowThreads), or over all rows without them."""
@@ -321,17 +326,18 @@ def lloyd_batch(
 
 def _move_rows(data: Data, sums: np.ndarray, rows: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
     """Take rows that changed cluster out of their old cluster's float64 sum and into the new one's (one ±1 GEMM
-    over those rows only: late iterations move a few rows, so a pass needs no sums GEMM over all of them)."""
+    over those rows only: late iterations move a few rows, so a pass needs no sums GEMM over all of them). Float32
+    per chunk, float64 across chunks, as the sums of `Data.assign` (float64 per chunk took 9 of a 44 s sweep)."""
 
     def span(s0: int, s1: int) -> np.ndarray:
         part = np.zeros_like(sums)
         for r0 in range(s0, s1, CHUNK_ROWS):
             r1 = min(s1, r0 + CHUNK_ROWS)
             cols = np.arange(r1 - r0)
-            signs = np.zeros((len(sums), len(cols)))
+            signs = np.zeros((len(sums), len(cols)), dtype=np.float32)
             signs[new[r0:r1], cols] = 1.0
             signs[old[r0:r1], cols] = -1.0
-            part += signs @ data.x[rows[r0:r1]].astype(np.float64)
+            part += (signs @ data.x[rows[r0:r1]]).astype(np.float64)  # float32 GEMM per chunk, as assign's sums
         return part
 
     for part in each_span(data.threads, rows.size, span):
