@@ -5,9 +5,10 @@ track token frequency). Never a float64 copy of the whole matrix.
 
 Up to WORK multiply-adds (n · d²; all-MiniLM-L6-v2: 4.4e9) everything is exact in float64 from the d × d Gram. Above
 it (151,936 × 2,560: 1e12, tens of seconds on 2 cores) the mean cosines, norms and the covariance's trace stay exact
-over every row, the top two principal components come from block subspace iteration on the exact covariance operator
-(top_pc_shares holds those two), the participation ratio's Σλ² from the unbiased pair estimate Σ_{i≠j} ((w_i−μ)·(w_j−μ))² / (m(m−1)) over a seeded sample
-of m rows, and the isotropies over that sample (`sample_rows` says how many rows; NULL when all)."""
+over every row, the top two principal components come from block subspace iteration on the exact covariance
+operator (top_pc_shares holds those two, to about 1e-5 relative), the participation ratio's Σλ² from the unbiased
+pair estimate Σ_{i≠j} ((w_i−μ)·(w_j−μ))² / (m(m−1)) over a seeded sample of m rows, and the isotropies over that
+sample (`sample_rows` says how many rows; NULL when all)."""
 
 from __future__ import annotations
 

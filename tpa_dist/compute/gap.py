@@ -3,9 +3,9 @@ which — unlike argmax F — can answer "one" (no k gives real clusters) and is
 
 Gap(k) = E*[log W_k] − log W_k, W_k the pooled within-cluster sum of squares of k-means, E* over B reference sets;
 the recommended k is the smallest k with Gap(k) ≥ Gap(k+1) − s_{k+1}, s = sd* · √(1 + 1/B). The reference is a
-Gaussian with the sample's own covariance (drawn in its principal coordinates), the null of SigClust (Liu et al.
-2008) — "one cloud of this shape" — rather than Tibshirani's uniform box: in hundreds of dimensions a box is not the
-shape of one cloud, and on all-MiniLM-L6-v2's embedding (silhouette ≤ 0.03 at every k) the box reference
+Gaussian with the sample's own covariance (drawn as G·(X − μ)/√(m − 1), G standard normal), the null of SigClust (Liu
+et al. 2008) — "one cloud of this shape" — rather than Tibshirani's uniform box: in hundreds of dimensions a box is
+not the shape of one cloud, and on all-MiniLM-L6-v2's embedding (silhouette ≤ 0.03 at every k) the box reference
 "found" 4 to 8 clusters where the Gaussian one answers 1 (BENCHMARKS.md). On a row sample (default 2,000 rows) with
 tpa-dist's exact k-means (warm-started from k − 1), stopping at the first k accepted: seconds for any vocabulary.
 """
