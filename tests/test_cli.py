@@ -107,6 +107,7 @@ def test_model_names_from_flags_and_job_files(ray_session, synth_models, tmp_pat
     )
     assert load_job(job_file).models == (f"gpt2-from-file={folder}",)
     job = Job.create(
+        report=False,
         models=(f"my-gpt2={folder}", "gpt2-from-file=" + str(folder)),
         db=str(tmp_path / "n.duckdb"),
         output_dir=str(tmp_path / "out"),
@@ -124,6 +125,7 @@ def test_model_names_from_flags_and_job_files(ray_session, synth_models, tmp_pat
 def test_the_same_model_twice_is_analyzed_once(ray_session, synth_models, tmp_path):
     folder = synth_models["tiny-gpt2"]
     job = Job.create(
+        report=False,
         models=(str(folder), str(folder) + "/", str(folder)),
         db=str(tmp_path / "d.duckdb"),
         output_dir=str(tmp_path / "out"),

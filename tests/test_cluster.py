@@ -240,6 +240,7 @@ def test_synth_presets_are_written_by_nodes_that_cannot_see_the_driver_files(ray
     monkeypatch.setenv("TPA_DIST_NODE_CACHE", str(nodes))
     monkeypatch.setenv("TPA_DIST_EXECUTOR", "ray")
     job = Job.create(
+        report=False,
         models=("synth:tiny-gpt2",),
         db=str(tmp_path / "s.duckdb"),
         output_dir=str(tmp_path / "out"),

@@ -143,8 +143,8 @@ def test_spectra_only_pairs_take_the_stored_base_norms(ray_session, tmp_path):
     from tpa_dist.run.planning import plan_job
 
     common = dict(db=str(tmp_path / "d.duckdb"), output_dir=str(tmp_path / "out"), progress=False, embedding=False)
-    assert submit(Job.create(models=("synth:tiny-llama",), **common)).ok
-    job = Job.create(models=("synth:tiny-llama-ft",), base="synth:tiny-llama", subspace=False, **common)
+    assert submit(Job.create(report=False, models=("synth:tiny-llama",), **common)).ok
+    job = Job.create(report=False, models=("synth:tiny-llama-ft",), base="synth:tiny-llama", subspace=False, **common)
     store = Store(job.db)
     try:
         planner = plan_job(job, store, run_id="plan-only")
@@ -192,6 +192,7 @@ def test_unmatched_tensors_are_listed_not_errors(ray_session, tmp_path):
         },
     )
     job = Job.create(
+        report=False,
         models=(str(tuned),),
         base=str(base),
         db=str(tmp_path / "u.duckdb"),

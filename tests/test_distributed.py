@@ -100,6 +100,7 @@ def test_killed_worker_is_restarted_and_work_rerun(ray_session, synth_models, tm
     monkeypatch.setenv("TPA_DIST_INJECT_KILL", "model.layers.1.mlp.down_proj")
     monkeypatch.setenv("TPA_DIST_INJECT_KILL_MARKER", str(marker))
     job = Job.create(
+        report=False,
         models=(str(synth_models["tiny-llama"]),),
         db=str(tmp_path / "k.duckdb"),
         output_dir=str(tmp_path / "out"),
@@ -137,7 +138,12 @@ def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path, kill_a
     after = runner.invoke(main, ["status", "--db", str(db)])
     assert "running" in after.output and "no longer running" in after.output, after.output
     job = Job.create(
-        models=("synth:tiny-mixtral",), db=str(db), output_dir=str(tmp_path / "out"), progress=False, embedding=False
+        report=False,
+        models=("synth:tiny-mixtral",),
+        db=str(db),
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+        embedding=False,
     )
     resumed = submit(job)
     assert resumed.ok

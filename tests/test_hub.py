@@ -25,6 +25,7 @@ DECOYS = ("pytorch_model.bin", "model.onnx", "weights.pt", "model.gguf", "logo.p
 def _job(tmp_path, models: tuple[str, ...], name: str, **options: object) -> Job:
     """A matrices-only submit of `models` into tmp_path/NAME.duckdb."""
     return Job.create(
+        report=False,
         models=models,
         db=str(tmp_path / f"{name}.duckdb"),
         output_dir=str(tmp_path / "o"),

@@ -176,6 +176,7 @@ def test_generated_models_never_hang_crash_or_cost_a_neighbour(ray_session, synt
     good = str(synth_models["tiny-gpt2"])
     picked = tuple(str(p) for p in made[:: max(1, len(made) // 12)])
     job = Job.create(
+        report=False,
         models=(*picked, good),
         db=str(tmp_path / "mixed.duckdb"),
         output_dir=str(tmp_path / "o"),
@@ -185,6 +186,7 @@ def test_generated_models_never_hang_crash_or_cost_a_neighbour(ray_session, synt
     )
     summary = submit(job)
     alone = Job.create(
+        report=False,
         models=(good,),
         db=str(tmp_path / "alone.duckdb"),
         output_dir=str(tmp_path / "o2"),

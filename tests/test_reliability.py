@@ -89,6 +89,7 @@ def test_ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume(ray_session, 
     assert 5 <= stored < 41 and status == [("interrupted",)]
     resumed = submit(
         Job.create(
+            report=False,
             models=("synth:tiny-mixtral",),
             db=str(db),
             output_dir=str(tmp_path / "out"),
@@ -189,7 +190,15 @@ def test_second_writer_gets_a_clear_message(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreLockedError, match="locked by another process"):
-            submit(Job.create(models=("synth:tiny-gpt2",), db=str(db), output_dir=str(tmp_path / "o"), progress=False))
+            submit(
+                Job.create(
+                    report=False,
+                    models=("synth:tiny-gpt2",),
+                    db=str(db),
+                    output_dir=str(tmp_path / "o"),
+                    progress=False,
+                )
+            )
     finally:
         holder.kill()
         holder.wait()
@@ -263,7 +272,12 @@ def test_disk_full_while_downloading_keeps_the_rest(ray_session, synth_models, t
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     db = tmp_path / "dl.duckdb"
     job = Job.create(
-        models=("org/big", "org/ok"), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False
+        report=False,
+        models=("org/big", "org/ok"),
+        db=str(db),
+        output_dir=str(tmp_path / "o"),
+        progress=False,
+        embedding=False,
     )
     with HubEmulator({"org/big": big, "org/ok": ok_repo}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
@@ -345,7 +359,12 @@ def test_driver_killed_at_random_points_while_writing(ray_session, tmp_path):
     stored, _ = _whole_batches(db)
     resumed = submit(
         Job.create(
-            models=("synth:tiny-mixtral",), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False
+            report=False,
+            models=("synth:tiny-mixtral",),
+            db=str(db),
+            output_dir=str(tmp_path / "o"),
+            progress=False,
+            embedding=False,
         )
     )
     assert resumed.ok and resumed.reused == stored and resumed.done == 41 - stored, f"seed {seed}"
@@ -535,13 +554,23 @@ def test_a_database_deleted_or_replaced_during_a_submit_fails_the_run_loudly(tmp
 def test_empty_and_damaged_database_files_are_named_with_the_fix(tmp_path):
     empty = tmp_path / "empty.duckdb"
     empty.write_bytes(b"")
-    job = Job.create(models=("synth:tiny-gpt2",), db=str(empty), output_dir=str(tmp_path / "o"), progress=False)
+    job = Job.create(
+        report=False, models=("synth:tiny-gpt2",), db=str(empty), output_dir=str(tmp_path / "o"), progress=False
+    )
     with pytest.raises(StoreError, match=r"is empty \(0 bytes\), not a database: .*delete it"):
         submit(job)
     damaged = tmp_path / "damaged.duckdb"
     damaged.write_bytes(os.urandom(1 << 16))
     with pytest.raises(StoreError) as info:
-        submit(Job.create(models=("synth:tiny-gpt2",), db=str(damaged), output_dir=str(tmp_path / "o"), progress=False))
+        submit(
+            Job.create(
+                report=False,
+                models=("synth:tiny-gpt2",),
+                db=str(damaged),
+                output_dir=str(tmp_path / "o"),
+                progress=False,
+            )
+        )
     assert "damaged or not a DuckDB database: move it away" in str(info.value)
     assert "disk full" not in str(info.value).lower()
 
@@ -580,7 +609,15 @@ def test_a_foreign_writer_is_not_blamed_on_a_submit(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreLockedError) as info:
-            submit(Job.create(models=("synth:tiny-gpt2",), db=str(db), output_dir=str(tmp_path / "o"), progress=False))
+            submit(
+                Job.create(
+                    report=False,
+                    models=("synth:tiny-gpt2",),
+                    db=str(db),
+                    output_dir=str(tmp_path / "o"),
+                    progress=False,
+                )
+            )
     finally:
         holder.kill()
         holder.wait()

@@ -167,6 +167,21 @@ def test_console_names_unknown_blocks_by_module_and_stays_aligned(ray_session, t
     assert len(entries) == 3 and len({line.index("| Shape:") for line in entries}) == 1
 
 
+def test_panels_of_one_line_each_are_drawn_as_one_panel():
+    """One model's spectra by role were four one-line panels; now one panel with a line per role. Two models keep
+    a panel per role."""
+    from tpa_dist.report import hover, plots
+
+    cols = ["role", "model_id", "series", "sv_index", "sigma"]
+    one = [(role, "m", f"m {role}", k, 1 / k) for role in ("a", "b", "c") for k in range(1, 20)]
+    png = plots.lines("T", cols, one, "sv_index", "sigma", "series", log=True, facet="role", color="model_id")
+    assert _png_size(png) == (FIG_W, FIG_H)
+    assert {p[2].split(" · ")[1] for p in hover.read(png)["p"]} == {"a: m a", "b: m b", "c: m c"}
+    two = one + [(role, "n", f"n {role}", k, 2 / k) for role in ("a", "b", "c") for k in range(1, 20)]
+    png = plots.lines("T", cols, two, "sv_index", "sigma", "series", log=True, facet="role", color="model_id")
+    assert _png_size(png) == (FIG_W, 2 * FIG_H)
+
+
 def test_malformed_section_named(tmp_path):
     bad = tmp_path / "bad.sql"
     bad.write_text("SELECT 1;\n")

@@ -137,6 +137,7 @@ def test_bad_tensor_and_bad_model_do_not_lose_the_rest(ray_session, synth_models
     broken.mkdir()
     (broken / "model.safetensors").write_bytes(b"\xff" * 4)
     job = Job.create(
+        report=False,
         models=(str(model), str(broken), str(synth_models["tiny-gpt2"])),
         db=str(tmp_path / "t.duckdb"),
         output_dir=str(tmp_path / "out"),

@@ -200,9 +200,15 @@ def lines(
 ) -> bytes:
     """Line plots, one panel per facet (shared axes unless `sharey` is off for panels of different metrics), one
     line per series; lines of the same `color` value (a model) share a colour in every panel and every figure.
-    With `xticks`, a column naming each x value (checkpoints by model id), the x axis is ticked by those names."""
+    With `xticks`, a column naming each x value (checkpoints by model id), the x axis is ticked by those names.
+    Panels of one line each (one model) are drawn as one panel with a line per facet, not as one-line panels."""
     palette = palette or Palette()
     panels = _groups(cols, rows, facet)
+    if facet and sharey and len(panels) > 1 and all(len({d[series] for d in p}) == 1 for p in panels.values()):
+        # one line in every panel (one model's spectra by role): one panel instead, a line per facet, in its colour
+        f, s = cols.index(facet), cols.index(series)
+        merged = [(*r, f"{r[f]}: {r[s]}") for r in rows]
+        return lines(title, [*cols, "line"], merged, x, y, "line", log, None, "line", ylabel, True, Palette(), xticks)
     names = sorted(panels, key=lambda v: _order_key(v)) if facet else [None]
     fig, axes = _panels(len(names), sharey=sharey)
     variants: dict[str, list[str]] = defaultdict(list)  # colour key -> its series: the n-th gets the n-th line style
