@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 
@@ -55,13 +55,9 @@ class LiveProgress:
         )
 
 
-def write_live_progress(db: str | os.PathLike[str], summary, progress, phase: str = "analysis") -> None:  # noqa: ANN001
-    """Atomically publish a run's counters (a RunSummary and the run's Progress, None before any matrix) and what it
-    does now, readable while DuckDB's writer lock is held."""
-    if progress is None:
-        last = live_progress(db)
-        progress = _Counters(time.monotonic() - (last.elapsed_s if last else 0.0), last.by_device if last else {})
-        progress.done = summary.done
+def write_live_progress(db: str | os.PathLike[str], summary, progress) -> None:  # noqa: ANN001
+    """Atomically publish a run's counters (a RunSummary and the run's Progress), readable while DuckDB's writer
+    lock is held."""
     elapsed = time.monotonic() - progress.start
     doc = LiveProgress(
         run_id=summary.run_id,
@@ -75,8 +71,21 @@ def write_live_progress(db: str | os.PathLike[str], summary, progress, phase: st
         elapsed_s=elapsed,
         by_device=dict(progress.by_device),
         matrices_per_s=progress.done / elapsed if elapsed > 0 else None,
-        phase=phase,
     )
+    _publish(db, doc)
+
+
+def write_live_phase(db: str | os.PathLike[str], summary, phase: str) -> None:  # noqa: ANN001
+    """Publish what the run does after its matrices (`phase`), keeping the counters and rate this run last
+    published (none yet: a fully reused run starts here)."""
+    last = live_progress(db)
+    if last is None or last.run_id != summary.run_id:
+        last = LiveProgress(summary.run_id, os.getpid(), 0.0, summary.total, 0, 0, 0, 0)
+    counts = {"done": summary.done, "reused": summary.reused, "failed": summary.failed, "bytes": summary.bytes}
+    _publish(db, replace(last, pid=os.getpid(), updated=time.time(), total=summary.total, phase=phase, **counts))
+
+
+def _publish(db: str | os.PathLike[str], doc: LiveProgress) -> None:
     path = live_progress_path(db)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(doc)))
@@ -109,15 +118,6 @@ def live_progress(db: str | Path) -> LiveProgress | None:
     if not isinstance(record.phase, str):
         return None
     return record
-
-
-@dataclass
-class _Counters:
-    """The part of a run's Progress a publication reads, rebuilt from the last one (a phase after the matrices)."""
-
-    start: float
-    by_device: dict[str, int]
-    done: int = 0
 
 
 def _alive(pid: int) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tpa_dist import __version__
 from tpa_dist.compute.tasks import MatrixTask, task_paths
-from tpa_dist.db.live import write_live_progress
+from tpa_dist.db.live import write_live_phase
 from tpa_dist.db.store import Store, is_interrupt
 from tpa_dist.errors import JobError, TpaError
 from tpa_dist.errors import describe as describe_failure
@@ -173,7 +173,7 @@ class Driver:
             for message in self.downloads.join():
                 self.summary.fail(message)
             for i, m in enumerate(embed, 1):  # `status` says which model's embeddings, not "104/104 ETA 0s"
-                write_live_progress(job.db, self.summary, None, f"embeddings {i}/{len(embed)}: {m.model_id}")
+                write_live_phase(job.db, self.summary, f"embeddings {i}/{len(embed)}: {m.model_id}")
                 with self._phase("embedding"):
                     self._embedding(store, m)
             status = "ok"
