@@ -326,3 +326,20 @@ def test_shuffle_is_a_uniform_permutation_with_bounded_buckets(monkeypatch):
     from scipy.stats import chisquare
 
     assert chisquare(bins).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_largest_entries_equal_a_full_sort(dtype):
+    """The k largest |entries| over several blocks, with ties (repeated values, ±) and values that round to the same
+    float32, equal a stable full sort of all entries by (−|value|, row, col)."""
+    rng = np.random.default_rng(3)
+    m = rng.standard_normal((300, 40)).astype(dtype)
+    m[rng.integers(0, 300, 30), rng.integers(0, 40, 30)] = 7.5  # ties among the largest
+    m[5, 5], m[6, 6] = -7.5, 7.5 * (1 + 2**-40) if dtype == np.float64 else 7.5
+    for k in (1, 20, 64, 12000, 13000):
+        largest = shuffle.LargestEntries(k)
+        for r0 in range(0, 300, 70):
+            largest.update(m[r0 : r0 + 70], r0)
+        rows, cols = np.divmod(np.arange(m.size), 40)
+        order = np.lexsort((cols, rows, -np.abs(m.ravel().astype(np.float64))))[:k]
+        assert largest.top(k) == [(int(rows[i]), int(cols[i]), float(m.ravel()[i])) for i in order]

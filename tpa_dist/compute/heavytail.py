@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -87,7 +88,14 @@ class PowerLawFit:
 
 def fit_power_law(data: np.ndarray, device: str = "cpu") -> PowerLawFit | None:
     """WWFit on ascending positive data (at least 2 values, not all equal): the small-N estimator below SMALL_N
-    values, the vectorized KS scan otherwise; None where no valid exponent exists."""
+    values, the vectorized KS scan otherwise; None where no valid exponent exists. The last few fits are remembered
+    by value: --rmt's chosen fit (powerlaw_fits.py) asks again for the default metrics' fit of the same spectrum."""
+    return _fit_by_value(np.ascontiguousarray(data, dtype=np.float64).tobytes(), device)
+
+
+@functools.lru_cache(maxsize=4)
+def _fit_by_value(raw: bytes, device: str) -> PowerLawFit | None:
+    data = np.frombuffer(raw, dtype=np.float64)
     alpha, xmin, d, i = _fit_small(data) if len(data) < SMALL_N else _fit_standard(data, device)
     if not math.isfinite(alpha):
         return None

@@ -238,10 +238,11 @@ def vector_columns(vectors: np.ndarray, n_tail: int | None) -> dict[str, float]:
     n = vectors.shape[1]
     tail_from = n - n_tail if n_tail is not None else 0
     a = np.abs(vectors)
+    squares = np.square(a)  # a⁴ as (a²)², not a**4: pow() per element was a quarter of this function's time
     metrics = {
         "vec_entropy": discrete_entropies(vectors),
         "loc_ratio": a.sum(axis=0) / a.max(axis=0),
-        "part_ratio": np.sqrt((a**2).sum(axis=0)) / np.power((a**4).sum(axis=0), 0.25),
+        "part_ratio": np.sqrt(squares.sum(axis=0)) / np.power(np.square(squares).sum(axis=0), 0.25),
     }
     out: dict[str, float] = {}
     with np.errstate(invalid="ignore", divide="ignore"):

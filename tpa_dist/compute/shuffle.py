@@ -45,11 +45,11 @@ class LargestEntries:
     cols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def update(self, block: np.ndarray, row0: int) -> None:
+        """Merge a 2-D block of values (any float dtype) whose first row is row `row0`."""
         flat = block.ravel()
-        take = min(self.k, len(flat))
-        idx = np.argpartition(-np.abs(flat), take - 1)[:take] if take < len(flat) else np.arange(len(flat))
+        idx = _candidates(flat, self.k)
         r, c = np.divmod(idx, block.shape[1])
-        values = np.concatenate([self.values, flat[idx]])
+        values = np.concatenate([self.values, flat[idx].astype(np.float64)])
         rows = np.concatenate([self.rows, r + row0])
         cols = np.concatenate([self.cols, c])
         keep = np.lexsort((cols, rows, -np.abs(values)))[: self.k]  # largest |value| first, ties by position
@@ -59,6 +59,20 @@ class LargestEntries:
         return [(int(r), int(c), float(v)) for r, c, v in zip(self.rows[:n], self.cols[:n], self.values[:n])]
 
 
+def _candidates(flat: np.ndarray, k: int) -> np.ndarray:
+    """Indices of a superset of the k largest |values| of `flat` (all their ties included), in a few linear passes:
+    the top 16 bits of |value| as float32 (sign off, exponent, 7 mantissa bits) order the values as |value| does,
+    ties aside (rounding to float32 is monotone), so a histogram of those keys finds the key of the k-th largest,
+    and every value at or above it is a candidate. An argpartition of all values was 4× slower."""
+    if len(flat) <= k:
+        return np.arange(len(flat))
+    magnitude = np.abs(flat, dtype=np.float32)
+    keys = (magnitude.view(np.uint32) >> 16).astype(np.uint16)
+    from_top = np.cumsum(np.bincount(keys, minlength=1 << 16)[::-1])
+    threshold = (1 << 16) - 1 - int(np.searchsorted(from_top, k))  # the k-th largest value's key
+    return np.flatnonzero(keys >= threshold)
+
+
 def _stored_chunks(region: Region, block_bytes: int, largest: LargestEntries | None) -> Iterator[np.ndarray]:
     """The matrix's elements in storage order, as flat arrays of their stored bits (float64 values where the
     values need host decoding: FP8 scales, GPTQ/AWQ packs); `largest` sees every decoded block."""
@@ -66,9 +80,14 @@ def _stored_chunks(region: Region, block_bytes: int, largest: LargestEntries | N
     row0 = 0
     for block in iter_blocks(region, block_bytes, decoded=host):
         if largest is not None:
-            largest.update(block if host else decode(block, region.dtype, np.float64), row0)
+            largest.update(block if host else decode(block, region.dtype, _exact_float(region.dtype)), row0)
         row0 += block.shape[0]
         yield block.ravel()
+
+
+def _exact_float(dtype: str) -> type:
+    """The narrowest float type that holds every value of a stored dtype exactly."""
+    return np.float64 if dtype == "F64" else np.float32
 
 
 def _split_counts(room: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
