@@ -198,9 +198,11 @@ def test_hostile_models_never_cost_the_good_one(ray_session, synth_models, tmp_p
     assert (tmp_path / "o2" / "transformer_matrix_analysis.csv").is_file()
 
 
+@pytest.mark.parametrize("device", ["cpu", "torch-cpu"])
 @pytest.mark.parametrize("scale", [1e-300, 1e-200, 1e-100, 1.0, 1e100, 1e200, 1e300])
-def test_float64_extremes_are_exact(tmp_path, scale):
-    """σ of F64 matrices from 1e-300 to 1e300: the Gram is scaled by a power of two, never under/overflows."""
+def test_float64_extremes_are_exact(tmp_path, scale, device):
+    """σ of F64 matrices from 1e-300 to 1e300: the Gram is scaled by a power of two, never under/overflows (numpy, and
+    the GPU workers' torch path run on the CPU)."""
     from tpa_dist.checkpoint.catalog import open_model
     from tpa_dist.compute.analysis import analyze_task
     from tpa_dist.compute.tasks import plan_tasks
@@ -211,7 +213,7 @@ def test_float64_extremes_are_exact(tmp_path, scale):
     write_safetensors(tmp_path / "model.safetensors", {"model.layers.0.mlp.up_proj.weight": ("F64", a, (16, 8))})
     cat = open_model(tmp_path)
     (task,) = plan_tasks("m", "r", cat.tensors(), {})
-    row, sv = analyze_task(task, AnalysisSettings(sparsity_threshold=0.0), block_bytes=128)  # several blocks
+    row, sv = analyze_task(task, AnalysisSettings(sparsity_threshold=0.0), device=device, block_bytes=128)  # blocks
     reference = sl.svdvals(base) * scale  # scipy on the scaled copy: exact scaling by a constant
     assert row["status"] == "ok", row["error"]
     np.testing.assert_allclose(sv, reference, rtol=1e-12, atol=0)

@@ -91,65 +91,81 @@ class PowerOfTwoScale:
         return np.ldexp(sv, self.exp) if self.exp else sv
 
 
-def _torch_gram(
-    region: Region,
-    block_bytes: int,
-    transpose: bool,
-    n: int,
-    stats: RunningStats,
-    device: str,
-    scale: PowerOfTwoScale,
-    vectors: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None]:
+class StreamedGram:
+    """The float64 Gram Σ BᵀB of row blocks streamed by, on numpy ("cpu") or torch (any other device), kept inside
+    float64's range by a PowerOfTwoScale; its spectrum by eigvalsh, or eigh where the vectors are wanted."""
+
+    def __init__(self, n: int, device: str = "cpu") -> None:
+        self.scale = PowerOfTwoScale()
+        self.numpy = device == "cpu"
+        if self.numpy:
+            self.gram = np.zeros((n, n), dtype=np.float64)
+        else:
+            import torch
+
+            self.device = "cpu" if device == "torch-cpu" else device
+            self.gram = torch.zeros((n, n), dtype=torch.float64, device=self.device)
+
+    def add(self, block, peak: float | None = None) -> None:  # noqa: ANN001 - np.ndarray or torch.Tensor
+        """Accumulate one float64 block (a torch tensor on the device, or numpy); `peak` is its largest |w| where it
+        may lie outside the safe range (None: its dtype cannot)."""
+        if peak is not None:
+            by, rescale = self.scale.block_factor(peak)
+            if rescale is not None:
+                self.gram *= 2.0**rescale
+            if by:
+                block = np.ldexp(block, by) if self.numpy else _torch_ldexp(block, by)
+        if self.numpy:
+            self.gram += block.T @ block  # numpy dispatches Bᵀ·B to syrk
+        else:
+            self.gram.addmm_(block.T, block)
+
+    def spectrum(self, vectors: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """(σ descending, the eigenvectors as columns in σ's order, or None without `vectors`)."""
+        if self.numpy:
+            lam, vec = np.linalg.eigh(self.gram) if vectors else (np.linalg.eigvalsh(self.gram), None)
+        else:
+            import torch
+
+            if vectors:
+                lam_t, vec_t = torch.linalg.eigh(self.gram)
+                lam, vec = lam_t.cpu().numpy(), vec_t.cpu().numpy()
+            else:
+                lam, vec = torch.linalg.eigvalsh(self.gram).cpu().numpy(), None
+        return self.scale.singular_values(lam), vec[:, ::-1] if vec is not None else None
+
+
+def _torch_ldexp(block, by: int):  # noqa: ANN001, ANN202 - torch.Tensor
+    """block · 2^by, exact (2^by alone may be beyond float64 where the block's values are not)."""
     import torch
 
-    gram = torch.zeros((n, n), dtype=torch.float64, device=device)
-    host = region.needs_host_decode
-    wide = region.dtype in WIDE_DTYPES
-    for raw in iter_blocks(region, block_bytes, transpose, decoded=host):
-        b = torch.from_numpy(raw).to(device) if host else _to_device(raw, region.dtype, device)
-        stats.update_torch(b)
-        if not stats.finite:
-            return np.zeros((0,)), None
-        if wide or host:
-            by, rescale = scale.block_factor(float(b.abs().max()) if b.numel() else 0.0)
-            if rescale is not None:
-                gram.mul_(2.0**rescale)
-            if by:
-                b = torch.ldexp(b, torch.tensor(float(by), dtype=torch.float64, device=device))
-        gram.addmm_(b.T, b)
-        del b
-    if vectors:
-        lam, vec = torch.linalg.eigh(gram)
-        return lam.cpu().numpy(), vec.cpu().numpy()
-    return torch.linalg.eigvalsh(gram).cpu().numpy(), None
+    return torch.ldexp(block, torch.tensor(float(by), dtype=torch.float64, device=block.device))
 
 
-def _numpy_gram(
-    region: Region,
-    block_bytes: int,
-    transpose: bool,
-    n: int,
-    stats: RunningStats,
-    scale: PowerOfTwoScale,
-    vectors: bool = False,
+def _gram_pass(
+    region: Region, block_bytes: int, transpose: bool, n: int, stats: RunningStats, device: str, vectors: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    gram = np.zeros((n, n), dtype=np.float64)
-    check = region.dtype in WIDE_DTYPES or region.needs_host_decode  # narrower dtypes cannot leave the safe range
-    for block in iter_blocks(region, block_bytes, transpose):
-        stats.update(block)
+    """One streaming pass: statistics and the Gram of every block; (σ, vectors) — or empty σ once a value is not
+    finite. On torch devices the narrow stored dtype crosses the bus and is decoded there."""
+    gram = StreamedGram(n, device)
+    host = region.needs_host_decode
+    check = region.dtype in WIDE_DTYPES or host  # narrower dtypes cannot leave the safe range
+    for raw in iter_blocks(region, block_bytes, transpose, decoded=host or gram.numpy):
+        if gram.numpy:
+            stats.update(raw)
+            peak = max(abs(stats.block_lo), abs(stats.block_hi))
+            block = raw
+        else:
+            import torch
+
+            block = torch.from_numpy(raw).to(gram.device) if host else _to_device(raw, region.dtype, gram.device)
+            stats.update_torch(block)
+            peak = float(block.abs().max()) if check and stats.finite and block.numel() else 0.0
         if not stats.finite:
             return np.zeros((0,)), None
-        if check:
-            by, rescale = scale.block_factor(max(abs(stats.block_lo), abs(stats.block_hi)))
-            if rescale is not None:
-                gram *= 2.0**rescale
-            if by:
-                block = np.ldexp(block, by)
-        gram += block.T @ block  # numpy dispatches Bᵀ·B to syrk
-    if vectors:
-        return np.linalg.eigh(gram)
-    return np.linalg.eigvalsh(gram), None
+        gram.add(block, peak if check else None)
+        del block
+    return gram.spectrum(vectors)
 
 
 def matrix_spectrum(
@@ -166,42 +182,24 @@ def matrix_spectrum(
     transpose = region.rows < region.cols or (vectors and region.rows == region.cols)
     n = min(region.rows, region.cols)
     stats = RunningStats(sparsity_threshold)
-    scale = PowerOfTwoScale()
-    if device == "cpu":
-        lam, vec = _numpy_gram(region, block_bytes, transpose, n, stats, scale, vectors)
-    else:  # "cuda", "cuda:1", or "torch-cpu" (the GPU code path run on the CPU: fake-GPU tests)
-        target = "cpu" if device == "torch-cpu" else device
-        lam, vec = _torch_gram(region, block_bytes, transpose, n, stats, target, scale, vectors)
+    sv, vec = _gram_pass(region, block_bytes, transpose, n, stats, device, vectors)
     if not stats.finite:
         raise TensorDataError(region.name, "contains NaN or Inf values")
-    sv = scale.singular_values(lam)
-    return SpectrumResult(sv, stats, "gram_eigvalsh_f64", device, vec[:, ::-1] if vec is not None else None)
+    return SpectrumResult(sv, stats, "gram_eigvalsh_f64", device, vec)
 
 
 def gram_singular_values(blocks: Iterable[np.ndarray], n: int, device: str = "cpu") -> np.ndarray:
     """Singular values (descending) of the matrix whose float64 row blocks of width n stream by — the same
     float64 Gram and eigvalsh as matrix_spectrum, on `device`, with the same power-of-two range guard."""
-    scale = PowerOfTwoScale()
-    if device == "cpu":
-        gram = np.zeros((n, n), dtype=np.float64)
-        for block in blocks:
-            by, rescale = scale.block_factor(float(np.abs(block).max()) if block.size else 0.0)
-            if rescale is not None:
-                gram *= 2.0**rescale
-            b = np.ldexp(block, by) if by else block
-            gram += b.T @ b
-        return scale.singular_values(np.linalg.eigvalsh(gram))
-    import torch
-
-    target = "cpu" if device == "torch-cpu" else device
-    g = torch.zeros((n, n), dtype=torch.float64, device=target)
+    gram = StreamedGram(n, device)
     for block in blocks:
-        by, rescale = scale.block_factor(float(np.abs(block).max()) if block.size else 0.0)
-        if rescale is not None:
-            g.mul_(2.0**rescale)
-        b = torch.from_numpy(np.ldexp(block, by) if by else block).to(target)
-        g.addmm_(b.T, b)
-    return scale.singular_values(torch.linalg.eigvalsh(g).cpu().numpy())
+        peak = float(np.abs(block).max()) if block.size else 0.0
+        if not gram.numpy:
+            import torch
+
+            block = torch.from_numpy(block).to(gram.device)
+        gram.add(block, peak)
+    return gram.spectrum()[0]
 
 
 def vector_stats(
