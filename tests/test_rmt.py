@@ -303,6 +303,7 @@ def test_shuffle_is_a_uniform_permutation_with_bounded_buckets(monkeypatch):
     """Spilled buckets (the path of a 152k × 2560 embedding, here with 64-element buckets): every element kept, each
     position equally likely (chi-square over 2000 shuffles), reproducible by seed, no bucket above its size."""
     monkeypatch.setattr(shuffle, "BUCKET_ELEMENTS", 64)
+    monkeypatch.setattr(shuffle, "IN_MEMORY_ELEMENTS", 64)
     seen = []
     real = np.fromfile
 
@@ -328,18 +329,29 @@ def test_shuffle_is_a_uniform_permutation_with_bounded_buckets(monkeypatch):
     assert chisquare(bins).pvalue > 1e-4
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", ["F64", "F32", "F16", "BF16", "F8_E4M3"])
 def test_largest_entries_equal_a_full_sort(dtype):
-    """The k largest |entries| over several blocks, with ties (repeated values, ±) and values that round to the same
-    float32, equal a stable full sort of all entries by (−|value|, row, col)."""
+    """The k largest |entries| over several blocks of stored bits (bf16 and fp8 as unsigned ints), with ties (repeated
+    values, ±) and values alike in their top bits, equal a stable full sort of the decoded entries by (−|value|, row,
+    col)."""
+    import torch
+
+    from tpa_dist.checkpoint.dtypes import decode
+
     rng = np.random.default_rng(3)
-    m = rng.standard_normal((300, 40)).astype(dtype)
+    m = rng.standard_normal((300, 40))
     m[rng.integers(0, 300, 30), rng.integers(0, 40, 30)] = 7.5  # ties among the largest
-    m[5, 5], m[6, 6] = -7.5, 7.5 * (1 + 2**-40) if dtype == np.float64 else 7.5
+    m[5, 5], m[6, 6] = -7.5, 7.5 * (1 + 2**-40)  # equal to 7.5 but in float64
+    torch_dtype = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+    t = torch.from_numpy(m).to(torch_dtype.get(dtype, torch.float8_e4m3fn))
+    bits = {"BF16": lambda: t.view(torch.int16).numpy().view(np.uint16), "F8_E4M3": lambda: t.view(torch.uint8).numpy()}
+    stored = bits[dtype]() if dtype in bits else t.numpy()
+    values = decode(stored, dtype, np.float64)
+    assert np.array_equal(values, t.double().numpy())
     for k in (1, 20, 64, 12000, 13000):
         largest = shuffle.LargestEntries(k)
         for r0 in range(0, 300, 70):
-            largest.update(m[r0 : r0 + 70], r0)
+            largest.update(stored[r0 : r0 + 70], r0, dtype)
         rows, cols = np.divmod(np.arange(m.size), 40)
-        order = np.lexsort((cols, rows, -np.abs(m.ravel().astype(np.float64))))[:k]
-        assert largest.top(k) == [(int(rows[i]), int(cols[i]), float(m.ravel()[i])) for i in order]
+        order = np.lexsort((cols, rows, -np.abs(values.ravel())))[:k]
+        assert largest.top(k) == [(int(rows[i]), int(cols[i]), float(values.ravel()[i])) for i in order]

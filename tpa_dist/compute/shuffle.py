@@ -5,7 +5,7 @@ ESD: what survives shuffling (spikes of the shuffled ESD) comes from single larg
 Here the permutation is drawn exactly uniformly without holding the matrix: its elements stream in storage order,
 each block is split among fixed-size buckets by a multivariate hypergeometric draw on the buckets' remaining room
 (the counts a uniform permutation would send there), the pieces spill to temporary files, and each bucket is
-shuffled on its own when read back. A matrix of one bucket (≤ BUCKET_ELEMENTS) is shuffled in memory. Elements
+shuffled on its own when read back. A matrix of up to IN_MEMORY_ELEMENTS is shuffled in memory at once. Elements
 move as their stored bits (2 bytes for bf16) and are decoded block by block; memory is O(bucket + block).
 The shuffled matrix is produced as (long side × short side): the transpose of a uniformly shuffled matrix is
 one too, and its Gram is the short side's.
@@ -14,6 +14,7 @@ one too, and its Gram is the short side's.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -24,8 +25,10 @@ import numpy as np
 from tpa_dist.checkpoint.dtypes import decode
 from tpa_dist.checkpoint.reader import Region, iter_blocks
 
-BUCKET_ELEMENTS = 1 << 22  # elements shuffled in memory at once (8 MiB of bf16: near the cache, ~4× faster than 2^24)
-PIECE_ELEMENTS = 1 << 18  # elements a chunk is dealt out in: each piece permuted in cache, then split to the buckets
+IN_MEMORY_ELEMENTS = 1 << 22  # matrices up to this many elements are shuffled at once in memory (one pass)
+BUCKET_ELEMENTS = 1 << 20  # larger ones: elements per spilled bucket (2 MiB of bf16: a shuffle in L2/L3 runs at
+# ~29 ns an element, 4 MiB+ at ~54: 1 MiB buckets and pieces halved a 40M-element shuffle's time against 4 MiB / 256 KiB)
+PIECE_ELEMENTS = 1 << 19  # elements a chunk is dealt out in: each piece permuted in cache, then split to the buckets
 MAX_BUCKETS = 512  # open spill files at once; larger matrices get larger buckets
 HYPERGEOMETRIC_LIMIT = 10**9  # numpy's hypergeometric sampler needs fewer elements than this in all
 
@@ -44,12 +47,13 @@ class LargestEntries:
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     cols: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
-    def update(self, block: np.ndarray, row0: int) -> None:
-        """Merge a 2-D block of values (any float dtype) whose first row is row `row0`."""
-        flat = block.ravel()
+    def update(self, block: np.ndarray, row0: int, dtype: str = "F64") -> None:
+        """Merge a 2-D block whose first row is row `row0`: stored bits of `dtype` (bf16 as uint16) or its values;
+        only the candidates for the largest are decoded."""
+        flat = np.ascontiguousarray(block).ravel()
         idx = _candidates(flat, self.k)
         r, c = np.divmod(idx, block.shape[1])
-        values = np.concatenate([self.values, flat[idx].astype(np.float64)])
+        values = np.concatenate([self.values, decode(flat[idx], dtype, np.float64)])
         rows = np.concatenate([self.rows, r + row0])
         cols = np.concatenate([self.cols, c])
         keep = np.lexsort((cols, rows, -np.abs(values)))[: self.k]  # largest |value| first, ties by position
@@ -59,17 +63,26 @@ class LargestEntries:
         return [(int(r), int(c), float(v)) for r, c, v in zip(self.rows[:n], self.cols[:n], self.values[:n])]
 
 
+def _magnitude_keys(flat: np.ndarray) -> np.ndarray:
+    """A key per float (or its stored bits) ordered as |value| is, ties aside: the top 16 bits of each element with
+    the sign bit cleared (all 8 bits, sign cleared, for fp8). For every IEEE-style format (sign, exponent, mantissa
+    from the top) these bits grow with |value| — the whole value for bf16/f16, a rounding toward zero for wider."""
+    width = min(flat.itemsize, 2)
+    words = flat.view(np.uint16 if width == 2 else np.uint8)
+    per = flat.itemsize // width
+    top = words[per - 1 :: per] if sys.byteorder == "little" else words[::per]
+    return top & (0x7FFF if width == 2 else 0x7F)
+
+
 def _candidates(flat: np.ndarray, k: int) -> np.ndarray:
     """Indices of a superset of the k largest |values| of `flat` (all their ties included), in a few linear passes:
-    the top 16 bits of |value| as float32 (sign off, exponent, 7 mantissa bits) order the values as |value| does,
-    ties aside (rounding to float32 is monotone), so a histogram of those keys finds the key of the k-th largest,
-    and every value at or above it is a candidate. An argpartition of all values was 4× slower."""
+    a histogram of the magnitude keys finds the key of the k-th largest, and every element at or above it is a
+    candidate. An argpartition of all values was 4× slower."""
     if len(flat) <= k:
         return np.arange(len(flat))
-    magnitude = np.abs(flat, dtype=np.float32)
-    keys = (magnitude.view(np.uint32) >> 16).astype(np.uint16)
-    from_top = np.cumsum(np.bincount(keys, minlength=1 << 16)[::-1])
-    threshold = (1 << 16) - 1 - int(np.searchsorted(from_top, k))  # the k-th largest value's key
+    keys = _magnitude_keys(flat)
+    from_top = np.cumsum(np.bincount(keys, minlength=1 << (8 * min(flat.itemsize, 2)))[::-1])
+    threshold = len(from_top) - 1 - int(np.searchsorted(from_top, k))  # the k-th largest value's key
     return np.flatnonzero(keys >= threshold)
 
 
@@ -80,14 +93,9 @@ def _stored_chunks(region: Region, block_bytes: int, largest: LargestEntries | N
     row0 = 0
     for block in iter_blocks(region, block_bytes, decoded=host):
         if largest is not None:
-            largest.update(block if host else decode(block, region.dtype, _exact_float(region.dtype)), row0)
+            largest.update(block, row0, "F64" if host else region.dtype)
         row0 += block.shape[0]
         yield block.ravel()
-
-
-def _exact_float(dtype: str) -> type:
-    """The narrowest float type that holds every value of a stored dtype exactly."""
-    return np.float64 if dtype == "F64" else np.float32
 
 
 def _split_counts(room: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -109,7 +117,7 @@ def permuted(chunks: Iterator[np.ndarray], total: int, rng: np.random.Generator)
     """The elements of `chunks` (`total` in all) in uniformly random order, as flat arrays (buckets)."""
     bucket = max(BUCKET_ELEMENTS, -(-total // MAX_BUCKETS))
     n_buckets = -(-total // bucket)
-    if n_buckets <= 1:
+    if total <= IN_MEMORY_ELEMENTS or n_buckets <= 1:
         values = np.concatenate(list(chunks))
         rng.shuffle(values)
         yield values
