@@ -14,6 +14,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from tpa_dist.errors import JobError
 
 METHOD_VERSION = "gram_eigvalsh_f64/1"
+#: the --rmt computation; bumped when the same seed draws another shuffle (2: spilled shuffles in 1 Mi buckets), so a
+#: resumed run recomputes rather than mixing draws
+RMT_METHOD = "ww-0.7.7/2"
 DEFAULT_SPARSITY_THRESHOLD = 1e-8  # |w| at or below this counts as zero
 DEFAULT_BLOCK_MIB = 64  # memory budget of one streamed block, per worker
 DEFAULT_GPUS_PER_WORKER = 1.0  # one GPU worker per GPU ...
@@ -240,7 +243,7 @@ class RmtSettings:
             raise JobError('[rmt] fit = "E_TPL" fixes fingers by xmin_peak; it cannot be combined with clip_xmax')
 
     def as_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "enabled"}
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "enabled"}, "method": RMT_METHOD}
 
     def rmt_id(self) -> str:
         payload = json.dumps(self.as_dict(), sort_keys=True)
@@ -257,6 +260,7 @@ SECTIONS: dict[str, type] = {
 
 __all__ = [
     "METHOD_VERSION",
+    "RMT_METHOD",
     "SECTIONS",
     "AnalysisSettings",
     "DeltaSettings",
