@@ -12,7 +12,7 @@ from tpa_dist.compute.powerlaw_fits import chosen_fit
 from tpa_dist.compute.rmt import detx, mp_fit, randomized, rank_columns, vector_columns
 from tpa_dist.compute.rows import TRAP_CAP, RmtRow
 from tpa_dist.compute.shuffle import LargestEntries, matrix_seed, shuffled_blocks
-from tpa_dist.compute.spectrum import SpectrumResult, gram_singular_values
+from tpa_dist.compute.spectrum import SpectrumResult, gram_singular_values, range_guarded
 from tpa_dist.compute.tasks import MatrixTask
 from tpa_dist.settings import RmtSettings
 
@@ -51,7 +51,8 @@ def analyze_rmt(
             for r in range(shuffle_replicas(m_short)):
                 rng = matrix_seed(settings.seed, task.matrix_key, r)
                 blocks = shuffled_blocks(region, rng, block_bytes, largest if r == 0 else None)
-                replicas.append(np.sort(gram_singular_values(blocks, m_short, device) ** 2))
+                singular_values = gram_singular_values(blocks, m_short, device, range_guarded(region))
+                replicas.append(np.sort(singular_values**2))
             with np.errstate(all="ignore"):
                 row.update(randomized(evals, replicas, n_long, m_short))
             row.update({"seed": settings.seed, "replicas": len(replicas)})

@@ -135,6 +135,12 @@ class StreamedGram:
         return self.scale.singular_values(lam), vec[:, ::-1] if vec is not None else None
 
 
+def range_guarded(region: Region) -> bool:
+    """Whether a matrix's values may lie beyond 2^±300 (F64, or decoded on the host with scales): only those pay for
+    the range guard; narrower dtypes cannot leave the safe range."""
+    return region.dtype in WIDE_DTYPES or region.needs_host_decode
+
+
 def _torch_ldexp(block, by: int):  # noqa: ANN001, ANN202 - torch.Tensor
     """block · 2^by, exact (2^by alone may be beyond float64 where the block's values are not)."""
     import torch
@@ -149,7 +155,7 @@ def _gram_pass(
     finite. On torch devices the narrow stored dtype crosses the bus and is decoded there."""
     gram = StreamedGram(n, device)
     host = region.needs_host_decode
-    check = region.dtype in WIDE_DTYPES or host  # narrower dtypes cannot leave the safe range
+    check = range_guarded(region)
     for raw in iter_blocks(region, block_bytes, transpose, decoded=host or gram.numpy):
         if gram.numpy:
             stats.update(raw)
@@ -188,12 +194,13 @@ def matrix_spectrum(
     return SpectrumResult(sv, stats, "gram_eigvalsh_f64", device, vec)
 
 
-def gram_singular_values(blocks: Iterable[np.ndarray], n: int, device: str = "cpu") -> np.ndarray:
+def gram_singular_values(blocks: Iterable[np.ndarray], n: int, device: str = "cpu", guard: bool = True) -> np.ndarray:
     """Singular values (descending) of the matrix whose float64 row blocks of width n stream by — the same
-    float64 Gram and eigvalsh as matrix_spectrum, on `device`, with the same power-of-two range guard."""
+    float64 Gram and eigvalsh as matrix_spectrum, on `device`, with the same power-of-two range guard where `guard`
+    (values that may lie beyond 2^±300: F64, host-decoded)."""
     gram = StreamedGram(n, device)
     for block in blocks:
-        peak = float(np.abs(block).max()) if block.size else 0.0
+        peak = (float(np.abs(block).max()) if block.size else 0.0) if guard else None
         if not gram.numpy:
             import torch
 
