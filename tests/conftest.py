@@ -82,6 +82,13 @@ SEED_COLUMNS = [
 ]  # the seed tool's CSV
 
 
+def quiet_job(db: Path | str, models: tuple[str, ...], out: Path | str, **options: object):  # noqa: ANN201 - a Job
+    """A submit of `models` into `db` with no progress bar and no report (for tests that never read the report)."""
+    from tpa_dist.jobs import Job
+
+    return Job.create(models=models, db=str(db), output_dir=str(out), progress=False, report=False, **options)
+
+
 def start_slow_submit(db: Path, out: Path, extra_env: dict[str, str] | None = None, **popen: object):
     """`tpa-dist submit` of tiny-mixtral in a subprocess, one worker, every task slowed (for fault tests)."""
     import subprocess

@@ -15,10 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from tpa_dist.cli import main
-from tpa_dist.jobs import Job
 from tpa_dist.run.driver import submit
 
-from .conftest import start_slow_submit, wait_until_stored
+from .conftest import quiet_job, start_slow_submit, wait_until_stored
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,14 +98,7 @@ def test_killed_worker_is_restarted_and_work_rerun(ray_session, synth_models, tm
     marker = tmp_path / "killed"
     monkeypatch.setenv("TPA_DIST_INJECT_KILL", "model.layers.1.mlp.down_proj")
     monkeypatch.setenv("TPA_DIST_INJECT_KILL_MARKER", str(marker))
-    job = Job.create(
-        report=False,
-        models=(str(synth_models["tiny-llama"]),),
-        db=str(tmp_path / "k.duckdb"),
-        output_dir=str(tmp_path / "out"),
-        progress=False,
-        embedding=False,
-    )
+    job = quiet_job(tmp_path / "k.duckdb", (str(synth_models["tiny-llama"]),), tmp_path / "out", embedding=False)
     summary = submit(job)
     assert marker.exists(), "the worker was never killed"
     assert summary.ok, summary.describe()
@@ -137,14 +129,7 @@ def test_killed_driver_resumes_without_recomputing(ray_session, tmp_path, kill_a
     assert query.exit_code == 2 and "locked by another process" in query.output and "Traceback" not in query.output
     after = runner.invoke(main, ["status", "--db", str(db)])
     assert "running" in after.output and "no longer running" in after.output, after.output
-    job = Job.create(
-        report=False,
-        models=("synth:tiny-mixtral",),
-        db=str(db),
-        output_dir=str(tmp_path / "out"),
-        progress=False,
-        embedding=False,
-    )
+    job = quiet_job(db, ("synth:tiny-mixtral",), tmp_path / "out", embedding=False)
     resumed = submit(job)
     assert resumed.ok
     assert resumed.reused >= stored_before  # what was stored before the kill is not recomputed

@@ -25,7 +25,7 @@ from tpa_dist.errors import StoreError, StoreLockedError
 from tpa_dist.jobs import Job
 from tpa_dist.run.driver import submit
 
-from .conftest import start_slow_submit, wait_until_stored
+from .conftest import quiet_job, start_slow_submit, wait_until_stored
 from .test_spectrum import _assert_spectrum_close
 
 FILL = r"""
@@ -87,16 +87,7 @@ def test_ctrl_c_stops_cleanly_keeps_results_and_says_how_to_resume(ray_session, 
     status = con.execute("SELECT status FROM runs").fetchall()
     con.close()
     assert 5 <= stored < 41 and status == [("interrupted",)]
-    resumed = submit(
-        Job.create(
-            report=False,
-            models=("synth:tiny-mixtral",),
-            db=str(db),
-            output_dir=str(tmp_path / "out"),
-            progress=False,
-            embedding=False,
-        )
-    )
+    resumed = submit(quiet_job(db, ("synth:tiny-mixtral",), tmp_path / "out", embedding=False))
     assert resumed.ok and resumed.reused == stored and resumed.done == 41 - stored
 
 
@@ -190,15 +181,7 @@ def test_second_writer_gets_a_clear_message(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreLockedError, match="locked by another process"):
-            submit(
-                Job.create(
-                    report=False,
-                    models=("synth:tiny-gpt2",),
-                    db=str(db),
-                    output_dir=str(tmp_path / "o"),
-                    progress=False,
-                )
-            )
+            submit(quiet_job(db, ("synth:tiny-gpt2",), tmp_path / "o"))
     finally:
         holder.kill()
         holder.wait()
@@ -271,14 +254,7 @@ def test_disk_full_while_downloading_keeps_the_rest(ray_session, synth_models, t
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     db = tmp_path / "dl.duckdb"
-    job = Job.create(
-        report=False,
-        models=("org/big", "org/ok"),
-        db=str(db),
-        output_dir=str(tmp_path / "o"),
-        progress=False,
-        embedding=False,
-    )
+    job = quiet_job(db, ("org/big", "org/ok"), tmp_path / "o", embedding=False)
     with HubEmulator({"org/big": big, "org/ok": ok_repo}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         with _disk_of(8 << 20):  # 16 MiB shard, 8 MiB "disk"
@@ -357,16 +333,7 @@ def test_driver_killed_at_random_points_while_writing(ray_session, tmp_path):
         assert rows == keys <= 41, f"seed {seed}, cycle {cycle}: duplicates or too many rows"
     assert mid_write >= 2, f"seed {seed}: only {mid_write} kill(s) landed inside a write"
     stored, _ = _whole_batches(db)
-    resumed = submit(
-        Job.create(
-            report=False,
-            models=("synth:tiny-mixtral",),
-            db=str(db),
-            output_dir=str(tmp_path / "o"),
-            progress=False,
-            embedding=False,
-        )
-    )
+    resumed = submit(quiet_job(db, ("synth:tiny-mixtral",), tmp_path / "o", embedding=False))
     assert resumed.ok and resumed.reused == stored and resumed.done == 41 - stored, f"seed {seed}"
     assert _whole_batches(db) == (41, 41)
 
@@ -554,23 +521,13 @@ def test_a_database_deleted_or_replaced_during_a_submit_fails_the_run_loudly(tmp
 def test_empty_and_damaged_database_files_are_named_with_the_fix(tmp_path):
     empty = tmp_path / "empty.duckdb"
     empty.write_bytes(b"")
-    job = Job.create(
-        report=False, models=("synth:tiny-gpt2",), db=str(empty), output_dir=str(tmp_path / "o"), progress=False
-    )
+    job = quiet_job(empty, ("synth:tiny-gpt2",), tmp_path / "o")
     with pytest.raises(StoreError, match=r"is empty \(0 bytes\), not a database: .*delete it"):
         submit(job)
     damaged = tmp_path / "damaged.duckdb"
     damaged.write_bytes(os.urandom(1 << 16))
     with pytest.raises(StoreError) as info:
-        submit(
-            Job.create(
-                report=False,
-                models=("synth:tiny-gpt2",),
-                db=str(damaged),
-                output_dir=str(tmp_path / "o"),
-                progress=False,
-            )
-        )
+        submit(quiet_job(damaged, ("synth:tiny-gpt2",), tmp_path / "o"))
     assert "damaged or not a DuckDB database: move it away" in str(info.value)
     assert "disk full" not in str(info.value).lower()
 
@@ -609,15 +566,7 @@ def test_a_foreign_writer_is_not_blamed_on_a_submit(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreLockedError) as info:
-            submit(
-                Job.create(
-                    report=False,
-                    models=("synth:tiny-gpt2",),
-                    db=str(db),
-                    output_dir=str(tmp_path / "o"),
-                    progress=False,
-                )
-            )
+            submit(quiet_job(db, ("synth:tiny-gpt2",), tmp_path / "o"))
     finally:
         holder.kill()
         holder.wait()
