@@ -25,11 +25,10 @@ def main() -> None:
     ap.add_argument("--cols", type=int, default=2560)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "embedding_151936x2560.json"))
     args = ap.parse_args()
-    import ray
-
     from tpa_dist.checkpoint.catalog import open_model
-    from tpa_dist.compute.embedding import EmbeddingSettings
-    from tpa_dist.run.embedding import analyze_model_embeddings
+    from tpa_dist.checkpoint.vocab import load_vocab
+    from tpa_dist.compute.embedding import EmbeddingSettings, find_embeddings
+    from tpa_dist.compute.embedding_analysis import analyze_embedding
     from tpa_dist.sources.synth.tokenizers import write_tokenizer
     from tpa_dist.sources.synth.writer import TensorSpec, _write_shard
 
@@ -42,9 +41,10 @@ def main() -> None:
         )
         (folder / "config.json").write_text(json.dumps({"vocab_size": args.rows, "tie_word_embeddings": True}))
         write_tokenizer(folder, "bytelevel", args.rows)
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        catalog = open_model(folder)
+        (info,) = find_embeddings(catalog)
         t0 = time.perf_counter()
-        (res,) = analyze_model_embeddings(open_model(folder), EmbeddingSettings())
+        res = analyze_embedding(info, load_vocab(catalog.root), EmbeddingSettings())
         wall = time.perf_counter() - t0
     out = {
         "rows": args.rows,

@@ -60,10 +60,10 @@ def previous_sweep(x: np.ndarray) -> list[dict]:
 
 
 def current_sweep(x: np.ndarray) -> list[dict]:
-    from tpa_dist.run.embedding import sweep
+    from tpa_dist.compute.embedding import sweep_ks
     from tpa_dist.settings import EmbeddingSettings
 
-    return [{k: v for k, v in r.items() if k != "labels"} for r in sweep(x, EmbeddingSettings(), cpu_only=True)]
+    return [{k: v for k, v in r.items() if k != "labels"} for r in sweep_ks(x, EmbeddingSettings(), "cpu")]
 
 
 def exact_inertia(x: np.ndarray, k: int) -> float:

@@ -22,11 +22,18 @@ LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d ")
 
 
 def _submit(
-    cluster: RayProcesses, work: Path, models: str, env: dict[str, str | None], *args: str, db: str = "c.duckdb"
+    cluster: RayProcesses,
+    work: Path,
+    models: str,
+    env: dict[str, str | None],
+    *args: str,
+    db: str = "c.duckdb",
+    embedding: bool = False,
 ) -> subprocess.Popen:
     """`tpa-dist submit` as a user runs it, with the cluster's client environment changed by `env` (None: unset)."""
     cmd = [sys.executable, "-m", "tpa_dist", "submit", "--models", models, "--db", str(work / db)]
-    cmd += ["--output-dir", str(work / "out"), "--no-progress", "--no-embedding", "--quiet", "--no-report", *args]
+    cmd += ["--output-dir", str(work / "out"), "--no-progress", "--quiet", "--no-report", *args]
+    cmd += [] if embedding else ["--no-embedding"]
     full = {k: v for k, v in {**cluster.env, **env}.items() if v is not None}
     return subprocess.Popen(cmd, env=full, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -199,6 +206,93 @@ def test_auto_refuses_to_guess_among_clusters(monkeypatch):
         resolve_auto()
     monkeypatch.setattr(services, "find_gcs_addresses", lambda: {"10.0.0.1:6379"})
     assert resolve_auto()[0] == "10.0.0.1:6379"
+
+
+def _stored(db: Path, at_least: int = 1, timeout: float = 300) -> int:
+    """Wait until the running submit has published `at_least` stored matrices (its live progress file, written
+    after every stored batch): an event, not a time."""
+    from tpa_dist.db.live import live_progress
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = live_progress(db)
+        if live is not None and live.done >= at_least:
+            return live.done
+        time.sleep(0.1)
+    raise AssertionError(f"no {at_least} stored matrices within {timeout} s")
+
+
+_HOLDER = """
+import ray, sys, time
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+@ray.remote(num_cpus=1)
+class Holder:
+    def ping(self):
+        return 1
+holder = Holder.remote()
+ray.get(holder.ping.remote())
+print("holding", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.slow
+def test_a_shared_cluster_that_loses_every_worker_then_its_head(tmp_path):
+    """A production set-up: a head with --num-cpus 0, one worker node, another job holding one of its CPUs.
+    - The run starts on the worker that was placed and says that the other is not placed yet (no 120 s stall).
+    - The worker node is SIGKILLed: the loss line says no worker is left; after --wait-for-workers the queued
+      matrices *and the embedding phase* fail with the reason, the run ends (exit 1, recorded failed) — no hang.
+    - A second run on a fresh worker node; the head (GCS and raylet) is SIGKILLed: within 60 s one line says the
+      cluster is lost with the matrices stored, exit 1, recorded failed, and what finished before is stored."""
+    with RayProcesses() as cluster:
+        cluster.head(num_cpus=0).worker("w1", num_cpus=2)
+        cluster.wait_for_nodes(2)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, cluster.address], env=cluster.env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout.readline().strip() == "holding"
+            slow = {"TPA_DIST_INJECT_DELAY_S": "0.3"}
+            args = ("--address", cluster.address, "--num-workers", "2", "--wait-for-workers", "5")
+            console = Console(_submit(cluster, tmp_path, "synth:tiny-qwen3", slow, *args, embedding=True))
+            console.wait_for("not placed yet")
+            _stored(tmp_path / "c.duckdb")  # work started on the one worker placed
+            cluster.kill_node("w1")
+            out = console.finish(timeout=300)
+        finally:
+            holder.kill()
+        print(out)
+        assert console.proc.returncode == 1, out
+        assert "no worker is left" in out, out
+        status, failed, done, total = _run_record(tmp_path / "c.duckdb")
+        assert status == "failed" and failed > 0 and done > 0 and done + failed == total, out
+        assert "embedding analysis failed" in out and "no worker left to run it" in out, out
+        assert "Traceback" not in out, out
+
+        cluster.worker("w2", num_cpus=1)
+        cluster.wait_for_nodes(2)
+        console = Console(_submit(cluster, tmp_path, "synth:tiny-qwen3", slow, *args[:2], db="h.duckdb"))
+        _stored(tmp_path / "h.duckdb")
+        victims = cluster.pids("gcs_server") + cluster.kill_node("head")
+        for pid in victims:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        t0 = time.monotonic()
+        out = console.finish(timeout=300)
+        took = time.monotonic() - t0
+    print(out, took)
+    assert console.proc.returncode == 1 and took < 60, (took, out)
+    assert re.search(
+        rf"error: lost the Ray cluster at {re.escape(cluster.address)} \(its head is gone\): [1-9]\d* matrices "
+        "stored, run again to resume",
+        out,
+    ), out
+    assert "rpc_client" not in out and "Traceback" not in out, out
+    status, _failed, done, _total = _run_record(tmp_path / "h.duckdb")
+    assert status == "failed" and done > 0
+    assert len(_rows(tmp_path / "h.duckdb")) == done
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import calinski_harabasz_score
 
 from tpa_dist.checkpoint.catalog import open_model
-from tpa_dist.compute.embedding import EmbeddingSettings, anova_f, elbow, find_embeddings
-from tpa_dist.run.embedding import analyze_model_embeddings, sweep
+from tpa_dist.compute.embedding import EmbeddingSettings, anova_f, elbow, find_embeddings, sweep_ks
+from tpa_dist.compute.embedding_analysis import analyze_embedding
 from tpa_dist.sources.synth.tokenizers import load_vocab
 
 
@@ -36,9 +36,9 @@ def _planted(n_clusters: int, per: int = 120, dim: int = 24, seed: int = 3) -> n
 
 
 @pytest.mark.parametrize("planted", [4, 7])
-def test_planted_clusters_choose_planted_k(ray_session, planted):
+def test_planted_clusters_choose_planted_k(planted):
     x = _planted(planted)
-    results = sweep(x, EmbeddingSettings(k_min=2, k_max=30, seed=0))
+    results = sweep_ks(x, EmbeddingSettings(k_min=2, k_max=30, seed=0))
     best = max(results, key=lambda r: r["f_stat"])
     assert best["k"] == planted
     ks = [r["k"] for r in results]
@@ -72,9 +72,12 @@ def test_vocab_decoding(synth_models):
 
 
 @pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-bert"])
-def test_representatives_are_real_token_strings(ray_session, synth_models, preset):
+def test_representatives_are_real_token_strings(synth_models, preset):
     catalog = open_model(synth_models[preset])
-    (res,) = analyze_model_embeddings(catalog, EmbeddingSettings(k_min=2, k_max=12, seed=0, representatives=5))
+    (info,) = find_embeddings(catalog)
+    res = analyze_embedding(
+        info, load_vocab(catalog.root), EmbeddingSettings(k_min=2, k_max=12, seed=0, representatives=5)
+    )
     vocab = load_vocab(synth_models[preset])
     assert 2 <= res.chosen_k <= 12 and len(res.clusters) == res.chosen_k
     assert sum(c["size"] for c in res.clusters) == res.rows

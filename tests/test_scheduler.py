@@ -1,15 +1,17 @@
 """The scheduler's choices without Ray: which batch a worker takes, where tasks are planned, and the one retry
-policy every executor applies (batches.py)."""
+policy every executor's work is run by (batches.py) — driven through a fake engine that kills its worker process
+whenever it runs one given matrix, holding two batches at a time as a Ray actor does."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from tpa_dist.checkpoint.reader import Region
+from tpa_dist.compute.analysis import base_row
 from tpa_dist.compute.tasks import MatrixTask
-from tpa_dist.run.batches import MAX_FAILURES, MAX_LOSSES, Batch, after_loss, exhausted, failed_rows, split
+from tpa_dist.run.batches import MAX_FAILURES, MAX_LOSSES, Batch, after_death, exhausted, failed_rows, split
+from tpa_dist.run.executor import Done, Lost, Worker
 from tpa_dist.run.scheduler import Scheduler, gpu_bytes_needed
-from tpa_dist.run.workerpool import Worker
 from tpa_dist.settings import WorkerSettings
 
 
@@ -84,18 +86,22 @@ def test_plan_routes_by_gpu_memory_and_batches_the_rest_for_cpus():
     assert all(b.paths == frozenset({"/m/a.safetensors"}) for b in s.queue)
 
 
-def test_the_retry_policy_blames_only_deaths_on_live_nodes():
+def test_the_retry_policy_blames_only_what_ran_alone():
     batch = Batch([_task("a"), _task("b")])
     lost = batch
     for _ in range(MAX_LOSSES - 1):  # node losses are not the batch's fault ...
-        lost = after_loss(lost, blamed=False)
-        assert exhausted(lost) is None
-    assert "node was lost" in exhausted(after_loss(lost, blamed=False))  # ... up to a point
-    killer = batch
-    for _ in range(MAX_FAILURES - 1):
-        killer = after_loss(killer, blamed=True)
-    assert exhausted(killer) is None
-    assert exhausted(after_loss(killer, blamed=True)) == f"worker lost {MAX_FAILURES} times while running it"
+        (lost,) = after_death(lost, node_lost=True)
+        assert exhausted(lost) is None and len(lost.tasks) == 2
+    (lost,) = after_death(lost, node_lost=True)
+    assert exhausted(lost) == f"its worker's node was lost {MAX_LOSSES} times"  # ... up to a point
+    suspects = after_death(batch, node_lost=False)  # a process died holding it: nobody is blamed yet
+    assert [(s.tasks, s.suspect, s.failures) for s in suspects] == [([t], True, 0) for t in batch.tasks]
+    killer = suspects[0]
+    for _ in range(MAX_FAILURES - 1):  # a suspect that dies running alone is struck
+        (killer,) = after_death(killer, node_lost=False)
+        assert exhausted(killer) is None
+    (killer,) = after_death(killer, node_lost=False)
+    assert exhausted(killer) == f"the worker process died while analyzing it, {MAX_FAILURES} times"
     parts = split(batch)
     assert [p.tasks for p in parts] == [[batch.tasks[0]], [batch.tasks[1]]]
     rows = failed_rows(batch, "why")
@@ -103,3 +109,62 @@ def test_the_retry_policy_blames_only_deaths_on_live_nodes():
         ("a", "error", "tensor a: why"),
         ("b", "error", "tensor b: why"),
     ]
+
+
+@dataclass
+class KillingEngine(FakePool):
+    """Runs what it is sent; a worker process that runs `killer` dies, and every batch it held dies with it
+    (the engine cannot say which batch killed it). `node_lost` makes every death a node's."""
+
+    killer: str = ""
+    node_lost: bool = False
+    sent: dict = field(default_factory=dict)
+    kills: int = 0
+
+    def send(self, worker: Worker, tasks: list) -> object:
+        handle = object()
+        self.sent[handle] = (worker, tasks)
+        return handle
+
+    def poll(self, timeout: float) -> list:
+        events = []
+        for worker, tasks in list(self.sent.values()):
+            if any(t.matrix_key == self.killer for t in tasks):
+                self.kills += 1
+                for other, (w, _) in list(self.sent.items()):
+                    if w is worker:
+                        del self.sent[other]
+                        events.append(Lost(other, self.node_lost, "killed"))
+                return events
+        for handle, (_worker, tasks) in list(self.sent.items()):
+            del self.sent[handle]
+            events.append(Done(handle, [(base_row(t), None) for t in tasks]))
+        return events
+
+    def maintain(self, wants_cpu: int, wants_gpu: int) -> None:
+        return None
+
+    def cancel(self) -> None:
+        return None
+
+
+def _run_with_killer(node_lost: bool = False) -> tuple[dict, KillingEngine]:
+    engine = KillingEngine([_worker("cpu", 0, "n1"), _worker("cpu", 1, "n1")], killer="k7", node_lost=node_lost)
+    rows: dict = {}
+    scheduler = Scheduler(engine, 1 << 20, lambda results, _r: rows.update({r.matrix_key: r for r, _ in results}), dict)
+    scheduler.run([_task(f"k{i}") for i in range(24)])
+    return rows, engine
+
+
+def test_only_the_matrix_that_kills_its_worker_fails():
+    rows, engine = _run_with_killer()
+    assert len(rows) == 24
+    failed = {k: r.error for k, r in rows.items() if r.status == "error"}
+    assert failed == {"k7": f"tensor k7: the worker process died while analyzing it, {MAX_FAILURES} times (killed)"}
+    assert engine.kills == MAX_FAILURES + 1  # the first death blames nobody; then three deaths running alone
+
+
+def test_a_node_lost_every_time_fails_its_batch_as_a_node_loss_not_a_crash():
+    rows, _ = _run_with_killer(node_lost=True)
+    failed = {k: r.error for k, r in rows.items() if r.status == "error"}
+    assert set(failed) >= {"k7"} and all("node was lost" in e for e in failed.values()), failed

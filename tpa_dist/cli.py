@@ -7,6 +7,7 @@ Every error tpa-dist raises on purpose (TpaError) becomes one line `error: ...` 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -155,8 +156,16 @@ def submit(
     job = job.with_overrides(**options, progress=False if no_progress else None, argv=tuple(sys.argv))
     if not job.models:
         raise click.UsageError("no models: give --models A,B (or a job file that lists them)")
+    from tpa_dist.errors import ClusterLostError
+
     try:
         summary = run_submit(job)
+    except ClusterLostError as exc:  # stored and recorded; Ray's own exit would wait on the dead head: leave now
+        click.echo(f"error: {exc}", err=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(1)
     except KeyboardInterrupt:
         from tpa_dist.interrupts import describe, exit_code
 

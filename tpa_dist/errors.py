@@ -76,6 +76,10 @@ class RayConnectError(TpaError):
     """The Ray cluster named by --address (or RAY_ADDRESS) cannot be reached."""
 
 
+class ClusterLostError(TpaError):
+    """The Ray cluster a submit joined lost its head mid-run; what finished is stored (exit 1: run again)."""
+
+
 class ReportError(TpaError):
     """A report section file is malformed or its query failed."""
 

@@ -21,8 +21,8 @@ class Faults:
     fake_gpu: bool = False  # TPA_DIST_FAKE_GPU=1: without CUDA, GPU workers run the GPU code path on the CPU
     fake_gpu_memory: int = FAKE_GPU_MEMORY  # TPA_DIST_FAKE_GPU_MEMORY: the free memory a fake GPU reports
     oom_bytes: int | None = None  # TPA_DIST_INJECT_OOM_BYTES: the GPU path raises CUDA OOM above this many bytes
-    kill: str | None = None  # TPA_DIST_INJECT_KILL: a worker SIGKILLs itself at a matching matrix ...
-    kill_marker: str | None = None  # ... TPA_DIST_INJECT_KILL_MARKER: once (this file records it)
+    kill: str | None = None  # TPA_DIST_INJECT_KILL: a worker SIGKILLs itself at a matching matrix, every time ...
+    kill_marker: str | None = None  # ... or, with TPA_DIST_INJECT_KILL_MARKER, once (this file records it)
     delay_s: float = 0.0  # TPA_DIST_INJECT_DELAY_S: every task sleeps this long first
     hold: str | None = None  # TPA_DIST_INJECT_HOLD: matching matrices wait ...
     hold_until: str | None = None  # ... TPA_DIST_INJECT_HOLD_UNTIL: until this file exists
@@ -33,21 +33,20 @@ class Faults:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Faults:
-        env = os.environ if env is None else env
+        """The plan the environment asks for; a value that is not a number is one JobError naming it."""
+        from tpa_dist import constants
 
         def text(name: str) -> str | None:
-            value = env.get(f"TPA_DIST_{name}", "").strip()
-            return value or None
+            return constants.text(f"TPA_DIST_{name}", env)
 
         def number(name: str, default: float) -> float:
-            value = text(name)
-            return float(value) if value is not None else default
+            return constants.number(f"TPA_DIST_{name}", default, env)
 
         oom = text("INJECT_OOM_BYTES")
         return cls(
             fake_gpu=text("FAKE_GPU") == "1",
             fake_gpu_memory=int(number("FAKE_GPU_MEMORY", FAKE_GPU_MEMORY)),
-            oom_bytes=int(oom) if oom is not None else None,
+            oom_bytes=int(number("INJECT_OOM_BYTES", 0)) if oom is not None else None,
             kill=text("INJECT_KILL"),
             kill_marker=text("INJECT_KILL_MARKER"),
             delay_s=number("INJECT_DELAY_S", 0.0),
@@ -66,16 +65,16 @@ class Faults:
         if self.hold and self.hold_until and self.hold in matrix_key:
             while not os.path.exists(self.hold_until):  # a test releases it by creating the file
                 time.sleep(0.05)
-        if self.kill and self.kill_marker and self.kill in matrix_key and not Path(self.kill_marker).exists():
-            Path(self.kill_marker).write_text(f"{worker} {matrix_key}\n")
+        if self.kill and self.kill in matrix_key:
+            if self.kill_marker:
+                if Path(self.kill_marker).exists():
+                    return
+                Path(self.kill_marker).write_text(f"{worker} {matrix_key}\n")
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def gpu_oom(self, name: str, nbytes: int) -> None:
-        """On the GPU path: raise CUDA's out-of-memory error for a tensor larger than `oom_bytes`."""
-        if self.oom_bytes is not None and nbytes > self.oom_bytes:
-            import torch
-
-            raise torch.cuda.OutOfMemoryError(f"injected CUDA OOM for {name} ({nbytes} bytes)")
+    def gpu_oom(self, nbytes: int) -> bool:
+        """On the GPU path: whether a tensor of `nbytes` meets an injected CUDA out-of-memory error."""
+        return self.oom_bytes is not None and nbytes > self.oom_bytes
 
     def visible(self, path: str) -> bool:
         """Whether a worker sees `path` (a node that cannot see the driver's files, for the tests)."""

@@ -15,7 +15,6 @@ from tpa_dist.compute.rows import DeltaRow, MatrixRow
 from tpa_dist.compute.spectrum import matrix_spectrum, vector_stats
 from tpa_dist.compute.tasks import DeltaTask, MatrixTask
 from tpa_dist.errors import TpaError, is_out_of_memory
-from tpa_dist.faults import NO_FAULTS, Faults
 from tpa_dist.settings import METHOD_VERSION, AnalysisSettings
 
 DEFAULT_SETTINGS = AnalysisSettings()
@@ -83,11 +82,9 @@ def analyze_task(
     *,
     device: str = "cpu",
     block_bytes: int | None = None,
-    faults: Faults = NO_FAULTS,
 ) -> tuple[MatrixRow, np.ndarray | None]:
     """(matrix_analysis row, singular values or None); errors become status='error' rows, never exceptions.
-    `block_bytes` overrides the settings' MiB budget (tests and benchmarks use tiny blocks); `faults`: injected
-    failures (faults.py)."""
+    `block_bytes` overrides the settings' MiB budget (tests and benchmarks use tiny blocks)."""
     row = base_row(task)
     threshold, block_bytes = settings.sparsity_threshold, block_bytes or settings.block_bytes
     row.update(sparsity_threshold=threshold, device=device)
@@ -97,8 +94,6 @@ def analyze_task(
         if task.kind == "skipped":
             row.update(status="skipped", error=f"tensor {task.matrix_key}: {task.note}")
         elif task.kind == "matrix":
-            if device != "cpu":
-                faults.gpu_oom(task.matrix_key, task.region.nbytes)
             rmt = task.rmt
             res = matrix_spectrum(
                 task.region,
@@ -162,7 +157,6 @@ def analyze_delta(
     *,
     device: str = "cpu",
     block_bytes: int | None = None,
-    faults: Faults = NO_FAULTS,
 ) -> tuple[DeltaRow, np.ndarray | None]:
     """(delta_analysis row, singular values of ΔW or None); errors become status='error' rows, never exceptions."""
     from tpa_dist.compute.delta import delta_spectrum, lora_delta_spectrum
@@ -172,8 +166,6 @@ def analyze_delta(
     t0 = time.perf_counter()
     sv = None
     try:
-        if device != "cpu":
-            faults.gpu_oom(task.matrix_key, task.tuned.region.nbytes)
         budget = block_bytes or settings.block_bytes
         if task.lora is not None:  # an adapter: from its factors (CPU float64 whatever the worker)
             res = lora_delta_spectrum(task.lora, task.base.region, task.settings, budget, task.base_norms)

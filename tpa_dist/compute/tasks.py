@@ -99,9 +99,60 @@ class DeltaTask:
         return self.grams * self.tuned.cost
 
 
-def task_paths(task: MatrixTask | DeltaTask) -> set[str]:
+@dataclass(frozen=True)
+class EmbeddingTask:
+    """One embedding matrix (or an untied output head) to cluster: the worker reads it itself, like a matrix. The
+    vocabulary travels with it (the driver read the tokenizer); `threads`: BLAS threads for the sweep (0: the
+    worker's node's CPUs — the embedding phase runs alone)."""
+
+    model_id: str
+    revision: str
+    info: TensorInfo
+    vocab: object  # checkpoint.vocab.Vocab | None
+    settings: object  # settings.EmbeddingSettings
+    hub: tuple[str, str] | None = None
+    synth: tuple[str, int] | None = None
+    threads: int = 0
+    kind: str = "embedding"
+
+    @property
+    def matrix_key(self) -> str:
+        return self.info.param_name
+
+    @property
+    def shard(self) -> str:
+        return self.info.shard
+
+    @property
+    def path(self) -> str:
+        return self.info.path
+
+    @property
+    def nbytes(self) -> int:
+        return self.info.nbytes
+
+    @property
+    def cost(self) -> float:
+        return float(self.info.numel) * 64
+
+
+Task = MatrixTask | DeltaTask | EmbeddingTask
+
+
+def task_path(task: Task) -> str:
+    """The file a task reads first (shard locality is decided by it)."""
+    if isinstance(task, EmbeddingTask):
+        return task.info.path
+    if isinstance(task, DeltaTask):
+        return task.tuned.region.path
+    return task.region.path
+
+
+def task_paths(task: Task) -> set[str]:
     """Every file a task reads: its shard, and those of its FP8 scale or GPTQ/AWQ companions (of both models for
     a delta)."""
+    if isinstance(task, EmbeddingTask):
+        return {task.info.path}
     if isinstance(task, DeltaTask):
         if task.lora is not None:
             return {task.lora.a.path, task.lora.b.path} | task_paths(task.base)
@@ -116,10 +167,12 @@ def task_paths(task: MatrixTask | DeltaTask) -> set[str]:
     return paths
 
 
-def relocate(task: MatrixTask | DeltaTask, moved: dict[str, str]) -> MatrixTask | DeltaTask:
+def relocate(task: Task, moved: dict[str, str]) -> Task:
     """The same task reading its files from new paths (`moved`: old path -> new), companions included."""
     from dataclasses import replace
 
+    if isinstance(task, EmbeddingTask):
+        return replace(task, info=replace(task.info, path=moved.get(task.info.path, task.info.path)))
     if isinstance(task, DeltaTask):
         lora = task.lora
         if lora is not None:

@@ -47,7 +47,12 @@ class LiveProgress:
         gone = "" if self.alive else " — its driver is no longer running: run the same submit again to resume"
         rate = self.matrices_per_s or 0.0
         eta = (self.total - self.finished) / rate if rate else float("nan")
-        now = f", ETA {eta:.0f}s" if self.phase == "analysis" else f"; matrices done, now {self.phase}"
+        if self.phase == "analysis":
+            now = f", ETA {eta:.0f}s"
+        elif self.phase in ("planning", "starting workers"):
+            now = f"; now {self.phase}"
+        else:
+            now = f"; matrices done, now {self.phase}"
         return (
             f"run {self.run_id} (pid {self.pid}): {self.finished}/{self.total} matrices "
             f"({self.reused} reused, {self.failed} failed), {self.bytes / 2**30:.2f} GiB, "

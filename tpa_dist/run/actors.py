@@ -1,7 +1,9 @@
-"""Ray workers: each actor analyzes batches of tasks, reading its tensors itself from the byte ranges.
+"""The worker of every engine (a Ray actor, or a process of the local pool): it analyzes batches of tasks —
+matrices, ΔW pairs, embeddings — reading its tensors itself from their byte ranges.
 
 CPU workers compute with numpy/LAPACK; GPU workers with torch on CUDA (decoding bf16/fp16 on the card). Injected
-faults (a fake GPU, delays, holds, kills, CUDA OOM: faults.py) come with the worker's `Faults` plan.
+faults (a fake GPU, delays, holds, kills, CUDA OOM: faults.py) act here, in the worker, from its `Faults` plan:
+the compute code below it never sees them.
 """
 
 from __future__ import annotations
@@ -13,15 +15,11 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
+from tpa_dist import constants
 from tpa_dist.compute.analysis import analyze_delta, analyze_task, failed_row
-from tpa_dist.compute.rows import MatrixRow
-from tpa_dist.compute.tasks import DeltaTask, MatrixTask, relocate, task_paths
+from tpa_dist.compute.tasks import DeltaTask, EmbeddingTask, Task, relocate, task_path, task_paths
 from tpa_dist.faults import NO_FAULTS, Faults
 from tpa_dist.settings import AnalysisSettings
-
-INJECT_PREFIX = "TPA_DIST_"
 
 
 def gpu_compute_device(faults: Faults = NO_FAULTS) -> tuple[str, str, int]:
@@ -80,7 +78,7 @@ class AnalysisWorker:
             "free_bytes": self.free_bytes,
         }
 
-    def _localize(self, task: MatrixTask) -> MatrixTask:
+    def _localize(self, task: Task) -> Task:
         """Every file of a task that this node cannot see is made local: a Hub model's files (its shard, and those
         of an FP8 scale or GPTQ/AWQ companions) fetched, that file alone, into the node's own cache; a synthetic
         preset written there whole (it is deterministic in its seed)."""
@@ -89,8 +87,8 @@ class AnalysisWorker:
         missing = sorted(p for p in task_paths(task) if not self.faults.visible(p))
         if not missing:
             return task
-        root = task.region.path[: -len(task.shard)]  # every path of a task is <folder>/<file in the repo>
-        cache = os.environ.get("TPA_DIST_NODE_CACHE")
+        root = task_path(task)[: -len(task.shard)]  # every path of a task is <folder>/<file in the repo>
+        cache = constants.node_cache()
         node_cache = os.path.join(cache, self.node) if cache else None
         if task.synth is not None:
             folder = self._synth_folder(task.synth, node_cache)
@@ -105,7 +103,7 @@ class AnalysisWorker:
                     task.hub[0],
                     path[len(root) :],
                     revision=task.hub[1],
-                    endpoint=os.environ.get("HF_ENDPOINT") or None,
+                    endpoint=constants.hf_endpoint(),
                     cache_dir=node_cache,
                     user_agent={"tpa-node": self.node},
                 )
@@ -130,9 +128,10 @@ class AnalysisWorker:
                 self._fetched[synth] = str(write_any(preset, folder, seed=seed))
         return self._fetched[synth]
 
-    def analyze(self, tasks: list[MatrixTask]) -> list[tuple[MatrixRow, np.ndarray | None]]:
-        """One (row, singular values) per task; anything a task raises (fetching its shard included) becomes
-        that task's error row, so one bad tensor never costs the rest of its batch.
+    def analyze(self, tasks: list[Task]) -> list:
+        """One result per task — (row, singular values or None) for a matrix or ΔW, an EmbeddingResult or
+        EmbeddingFailure for an embedding; anything a task raises (fetching its shard included) becomes that
+        task's error, so one bad tensor never costs the rest of its batch.
 
         A GPU actor takes several calls at once (Ray's max_concurrency, --gpu-streams), each thread on its own
         CUDA stream: one batch's file reading and copying overlap another's kernels in one process and one CUDA
@@ -147,23 +146,52 @@ class AnalysisWorker:
         with torch.cuda.stream(stream):
             return self._analyze(tasks)
 
-    def _analyze(self, tasks: list[MatrixTask]) -> list[tuple[MatrixRow, np.ndarray | None]]:
+    def _analyze(self, tasks: list[Task]) -> list:
         out = []
         for task in tasks:
-            delta = isinstance(task, DeltaTask)
             self.faults.before_task(task.matrix_key, self.worker)
             try:
-                if delta:
+                if isinstance(task, DeltaTask):
                     local = replace(task, tuned=self._localize(task.tuned), base=self._localize(task.base))
                 else:
                     local = self._localize(task)
             except Exception as exc:  # noqa: BLE001 - a shard this node cannot fetch fails its tasks only
-                out.append((failed_row(task, f"cannot fetch {task.shard}: {exc}"), None))
+                from tpa_dist.run.batches import failed_result
+
+                out.append(failed_result(task, f"cannot fetch {task.shard}: {exc}"))
                 continue
-            if delta:
-                out.append(analyze_delta(local, self.settings, device=self.compute, faults=self.faults))
-            else:
-                out.append(analyze_task(local, self.settings, device=self.compute, faults=self.faults))
-        for row, _ in out:
-            row.update(node=self.node, worker=self.worker, device=self.device)
+            out.append(self._one(local))
+        for result in out:
+            if isinstance(result, tuple):
+                result[0].update(node=self.node, worker=self.worker, device=self.device)
         return out
+
+    def _one(self, task: Task) -> object:
+        if isinstance(task, EmbeddingTask):
+            return self._embedding(task)
+        region = task.tuned.region if isinstance(task, DeltaTask) else task.region
+        if self.compute != "cpu" and task.kind in ("matrix", "delta") and self.faults.gpu_oom(region.nbytes):
+            row = failed_row(task, f"injected CUDA OOM ({region.nbytes} bytes)")
+            row.update(status="oom", device=self.device)
+            return row, None
+        if isinstance(task, DeltaTask):
+            return analyze_delta(task, self.settings, device=self.compute)
+        return analyze_task(task, self.settings, device=self.compute)
+
+    def _embedding(self, task: EmbeddingTask) -> object:
+        """Cluster one embedding matrix on this worker (all the node's CPUs unless the task says otherwise: the
+        embedding phase runs alone); anything it raises is that embedding's failure, named."""
+        from threadpoolctl import threadpool_limits
+
+        from tpa_dist.compute.embedding_analysis import analyze_embedding
+        from tpa_dist.run.batches import failed_result
+
+        device = "cuda" if self.compute == "cuda" else "cpu"
+        try:
+            with threadpool_limits(task.threads or os.cpu_count() or 1):
+                return analyze_embedding(task.info, task.vocab, task.settings, device)
+        except MemoryError as exc:
+            return failed_result(task, f"out of memory clustering it ({exc or 'MemoryError'})")
+        except Exception as exc:  # noqa: BLE001 - one embedding's failure is its own, never the run's
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            return failed_result(task, f"{type(exc).__name__}: {first}")

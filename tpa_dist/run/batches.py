@@ -1,54 +1,65 @@
-"""Typed batches and the one policy every executor (the Ray scheduler, the local pool) applies to them: what to do
-when a batch's worker is lost, when a batch raises outside its tasks' own guards, and the rows of tasks that
-cannot run."""
+"""Typed batches and the one policy every engine's work is run by (the scheduler applies it to the events of the
+local pool and of the Ray pool alike): what to do when a batch's worker process dies, when its node is lost, when
+it raises outside its tasks' own guards, and the rows of tasks that cannot run.
+
+Blame only what ran. A worker process that dies may have held several batches (a Ray actor takes the next one
+while it runs one); the engine cannot say which killed it. So a death blames nobody at first: every batch that was
+in the dead process becomes a *suspect* — split into single tasks, each run again alone in a worker that takes
+nothing else beside it. A suspect that kills its worker while running alone is certainly the cause: that is a
+strike, and MAX_FAILURES strikes fail exactly that task. A node that is lost costs its batches a loss, never a
+strike (MAX_LOSSES of those fail a batch: a cluster losing nodes faster than it works).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
 from tpa_dist.compute.analysis import failed_row
-from tpa_dist.compute.tasks import DeltaTask, MatrixTask
+from tpa_dist.compute.tasks import EmbeddingTask, Task, task_path
 
-#: a batch that took its worker down this many times (on a node that stayed up) fails: it is what kills workers
+#: a task that killed its worker process this many times, each time running alone, fails
 MAX_FAILURES = 3
-#: a batch whose worker's node was lost this many times fails too (a cluster losing nodes faster than it works)
+#: a batch whose worker's node was lost this many times fails too
 MAX_LOSSES = 10
-
-Task = MatrixTask | DeltaTask
 
 
 @dataclass
 class Batch:
     """Tasks that run together on one worker. `pool` is where the planner meant it to run ('cpu' or 'gpu');
-    `fallback_reason` is recorded with its rows ('gpu_memory', 'cuda_oom')."""
+    `fallback_reason` is recorded with its rows ('gpu_memory', 'cuda_oom'); `suspect`: it was in a worker process
+    that died, so it runs alone (one task, nothing beside it in its worker)."""
 
     tasks: list[Task]
     pool: str = "cpu"
     fallback_reason: str | None = None
-    failures: int = 0  # its worker died under it, on a live node
+    failures: int = 0  # it killed its worker while running alone
     losses: int = 0  # its worker's node was lost (not its fault)
+    suspect: bool = False
     paths: frozenset[str] = field(default=frozenset(), compare=False)  # files it reads (download gating)
 
     @property
     def shard(self) -> str:
         """The file its first task reads: shard locality is decided by it."""
-        return self.tasks[0].region.path
+        return task_path(self.tasks[0])
 
     @property
     def nbytes(self) -> int:
         return sum(t.nbytes for t in self.tasks)
 
 
-def after_loss(batch: Batch, blamed: bool) -> Batch:
-    """The batch to queue again after its worker was lost. `blamed`: the worker died on a node that stayed up
-    (the batch may be what killed it); otherwise its node was lost, which is not the batch's fault."""
-    return replace(batch, failures=batch.failures + blamed, losses=batch.losses + (not blamed))
+def after_death(batch: Batch, node_lost: bool) -> list[Batch]:
+    """The batches to queue again after `batch`'s worker was lost (see the module docstring)."""
+    if node_lost:
+        return [replace(batch, losses=batch.losses + 1)]
+    if batch.suspect and len(batch.tasks) == 1:  # it ran alone: it killed its worker
+        return [replace(batch, failures=batch.failures + 1)]
+    return [replace(batch, tasks=[t], suspect=True) for t in batch.tasks]
 
 
 def exhausted(batch: Batch) -> str | None:
-    """Why a batch must not run again (its tasks become error rows), or None while it may."""
+    """Why a batch must not run again (its tasks fail), or None while it may."""
     if batch.failures >= MAX_FAILURES:
-        return f"worker lost {MAX_FAILURES} times while running it"
+        return f"the worker process died while analyzing it, {MAX_FAILURES} times"
     if batch.losses >= MAX_LOSSES:
         return f"its worker's node was lost {MAX_LOSSES} times"
     return None
@@ -59,7 +70,24 @@ def split(batch: Batch) -> list[Batch]:
     return [replace(batch, tasks=[t]) for t in batch.tasks]
 
 
-def failed_rows(batch: Batch | list[Task], message: str) -> list[tuple[object, None]]:
-    """(row, no spectrum) of every task of a batch that cannot run: status 'error' and the message."""
+@dataclass(frozen=True)
+class EmbeddingFailure:
+    """The result of an embedding task that could not run: which matrix, and why."""
+
+    model_id: str
+    revision: str
+    param_name: str
+    error: str
+
+
+def failed_result(task: Task, message: str) -> object:
+    """What a task that cannot run yields: an error row (matrix, ΔW) or an EmbeddingFailure."""
+    if isinstance(task, EmbeddingTask):
+        return EmbeddingFailure(task.model_id, task.revision, task.matrix_key, f"{task.matrix_key}: {message}")
+    return (failed_row(task, message), None)
+
+
+def failed_rows(batch: Batch | list[Task], message: str) -> list:
+    """The results of every task of a batch that cannot run (see failed_result)."""
     tasks = batch.tasks if isinstance(batch, Batch) else batch
-    return [(failed_row(t, message), None) for t in tasks]
+    return [failed_result(t, message) for t in tasks]

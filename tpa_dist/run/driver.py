@@ -1,5 +1,6 @@
-"""The Ray driver: wires one submit together — plan each model (planning.py), start downloads and Ray, run the
-tasks on worker actors (scheduler.py) into the result sink (results.py), cluster the embeddings, write the outputs.
+"""The driver: wires one submit together — plan each model (planning.py), start downloads and the run's one
+engine (the local pool or the Ray pool, executor.py, driven by scheduler.py), run the matrix tasks into the result
+sink (results.py), then the embedding tasks on the same engine, write the outputs.
 
 The driver is the database's only writer; workers read tensors themselves from byte ranges, so weights never
 travel through the driver. Every step that concerns one model (planning, its tensors, its embeddings, its files)
@@ -25,18 +26,23 @@ from tpa_dist import __version__
 from tpa_dist.compute.tasks import MatrixTask, task_paths
 from tpa_dist.db.live import write_live_phase
 from tpa_dist.db.store import Store, is_interrupt
-from tpa_dist.errors import JobError, TpaError
+from tpa_dist.errors import ClusterLostError, JobError, TpaError
 from tpa_dist.errors import describe as describe_failure
 from tpa_dist.faults import Faults
 from tpa_dist.interrupts import describe, recorded
 from tpa_dist.interrupts import reclaim as reclaim_signals
 from tpa_dist.jobs import Job
 from tpa_dist.report.drawing import Figure
-from tpa_dist.run.local import choose_local, run_local
+from tpa_dist.run.batches import EmbeddingFailure
+from tpa_dist.run.executor import Executor
+from tpa_dist.run.headwatch import HeadWatch
+from tpa_dist.run.headwatch import lost as head_lost
+from tpa_dist.run.local import LocalPool, choose_local
 from tpa_dist.run.planning import Plan, PlannedModel, plan_job
 from tpa_dist.run.progress import Progress
 from tpa_dist.run.raystart import ray_target, start_ray
 from tpa_dist.run.results import ResultSink, RunSummary
+from tpa_dist.run.scheduler import Scheduler
 from tpa_dist.settings import WorkerSettings
 from tpa_dist.sources.hub import Downloads, ShardFetcher
 
@@ -104,6 +110,9 @@ class Driver:
         self.figures: list[Figure] = []  # the seed's PNGs (anova_curve.png), drawn with the report's figures
         self.embedded: set[tuple[str, str]] = set()  # (model, revision) whose embeddings this run stored
         self.faults = Faults.from_env()  # injected faults (tests): read once, passed to whoever acts on them
+        self.pool: Executor | None = None  # the run's one engine, started at its first work (_engine())
+        self.watch: HeadWatch | None = None  # a joined cluster's head, watched
+        self.scheduler: Scheduler | None = None
 
     # -- planning ------------------------------------------------------------------------------------------------
     def plan(self, store: Store) -> None:
@@ -148,6 +157,7 @@ class Driver:
             store.start_run(
                 self.summary.run_id, " ".join(job.argv or sys.argv), config, versions(), socket.gethostname()
             )
+            write_live_phase(job.db, self.summary, "planning")  # `status` and a second writer see this run at once
             store.upsert_settings(self.settings_id, self.settings.as_dict())
             if job.rmt.enabled:
                 store.upsert_settings(job.rmt.rmt_id(), {"rmt": job.rmt.as_dict()})
@@ -165,6 +175,8 @@ class Driver:
             if (tasks or embed) and not self.local:  # a fully resumed run needs no Ray at all
                 self.summary.ray_startup_s = start_ray(job.workers.address)
                 reclaim_signals()  # Ray's driver takes SIGTERM for a stack trace; a stop must end the run cleanly
+                if self.joined:
+                    self._watch_head()
                 self.summary.phases["ray_startup"] = self.summary.ray_startup_s
                 t0 = time.perf_counter()
             if tasks:
@@ -176,9 +188,15 @@ class Driver:
                 write_live_phase(job.db, self.summary, f"embeddings {i}/{len(embed)}: {m.model_id}")
                 with self._phase("embedding"):
                     self._embedding(store, m)
+            self._stop_engine(completed=True)
             status = "ok"
         except KeyboardInterrupt:
             self.downloads.stop()
+            if head_lost() and self.watch is not None:
+                status = "failed"
+                message = self.watch.message(self.summary.done)
+                self.summary.fail(message)
+                raise ClusterLostError(message) from None
             status = "interrupted"
             self.summary.fail(f"{describe()}: stored batches are kept; run the same submit again to resume")
             raise
@@ -186,9 +204,61 @@ class Driver:
             self.summary.fail(f"run stopped: {describe_failure(exc)}")
             raise
         finally:
+            self._stop_engine(completed=False)
             self.summary.seconds = time.perf_counter() - t0
-            self._close(store, status)
+            try:
+                self._close(store, status)
+            finally:
+                if self.watch is not None:
+                    self.watch.handled()
+                    self.watch.stop()
         return self.summary
+
+    def _watch_head(self) -> None:
+        """On a joined cluster: notice within seconds that its head is gone (headwatch.py)."""
+        import ray
+
+        self.watch = HeadWatch(ray.get_runtime_context().gcs_address, ray_target(self.job.workers.address)[0] or "")
+        self.watch.stored = lambda: self.summary.done
+
+    # -- the engine ----------------------------------------------------------------------------------------------
+    def _engine(self) -> Scheduler:
+        """The run's one engine, started at its first use: every phase's work runs on it under the same rules."""
+        if self.scheduler is not None:
+            return self.scheduler
+        workers = self.job.workers
+        if self.local:
+            pool: Executor = LocalPool(self.settings, workers, self.faults)
+        else:
+            from tpa_dist.run.workerpool import WorkerPool
+
+            pool = WorkerPool(self.settings, workers, on_event=self._event, faults=self.faults)
+            if self.joined:
+                pool.request(*wanted_workers(workers, self.planned.tasks))
+        self.pool = pool
+        write_live_phase(self.job.db, self.summary, "starting workers")
+        pool.start()
+        if not self.local:
+            log.info(
+                "workers: %d GPU, %d CPU (%d BLAS thread(s) each)",
+                len(pool.ready("gpu")),
+                len(pool.ready("cpu")),
+                workers.threads_per_worker,
+            )
+        gate = self.downloads.state if self.downloads else None
+        self.scheduler = Scheduler(
+            pool, self.settings.block_bytes, lambda _r, _f: None, lambda: None, gate, workers.wait_for_workers_s
+        )
+        return self.scheduler
+
+    def _stop_engine(self, completed: bool) -> None:
+        pool, self.pool, self.scheduler = self.pool, None, None
+        if pool is None or head_lost():  # a lost head: every Ray call would wait on it; the process exits
+            return
+        pool.shutdown()
+        release = getattr(pool, "release", None)
+        if release is not None:
+            release(say_unmet=completed)
 
     def _close(self, store: Store, status: str) -> None:
         """Record the run's end, then (after a whole run) write the outputs — the report shows the final status —
@@ -210,8 +280,8 @@ class Driver:
             self.summary.fail(f"{describe()} while writing the outputs: run the same submit again to write them")
             self._record("interrupted")
             raise
-        if len(self.summary.failures) > before:
-            self._record("failed")
+        # the record again: its summary's whole-run time now counts the outputs, as the console's line does
+        self._record("failed" if len(self.summary.failures) > before else status)
 
     def _record(self, status: str) -> None:
         """Record the run's end again, after the outputs changed it."""
@@ -246,7 +316,7 @@ class Driver:
             bytes=s.bytes,
             seconds=s.seconds,
             ray_startup_s=s.ray_startup_s,
-            mps=s.done / s.seconds if s.seconds else None,
+            mps=s.done / s.analysis_s if s.analysis_s else None,
             bps=s.bytes / s.seconds if s.seconds else None,
             throughput=self.by_device,
             phases={**s.phases, "writing": self.sink.write_s if self.sink else 0.0},
@@ -254,9 +324,10 @@ class Driver:
         )
 
     def _embedding(self, store: Store, m: PlannedModel) -> None:
-        """Cluster one model's token embedding(s); any failure is that model's, the others go on."""
+        """Cluster one model's token embedding(s) on the engine, one at a time (each uses its worker's node);
+        any failure is that model's, the others go on."""
         from tpa_dist.db.embedding_tables import store_tables
-        from tpa_dist.run.embedding import analyze_model_embeddings
+        from tpa_dist.run.embedding import embedding_tasks, log_result
 
         missing = [
             state.error or "still downloading"
@@ -268,18 +339,30 @@ class Driver:
             return
         settings = self.job.embedding
         try:
-            workers = self.job.workers
-            results = analyze_model_embeddings(
-                m.catalog, settings, workers.cpu_only, m.embeddings, workers, local=self.local, faults=self.faults
-            )
-            for res in results:
-                store.write_embedding(store_tables(m.model_id, m.revision, self.summary.run_id, settings.seed, res))
-            self.embedded.add(m.key)
+            tasks = embedding_tasks(m, settings)
         except Exception as exc:  # noqa: BLE001 - one model's embedding never costs the others
-            if is_interrupt(exc):
-                raise KeyboardInterrupt from None
             self.summary.fail(f"{m.model_id}: embedding analysis failed: {describe_failure(exc)}")
             log.error("%s: embedding analysis failed: %s", m.model_id, describe_failure(exc))
+            return
+        results: list = []
+        engine = self._engine()
+        engine.on_results, engine.on_idle = (lambda r, _reason: results.extend(r)), (lambda: None)
+        for task in tasks:
+            engine.run([task])
+        for res in results:
+            if isinstance(res, EmbeddingFailure):
+                self.summary.fail(f"{m.model_id}: embedding analysis failed: {res.error}")
+                log.error("%s: embedding analysis failed: %s", m.model_id, res.error)
+                continue
+            log_result(m.model_id, res)
+            try:
+                store.write_embedding(store_tables(m.model_id, m.revision, self.summary.run_id, settings.seed, res))
+            except Exception as exc:  # noqa: BLE001
+                if is_interrupt(exc):
+                    raise KeyboardInterrupt from None
+                self.summary.fail(f"{m.model_id}: embedding analysis not stored: {describe_failure(exc)}")
+                continue
+            self.embedded.add(m.key)
 
     def _outputs(self) -> None:
         """The seed CSV, each model's embedding files and the report for this run's models; a failure is recorded,
@@ -350,13 +433,18 @@ class Driver:
         sink = ResultSink(store, self.job.db, self.summary, self.settings_id, progress, self.downloads.explains)
         self.by_device = sink.by_device
         self.sink = sink
+        ahead = [self.local]  # the local pool's driver idles while its workers run: import what comes next
+
+        def idle() -> None:
+            sink.maybe_flush()
+            if ahead[0]:
+                ahead[0] = False
+                self._import_ahead()
+
         try:
-            if self.local:
-                run_local(
-                    tasks, self.settings, self.job.workers, sink.add, sink.maybe_flush, self._import_ahead, self.faults
-                )
-            else:
-                self._execute_ray(sink, tasks)
+            engine = self._engine()
+            engine.on_results, engine.on_idle = sink.add, idle
+            engine.run(tasks)
             sink.flush()
         except KeyboardInterrupt:
             sink.flush()  # finished results are whole rows: keep them, then stop
@@ -371,34 +459,6 @@ class Driver:
 
         if any(not m.embeddings_done for m in self.models):
             import scipy.special  # noqa: F401
-
-    def _execute_ray(self, sink: ResultSink, tasks: list[MatrixTask]) -> None:
-        from tpa_dist.run.scheduler import Scheduler
-        from tpa_dist.run.workerpool import WorkerPool
-
-        workers = self.job.workers
-        pool = WorkerPool(self.settings, workers, on_event=self._event, faults=self.faults)
-        completed = False
-        if self.joined:
-            pool.request(*wanted_workers(workers, tasks))
-        try:
-            pool.start()
-            log.info(
-                "workers: %d GPU, %d CPU (%d BLAS thread(s) each)",
-                len(pool.ready("gpu")),
-                len(pool.ready("cpu")),
-                workers.threads_per_worker,
-            )
-            gate = self.downloads.state if self.downloads else None
-            scheduler = Scheduler(
-                pool, self.settings.block_bytes, sink.add, sink.maybe_flush, gate, workers.wait_for_workers_s
-            )
-            scheduler.plan(tasks)
-            scheduler.run()
-            completed = True
-        finally:
-            pool.shutdown()
-            pool.release(say_unmet=completed)
 
     def _event(self, message: str) -> None:
         """Something the run worked around (a node lost): one console line, kept in the run's summary."""

@@ -1,10 +1,15 @@
-"""The single-machine path for small jobs: the same worker code (`AnalysisWorker`) in forked processes, no Ray.
+"""The local engine (executor.py's contract) for small jobs: the same worker code (`AnalysisWorker`) in forked
+processes of this machine, no Ray.
 
 Starting Ray and its worker processes costs several seconds, more than the whole analysis of a small model. For
-jobs where the benchmark (BENCHMARKS.md, bench_small) shows that this wins, `submit` runs the batches in a pool of
-forked processes instead: no address or RAY_ADDRESS given, no Ray running in this process, no GPU on the
-machine, nothing still downloading, and at most LOCAL_MAX_BYTES to read. `TPA_DIST_EXECUTOR=ray|local` forces
-the choice; `--address` always means Ray.
+jobs where the benchmark (BENCHMARKS.md, bench_small) shows that this wins, `submit` runs on a pool of forked
+processes instead: no address or RAY_ADDRESS given, no Ray running in this process, no GPU on the machine,
+nothing still downloading, and at most LOCAL_MAX_BYTES to read. `TPA_DIST_EXECUTOR=ray|local` forces the choice;
+`--address` always means Ray.
+
+Each worker is one process with its own pipe, running the batches it is sent one at a time in order, so a process
+that dies names exactly the batch it was running (those queued behind it go back unblamed); a new process takes
+its place at once (this machine is never lost, only a process).
 """
 
 from __future__ import annotations
@@ -13,23 +18,21 @@ import logging
 import multiprocessing
 import os
 import shutil
+import socket
 import sys
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection, wait
+from typing import Any
 
-from tpa_dist.compute.tasks import MatrixTask, batch_tasks
+from tpa_dist import constants
 from tpa_dist.faults import NO_FAULTS, Faults
-from tpa_dist.interrupts import check as check_interrupt
-from tpa_dist.processes import child_of, stop_pool
-from tpa_dist.run.batches import Batch, after_loss, exhausted, failed_rows, split
+from tpa_dist.processes import child_of
+from tpa_dist.run.executor import Done, Event, Lost, Raised, Worker
 from tpa_dist.settings import AnalysisSettings, WorkerSettings
 
 log = logging.getLogger("tpa_dist")
 
 LOCAL_MAX_BYTES = 2 << 30  # bench_small: below this the local pool beats Ray's start-up (BENCHMARKS.md)
-
-_worker = None
+MAX_IDLE_DEATHS = 8  # worker processes dying with no batch, in a row, before the pool stops replacing them
 
 
 def has_gpu() -> bool:
@@ -39,100 +42,167 @@ def has_gpu() -> bool:
 
 def choose_local(address: str | None, cpu_only: bool, nbytes: int, downloading: bool) -> bool:
     """Whether a submit runs on the local pool rather than on Ray (see the module docstring)."""
-    forced = os.environ.get("TPA_DIST_EXECUTOR", "").strip().lower()
-    if forced in ("ray", "local"):
+    forced = constants.executor()
+    if forced is not None:
         return forced == "local" and not address
-    if address or os.environ.get("RAY_ADDRESS", "").strip() or downloading:
+    if address or constants.ray_address() or downloading:
         return False
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return False
     return nbytes <= LOCAL_MAX_BYTES and (cpu_only or not has_gpu())
 
 
-def _init(settings: AnalysisSettings, driver_pid: int, faults: Faults) -> None:
-    global _worker
-    child_of(driver_pid)  # dies with the driver, whatever kills it (as Ray's own processes do)
-    from tpa_dist.run.actors import AnalysisWorker
-
-    _worker = AnalysisWorker(settings, gpu=False, faults=faults)
-
-
-def _run(batch: list[MatrixTask]) -> list:
-    return _worker.analyze(batch)
-
-
 def workers_for(workers: WorkerSettings) -> int:
     return workers.num_workers or max(1, (os.cpu_count() or 1) // workers.threads_per_worker)
 
 
-def run_local(
-    tasks: list[MatrixTask],
-    settings: AnalysisSettings,
-    workers: WorkerSettings,
-    on_results: Callable[[list, str | None], None],
-    on_idle: Callable[[], None],
-    on_started: Callable[[], None] | None = None,
-    faults: Faults = NO_FAULTS,
-) -> None:
-    """Run every task on a pool of forked worker processes; results go to `on_results` batch by batch. A worker
-    that dies has its batches re-run, and a batch that raises outside its tasks' guards is split (batches.py's
-    policy, as on Ray). `on_started` runs once, in this thread, when every worker has been forked and has work:
-    the driver idles then."""
-    n = workers_for(workers)
-    queue = [Batch(part) for part in batch_tasks(tasks, workers=n)]
-    log.info("workers: %d local processes (%d BLAS thread(s) each)", n, workers.threads_per_worker)
-    while queue:
-        queue = _pool_pass(queue, n, settings, on_results, on_idle, on_started, faults)
-        on_started = None
+def _serve(conn: Connection, settings: AnalysisSettings, driver_pid: int, faults: Faults) -> None:
+    """A worker process: analyze each batch the driver sends, answer with its results (or what it raised)."""
+    child_of(driver_pid)  # dies with the driver, whatever kills it (as Ray's own processes do)
+    from tpa_dist.run.actors import AnalysisWorker
+
+    worker = AnalysisWorker(settings, gpu=False, faults=faults)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        handle, tasks = message
+        try:
+            answer = (handle, "done", worker.analyze(tasks))
+        except Exception as exc:  # noqa: BLE001 - raised outside the tasks' own guards: the scheduler splits
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            answer = (handle, "raised", f"{type(exc).__name__}: {first}")
+        conn.send(answer)
 
 
-def _pool_pass(
-    queue: list[Batch],
-    n: int,
-    settings: AnalysisSettings,
-    on_results: Callable,
-    on_idle: Callable,
-    on_started: Callable | None = None,
-    faults: Faults = NO_FAULTS,
-) -> list[Batch]:
-    """Run `queue` on one pool; return what must run again (a worker died and broke the pool)."""
-    pool = ProcessPoolExecutor(
-        n, mp_context=multiprocessing.get_context("fork"), initializer=_init, initargs=(settings, os.getpid(), faults)
-    )
-    pending: dict[Future, Batch] = {}
-    retry: list[Batch] = []
-    try:
-        pending = {pool.submit(_run, batch.tasks): batch for batch in queue}
-        if on_started is not None:  # a fork-context pool forks all its workers at the first submit
-            on_started()
-        while pending:
-            check_interrupt()
-            done, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
-            for fut in done:
-                batch = pending.pop(fut)
+class LocalPool:
+    """`workers_for(conf)` forked worker processes of `threads_per_worker` BLAS threads each (see the module
+    docstring). The processes are forked when the pool starts and replaced when one dies."""
+
+    def __init__(self, settings: AnalysisSettings, conf: WorkerSettings, faults: Faults = NO_FAULTS) -> None:
+        self.settings = settings
+        self.conf = conf
+        self.faults = faults
+        self.workers: list[Worker] = []
+        self.requested = None
+        self._calls: dict[int, Worker] = {}  # handle -> worker
+        self._sent: dict[int, list[int]] = {}  # worker id -> its handles in order: the first one is running
+        self._next = 0
+        self._idle_deaths = 0  # processes that died holding no batch, in a row (a worker that cannot start)
+        self._host = socket.gethostname()
+        self._context = multiprocessing.get_context("fork")
+
+    # -- views ---------------------------------------------------------------------------------------------------
+    def ready(self, pool: str | None = None) -> list[Worker]:
+        return [w for w in self.workers if w.state == "ready" and pool in (None, "cpu")]
+
+    def alive(self, pool: str | None = None) -> bool:
+        return pool in (None, "cpu") and any(w.state != "gone" for w in self.workers)
+
+    @property
+    def gpu_free_bytes(self) -> int:
+        return 0
+
+    # -- the executor contract -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        n = workers_for(self.conf)
+        for _ in range(n):
+            self._create()
+        log.info("workers: %d local processes (%d BLAS thread(s) each)", n, self.conf.threads_per_worker)
+
+    def _create(self) -> Worker:
+        ours, theirs = self._context.Pipe()
+        proc = self._context.Process(
+            target=_serve, args=(theirs, self.settings, os.getpid(), self.faults), daemon=True, name="tpa-worker"
+        )
+        proc.start()
+        theirs.close()
+        worker = Worker((proc, ours), "cpu", wid=len(self.workers), state="ready", node=self._host, host=self._host)
+        worker.device = "cpu"
+        self.workers.append(worker)
+        return worker
+
+    def send(self, worker: Worker, tasks: list) -> Any:
+        self._next += 1
+        handle = self._next
+        _proc, conn = worker.actor
+        self._calls[handle] = worker
+        self._sent.setdefault(worker.wid, []).append(handle)
+        try:
+            conn.send((handle, tasks))
+        except (BrokenPipeError, OSError):  # it died since it was last seen: poll() reports the loss
+            pass
+        return handle
+
+    def poll(self, timeout: float) -> list[Event]:
+        live = [w for w in self.workers if w.state != "gone"]
+        busy = {w.actor[1]: w for w in live if self._sent.get(w.wid)}
+        sentinels = {w.actor[0].sentinel: w for w in live}
+        ready = wait(list(busy) + list(sentinels), timeout=timeout)
+        events: list[Event] = []
+        dead: list[Worker] = []
+        for obj in ready:
+            if obj in busy:
+                worker = busy[obj]
                 try:
-                    on_results(fut.result(), None)
-                except BrokenProcessPool:  # a worker died: the pool cannot tell whose batch killed it
-                    again = after_loss(batch, blamed=True)
-                    why = exhausted(again)
-                    if why is None:
-                        retry.append(again)
-                    else:
-                        on_results(failed_rows(again, why), None)
-                except Exception as exc:  # noqa: BLE001 - raised outside a task's own guard: isolate it
-                    if len(batch.tasks) > 1:
-                        retry += split(batch)
-                    else:
-                        on_results(failed_rows(batch, f"worker error {type(exc).__name__}: {exc}"), None)
-            on_idle()
-            check_interrupt()
-        if retry:
-            log.warning("a local worker was lost; re-running %d batch(es)", len(retry))
-        return retry
-    except BaseException:  # Ctrl-C, or anything else: no worker outlives the run (a held one would block exit)
-        for fut in pending:
-            fut.cancel()
-        stop_pool(pool)
-        raise
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+                    handle, how, payload = obj.recv()
+                except (EOFError, OSError):
+                    dead.append(worker)
+                    continue
+                self._calls.pop(handle, None)
+                self._sent[worker.wid].remove(handle)
+                events.append(Done(handle, payload) if how == "done" else Raised(handle, payload))
+            else:
+                dead.append(sentinels[obj])
+        for worker in {w.wid: w for w in dead}.values():
+            events += self._lost(worker)
+        return events
+
+    def _lost(self, worker: Worker) -> list[Event]:
+        """A worker process died: the batch it ran (if any) is reported lost; a new process takes its place."""
+        proc, conn = worker.actor
+        proc.join(timeout=5)
+        worker.state = "gone"
+        conn.close()
+        events: list[Event] = []
+        handles = self._sent.pop(worker.wid, [])
+        code = proc.exitcode
+        cause = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        for i, handle in enumerate(handles):
+            self._calls.pop(handle, None)
+            events.append(Lost(handle, node_lost=False, cause=cause, ran=i == 0))
+        if handles:
+            self._idle_deaths = 0
+        else:
+            self._idle_deaths += 1
+        if self._idle_deaths <= MAX_IDLE_DEATHS:
+            self._create()
+        else:
+            log.error("local worker processes keep dying before taking work (exit status %s)", proc.exitcode)
+        return events
+
+    def maintain(self, wants_cpu: int, wants_gpu: int) -> None:  # noqa: ARG002 - every worker is replaced at once
+        return
+
+    def cancel(self) -> None:
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop every worker process at once (no batch outlives the run)."""
+        for worker in self.workers:
+            if worker.state == "gone":
+                continue
+            proc, conn = worker.actor
+            worker.state = "gone"
+            try:
+                proc.terminate()
+            except (OSError, ValueError):
+                pass
+            conn.close()
+        for worker in self.workers:
+            worker.actor[0].join(timeout=5)
+        self._calls.clear()
+        self._sent.clear()

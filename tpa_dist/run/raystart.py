@@ -14,22 +14,25 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from tpa_dist import constants
 from tpa_dist.errors import RayConnectError
 
 log = logging.getLogger("tpa_dist")
 
 PROBE_TIMEOUT_S = 10.0
+JOIN_TIMEOUT_S = 30.0
 
 
 def ray_target(address: str | None) -> tuple[str | None, str]:
     """(address to join or None for a fresh local Ray, where it came from: '--address' or 'RAY_ADDRESS')."""
     if address:
         return address, "--address"
-    env = os.environ.get("RAY_ADDRESS", "").strip()
+    env = constants.ray_address() or ""
     if env:
         return env, "RAY_ADDRESS"
     return None, "local"
@@ -37,7 +40,7 @@ def ray_target(address: str | None) -> tuple[str | None, str]:
 
 def resolve_auto() -> tuple[str, str]:
     """The cluster `--address auto` means: RAY_ADDRESS if set, else the one Ray cluster running on this machine."""
-    env = os.environ.get("RAY_ADDRESS", "").strip()
+    env = constants.ray_address() or ""
     if env and env != "auto":
         return env, "RAY_ADDRESS, read by --address auto"
     from ray._private.services import find_gcs_addresses
@@ -56,19 +59,77 @@ def resolve_auto() -> tuple[str, str]:
     return running[0], "--address auto: the Ray cluster running on this machine"
 
 
+#: the client's opening of an HTTP/2 connection and an empty SETTINGS frame: a GCS (gRPC) answers with SETTINGS
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+JOB_SERVER_HINT = (
+    "--address takes the Ray cluster's GCS address HOST:PORT (port 6379 unless the head was started with "
+    "another --port); the http:// job-server address (port 8265) is for `ray job submit --address`, which sets "
+    "RAY_ADDRESS for the job itself"
+)
+
+
 def _probe(address: str) -> None:
-    """Fail fast on a host:port nobody listens on (Ray itself retries such an address for minutes)."""
+    """Fail fast on an address that cannot be a GCS: an http:// URL, a host:port nobody listens on (Ray itself
+    retries such an address for minutes), or one where something else answers — the job server, a web page (Ray
+    would wait on it for ever). A GCS speaks gRPC: it answers HTTP/2's opening with a SETTINGS frame."""
     import socket
 
+    if address.startswith(("http://", "https://")):
+        raise AddressError(f"{address} is an http address. {JOB_SERVER_HINT}")
     if "://" in address or ":" not in address:
         return
     host, _, port = address.rpartition(":")
     if not port.isdigit():
         raise ValueError(f"not HOST:PORT: {address!r}")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S)
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {address} ({exc.strerror or exc})") from None
+    try:
+        conn.settimeout(PROBE_TIMEOUT_S)
+        conn.sendall(_H2_PREFACE)
+        reply = conn.recv(16)
+    except OSError:
+        reply = b""
+    finally:
+        conn.close()
+    if len(reply) >= 4 and reply[3] == 4:  # an HTTP/2 SETTINGS frame: a gRPC server, as a GCS is
+        return
+    if reply.startswith(b"HTTP/"):
+        raise AddressError(
+            f"an HTTP server answers at {address}, not a Ray GCS (the job server or dashboard?). {JOB_SERVER_HINT}"
+        )
+    raise AddressError(f"something answers at {address}, but not as a Ray cluster's GCS. {JOB_SERVER_HINT}")
+
+
+class AddressError(ValueError):
+    """An address that is not a GCS's: its message is the whole error line."""
+
+
+_console: list[int] = []  # the real stderr while Ray's connection chatter is diverted
+
+
+@contextmanager
+def _joining(target: str, origin: str) -> Iterator[None]:
+    """ray.init on a cluster must answer within JOIN_TIMEOUT_S: otherwise one line and exit 2 (Ray itself may wait
+    for minutes, or for ever, on an address that accepts connections but never completes the handshake)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        if done.wait(JOIN_TIMEOUT_S):
+            return
+        line = (
+            f"error: cannot connect to the Ray cluster at {target!r} (from {origin}): no answer within "
+            f"{JOIN_TIMEOUT_S:.0f} s — is it a Ray head's GCS address (HOST:6379)? `ray status` on the head says\n"
+        )
+        os.write(_console[0] if _console else 2, line.encode())
+        os._exit(2)
+
+    threading.Thread(target=watch, name="tpa-join-watch", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 @contextmanager
@@ -80,11 +141,13 @@ def _stderr_captured(enabled: bool) -> Iterator[list[str]]:
         return
     sys.stderr.flush()
     saved = os.dup(2)
+    _console[:] = [saved]
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), 2)
         try:
             yield out
         finally:
+            _console.clear()
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
@@ -144,7 +207,8 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> float:
     with _stderr_captured(not verbose) as captured:
         try:
             _probe(target)
-            ray.init(address=target, **quiet)
+            with _joining(target, origin):
+                ray.init(address=target, **quiet)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as exc:
             failure = exc
         else:
@@ -167,6 +231,14 @@ def _token_if_available() -> None:
 
 
 def _connect_error(target: str, origin: str, exc: BaseException, captured: str) -> RayConnectError:
+    if isinstance(exc, AddressError):
+        return RayConnectError(f"cannot use --address {target!r} (from {origin}): {exc}")
+    if _auth_problem(exc, captured) and constants.text("RAY_AUTH_MODE") == "token":
+        return RayConnectError(
+            f"the Ray cluster at {target!r} (from {origin}) rejected this machine's authentication token "
+            "(RAY_AUTH_TOKEN, or the file ~/.ray/auth_token): give it the cluster's own token "
+            "(`ray get-auth-token` on the head node prints it)"
+        )
     if _auth_problem(exc, captured):
         return RayConnectError(
             f"the Ray cluster at {target!r} (from {origin}) requires token authentication: set RAY_AUTH_MODE=token "

@@ -15,7 +15,7 @@ from tpa_dist.db.store import Store
 from tpa_dist.run.progress import Progress
 
 FLUSH_ROWS = 256
-FLUSH_SECONDS = 2.0
+FLUSH_SECONDS = 1.0  # results are stored (and `status` sees them) within a second of arriving
 SHOWN_FAILURES = 20
 
 
@@ -36,27 +36,38 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)  # things the run worked around (shown, not failures)
     outputs: str | None = None  # where the CSV and report went
     phases: dict[str, float | None] = field(default_factory=dict)  # seconds per phase: where the time went
+    matrix_failures: int = 0  # messages of `failures` that are failed matrices' (the rest: the run's other problems)
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, matrix: bool = False) -> None:
         if message not in self.failures:
             self.failures.append(message)
+            self.matrix_failures += matrix
+
+    @property
+    def analysis_s(self) -> float:
+        """Seconds of the matrix phase alone (the embeddings, the outputs are their own phases)."""
+        return self.phases.get("analysis") or 0.0
 
     def describe(self) -> str:
-        rate = self.done / self.seconds if self.seconds > 0 else 0.0
+        analysis = self.analysis_s
+        rate = self.done / analysis if analysis > 0 else 0.0
         spent = {k: v for k, v in self.phases.items() if v and v >= 0.05 and k not in ("analysis", "writing")}
         whole = sum(v for k, v in self.phases.items() if v and k != "writing")
         parts = ", ".join(f"{_PHASE_WORDS.get(k, k)} {v:.1f}s" for k, v in spent.items())
+        other = len(self.failures) - self.matrix_failures
         lines = [
             f"run {self.run_id}: {self.done}/{self.total} analyzed ({self.reused} reused from earlier runs), "
-            f"{len(self.failures)} failed, {self.bytes / 2**20:.1f} MiB; analysis {self.seconds:.1f}s"
-            + (f" ({rate:.1f} mat/s)" if self.done else "")
-            + (f"; whole run {whole:.1f}s ({parts})" if whole > self.seconds and parts else "")
+            f"{self.failed} failed"
+            + (f" and {other} other problem(s)" if other else "")
+            + f", {self.bytes / 2**20:.1f} MiB; analysis {analysis:.1f}s"
+            + (f" ({rate:.1f} mat/s)" if self.done and analysis > 0 else "")
+            + (f"; whole run {whole:.1f}s ({parts})" if whole > analysis and parts else "")
         ]
-        for title, items in (("warnings", self.warnings), ("failed", self.failures)):
+        for title, items in (("warnings", self.warnings), ("problems", self.failures)):
             if not items:
                 continue
             lines.append(f"{title}:")
@@ -125,7 +136,7 @@ class ResultSink:
             if row.status == "error":
                 failed += 1
                 if not self.explains(row.error):
-                    s.fail(f"{row.model_id}: {row.error}")
+                    s.fail(f"{row.model_id}: {row.error}", matrix=True)
             if sv is not None and not isinstance(row, DeltaRow):
                 self.spectra.append((row, sv))
         s.done += len(results) - failed

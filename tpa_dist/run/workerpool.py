@@ -1,62 +1,34 @@
-"""The Ray actors a run analyzes on, as an elastic pool: started on the resources free at the start, grown into
-resources that become free while it runs (nodes that join, an autoscaler's new nodes, a lost worker's CPUs), and
-shrunk by every worker that is lost.
+"""The Ray engine (executor.py's contract): the actors a run analyzes on, as an elastic pool — started on the
+resources free at the start, grown into resources that become free while it runs (nodes that join, an
+autoscaler's new nodes, a lost worker's CPUs), and shrunk by every worker that is lost.
 
-Ray never restarts a lost worker (``max_restarts=0``): a restart waits for resources that a lost node's share may
-never get back, and calls sent to it meanwhile wait with it. Instead its batches go back to the shared queue for
-the live workers, and the pool grows a new worker wherever a CPU (or GPU) is free. A new worker that has not
-started within START_WAIT_S (its resources went elsewhere) is dropped, so nothing waits on it for ever.
+Work starts on the first worker that is ready: a worker Ray cannot place yet (another job holds the CPUs) stays
+asked for and is used when it comes, never waited for before starting. Ray never restarts a lost worker
+(``max_restarts=0``): a restart waits for resources that a lost node's share may never get back, and calls sent to
+it meanwhile wait with it. Instead its batches go back to the scheduler, which decides by batches.py's policy; this
+module only says whether the worker's node is gone — by Ray's word or a raylet that no longer answers.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from tpa_dist.constants import worker_env
 from tpa_dist.faults import NO_FAULTS, Faults
+from tpa_dist.run.executor import Done, Event, Lost, Raised, Worker
 from tpa_dist.settings import AnalysisSettings, WorkerSettings
 
 log = logging.getLogger("tpa_dist")
 
-START_WAIT_S = 120.0  # a created worker that has not answered by then is dropped
+FIRST_WORKER_WAIT_S = 60.0  # start() returns once a worker is ready (and every GPU worker answered), or after this
+STARTING_GRACE_S = 3.0  # ... and gives the workers still starting this long after the first is ready
 GROW_EVERY_S = 2.0  # how often free resources are looked for while batches wait
 NODE_CHECK_EVERY_S = 1.0  # how often lost workers are matched with dead nodes (one console line per node)
 WORKER_DEATH_GRACE_S = 10.0  # a lost worker whose node is still up after this was its own death, not its node's
 NODE_PROBE_TIMEOUT_S = 2.0  # a node whose raylet does not accept a connection within this is gone
-
-
-@dataclass
-class Worker:
-    """One actor of the pool and what the scheduler knows of it."""
-
-    actor: Any
-    pool: str  # 'cpu' | 'gpu'
-    wid: int
-    state: str = "starting"  # starting | ready | gone
-    node: str = ""  # Ray node id
-    host: str = ""
-    device: str = ""
-    free_bytes: int = 0  # GPU: device memory one of its concurrent batches may plan with
-    load: int = 0  # batches in flight
-    created: float = field(default_factory=time.monotonic)
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.pool, self.wid)
-
-
-def worker_env() -> dict[str, str]:
-    """Settings the driver passes to its workers: tpa-dist's own (caches, the node cache) and the Hub endpoint (never
-    tokens: a node that fetches uses its own HF_TOKEN). Injected faults travel as the workers' `Faults` plan."""
-    return {k: v for k, v in os.environ.items() if k in WORKER_VARIABLES}
-
-
-#: the environment a worker needs from the driver's
-WORKER_VARIABLES = ("TPA_DIST_CACHE", "TPA_DIST_NODE_CACHE", "HF_ENDPOINT")
 
 
 class WorkerPool:
@@ -82,6 +54,9 @@ class WorkerPool:
         self._next_grow = 0.0
         self._next_node_check = 0.0
         self.requested: tuple[int, int] | None = None  # (CPU, GPU) workers asked of the autoscaler
+        self.calls: dict[Any, Worker] = {}  # batches in flight -> their worker
+        self.no_cuda_hosts: list[str] = []  # GPU nodes that joined but showed no usable CUDA device
+        self.raylets: dict[str, tuple[str, int]] = {}  # node id -> its raylet's address (probed on a loss)
         self._initial_done = False  # the first workers have answered (later ones are announced)
         self._opts: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}
         env = worker_env()
@@ -103,8 +78,9 @@ class WorkerPool:
 
     # -- start and growth ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Create the first workers on the resources free now and wait (at most START_WAIT_S) until they answer;
-        GPU and CPU workers start together (a GPU worker's torch import and CUDA context take seconds)."""
+        """Create the first workers on the resources free now; return once one is ready and every GPU worker has
+        answered (the planner routes by GPU memory), or after FIRST_WORKER_WAIT_S — never waiting for workers
+        Ray cannot place yet. GPU and CPU workers start together (a GPU worker's CUDA context takes seconds)."""
         import ray
 
         free = ray.available_resources()
@@ -125,13 +101,26 @@ class WorkerPool:
                 conf.wait_for_workers_s,
             )
             return
-        deadline = time.monotonic() + START_WAIT_S
+        deadline = time.monotonic() + FIRST_WORKER_WAIT_S
+        first_ready: float | None = None
         while self.probes and time.monotonic() < deadline:
-            done, _ = ray.wait(list(self.probes), num_returns=len(self.probes), timeout=deadline - time.monotonic())
+            if self.ready() and not any(w.pool == "gpu" for w in self.probes.values()):
+                # workers created together start together: a short grace lets them share the first batches
+                deadline = min(deadline, first_ready + STARTING_GRACE_S)
+            done, _ = ray.wait(
+                list(self.probes), num_returns=1, timeout=max(0.0, min(1.0, deadline - time.monotonic()))
+            )
             for ref in done:
                 self.started(ref)
-            if not done:
-                break
+            if self.ready() and first_ready is None:
+                first_ready = time.monotonic()
+        if self.probes:
+            log.info(
+                "%d worker(s) ready, %d not placed yet (the cluster's resources are taken): the run starts on those "
+                "ready and uses the others when Ray places them",
+                len(self.ready()),
+                len(self.probes),
+            )
         self._initial_done = True
 
     def _create(self, pool: str, gpu_cpus: float = 0.0) -> Worker:
@@ -169,8 +158,10 @@ class WorkerPool:
             self._drop(worker)
             return None
         worker.node, worker.host, worker.device = info["node"], info["host"], info["device"]
+        self._learn_raylet(worker.node)
         if worker.pool == "gpu" and info["device"] in ("unavailable", "unknown"):
             log.warning("GPU worker on %s has no usable CUDA device; its work goes to the CPU workers", worker.host)
+            self.no_cuda_hosts.append(worker.host)
             self.gpu_ok = False  # no more GPU workers: their CPUs go to CPU workers as the pool grows
             self._drop(worker)
             self._next_grow = 0.0
@@ -188,17 +179,15 @@ class WorkerPool:
         """Drop workers that never started, report lost nodes, and grow into free resources for `wants_*`
         queued batches that no live worker can take now."""
         now = time.monotonic()
-        for ref, worker in list(self.probes.items()):
-            if now - worker.created > START_WAIT_S:
-                log.info("a new worker did not start within %.0f s (no free resources for it); dropped", START_WAIT_S)
-                del self.probes[ref]
-                self._drop(worker)
         if self._unclassified and now >= self._next_node_check:
             self._next_node_check = now + NODE_CHECK_EVERY_S
             self._classify_losses(now)
         if (wants_cpu or wants_gpu) and now >= self._next_grow and not self.probes:
             self._next_grow = now + GROW_EVERY_S
-            self._grow(wants_cpu, wants_gpu)
+            from tpa_dist.run.headwatch import gcs_answers
+
+            if gcs_answers():  # resources are the head's to say
+                self._grow(wants_cpu, wants_gpu)
 
     def _grow(self, wants_cpu: int, wants_gpu: int) -> None:
         import ray
@@ -246,62 +235,122 @@ class WorkerPool:
         from ray.autoscaler.sdk import request_resources
 
         request_resources(bundles=[])
-        if say_unmet and self.requested[1] and not any(w.pool == "gpu" and w.node for w in self.workers):
-            log.info(
-                "no GPU node joined during the run (asked Ray's autoscaler for %d): it ran on CPUs "
-                "(--request-gpus 0 stops asking)",
-                self.requested[1],
-            )
+        if say_unmet and self.requested[1] and not any(w.pool == "gpu" and w.state == "ready" for w in self.workers):
+            if self.no_cuda_hosts:
+                log.info(
+                    "a GPU node joined (%s) but showed no usable CUDA device: its work ran on CPUs",
+                    ", ".join(sorted(set(self.no_cuda_hosts))),
+                )
+            else:
+                log.info(
+                    "no GPU node joined during the run (asked Ray's autoscaler for %d): it ran on CPUs "
+                    "(--request-gpus 0 stops asking)",
+                    self.requested[1],
+                )
         self.requested = None
 
     # -- losses --------------------------------------------------------------------------------------------------
     def lost(self, worker: Worker, exc: BaseException) -> bool:
-        """A call to `worker` failed because its process or node is gone: drop it. Returns whether the batch it
-        ran is to blame (the worker died on a node that is still up)."""
-        from ray.exceptions import ActorDiedError
-
+        """A call to `worker` failed because its process or node is gone: drop it. Returns whether its node is
+        gone (Ray says so, or its raylet no longer answers) — never guessed from the error's wording."""
         first = worker.state != "gone"
         self._drop(worker)
         if first:
             self._unclassified.append((worker, time.monotonic(), type(exc).__name__))
             self._next_node_check = 0.0
             self._next_grow = 0.0  # replace it as soon as resources are free
-        if not first:  # its other batches in flight fail with it: the one that came back first carries the blame
-            return False
-        if not isinstance(exc, ActorDiedError) or "node" in str(exc).lower():
-            return False
-        return worker.node not in self._down_nodes({worker.node})
+        return bool(worker.node) and worker.node in self._down_nodes({worker.node})
+
+    # -- the executor contract -----------------------------------------------------------------------------------
+    def send(self, worker: Worker, tasks: list) -> Any:
+        ref = worker.actor.analyze.remote(tasks)
+        self.calls[ref] = worker
+        return ref
+
+    def poll(self, timeout: float) -> list[Event]:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+        refs = list(self.calls) + list(self.probes)
+        if not refs:
+            time.sleep(min(timeout, 0.1))
+            return []
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        events: list[Event] = []
+        for ref in ready:
+            if ref in self.probes:
+                self.started(ref)
+                continue
+            worker = self.calls.pop(ref)
+            try:
+                events.append(Done(ref, ray.get(ref)))
+            except (RayActorError, WorkerCrashedError) as exc:
+                events.append(Lost(ref, self.lost(worker, exc), type(exc).__name__))
+            except RayTaskError as exc:
+                cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                first = str(cause).splitlines()[0] if str(cause) else ""
+                events.append(Raised(ref, f"{type(cause).__name__}: {first}"))
+        return events
+
+    def cancel(self) -> None:
+        import ray
+
+        from tpa_dist.run.headwatch import lost
+
+        if lost():  # the head is gone: a cancel would wait on it
+            return
+        for ref in self.calls:
+            ray.cancel(ref)
 
     def _drop(self, worker: Worker) -> None:
         import ray
 
+        from tpa_dist.run.headwatch import lost
+
         worker.state = "gone"
+        if lost():
+            return
         try:
             ray.kill(worker.actor, no_restart=True)
         except Exception as exc:  # noqa: BLE001 - already dead, or its node gone: nothing more to stop
             log.debug("kill of worker %s: %s", worker.key, exc)
 
-    @staticmethod
-    def _down_nodes(nodes: set[str]) -> set[str]:
-        """Which of `nodes` are gone: marked dead by Ray, or whose raylet no longer answers (Ray's own verdict
-        waits for missed heartbeats, tens of seconds after a machine vanished)."""
+    def _down_nodes(self, nodes: set[str]) -> set[str]:
+        """Which of `nodes` are gone: whose raylet no longer accepts a connection (Ray's own verdict waits for
+        missed heartbeats, tens of seconds after a machine vanished), or that Ray marks dead — asked only while
+        the head answers (a lost head would keep the question waiting for a minute)."""
         import socket
 
         import ray
 
-        known = {n["NodeID"]: n for n in ray.nodes()}
+        from tpa_dist.run.headwatch import gcs_answers
+
         down = set()
         for node in nodes:
-            info = known.get(node)
-            if info is None or not info.get("Alive"):
-                down.add(node)
+            address = self.raylets.get(node)
+            if address is None:
                 continue
             try:
-                address = (info["NodeManagerAddress"], int(info["NodeManagerPort"]))
                 socket.create_connection(address, timeout=NODE_PROBE_TIMEOUT_S).close()
-            except (OSError, KeyError, ValueError):
+            except OSError:
                 down.add(node)
+        rest = nodes - down
+        if rest and gcs_answers():
+            known = {n["NodeID"]: n for n in ray.nodes()}
+            down |= {node for node in rest if not (known.get(node) or {}).get("Alive")}
         return down
+
+    def _learn_raylet(self, node: str) -> None:
+        """Remember a node's raylet address (asked of Ray once, while the head answers)."""
+        import ray
+
+        if node in self.raylets:
+            return
+        for info in ray.nodes():
+            try:
+                self.raylets[info["NodeID"]] = (info["NodeManagerAddress"], int(info["NodeManagerPort"]))
+            except (KeyError, ValueError, TypeError):
+                continue
 
     def _classify_losses(self, now: float) -> None:
         """One line per lost node (all its workers), or per worker that died on a node that stayed up."""
@@ -313,7 +362,8 @@ class WorkerPool:
                 by_node.setdefault(worker.node, []).append(worker)
             elif now - when > WORKER_DEATH_GRACE_S:
                 self.on_event(
-                    f"worker {worker.pool}-{worker.wid} on {worker.host} died ({cause}); its work went to the others"
+                    f"worker {worker.pool}-{worker.wid} on {worker.host} died ({cause}); its batches run again, "
+                    "each task alone, to find the one that kills its worker"
                 )
             else:
                 keep.append((worker, when, cause))
@@ -322,10 +372,14 @@ class WorkerPool:
             if node in self.lost_nodes:
                 continue
             self.lost_nodes.add(node)
-            self.on_event(
-                f"node {gone[0].host} ({node[:8]}) lost mid-run with {len(gone)} worker(s); "
-                "their work went to the workers left"
+            left = len(self.ready())
+            where = (
+                f"their work went to the {left} worker(s) left"
+                if left
+                else f"no worker is left: their work waits up to {self.conf.wait_for_workers_s:.0f} s for a node "
+                "to join (--wait-for-workers), then fails"
             )
+            self.on_event(f"node {gone[0].host} ({node[:8]}) lost mid-run with {len(gone)} worker(s); {where}")
 
     def shutdown(self) -> None:
         """Stop every worker (no restarts, so no retry chatter after the run); report losses not reported yet."""
@@ -335,3 +389,4 @@ class WorkerPool:
             if worker.state != "gone":
                 self._drop(worker)
         self.probes.clear()
+        self.calls.clear()

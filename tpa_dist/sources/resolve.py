@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from tpa_dist import constants
 from tpa_dist.errors import (
     DiskSpaceError,
     DownloadError,
@@ -48,7 +48,7 @@ class ModelSource:
 
 def cache_dir() -> Path:
     """Where synthetic checkpoints are written: $TPA_DIST_CACHE or ~/.cache/tpa-dist."""
-    return Path(os.environ.get("TPA_DIST_CACHE", Path.home() / ".cache" / "tpa-dist"))
+    return constants.cache_root()
 
 
 def split_revision(spec: str) -> tuple[str, str | None]:
@@ -99,7 +99,7 @@ def _looks_local(spec: str, path: Path) -> bool:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return constants.hub_offline()
 
 
 def _check_disk(files: list, target: Path) -> None:
@@ -120,13 +120,11 @@ def _check_disk(files: list, target: Path) -> None:
 
 def _hub_kwargs(revision: str | None, out: str | Path | None) -> dict:
     """snapshot_download arguments from the environment, read at call time."""
-    cache = os.environ.get("HF_HUB_CACHE") or (
-        str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME") else None
-    )
+    cache = constants.hub_cache()
     return dict(
         revision=revision,
         allow_patterns=HUB_ALLOW_PATTERNS,
-        endpoint=os.environ.get("HF_ENDPOINT") or None,
+        endpoint=constants.hf_endpoint(),
         cache_dir=cache,
         local_dir=str(out) if out else None,
         local_files_only=_offline(),
