@@ -172,6 +172,13 @@ def test_addresses_say_which_cluster_and_fail_in_one_line(tmp_path):
         assert console.proc.returncode == 143, out
         assert "interrupted by SIGTERM: every stored batch is kept" in out and "SIGTERM received" not in out, out
         assert _run_record(tmp_path / "t.duckdb")[0] == "interrupted"
+        wrong = {"RAY_AUTH_TOKEN": "0" * 64}  # token mode set, but not this cluster's token
+        proc = _submit(cluster, tmp_path, "synth:tiny-llama", wrong, "--address", cluster.address, db="w.duckdb")
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 2, out
+        assert "rejected this machine's authentication token" in out and "set RAY_AUTH_MODE" not in out, out
+        assert len([line for line in out.splitlines() if line.strip()]) == 1, out
+        _addresses_that_are_not_a_gcs_fail_in_one_line(cluster, tmp_path)
         t0 = time.monotonic()
         no_token = {"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN": None, "HOME": str(tmp_path)}  # a machine without it
         refused = _submit(cluster, tmp_path, "synth:tiny-llama", no_token, "--address", cluster.address, db="n.duckdb")
@@ -189,6 +196,27 @@ def test_addresses_say_which_cluster_and_fail_in_one_line(tmp_path):
     assert proc.returncode == 2 and time.monotonic() - t0 < 60, out
     assert f"cannot connect to the Ray cluster at '{stale}' (from RAY_ADDRESS, read by --address auto)" in out, out
     assert len([line for line in out.splitlines() if line.strip()]) == 1, out
+
+
+def _addresses_that_are_not_a_gcs_fail_in_one_line(cluster: RayProcesses, work: Path) -> None:
+    """The job server's port (an HTTP server answers there) and an http:// address: one line naming the fix,
+    exit 2, within 30 s — never a hang."""
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for address in (f"127.0.0.1:{server.server_address[1]}", "http://127.0.0.1:8265"):
+            t0 = time.monotonic()
+            proc = _submit(cluster, work, "synth:tiny-llama", {}, "--address", address, db="a.duckdb")
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 2 and time.monotonic() - t0 < 30, out
+            lines = [line for line in out.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error: "), out
+            assert "--address takes the Ray cluster's GCS address HOST:PORT (port 6379" in out, out
+            assert "ray job submit --address" in out, out
+    finally:
+        server.shutdown()
 
 
 def test_auto_refuses_to_guess_among_clusters(monkeypatch):
@@ -261,7 +289,6 @@ def test_a_shared_cluster_that_loses_every_worker_then_its_head(tmp_path):
             out = console.finish(timeout=300)
         finally:
             holder.kill()
-        print(out)
         assert console.proc.returncode == 1, out
         assert "no worker is left" in out, out
         status, failed, done, total = _run_record(tmp_path / "c.duckdb")
@@ -282,7 +309,6 @@ def test_a_shared_cluster_that_loses_every_worker_then_its_head(tmp_path):
         t0 = time.monotonic()
         out = console.finish(timeout=300)
         took = time.monotonic() - t0
-    print(out, took)
     assert console.proc.returncode == 1 and took < 60, (took, out)
     assert re.search(
         rf"error: lost the Ray cluster at {re.escape(cluster.address)} \(its head is gone\): [1-9]\d* matrices "

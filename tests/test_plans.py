@@ -147,3 +147,65 @@ def test_plan_commands_write_files_a_trainer_reads(minilm_db, tmp_path):
         main, ["plan", "prune", "--db", str(minilm_db), "--sparsity", "1.5", "--out", str(tmp_path / "x")]
     )
     assert res.exit_code == 2 and "1.5" in res.output
+
+
+HOSTILE_NAMES = [
+    "x\n- injected",
+    "a: b",
+    "c # d",
+    "'q\"",
+    "- lead",
+    "!!python/object/apply:os.system [id]",
+    "{x: 1}",
+    "e\u202ef",
+    "\x1b]0;title\x07",
+]
+
+
+def test_unfreeze_yaml_reads_back_as_exactly_the_names_whatever_they_are(tmp_path):
+    """Tensor names are data: a newline, `: `, `#`, quotes, a leading `- `, a YAML tag, a flow mapping, bidi and
+    terminal control characters — `yaml.safe_load` of the plan gives back every name as it is, nothing injected."""
+    from .conftest import quiet_job, write_safetensors
+
+    rng = np.random.default_rng(0)
+    tensors = {
+        f"model.layers.{i}.mlp.{h}.weight": ("F32", rng.standard_normal((24, 16)).astype(np.float32), (24, 16))
+        for i, h in enumerate(HOSTILE_NAMES)
+    }
+    tensors["model.embed_tokens.weight"] = ("F32", rng.standard_normal((50, 16)).astype(np.float32), (50, 16))
+    folder = tmp_path / "m"
+    folder.mkdir()
+    write_safetensors(folder / "model.safetensors", tensors)
+    (folder / "config.json").write_text(json.dumps({"num_hidden_layers": len(HOSTILE_NAMES)}))
+    assert tpa_dist.submit(quiet_job(tmp_path / "h.duckdb", (f"h={folder}",), tmp_path / "out", embedding=False)).ok
+    text, _ = unfreeze_yaml(tmp_path / "h.duckdb", 100)
+    listed = yaml.safe_load(text)["unfrozen_parameters"]
+    expected = {f"model.layers.{i}.mlp.{h}" for i, h in enumerate(HOSTILE_NAMES)}
+    assert expected <= set(listed) and all(isinstance(x, str) for x in listed)
+    assert len(listed) == len(set(listed)) == len(expected) + 2  # the embedding's ^…$ entry and its module
+
+
+def test_plan_out_follows_the_rules_of_every_output_file(minilm_db, tmp_path):
+    """Only a regular file is replaced, only with --force; a missing folder is made; a FIFO stays a FIFO."""
+    import os
+    import stat
+
+    runner = CliRunner()
+
+    def plan(out, *more):
+        args = ["plan", "unfreeze", "--db", str(minilm_db), "--out", str(out), *more]
+        return runner.invoke(main, args)
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    res = plan(fifo, "--force")
+    assert res.exit_code == 2 and res.output.strip() == f"error: {fifo} exists and is not a regular file"
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    existing = tmp_path / "u.yaml"
+    existing.write_text("mine")
+    res = plan(existing)
+    assert res.exit_code == 2 and "exists (--force overwrites it)" in res.output and existing.read_text() == "mine"
+    assert plan(existing, "--force").exit_code == 0 and "unfrozen_parameters" in existing.read_text()
+    nested = tmp_path / "new" / "deeper" / "u.yaml"
+    res = plan(nested)
+    assert res.exit_code == 0 and nested.is_file(), res.output

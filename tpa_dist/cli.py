@@ -269,6 +269,7 @@ def plan() -> None:
 
 
 def _plan_options(func: Callable) -> Callable:
+    func = click.option("--force", is_flag=True, help="Replace --out if it exists (a regular file only).")(func)
     func = click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")(func)
     func = click.option("--model", help="The model (of its latest revision) [default: the database's only one].")(func)
     return db_option(func)
@@ -277,15 +278,15 @@ def _plan_options(func: Callable) -> Callable:
 @plan.command()
 @_plan_options
 @click.option("--top-percent", type=click.FloatRange(0, 100), default=50, show_default=True)
-def unfreeze(db: str, model: str | None, out: str, top_percent: float) -> None:
+def unfreeze(db: str, model: str | None, out: str, force: bool, top_percent: float) -> None:
     """Spectrum's unfrozen_parameters YAML (Axolotl): per weight type the modules of highest SNR."""
+    import yaml
+
     from .report.plans import unfreeze_yaml, write_plan
 
     text, key = unfreeze_yaml(db, top_percent, model)
-    click.echo(
-        f"{key.model_id}: {sum(1 for line in text.splitlines() if line.startswith('- '))} entries -> "
-        f"{write_plan(text, out)}"
-    )
+    entries = len(yaml.safe_load(text)["unfrozen_parameters"])
+    click.echo(f"{key.model_id}: {entries} entries -> {write_plan(text, out, force)}")
 
 
 @plan.command()
@@ -293,7 +294,7 @@ def unfreeze(db: str, model: str | None, out: str, top_percent: float) -> None:
 @click.option("--sparsity", type=click.FloatRange(0, 1), required=True, help="Parameter-weighted mean sparsity.")
 @click.option("--epsilon", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
 @click.option("--per-block", is_flag=True, help="Each layer's matrices share their mean alpha (block-wise).")
-def prune(db: str, model: str | None, out: str, sparsity: float, epsilon: float, per_block: bool) -> None:
+def prune(db: str, model: str | None, out: str, force: bool, sparsity: float, epsilon: float, per_block: bool) -> None:
     """AlphaPruning's per-matrix sparsities from the heavy-tail alpha (JSON)."""
     from .report.plans import prune_plan, write_plan
 
@@ -301,7 +302,7 @@ def prune(db: str, model: str | None, out: str, sparsity: float, epsilon: float,
     click.echo(
         f"{result['model_id']}: {len(result['matrices'])} matrices, mean sparsity {result['mean_sparsity']:.4f}"
         + (f", {result['clipped']} clipped to [0, 1]" if result["clipped"] else "")
-        + f" -> {write_plan(result, out)}"
+        + f" -> {write_plan(result, out, force)}"
     )
 
 
@@ -312,18 +313,26 @@ def prune(db: str, model: str | None, out: str, sparsity: float, epsilon: float,
     "--budget", type=float, help="Fraction of the matrices' parameters to keep (the largest energy that fits)."
 )
 @click.option("--base", help="The ΔW plan against this base instead (the lora_plan view).")
-def lowrank(db: str, model: str | None, out: str, energy: float | None, budget: float | None, base: str | None) -> None:
+def lowrank(
+    db: str,
+    model: str | None,
+    out: str,
+    force: bool,
+    energy: float | None,
+    budget: float | None,
+    base: str | None,
+) -> None:
     """Per matrix the rank that keeps an energy and the parameters it saves (JSON, or CSV by the file's name)."""
     from .report.plans import lora_plan, lowrank_plan, write_plan
 
     if base is not None:
         result = lora_plan(db, model, base)
-        click.echo(f"{result['model_id']} vs {base}: {len(result['blocks'])} rows -> {write_plan(result, out)}")
+        click.echo(f"{result['model_id']} vs {base}: {len(result['blocks'])} rows -> {write_plan(result, out, force)}")
         return
     result = lowrank_plan(db, energy, budget, model)
     click.echo(
         f"{result['model_id']}: energy {result['energy']:.4f}, keeps {result['planned_params']:,} of "
-        f"{result['params']:,} parameters -> {write_plan(result, out)}"
+        f"{result['params']:,} parameters -> {write_plan(result, out, force)}"
     )
 
 

@@ -85,6 +85,34 @@ def name_for_path(name: str) -> str:
     return safe
 
 
+class OutputPathError(ValueError):
+    """A file the user asked to write cannot be written there (not a regular file, exists without --force, a
+    folder that cannot be made): the message is the whole error line."""
+
+
+def prepare_output(path: str | os.PathLike[str], overwrite: bool, create: bool = True) -> Path:
+    """The rules of every file a command writes where the user asked (export, plan): only a regular file is ever
+    replaced (never a device, FIFO or folder), and only with `overwrite` (--force); a missing folder is created
+    (`create`; or later, by `make_folder`, once the caller knows it will write)."""
+    target = Path(path)
+    if target.is_symlink() or target.exists():
+        if not (target.is_file() or target.is_symlink()):
+            raise OutputPathError(f"{target} exists and is not a regular file")
+        if not overwrite:
+            raise OutputPathError(f"{target} exists (--force overwrites it)")
+    if create:
+        make_folder(target)
+    return target
+
+
+def make_folder(target: Path) -> None:
+    """The folder `target` goes in, created if missing (one OutputPathError line if it cannot be)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"{target.parent}: cannot create the folder: {exc.strerror or exc}") from None
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
     """Write `data` to `path` whole or not at all: a temporary file beside it, flushed, then renamed into place (a
     full disk leaves the old file, or none — never a truncated one)."""
@@ -104,6 +132,9 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> Path:
 
 __all__ = [
     "NotRegularFileError",
+    "OutputPathError",
+    "make_folder",
+    "prepare_output",
     "is_regular",
     "name_for_path",
     "open_regular",

@@ -19,6 +19,7 @@ from tpa_dist.db.sandbox import (
 )
 from tpa_dist.db.sqlfiles import sql_text, strip_comments
 from tpa_dist.errors import StoreError
+from tpa_dist.files import OutputPathError, make_folder, prepare_output
 
 
 def write_seed_csv(db: str | Path, models: list[tuple[str, str]], output_dir: str | Path) -> Path:
@@ -60,12 +61,10 @@ def export(
         raise StoreError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if (table is None) == (query is None):
         raise StoreError("give exactly one of --table or --query")
-    target = Path(out)
-    if target.is_symlink() or target.exists():
-        if not (target.is_file() or target.is_symlink()):
-            raise StoreError(f"{target} exists and is not a regular file")
-        if not overwrite:
-            raise StoreError(f"{target} exists (--force overwrites it)")
+    try:
+        target = prepare_output(out, overwrite, create=False)
+    except OutputPathError as exc:
+        raise StoreError(str(exc)) from None
     con = open_sandbox(db, memory_mib)
     try:
         if table is not None:
@@ -77,9 +76,9 @@ def export(
             source = strip_comments(query).strip()
         check_statement(source)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"{target.parent}: cannot create the folder: {exc.strerror or exc}") from None
+            make_folder(target)
+        except OutputPathError as exc:
+            raise StoreError(str(exc)) from None
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             interruptible(con, lambda: _write(con, source, params, fmt, tmp), timeout_s)

@@ -17,7 +17,7 @@ import duckdb
 from tpa_dist.db.query import plan_objects, show_latest
 from tpa_dist.db.sandbox import close, open_sandbox
 from tpa_dist.errors import StoreError
-from tpa_dist.files import write_atomic
+from tpa_dist.files import OutputPathError, prepare_output, write_atomic
 
 
 @dataclass(frozen=True)
@@ -79,12 +79,41 @@ def unfreeze_yaml(db: str | Path, top_percent: float, model: str | None = None) 
         )
     finally:
         close(con)
-    lines = ["unfrozen_parameters:"] + [f"- ^{r['param_name']}$" for r in always]
+    intended = [f"^{r['param_name']}$" for r in always]
+    lines = ["unfrozen_parameters:"] + [_yaml_item(name) for name in intended]
     types = list(dict.fromkeys(r["weight_type"] for r in rows))
     for weight_type in types:
-        lines.append(f"# {weight_type} layers")
-        lines += [f"- {r['module']}" for r in rows if r["weight_type"] == weight_type and r["unfrozen"]]
-    return "\n".join(lines) + "\n", key
+        lines.append(f"# {_comment(weight_type)} layers")
+        chosen = [r["module"] for r in rows if r["weight_type"] == weight_type and r["unfrozen"]]
+        lines += [_yaml_item(name) for name in chosen]
+        intended += chosen
+    text = "\n".join(lines) + "\n"
+    if _yaml_list(text) != intended:  # the names are data: the file must read back as exactly these names
+        raise StoreError("the unfreeze plan's YAML does not read back as its names; please report this")
+    return text, key
+
+
+def _yaml_item(name: str) -> str:
+    """One list item of a block sequence, its scalar written by PyYAML (quoted whenever the name needs it: a
+    newline, `: `, `#`, a quote, a leading `- `, a tag …), on one line."""
+    import yaml
+
+    return yaml.safe_dump([name], default_flow_style=False, allow_unicode=True, width=1 << 30).rstrip("\n")
+
+
+def _comment(text: str) -> str:
+    """A YAML comment's text: no line breaks or control characters (they would end the comment)."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def _yaml_list(text: str) -> list | None:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return doc.get("unfrozen_parameters") if isinstance(doc, dict) else None
 
 
 # -- AlphaPruning ------------------------------------------------------------------------------------------------------
@@ -245,10 +274,14 @@ def lora_plan(db: str | Path, model: str | None = None, base: str | None = None)
     return {"model_id": key.model_id, "revision": key.revision, "base": base, "blocks": rows}
 
 
-def write_plan(plan: dict | str, out: str | Path) -> Path:
-    """A plan to its file, whole or not at all: YAML text as it is; a dict as JSON, or its matrices as CSV when
-    `out` ends in .csv."""
-    target = Path(out)
+def write_plan(plan: dict | str, out: str | Path, overwrite: bool = False) -> Path:
+    """A plan to its file, whole or not at all, by the rules of every output file (files.prepare_output: a regular
+    file only, replaced only with `overwrite`, a missing folder created): YAML text as it is; a dict as JSON, or
+    its matrices as CSV when `out` ends in .csv."""
+    try:
+        target = prepare_output(out, overwrite)
+    except OutputPathError as exc:
+        raise StoreError(str(exc)) from None
     if isinstance(plan, str):
         return write_atomic(target, plan)
     if target.suffix == ".csv":
