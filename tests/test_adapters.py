@@ -8,6 +8,7 @@ import math
 import shutil
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
@@ -196,3 +197,53 @@ def test_other_adapters_are_refused_by_name(tmp_path):
     text = "\n".join(summary.failures)
     assert "a DoRA adapter: its magnitude vector rescales each column of W itself" in text
     assert "a PEFT adapter of type IA3: only LoRA adapters" in text
+
+
+def test_hostile_adapter_configs_fail_alone_in_one_line_each(tmp_path):
+    """Round 4: a DoRA adapter without use_dora (its magnitude vector saved), an invalid and a pathological
+    alpha_pattern, non-finite and absurd lora_alpha — each refused by name, within seconds, and the good adapter of
+    the same submit is analyzed. A NaN in lora_B is blamed on lora_B."""
+    import time
+
+    base = write_synthetic("tiny-llama", tmp_path / "base")
+    _adapter(tmp_path / "good", base, rank=4, alpha=8)
+    _adapter(tmp_path / "dora", base, rank=4, alpha=8)
+    dora = load_file(str(tmp_path / "dora" / "adapter_model.safetensors"))
+    dora[f"base_model.model.{MODULES[0]}.lora_magnitude_vector"] = np.ones(64, np.float32)
+    save_file(dora, str(tmp_path / "dora" / "adapter_model.safetensors"))
+    long_module = {"model.layers.0.self_attn." + "a" * 40 + "c": "model.layers.0.self_attn.q_proj.weight"}
+    _adapter(tmp_path / "bracket", base, rank=4, alpha=8, alpha_pattern={"[": 3})
+    _adapter(tmp_path / "redos", base, rank=4, alpha=8, modules=long_module, alpha_pattern={"(a|a)+b": 3})
+    _adapter(tmp_path / "huge", base, rank=4, alpha=1e308)
+    _adapter(tmp_path / "nan", base, rank=4, alpha=8)
+    text = (tmp_path / "nan" / "adapter_config.json").read_text().replace('"lora_alpha": 8', '"lora_alpha": NaN')
+    (tmp_path / "nan" / "adapter_config.json").write_text(text)
+    _adapter(tmp_path / "nanb", base, rank=4, alpha=8)
+    nanb = load_file(str(tmp_path / "nanb" / "adapter_model.safetensors"))
+    nanb[f"base_model.model.{MODULES[0]}.lora_B.weight"][0, 0] = np.nan
+    save_file(nanb, str(tmp_path / "nanb" / "adapter_model.safetensors"))
+    names = ["good", "dora", "bracket", "redos", "huge", "nan", "nanb"]
+    job = tpa_dist.Job.create(
+        models=tuple(f"{n}={tmp_path / n}" for n in names),
+        db=str(tmp_path / "h.duckdb"),
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+        report=False,
+        embedding=False,
+    )
+    t0 = time.monotonic()
+    summary = tpa_dist.submit(job)
+    assert time.monotonic() - t0 < 120
+    text = "\n".join(summary.failures)
+    assert "a DoRA adapter (it saves a magnitude vector)" in text and "lora_magnitude_vector" in text, text
+    assert "alpha_pattern key '[' is not a regular expression" in text, text
+    assert "alpha_pattern did not match the 1 module names within 1 s" in text, text
+    assert "lora_alpha = 1e+308 is not an adapter's scale" in text, text
+    assert "lora_alpha must be a finite number, got nan" in text, text
+    assert f"{MODULES[0]}.lora_B.weight: the adapter's factor contains NaN or Inf values" in text, text
+    assert "lora_A" not in text.split("lora_B.weight: the adapter's factor")[0].splitlines()[-1]
+    assert all("\n" not in f for f in summary.failures)
+    con = duckdb.connect(str(tmp_path / "h.duckdb"), read_only=True)
+    good = con.execute("SELECT count(*) FROM delta_analysis WHERE model_id = 'good' AND status = 'ok'").fetchone()[0]
+    con.close()
+    assert good == len(MODULES)

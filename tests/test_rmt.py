@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import warnings
 from dataclasses import replace
@@ -355,3 +356,46 @@ def test_largest_entries_equal_a_full_sort(dtype):
         rows, cols = np.divmod(np.arange(m.size), 40)
         order = np.lexsort((cols, rows, -np.abs(values.ravel())))[:k]
         assert largest.top(k) == [(int(rows[i]), int(cols[i]), float(values.ravel()[i])) for i in order]
+
+
+def test_a_shuffle_spill_leaves_no_file_whatever_ends_it(tmp_path):
+    """The spilled shuffle's bucket files have no name on disk: a worker killed mid-spill (SIGKILL: no clean-up
+    runs) leaves nothing in $TMPDIR, and the spilled shuffle is still a permutation of the elements."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, numpy as np\n"
+        "from tpa_dist.compute.shuffle import IN_MEMORY_ELEMENTS, permuted\n"
+        "n = IN_MEMORY_ELEMENTS * 3\n"
+        "x = np.arange(n, dtype=np.int32)\n"
+        "it = permuted(iter(np.array_split(x, 7)), n, np.random.default_rng(0))\n"
+        "first = next(it)\n"
+        "print(len(os.listdir(os.environ['TMPDIR'])), flush=True)\n"
+        "rest = list(it)\n"
+        "assert np.array_equal(np.sort(np.concatenate([first] + rest)), x)\n"
+        "it = permuted(iter(np.array_split(x, 7)), n, np.random.default_rng(1))\n"
+        "next(it)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    assert proc.stdout.strip() == "0"  # nothing named on disk even while the spill is open
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rmt_on_entries_near_1e300_is_one_line_naming_the_matrix(tmp_path):
+    """Without --rmt such a matrix is analyzed exactly (the range guard); with it, σ² overflows float64 and every
+    ESD fit is undefined: the row says so in one line naming the matrix, never scikit-learn's NaN message."""
+    from .conftest import write_safetensors
+
+    x = np.random.default_rng(0).standard_normal((40, 24)) * 1e300
+    write_safetensors(tmp_path / "model.safetensors", {"layers.0.big.weight": ("F64", x, x.shape)})
+    model = open_model(tmp_path)
+    (task,) = tasks_for_tensor("m", "r", model.tensors()[0])
+    ok, _ = analyze_task(task)
+    assert ok.status == "ok" and ok.spectral_norm > 1e300
+    row, _ = analyze_task(replace(task, rmt=RmtSettings(enabled=True)))
+    assert row.status == "error" and "\n" not in row.error
+    assert row.error.startswith("tensor layers.0.big.weight: --rmt: its eigenvalues σ² overflow float64"), row.error

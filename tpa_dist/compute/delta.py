@@ -206,8 +206,10 @@ def lora_delta_spectrum(
             base.name,
             f"the adapter's update is {(left.shape[0], right.shape[1])}, the base matrix {(base.rows, base.cols)}",
         )
-    if not (np.isfinite(left).all() and np.isfinite(right).all()):
-        raise TensorDataError(lora.a.name, "the adapter's factors contain NaN or Inf values")
+    for factor in (lora.a, lora.b):  # name the factor that holds them
+        values = a if factor is lora.a else b
+        if not np.isfinite(values).all():
+            raise TensorDataError(factor.name, "the adapter's factor contains NaN or Inf values")
     n = min(base.rows, base.cols)
     _, r_left = np.linalg.qr(left)
     _, r_right = np.linalg.qr(right.T)

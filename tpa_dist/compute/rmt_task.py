@@ -14,6 +14,7 @@ from tpa_dist.compute.rows import TRAP_CAP, RmtRow
 from tpa_dist.compute.shuffle import LargestEntries, matrix_seed, shuffled_blocks
 from tpa_dist.compute.spectrum import SpectrumResult, gram_singular_values, range_guarded
 from tpa_dist.compute.tasks import MatrixTask
+from tpa_dist.errors import TensorDataError
 from tpa_dist.settings import RmtSettings
 
 SMALL_M = 100  # below this many eigenvalues WeightWatcher pools 5 shuffles ("to improve the random estimator")
@@ -31,7 +32,14 @@ def analyze_rmt(
     t0 = time.perf_counter()
     region = task.region
     sv = spectrum.singular_values
-    evals = np.sort(sv**2)
+    with np.errstate(over="ignore"):
+        evals = np.sort(sv**2)
+    if not np.isfinite(evals).all():  # σ² past 1.8e308: every ESD fit (a KDE, a power law) is undefined
+        raise TensorDataError(
+            task.matrix_key,
+            f"--rmt: its eigenvalues σ² overflow float64 (σ_max = {sv.max():.3g}, entries near 1e154 or more), so "
+            "WeightWatcher's ESD fits are undefined for it; run it without --rmt for its other metrics",
+        )
     base = rank_columns(sv, region.rows, region.cols, settings.tolerance)
     n_long, m_short = base["N"], base["M"]
     row = RmtRow(matrix_key=task.matrix_key, rmt_id=settings.rmt_id(), **base)

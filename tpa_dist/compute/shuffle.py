@@ -13,7 +13,6 @@ one too, and its Gram is the short side's.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import zlib
@@ -124,28 +123,32 @@ def permuted(chunks: Iterator[np.ndarray], total: int, rng: np.random.Generator)
         return
     room = np.full(n_buckets, bucket, dtype=np.int64)
     room[-1] = total - bucket * (n_buckets - 1)
-    with tempfile.TemporaryDirectory(prefix="tpa-dist-shuffle-") as tmp:
-        paths = [os.path.join(tmp, str(b)) for b in range(n_buckets)]
-        files = [open(p, "wb") for p in paths]  # noqa: SIM115 - closed below, all at once
+    # nameless spill files (unlinked at creation): whatever ends this process — an error, SIGTERM, SIGKILL — the
+    # kernel frees them, and nothing is ever left in $TMPDIR
+    files = [tempfile.TemporaryFile(prefix="tpa-dist-shuffle-") for _ in range(n_buckets)]  # noqa: SIM115
+    try:
         dtype = None
-        try:
-            for chunk in chunks:
-                dtype = chunk.dtype
-                for start in range(0, len(chunk), PIECE_ELEMENTS):
-                    piece = chunk[start : start + PIECE_ELEMENTS]
-                    counts = _split_counts(room, len(piece), rng)
-                    room -= counts
-                    for f, part in zip(files, np.split(rng.permutation(piece), np.cumsum(counts)[:-1])):
-                        if len(part):
-                            f.write(part.tobytes())
-        finally:
-            for f in files:
-                f.close()
-        for path in paths:
-            values = np.fromfile(path, dtype=dtype)
-            os.unlink(path)
+        for chunk in chunks:
+            dtype = chunk.dtype
+            for start in range(0, len(chunk), PIECE_ELEMENTS):
+                piece = chunk[start : start + PIECE_ELEMENTS]
+                counts = _split_counts(room, len(piece), rng)
+                room -= counts
+                for f, part in zip(files, np.split(rng.permutation(piece), np.cumsum(counts)[:-1])):
+                    if len(part):
+                        f.write(part.tobytes())
+        for i, f in enumerate(files):
+            f.flush()
+            f.seek(0)
+            values = np.fromfile(f, dtype=dtype)
+            f.close()
+            files[i] = None
             rng.shuffle(values)
             yield values
+    finally:
+        for f in files:
+            if f is not None:
+                f.close()
 
 
 def shuffled_blocks(

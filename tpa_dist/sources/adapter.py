@@ -76,7 +76,22 @@ def open_adapter(path: str | Path) -> Adapter:
     alpha = config.get("lora_alpha", rank)
     if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1 or not isinstance(alpha, (int, float)):
         raise ModelFolderError(str(where), f"needs an integer r ≥ 1 and a numeric lora_alpha, got {rank!r}, {alpha!r}")
+    _check_scale(where, "lora_alpha", alpha)
     catalog = open_model(root)
+    variant = sorted(
+        t.param_name for t in catalog.tensors() if ".lora_" in t.param_name and not _KEY.match(t.param_name)
+    )
+    if variant:
+        what = (
+            "a DoRA adapter (it saves a magnitude vector)"
+            if "lora_magnitude_vector" in variant[0]
+            else "a LoRA variant"
+        )
+        raise ModelFolderError(
+            str(root / WEIGHTS),
+            f"{what}: tensor {variant[0]!r} is not a plain LoRA factor, so its change is not B·A — merge it "
+            "(merge_and_unload) and analyze the merged model with --base instead",
+        )
     factors: dict[str, dict[str, TensorInfo]] = {}
     full: list[TensorInfo] = []
     for t in catalog.tensors():
@@ -85,6 +100,7 @@ def open_adapter(path: str | Path) -> Adapter:
             full.append(_unprefixed(t))
             continue
         factors.setdefault(m.group("module"), {})[m.group("kind")] = t
+    alphas = _pattern_values(config.get("alpha_pattern"), sorted(factors), alpha, where)
     modules = []
     for module, parts in sorted(factors.items()):
         embedding = "embedding_A" in parts or "embedding_B" in parts
@@ -96,7 +112,7 @@ def open_adapter(path: str | Path) -> Adapter:
                 str(root / WEIGHTS), f"module {module}: factor shapes {a.shape} and {b.shape} do not make B·A"
             )
         r = a.shape[0]
-        scale_alpha = _pattern(config.get("alpha_pattern"), module, alpha)
+        scale_alpha = alphas[module]
         scale = scale_alpha / math.sqrt(r) if config.get("use_rslora") else scale_alpha / r
         # Linear: ΔW [out, in] = B·A; Conv1D (fan_in_fan_out, GPT-2) and embeddings store W as [in, out]: (B·A)ᵀ
         transposed = embedding or bool(config.get("fan_in_fan_out"))
@@ -109,13 +125,65 @@ def open_adapter(path: str | Path) -> Adapter:
     return Adapter(root, catalog, config, base if isinstance(base, str) and base.strip() else None, rank, modules, full)
 
 
-def _pattern(patterns: object, module: str, default: float) -> float:
-    """A per-module override (PEFT's rank_pattern / alpha_pattern: a key matches a module ending in it)."""
-    if isinstance(patterns, dict):
-        for key, value in patterns.items():
-            if isinstance(key, str) and isinstance(value, (int, float)) and re.match(rf"(.*\.)?{key}$", module):
-                return float(value)
-    return float(default)
+MAX_SCALE = 1e6  # |lora_alpha| (and an alpha_pattern value) above this is no adapter's: scale·B·A would overflow
+PATTERN_SECONDS = 1.0  # alpha_pattern is matched in a child process given this long (a regex can backtrack for ever)
+
+
+def _check_scale(where: Path, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ModelFolderError(str(where), f"{name} must be a finite number, got {value!r}")
+    if abs(value) > MAX_SCALE:
+        raise ModelFolderError(str(where), f"{name} = {value!r} is not an adapter's scale (|{name}| ≤ {MAX_SCALE:g})")
+
+
+def _pattern_values(patterns: object, modules: list[str], default: float, where: Path) -> dict[str, float]:
+    r"""Each module's alpha: PEFT's alpha_pattern (a key is a regular expression matched as PEFT matches it,
+    `re.match(rf"(.*\.)?({key})$", module)`, the first key that matches wins), else `default`. The patterns are
+    untrusted: an invalid one, a value that is no finite scale, or one that does not finish within PATTERN_SECONDS
+    (catastrophic backtracking) fails this adapter in one line."""
+    if patterns is None or patterns == {}:
+        return {m: float(default) for m in modules}
+    if not isinstance(patterns, dict) or not all(isinstance(k, str) for k in patterns):
+        raise ModelFolderError(str(where), "alpha_pattern must map module patterns to numbers")
+    for key, value in patterns.items():
+        _check_scale(where, f"alpha_pattern[{key!r}]", value)
+        try:
+            re.compile(rf"(.*\.)?({key})$")
+        except re.error as exc:
+            raise ModelFolderError(
+                str(where), f"alpha_pattern key {key!r} is not a regular expression: {exc}"
+            ) from None
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    ours, theirs = context.Pipe(duplex=False)
+    child = context.Process(target=_match_patterns, args=(theirs, patterns, modules, float(default)), daemon=True)
+    child.start()
+    theirs.close()
+    try:
+        if not ours.poll(PATTERN_SECONDS):
+            raise ModelFolderError(
+                str(where),
+                f"alpha_pattern did not match the {len(modules)} module names within {PATTERN_SECONDS:g} s "
+                "(a pathological regular expression?)",
+            )
+        return ours.recv()
+    except EOFError:
+        raise ModelFolderError(str(where), "alpha_pattern could not be matched") from None
+    finally:
+        ours.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
+
+
+def _match_patterns(conn: object, patterns: dict, modules: list[str], default: float) -> None:
+    out = {}
+    for module in modules:
+        key = next((k for k in patterns if re.match(rf"(.*\.)?({k})$", module)), None)
+        out[module] = float(patterns[key]) if key is not None else default
+    conn.send(out)
+    conn.close()
 
 
 def _region(t: TensorInfo) -> Region:
