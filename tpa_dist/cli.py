@@ -16,23 +16,49 @@ import click
 
 from tpa_dist import __version__
 from tpa_dist.db.sandbox import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_S
-from tpa_dist.errors import TpaError, UnknownPresetError
+from tpa_dist.errors import TpaError, UnknownPresetError, unknown_preset_message
+from tpa_dist.text import printable
 
 DEFAULT_DB = "data/tpa.duckdb"
 
 
 class _Group(click.Group):
-    """The command group: TpaError -> one line on stderr and exit 2, never a traceback."""
+    """The command group: TpaError, and click's own usage errors (a missing option, a bad value), -> one line
+    `error: …` on stderr and exit 2, never a traceback or a usage block."""
+
+    def main(self, *args: object, **kwargs: object) -> object:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "tpa-dist"
+            message = printable(exc.format_message())
+            click.echo(f"error: {where}: {message} (`{where} --help` lists the options)", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"error: {printable(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except TpaError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)  # one line: a name cannot forge more
             sys.exit(2)
         except KeyboardInterrupt:  # Ctrl-C in a command other than submit (which says more): the shell's 130
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """A log line's text with every control character escaped: a tensor or model name holding a newline or a
+    terminal escape (OSC `ESC]0;…BEL`) can neither forge console lines nor retitle the terminal."""
+    record.msg, record.args = printable(record.getMessage()), None
+    return True
 
 
 def db_option(func: Callable) -> Callable:
@@ -55,6 +81,8 @@ def main(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_one_line)
     if not verbose:  # one line per HTTP request drowns the progress lines; tpa-dist logs each shard it fetched
         for name in ("httpx", "httpx2", "httpcore", "ray"):
             logging.getLogger(name).setLevel(logging.WARNING if name != "ray" else logging.ERROR)
@@ -245,18 +273,35 @@ def limits_options(func: Callable) -> Callable:
 
 @main.command()
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["csv", "json", "parquet"]), required=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json", "parquet"]),
+    help="The file's format [default: from --out's suffix: .csv, .json, .parquet].",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
 @click.option("--table", help="A table or view, e.g. transformer_matrix_analysis.")
 @click.option("--query", help="One SELECT whose result to export (read-only, like tpa-dist sql).")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 @limits_options
 def export(
-    db: str, fmt: str, out: str, table: str | None, query: str | None, force: bool, timeout_s: float, memory_mib: int
+    db: str,
+    fmt: str | None,
+    out: str,
+    table: str | None,
+    query: str | None,
+    force: bool,
+    timeout_s: float,
+    memory_mib: int,
 ) -> None:
     """Export a table, view or query result (csv, json or parquet) into --out and nothing else."""
     from tpa_dist.db.export import export as run_export
     from tpa_dist.db.sandbox import bounded_memory
+
+    if fmt is None:
+        fmt = Path(out).suffix.lower().lstrip(".")
+        if fmt not in ("csv", "json", "parquet"):
+            raise click.UsageError("give --format csv|json|parquet, or an --out ending in .csv, .json or .parquet")
 
     with bounded_memory(memory_mib):
         path = run_export(db, fmt, out, table, query, overwrite=force, timeout_s=timeout_s, memory_mib=memory_mib)
@@ -266,6 +311,25 @@ def export(
 @main.group(cls=_Group)
 def plan() -> None:
     """Plans from the stored measurements: what to fine-tune, prune or factor (files a training script reads)."""
+
+
+class _Fraction(click.ParamType):
+    """A number from 0 to 1; a percentage (50) is answered with the fraction it likely means."""
+
+    name = "fraction"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if 0 <= number <= 1:
+            return number
+        hint = f": did you mean {number / 100:g}?" if 1 < number <= 100 else ""
+        self.fail(f"{number:g} is not a fraction from 0 to 1{hint}", param, ctx)
+
+
+FRACTION = _Fraction()
 
 
 def _plan_options(func: Callable) -> Callable:
@@ -291,7 +355,9 @@ def unfreeze(db: str, model: str | None, out: str, force: bool, top_percent: flo
 
 @plan.command()
 @_plan_options
-@click.option("--sparsity", type=click.FloatRange(0, 1), required=True, help="Parameter-weighted mean sparsity.")
+@click.option(
+    "--sparsity", type=FRACTION, required=True, help="Parameter-weighted mean sparsity, a fraction (0.5 = half)."
+)
 @click.option("--epsilon", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True)
 @click.option("--per-block", is_flag=True, help="Each layer's matrices share their mean alpha (block-wise).")
 def prune(db: str, model: str | None, out: str, force: bool, sparsity: float, epsilon: float, per_block: bool) -> None:
@@ -376,7 +442,7 @@ def synth(preset: str, out: str, seed: int) -> None:
     from tpa_dist.sources.synth.derived import all_presets, write_any
 
     if preset not in all_presets():
-        raise UnknownPresetError(f"unknown synthetic preset {preset!r}; known: {', '.join(all_presets())}")
+        raise UnknownPresetError(unknown_preset_message(preset, all_presets()))
     click.echo(write_any(preset, out, seed=seed))
 
 
@@ -402,9 +468,15 @@ def status(db: str, limit: int) -> None:
 @models_option
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option(
-    "--max-rows", type=click.IntRange(min=1), default=10_000, show_default=True, help="Cap on the rows fetched."
+    "--max-rows",
+    type=click.IntRange(min=1, max=10**9),
+    default=10_000,
+    show_default=True,
+    help="Cap on the rows fetched.",
 )
-@click.option("--max-mib", type=click.IntRange(min=1), default=64, show_default=True, help="Cap on the MiB fetched.")
+@click.option(
+    "--max-mib", type=click.IntRange(min=1, max=1 << 20), default=64, show_default=True, help="Cap on the MiB fetched."
+)
 @limits_options
 def sql(
     query: str | None,

@@ -80,6 +80,16 @@ class ClusterLostError(TpaError):
     """The Ray cluster a submit joined lost its head mid-run; what finished is stored (exit 1: run again)."""
 
 
+def unknown_preset_message(name: str, known: object) -> str:
+    """`unknown synthetic preset 'tiny-lama' (did you mean 'tiny-llama'?); known: …`."""
+    import difflib
+
+    names = list(known)
+    close = difflib.get_close_matches(name, names, n=1)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown synthetic preset {name!r}{guess}; known: {', '.join(names)}"
+
+
 class ReportError(TpaError):
     """A report section file is malformed or its query failed."""
 

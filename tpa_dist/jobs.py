@@ -154,11 +154,14 @@ def _model_entries(raw: object, path: Path) -> tuple[tuple[str, ...], tuple[tupl
             )
         for key in ("revision", "name", "base"):
             if key in item and (
-                not isinstance(item[key], str) or not item[key].strip() or "/" in item[key] and key == "name"
+                not isinstance(item[key], str)
+                or not item[key].strip()
+                or key == "name"
+                and ("/" in item[key] or "=" in item[key])
             ):
                 raise JobFileError(
                     f"{path}: model entry {shown(item['id'])}: {key} must be a non-empty string"
-                    + (" without '/'" if key == "name" else "")
+                    + (" without '/' or '='" if key == "name" else "")
                 )
         spec = f"{item['id']}@{item['revision']}" if item.get("revision") else item["id"]
         out.append(f"{item['name']}={spec}" if item.get("name") else spec)
@@ -228,6 +231,8 @@ def load_job(path: str | Path) -> Job:
             sections[key] = good
         else:
             problems.append(f"unknown key {shown(key)} (known: models, base, job, {', '.join(SECTIONS)})")
+    if "db" in top and "output_dir" not in top:
+        top["output_dir"] = None  # outputs beside the file's database, as on the command line
     if not problems:
         message = _problem(
             lambda: replace(job, **top, **{n: replace(getattr(job, n), **kw) for n, kw in sections.items()})

@@ -17,6 +17,7 @@ METHOD_VERSION = "gram_eigvalsh_f64/1"
 #: the --rmt computation; bumped when the same seed draws another shuffle (2: spilled shuffles in 1 Mi buckets), so a
 #: resumed run recomputes rather than mixing draws
 RMT_METHOD = "ww-0.7.7/2"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_SPARSITY_THRESHOLD = 1e-8  # |w| at or below this counts as zero
 DEFAULT_BLOCK_MIB = 64  # memory budget of one streamed block, per worker
 DEFAULT_GPUS_PER_WORKER = 1.0  # one GPU worker per GPU ...
@@ -71,6 +72,11 @@ def check(section: str, obj: object) -> None:
         if kind == "str":
             check_text(where, value)
         lo, hi = meta["lo"], meta["hi"]
+        if kind == "int":  # every integer fits the 64-bit fields it is stored in and seeds numpy with
+            lo, hi = (
+                max(lo, INT64_MIN) if lo is not None else INT64_MIN,
+                min(hi, INT64_MAX) if hi is not None else INT64_MAX,
+            )
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bound = (
                 f"between {lo:g} and {hi:g}"

@@ -30,6 +30,8 @@ def compare(db: str | Path, a: str, b: str, top: int = 5) -> Comparison:
     the stored models."""
     from tpa_dist.report.render import check_models
 
+    if a == b:
+        raise ReportError(f"both names are the same model ({a!r}): give two different models to compare")
     con = open_sandbox(db)
     try:
         check_models(con, db, [a, b])

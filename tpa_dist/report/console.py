@@ -7,6 +7,7 @@ from pathlib import Path
 from tpa_dist.db.query import show_latest
 from tpa_dist.db.sqlfiles import sql_text
 from tpa_dist.db.store import connect_db
+from tpa_dist.text import printable
 
 RULE = "=" * 80
 
@@ -21,14 +22,18 @@ def layer_summary(db: str | Path, models: list[str]) -> str:
     finally:
         con.close()
     out = [RULE, "LAYER-BY-LAYER MATRIX ANALYSIS", RULE]
-    names = [f"{r[2]} ×{r[3]}" if r[3] > 1 else r[2] for r in rows]
+    names = [printable(f"{r[2]} ×{r[3]}" if r[3] > 1 else r[2]) for r in rows]  # a name cannot forge lines
     width = max([14, *map(len, names)])
     shape_width = max([18, *(len(r[4]) for r in rows)])
     current: tuple | None = None
     for name, (model, layer, _, _, shape, rank, design, r90, sparsity, mean, std, alpha) in zip(names, rows):
         if (model, layer) != current:
             current = (model, layer)
-            out += ["", f"🔹 {model} — " + (f"LAYER {layer}" if layer is not None else "NON-LAYER"), "-" * 50]
+            out += [
+                "",
+                f"🔹 {printable(model)} — " + (f"LAYER {layer}" if layer is not None else "NON-LAYER"),
+                "-" * 50,
+            ]
         tail = f" | α={alpha:.2f}" if alpha is not None else " | α=n/a"
         out.append(
             f"  📊 {name:<{width}}| Shape: {shape:<{shape_width}}| Rank: {int(rank)}/{design} "

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import matplotlib
 
+from tpa_dist.text import printable
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -28,6 +30,19 @@ ANNOTATE_CELLS = (40, 12)  # heatmap cells carry their values up to 40 rows × 1
 #: Okabe & Ito (2008), the colour-blind-safe qualitative palette
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def _layout(fig: object, **kwargs: object) -> None:
+    """tight_layout, after every text of the figure is made printable: a tensor or model name cannot put a control
+    character on the figure (nor into matplotlib's missing-glyph warning on the terminal)."""
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        raw = text.get_text()
+        clean = printable(raw)
+        if clean != raw:
+            text.set_text(clean)
+    fig.tight_layout(**kwargs)
 
 
 @dataclass
@@ -249,7 +264,7 @@ def lines(
     if facet:
         fig.suptitle(title, fontsize=10)
         return _png_with_legend(fig, axes)
-    fig.tight_layout()
+    _layout(fig)
     return _png(fig)
 
 
@@ -262,7 +277,7 @@ def _png_with_legend(fig, axes: list) -> bytes:  # noqa: ANN001
             seen.setdefault(label, handle)
     empty = [ax for ax in fig.axes if not ax.get_visible()]
     if empty and len(seen) <= 24:
-        fig.tight_layout(rect=(0, 0, 1, 0.97))
+        _layout(fig, rect=(0, 0, 1, 0.97))
         box = empty[0].get_position()
         fig.legend(
             list(seen.values()),
@@ -279,7 +294,7 @@ def _png_with_legend(fig, axes: list) -> bytes:  # noqa: ANN001
     height = fig.get_size_inches()[1] * DPI
     legend_frac = min(0.5, (rows * 14 + 16) / height)
     fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, legend_frac, 1, 0.97))
+    _layout(fig, rect=(0, legend_frac, 1, 0.97))
     return _png(fig)
 
 
@@ -309,7 +324,7 @@ def histogram(
         ax.set_title(name, fontsize=9)
         _legend(ax)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _layout(fig)
     return _png(fig)
 
 
@@ -377,7 +392,7 @@ def esd(
         ax.set_title(name if len(name) <= 80 else name[:38] + " … " + name[-38:], fontsize=8)
         _legend(ax)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _layout(fig)
     return _png(fig)
 
 
@@ -426,7 +441,7 @@ def embedding_projection(model_id: str, results: list) -> bytes:  # noqa: ANN001
             ax.set_ylabel("principal axis 2", fontsize=8)
             ax.grid(alpha=0.3)
     fig.suptitle(f"{model_id}: token embeddings on their top two principal axes", fontsize=9)
-    fig.tight_layout()
+    _layout(fig)
     return _png(fig)
 
 
@@ -481,5 +496,5 @@ def anova_curve(model_id: str, results: list) -> bytes:  # noqa: ANN001 - embedd
     if warnings:
         title += "\n" + "\n".join(textwrap.fill(w, 140) for w in warnings)
     fig.suptitle(title, fontsize=9, color="#a00" if warnings else "black")
-    fig.tight_layout()
+    _layout(fig)
     return _png(fig)

@@ -9,6 +9,7 @@ All text is escaped for display: decoded tokens with control characters or broke
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -163,7 +164,9 @@ def pivot(cols: list[str], rows: list[tuple], on: str, value: str) -> tuple[list
 
 
 def _md_text(s: str) -> str:
-    return printable(s).replace("|", "\\|")
+    """Text for report.md: control characters escaped, and no raw HTML (a CommonMark renderer would run a tensor
+    name or token `<img onerror=…>`): `&`, `<`, `>` as entities, `|` escaped for tables."""
+    return html.escape(printable(s), quote=False).replace("|", "\\|")
 
 
 def _markdown(rendered: list[Rendered], models: list[str]) -> str:
@@ -178,7 +181,7 @@ def _markdown(rendered: list[Rendered], models: list[str]) -> str:
             "",
         ]
         if r.error:
-            lines += [f"**Error:** `{printable(r.error)}`", ""]
+            lines += [f"**Error:** {_md_text(r.error)}", ""]
         else:
             if r.png:
                 lines += [f"![{_md_text(r.section.title)}]({slug(r.section)}.png)", ""]
@@ -199,7 +202,7 @@ def _md_table(r: Rendered, models: list[str]) -> list[str]:
         return ["(no rows)", ""]
     out = ["| " + " | ".join(_md_text(c) for c in r.columns) + " |", "|" + " --- |" * len(r.columns)]
     for row in r.rows[:MAX_TABLE_ROWS]:
-        out.append("| " + " | ".join(cell_text(v).replace("|", "\\|") for v in row) + " |")
+        out.append("| " + " | ".join(_md_text(cell_text(v)) for v in row) + " |")
     if len(r.rows) > MAX_TABLE_ROWS:
         out.append(f"\n… {len(r.rows) - MAX_TABLE_ROWS} more rows (`{hint(r, models)}` for all)")
     if r.note:

@@ -81,7 +81,16 @@ def load_sections(extra_dirs: tuple[str | Path, ...] = ()) -> list[Section]:
         if not found:
             raise ReportError(f"{folder}: no .sql files for extra report sections")
         paths += found
-    return [parse_section(p) for p in paths]
+    sections = [parse_section(p) for p in paths]
+    seen: dict[str, Section] = {}
+    for sec in sections:  # a section's slug names its figure file and its HTML id: two of one name would collide
+        other = seen.setdefault(slug(sec), sec)
+        if other is not sec:
+            raise ReportError(
+                f"{sec.path}: its name gives the report id {slug(sec)!r}, as {other.path} does (a bundled section's "
+                "figure and anchor would be replaced); rename the file"
+            )
+    return sections
 
 
 def cell_text(v: object) -> str:

@@ -123,8 +123,8 @@ class Driver:
         s.total += self.planned.total
         s.reused += self.planned.reused
         s.warnings += self.planned.warnings
-        for message in self.planned.failures:
-            s.fail(message)
+        for message in self.planned.failures:  # each was named on the console as planning met it
+            s.fail(message, said=True)
 
     @property
     def models(self) -> list[PlannedModel]:
@@ -320,7 +320,7 @@ class Driver:
             bps=s.bytes / s.seconds if s.seconds else None,
             throughput=self.by_device,
             phases={**s.phases, "writing": self.sink.write_s if self.sink else 0.0},
-            summary=s.describe(),
+            summary=s.describe(console=False),
         )
 
     def _embedding(self, store: Store, m: PlannedModel) -> None:

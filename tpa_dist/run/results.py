@@ -13,6 +13,7 @@ from tpa_dist.compute.rows import DeltaRow, MatrixRow
 from tpa_dist.db.live import write_live_progress
 from tpa_dist.db.store import Store
 from tpa_dist.run.progress import Progress
+from tpa_dist.text import printable
 
 FLUSH_ROWS = 256
 FLUSH_SECONDS = 1.0  # results are stored (and `status` sees them) within a second of arriving
@@ -37,22 +38,29 @@ class RunSummary:
     outputs: str | None = None  # where the CSV and report went
     phases: dict[str, float | None] = field(default_factory=dict)  # seconds per phase: where the time went
     matrix_failures: int = 0  # messages of `failures` that are failed matrices' (the rest: the run's other problems)
+    said: list[str] = field(default_factory=list)  # failures already named on the console when they happened
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
-    def fail(self, message: str, matrix: bool = False) -> None:
+    def fail(self, message: str, matrix: bool = False, said: bool = False) -> None:
+        """Record a problem (`said`: the console named it when it happened; the summary only counts it)."""
+        message = printable(message)  # one line, whatever a tensor or model name holds
         if message not in self.failures:
             self.failures.append(message)
             self.matrix_failures += matrix
+            if said:
+                self.said.append(message)
 
     @property
     def analysis_s(self) -> float:
         """Seconds of the matrix phase alone (the embeddings, the outputs are their own phases)."""
         return self.phases.get("analysis") or 0.0
 
-    def describe(self) -> str:
+    def describe(self, console: bool = True) -> str:
+        """The summary: on the console (`console`), problems already named there are only counted; stored with the
+        run, every one is listed."""
         analysis = self.analysis_s
         rate = self.done / analysis if analysis > 0 else 0.0
         spent = {k: v for k, v in self.phases.items() if v and v >= 0.05 and k not in ("analysis", "writing")}
@@ -67,7 +75,11 @@ class RunSummary:
             + (f" ({rate:.1f} mat/s)" if self.done and analysis > 0 else "")
             + (f"; whole run {whole:.1f}s ({parts})" if whole > analysis and parts else "")
         ]
-        for title, items in (("warnings", self.warnings), ("problems", self.failures)):
+        said = self.said if console else []
+        problems = [f for f in self.failures if f not in said]
+        if said:
+            problems.insert(0, f"{len(self.said)} model(s) skipped while planning, each named above")
+        for title, items in (("warnings", [printable(w) for w in self.warnings]), ("problems", problems)):
             if not items:
                 continue
             lines.append(f"{title}:")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tpa_dist.checkpoint.catalog import ModelCatalog, TensorInfo, open_model
 from tpa_dist.sources.resolve import resolve
+from tpa_dist.text import printable
 
 
 @dataclass
@@ -33,7 +34,8 @@ def format_inventory(inv: Inventory) -> str:
     for t in inv.tensors:
         layer = "" if t.layer_index is None else str(t.layer_index)
         shape = "x".join(map(str, t.shape)) or "scalar"
-        lines.append(f"{t.param_name:<60} {t.shard:<34} {t.dtype:<7} {shape:<22} {layer:>5} {t.block_type}")
+        name, shard = printable(t.param_name), printable(t.shard)  # a name cannot forge lines or retitle the terminal
+        lines.append(f"{name:<60} {shard:<34} {t.dtype:<7} {shape:<22} {layer:>5} {t.block_type}")
     total = sum(t.numel for t in inv.tensors if t.is_parameter)
     buffers = [t for t in inv.tensors if not t.is_parameter]
     lines.append("")

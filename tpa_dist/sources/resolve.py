@@ -15,6 +15,7 @@ from tpa_dist.errors import (
     UnknownModelSpecError,
     UnknownPresetError,
     UnsupportedFormatError,
+    unknown_preset_message,
 )
 from tpa_dist.sources.hub import is_disk_full
 
@@ -73,7 +74,7 @@ def _resolve(spec: str, seed: int, stream: bool) -> ModelSource:
 
         preset = spec.split(":", 1)[1]
         if preset not in all_presets():
-            raise UnknownPresetError(f"unknown synthetic preset {preset!r}; known: {', '.join(all_presets())}")
+            raise UnknownPresetError(unknown_preset_message(preset, all_presets()))
         path = write_any(preset, cache_dir() / "synth" / f"{preset}-seed{seed}", seed=seed)
         return ModelSource(spec, spec, path, "synth")
     local = Path(spec).expanduser()
@@ -83,10 +84,23 @@ def _resolve(spec: str, seed: int, stream: bool) -> ModelSource:
         raise ModelFolderError(str(local), "no such folder or .safetensors file")
     repo_id, revision = split_revision(spec)
     if repo_id.count("/") == 1 and all(repo_id.split("/")):
+        _check_hub_id(spec, repo_id)
         return open_hub_stream(repo_id, revision, spec=spec) if stream else download(repo_id, revision, spec=spec)
     raise UnknownModelSpecError(
         f"{spec!r} is not a local folder, a synth:PRESET, or a Hub id like org/name[@revision] (no such folder)"
     )
+
+
+def _check_hub_id(spec: str, repo_id: str) -> None:
+    """A Hub id the Hub could hold (huggingface_hub's own rule), before any request: `org/..` is named as a spec
+    that cannot work, not as a download that failed three times."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid"
+        raise UnknownModelSpecError(f"{spec!r} is not a valid Hub id: {first}") from None
 
 
 def _looks_local(spec: str, path: Path) -> bool:

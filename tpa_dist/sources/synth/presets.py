@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tpa_dist.errors import UnknownPresetError
+from tpa_dist.errors import UnknownPresetError, unknown_preset_message
 
 
 @dataclass(frozen=True)
@@ -344,7 +344,7 @@ def preset(name: str) -> Preset:
         ),
     }
     if name not in builders:
-        raise UnknownPresetError(f"unknown synthetic preset {name!r}; known: {', '.join(PRESETS)}")
+        raise UnknownPresetError(unknown_preset_message(name, PRESETS))
     return builders[name]()
 
 
