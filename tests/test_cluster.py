@@ -118,7 +118,7 @@ def test_a_node_killed_mid_run_loses_nothing(tmp_path, spare):
     and it takes its share), every matrix stored once, the run ok, exit 0, one console line about the node."""
     db = tmp_path / "c.duckdb"
     release = tmp_path / "release"
-    hold = {"TPA_DIST_INJECT_HOLD": "model.", "TPA_DIST_INJECT_HOLD_UNTIL": str(release)}
+    hold = {"TPA_DIST_INJECT_HOLD": ".", "TPA_DIST_INJECT_HOLD_UNTIL": str(release)}  # every matrix, lm_head too
     with RayProcesses() as cluster:
         cluster.head(num_cpus=1).worker("w1").worker("w2")
         cluster.wait_for_nodes(3)

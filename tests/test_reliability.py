@@ -480,6 +480,16 @@ def test_a_stop_in_every_phase_ends_the_run_at_once_and_leaves_no_process(tmp_pa
             [sys.executable, "-m", "tpa_dist", "status", "--db", str(db)], capture_output=True, text=True, timeout=120
         )
         assert "matrices done, now embeddings 1/1: synth:tiny-gpt2" in shown.stdout, shown.stdout + shown.stderr
+    if phase == "plan":  # from its first second a run is seen: `status`, and a second writer's lock message
+        shown = subprocess.run(
+            [sys.executable, "-m", "tpa_dist", "status", "--db", str(db)], capture_output=True, text=True, timeout=120
+        )
+        assert "now planning" in shown.stdout and "no progress published" not in shown.stdout, shown.stdout
+        second = subprocess.run(
+            [*cmd[:-2], "--no-report"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+        )
+        assert second.returncode == 2 and "a running `tpa-dist submit`" in second.stderr, second.stderr
+        assert "tpa-dist sql" not in second.stderr, second.stderr
     if phase == "figures":
         assert family, "the figures are drawn in forked children"
     t0 = time.monotonic()
@@ -494,7 +504,9 @@ def test_a_stop_in_every_phase_ends_the_run_at_once_and_leaves_no_process(tmp_pa
     assert "Traceback" not in out and "interrupted" in out, out
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    (summary,) = con.execute("SELECT summary FROM runs").fetchone()
     con.close()
+    assert "0 failed and 1 other problem(s)" in summary or phase != "plan", summary  # not "1 failed"
 
 
 def _default_sigint() -> None:

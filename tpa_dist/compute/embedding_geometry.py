@@ -56,7 +56,7 @@ def _isotropies(
     log_z = np.full(gram_vecs.shape[1], -np.inf)
     log_post = np.full(cov_vecs.shape[1] - top_d, -np.inf)
     for i in range(0, count, BLOCK_ROWS):
-        b = rows[i : i + BLOCK_ROWS]
+        b = np.asarray(rows[i : i + BLOCK_ROWS], dtype=np.float64)  # a block in float64, never the whole matrix
         log_z = np.logaddexp(log_z, _logsumexp_rows(b @ gram_vecs))
         log_post = np.logaddexp(log_post, _logsumexp_rows((b - mean) @ cov_vecs[:, top_d:]))
     null = np.full(dim - gram_vecs.shape[1], np.log(count))
@@ -98,7 +98,7 @@ def geometry(x: np.ndarray, row_ids: np.ndarray, seed: int = 0) -> Geometry:
         evals, vecs = evals[::-1].clip(min=0.0), vecs[:, ::-1]
         top, sum_sq = evals[:TOP_PCS], float((evals**2).sum())
         gram_vecs = np.linalg.eigh(gram)[1]
-        iso, iso_post = _isotropies(np.asarray(x, dtype=np.float64), mean, gram_vecs, vecs, top_d)
+        iso, iso_post = _isotropies(x, mean, gram_vecs, vecs, top_d)
         sample_rows = None
         axes = vecs[:, :2]
     else:
@@ -106,12 +106,15 @@ def geometry(x: np.ndarray, row_ids: np.ndarray, seed: int = 0) -> Geometry:
         pick = np.sort(np.random.default_rng(seed).choice(n, m, replace=False))
         rows = np.asarray(x[pick], dtype=np.float64)
         c = rows - mean
-        pair = c @ c.T
-        sum_sq = float(((pair**2).sum() - (np.diag(pair) ** 2).sum()) / (m * (m - 1)))  # E[((w_i−μ)·(w_j−μ))²]
+        # E[((w_i−μ)·(w_j−μ))²] over pairs i ≠ j: Σ_ij (c_i·c_j)² = ‖CCᵀ‖_F² = ‖CᵀC‖_F² (d × d, never the m × m
+        # pair matrix), less the diagonal's Σ‖c_i‖⁴
+        ctc = c.T @ c
+        sq_norms = np.einsum("ij,ij->i", c, c)
+        sum_sq = float((np.einsum("ij,ij->", ctc, ctc) - (sq_norms**2).sum()) / (m * (m - 1)))
         # the eigenvectors of the sample's WᵀW and of its (centred) covariance, descending (float32 divide and
         # conquer: half the time of float64 at d = 2,560; a sample's directions, not an exact quantity)
         gram_vecs = _eigenvectors(rows.T @ rows)
-        sample_vecs = _eigenvectors(c.T @ c)[:, ::-1]
+        sample_vecs = _eigenvectors(ctc)[:, ::-1]
         iso, iso_post = _isotropies(rows, mean, gram_vecs, sample_vecs, top_d)
         top, axes = _top_components(x, mean, n, sample_vecs[:, :SUBSPACE])
         sample_rows = m
