@@ -38,20 +38,26 @@ def test_a_model_given_as_job_file_gets_a_hint(tmp_path, monkeypatch):
     assert code == 2 and "no models" in out
 
 
-def test_unknown_preset_lists_the_presets(tmp_path, monkeypatch):
+def _run_logged(caplog, *args: str) -> tuple[int, str]:
+    """A command's output and its log (where planning names a model it skips, once)."""
+    code, out = _run(*args)
+    return code, out + caplog.text
+
+
+def test_unknown_preset_lists_the_presets(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
-    code, out = _run("submit", "--models", "synth:tiny-lama", "--no-progress", "--quiet")
-    assert code == 1 and "unknown synthetic preset 'tiny-lama'; known: tiny-llama" in out
+    code, out = _run_logged(caplog, "submit", "--models", "synth:tiny-lama", "--no-progress", "--quiet")
+    assert code == 1 and "unknown synthetic preset 'tiny-lama' (did you mean 'tiny-llama'?); known: tiny-llama" in out
     code, out = _run("inspect", "synth:tiny-lama")
     assert code == 2 and "known: tiny-llama, tiny-qwen3" in out
     code, out = _run("synth", "nope", "--out", "x")
     assert code == 2 and "unknown synthetic preset 'nope'" in out
 
 
-def test_a_typo_in_a_relative_path_is_a_missing_folder_not_a_hub_miss(tmp_path, monkeypatch):
+def test_a_typo_in_a_relative_path_is_a_missing_folder_not_a_hub_miss(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "minilm_whl").mkdir()
-    code, out = _run("submit", "--models", "minilm_whl/model", "--no-progress", "--quiet")
+    code, out = _run_logged(caplog, "submit", "--models", "minilm_whl/model", "--no-progress", "--quiet")
     assert code == 1 and "minilm_whl/model: no such folder" in out and "Hugging Face" not in out
 
 

@@ -203,7 +203,7 @@ def submit(
         from tpa_dist.report.console import layer_summary
 
         click.echo(layer_summary(job.db, sorted({m for m, _ in summary.models})))
-    click.echo(summary.describe())
+    click.echo(summary.describe(console=True))
     if summary.outputs:
         click.echo(summary.outputs)
     sys.exit(0 if summary.ok else 1)

@@ -72,11 +72,8 @@ def check(section: str, obj: object) -> None:
         if kind == "str":
             check_text(where, value)
         lo, hi = meta["lo"], meta["hi"]
-        if kind == "int":  # every integer fits the 64-bit fields it is stored in and seeds numpy with
-            lo, hi = (
-                max(lo, INT64_MIN) if lo is not None else INT64_MIN,
-                min(hi, INT64_MAX) if hi is not None else INT64_MAX,
-            )
+        if kind == "int" and not INT64_MIN <= value <= INT64_MAX:  # the 64-bit fields it is stored in, numpy's seeds
+            raise JobError(f"{where} must be a 64-bit integer (at most {INT64_MAX:,}), got {shown(value)}")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bound = (
                 f"between {lo:g} and {hi:g}"

@@ -229,8 +229,20 @@ def format_result(result: QueryResult, fmt: str) -> str:
         writer.writerows(rows)
         return buf.getvalue().rstrip("\n") + note
     cells = [cols] + [[_display(v) for v in r] for r in rows]
-    widths = [min(60, max(len(row[i]) for row in cells)) for i in range(len(cols))]
-    lines = [" | ".join(c[:60].ljust(w) for c, w in zip(row, widths)) for row in cells]
+    widths = [min(CELL_WIDTH, max(len(row[i]) for row in cells)) for i in range(len(cols))]
+    cut = any(len(c) > CELL_WIDTH for row in cells for c in row)
+    lines = [" | ".join(_fit(c).ljust(w) for c, w in zip(row, widths)) for row in cells]
     lines.insert(1, "-+-".join("-" * w for w in widths))
-    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{', ' + result.note if result.note else ''})")
+    notes = [result.note] if result.note else []
+    if cut:
+        notes.append(f"cells over {CELL_WIDTH} characters end with … here: --format csv or json shows them whole")
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''}{''.join(', ' + n for n in notes)})")
     return "\n".join(lines)
+
+
+CELL_WIDTH = 60  # characters of a table cell on the console
+
+
+def _fit(cell: str) -> str:
+    """A console cell: whole, or cut with a visible mark."""
+    return cell if len(cell) <= CELL_WIDTH else cell[: CELL_WIDTH - 1] + "…"

@@ -320,7 +320,7 @@ class Driver:
             bps=s.bytes / s.seconds if s.seconds else None,
             throughput=self.by_device,
             phases={**s.phases, "writing": self.sink.write_s if self.sink else 0.0},
-            summary=s.describe(console=False),
+            summary=s.describe(),
         )
 
     def _embedding(self, store: Store, m: PlannedModel) -> None:

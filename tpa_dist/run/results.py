@@ -58,9 +58,9 @@ class RunSummary:
         """Seconds of the matrix phase alone (the embeddings, the outputs are their own phases)."""
         return self.phases.get("analysis") or 0.0
 
-    def describe(self, console: bool = True) -> str:
-        """The summary: on the console (`console`), problems already named there are only counted; stored with the
-        run, every one is listed."""
+    def describe(self, console: bool = False) -> str:
+        """The summary, every problem listed; on the command line's console (`console`), the problems its log
+        already named while planning are only counted."""
         analysis = self.analysis_s
         rate = self.done / analysis if analysis > 0 else 0.0
         spent = {k: v for k, v in self.phases.items() if v and v >= 0.05 and k not in ("analysis", "writing")}

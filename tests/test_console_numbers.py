@@ -1,0 +1,27 @@
+"""Numbers on the console that mean what their labels say: the summary's analysis time and rate are the matrix
+phase's alone, failed matrices are counted apart from the run's other problems, and a console table marks the cells
+it cuts."""
+
+from __future__ import annotations
+
+from tpa_dist.db.query import QueryResult, format_result
+from tpa_dist.run.results import RunSummary
+
+
+def test_the_summary_times_the_matrix_phase_alone_and_counts_problems_apart():
+    s = RunSummary(run_id="r", total=10, done=10, seconds=70.9)
+    s.phases = {"startup": 1.0, "plan": 0.5, "analysis": 6.6, "embedding": 60.0, "outputs": 2.0}
+    s.fail("m: an embedding failed")
+    line = s.describe().splitlines()[0]
+    assert "analysis 6.6s (1.5 mat/s)" in line, line
+    assert "10/10 analyzed" in line and "0 failed and 1 other problem(s)" in line, line
+    assert "whole run 70.1s" in line and "embeddings 60.0s" in line, line
+
+
+def test_a_cut_console_cell_ends_with_an_ellipsis_and_the_footer_says_how_to_see_it():
+    long = "x" * 59 + "of the full rank on average"
+    text = format_result(QueryResult(["explanation"], [(long,), ("short",)]), "table")
+    assert "x" * 59 + "…" in text and long not in text
+    assert "cells over 60 characters end with … here: --format csv or json shows them whole" in text
+    assert long in format_result(QueryResult(["explanation"], [(long,)]), "csv")
+    assert "…" not in format_result(QueryResult(["e"], [("short",)]), "table")
