@@ -168,3 +168,38 @@ def test_a_node_lost_every_time_fails_its_batch_as_a_node_loss_not_a_crash():
     rows, _ = _run_with_killer(node_lost=True)
     failed = {k: r.error for k, r in rows.items() if r.status == "error"}
     assert set(failed) >= {"k7"} and all("node was lost" in e for e in failed.values()), failed
+
+
+def test_work_is_cut_for_the_workers_asked_of_the_autoscaler_not_only_those_ready():
+    """A run that asked the autoscaler for 11 CPU workers while 1 is ready cuts its 45 matrices into batches for
+    11 (before: for the 1 ready, 4 batches, all taken before the new nodes joined)."""
+    pool = FakePool([_worker("cpu", 0, "n1")])
+    pool.requested = (11, 1)
+    s = Scheduler(pool, 1 << 20, lambda rows, reason: None, lambda: None)
+    s.plan([_task(f"m{i}") for i in range(45)])
+    assert len(s.queue) >= 2 * 11  # every worker asked for gets batches (45 tasks: 2 a batch)
+
+
+def test_the_gpu_message_says_what_happened(caplog):
+    """A GPU node that joined but showed no usable CUDA device is not "no GPU node joined"."""
+    import logging
+
+    from tpa_dist.run import workerpool
+    from tpa_dist.settings import AnalysisSettings
+
+    pool = workerpool.WorkerPool(AnalysisSettings(), WorkerSettings())
+    pool.requested = (2, 1)
+    pool.no_cuda_hosts = ["gpu-node-7"]
+    import ray.autoscaler.sdk as sdk
+
+    calls = []
+    original = sdk.request_resources
+    sdk.request_resources = lambda **kw: calls.append(kw)
+    try:
+        with caplog.at_level(logging.INFO, logger="tpa_dist"):
+            pool.release()
+    finally:
+        sdk.request_resources = original
+    assert calls == [{"bundles": []}]
+    assert "a GPU node joined (gpu-node-7) but showed no usable CUDA device: its work ran on CPUs" in caplog.text
+    assert "no GPU node joined" not in caplog.text

@@ -1,0 +1,176 @@
+"""A real cluster losing what a run needs, as users meet it: every worker, then its head; addresses that are not a
+cluster's, tokens it rejects. (Split from test_cluster.py so that the two test processes share the cluster tests
+evenly.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from .raycluster import RayProcesses, free_port
+from .test_cluster import Console, _rows, _run_record, _submit
+
+
+def _stored(db: Path, at_least: int = 1, timeout: float = 300) -> int:
+    """Wait until the running submit has published `at_least` stored matrices (its live progress file, written
+    after every stored batch): an event, not a time."""
+    from tpa_dist.db.live import live_progress
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = live_progress(db)
+        if live is not None and live.done >= at_least:
+            return live.done
+        time.sleep(0.1)
+    raise AssertionError(f"no {at_least} stored matrices within {timeout} s")
+
+
+_HOLDER = """
+import ray, sys, time
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+@ray.remote(num_cpus=1)
+class Holder:
+    def ping(self):
+        return 1
+holder = Holder.remote()
+ray.get(holder.ping.remote())
+print("holding", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.slow
+def test_a_shared_cluster_that_loses_every_worker_then_its_head(tmp_path):
+    """A production set-up: a head with --num-cpus 0, one worker node, another job holding one of its CPUs.
+    - The run starts on the worker that was placed and says that the other is not placed yet (no 120 s stall).
+    - The worker node is SIGKILLed: the loss line says no worker is left; after --wait-for-workers the queued
+      matrices *and the embedding phase* fail with the reason, the run ends (exit 1, recorded failed) — no hang.
+    - A second run on a fresh worker node; the head (GCS and raylet) is SIGKILLed: within 60 s one line says the
+      cluster is lost with the matrices stored, exit 1, recorded failed, and what finished before is stored."""
+    with RayProcesses() as cluster:
+        cluster.head(num_cpus=0).worker("w1", num_cpus=2)
+        cluster.wait_for_nodes(2)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, cluster.address], env=cluster.env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert holder.stdout.readline().strip() == "holding"
+            slow = {"TPA_DIST_INJECT_DELAY_S": "0.3"}
+            args = ("--address", cluster.address, "--num-workers", "2", "--wait-for-workers", "5")
+            console = Console(_submit(cluster, tmp_path, "synth:tiny-qwen3", slow, *args, embedding=True))
+            console.wait_for("not placed yet")
+            _stored(tmp_path / "c.duckdb")  # work started on the one worker placed
+            cluster.kill_node("w1")
+            out = console.finish(timeout=300)
+        finally:
+            holder.kill()
+        assert console.proc.returncode == 1, out
+        assert "no worker is left" in out, out
+        status, failed, done, total = _run_record(tmp_path / "c.duckdb")
+        assert status == "failed" and failed > 0 and done > 0 and done + failed == total, out
+        assert "embedding analysis failed" in out and "no worker left to run it" in out, out
+        assert "Traceback" not in out, out
+
+        cluster.worker("w2", num_cpus=1)
+        cluster.wait_for_nodes(2)
+        console = Console(_submit(cluster, tmp_path, "synth:tiny-qwen3", slow, *args[:2], db="h.duckdb"))
+        _stored(tmp_path / "h.duckdb")
+        victims = cluster.pids("gcs_server") + cluster.kill_node("head")
+        for pid in victims:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        t0 = time.monotonic()
+        out = console.finish(timeout=300)
+        took = time.monotonic() - t0
+    assert console.proc.returncode == 1 and took < 60, (took, out)
+    assert re.search(
+        rf"error: lost the Ray cluster at {re.escape(cluster.address)} \(its head is gone\): [1-9]\d* matrices "
+        "stored, run again to resume",
+        out,
+    ), out
+    assert "rpc_client" not in out and "Traceback" not in out, out
+    status, _failed, done, _total = _run_record(tmp_path / "h.duckdb")
+    assert status == "failed" and done > 0
+    assert len(_rows(tmp_path / "h.duckdb")) == done
+
+
+@pytest.mark.slow
+def test_addresses_say_which_cluster_and_fail_in_one_line(tmp_path):
+    """`--address auto` says which cluster it joined; a cluster that wants a token, and a stale RAY_ADDRESS read by
+    `auto`, are one line each within a minute, saying what to do."""
+    with RayProcesses() as cluster:
+        cluster.head(num_cpus=1)
+        joined = _submit(cluster, tmp_path, "synth:tiny-llama", {"RAY_ADDRESS": cluster.address}, "--address", "auto")
+        out, _ = joined.communicate(timeout=600)
+        assert joined.returncode == 0, out
+        assert (
+            f"joined the Ray cluster at {cluster.address} (RAY_ADDRESS, read by --address auto): "
+            "1 node(s), 1 CPU(s), 0 GPU(s)"
+        ) in out
+        # a stop (SIGTERM: `ray job stop`, a batch system) ends a run on a cluster cleanly: Ray's driver takes
+        # SIGTERM for a stack trace of its own, tpa-dist takes it back
+        release = tmp_path / "never"
+        held = {"TPA_DIST_INJECT_HOLD": "model.norm", "TPA_DIST_INJECT_HOLD_UNTIL": str(release)}
+        console = Console(
+            _submit(cluster, tmp_path, "synth:tiny-llama", held, "--address", cluster.address, db="t.duckdb")
+        )
+        console.wait_for("workers: 0 GPU, 1 CPU")
+        console.proc.terminate()
+        out = console.finish(timeout=120)
+        assert console.proc.returncode == 143, out
+        assert "interrupted by SIGTERM: every stored batch is kept" in out and "SIGTERM received" not in out, out
+        assert _run_record(tmp_path / "t.duckdb")[0] == "interrupted"
+        wrong = {"RAY_AUTH_TOKEN": "0" * 64}  # token mode set, but not this cluster's token
+        proc = _submit(cluster, tmp_path, "synth:tiny-llama", wrong, "--address", cluster.address, db="w.duckdb")
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 2, out
+        assert "rejected this machine's authentication token" in out and "set RAY_AUTH_MODE" not in out, out
+        assert len([line for line in out.splitlines() if line.strip()]) == 1, out
+        _addresses_that_are_not_a_gcs_fail_in_one_line(cluster, tmp_path)
+        t0 = time.monotonic()
+        no_token = {"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN": None, "HOME": str(tmp_path)}  # a machine without it
+        refused = _submit(cluster, tmp_path, "synth:tiny-llama", no_token, "--address", cluster.address, db="n.duckdb")
+        out, _ = refused.communicate(timeout=600)
+        took = time.monotonic() - t0
+    assert refused.returncode == 2 and took < 60, (took, out)
+    assert "requires token authentication: set RAY_AUTH_MODE=token" in out, out
+    assert "ray get-auth-token" in out and "Traceback" not in out and "gcs_client" not in out, out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), out
+    stale = f"127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    proc = _submit(cluster, tmp_path, "synth:tiny-llama", {"RAY_ADDRESS": stale}, "--address", "auto", db="s.duckdb")
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 2 and time.monotonic() - t0 < 60, out
+    assert f"cannot connect to the Ray cluster at '{stale}' (from RAY_ADDRESS, read by --address auto)" in out, out
+    assert len([line for line in out.splitlines() if line.strip()]) == 1, out
+
+
+def _addresses_that_are_not_a_gcs_fail_in_one_line(cluster: RayProcesses, work: Path) -> None:
+    """The job server's port (an HTTP server answers there) and an http:// address: one line naming the fix,
+    exit 2, within 30 s — never a hang."""
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for address in (f"127.0.0.1:{server.server_address[1]}", "http://127.0.0.1:8265"):
+            t0 = time.monotonic()
+            proc = _submit(cluster, work, "synth:tiny-llama", {}, "--address", address, db="a.duckdb")
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 2 and time.monotonic() - t0 < 30, out
+            lines = [line for line in out.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error: "), out
+            assert "--address takes the Ray cluster's GCS address HOST:PORT (port 6379" in out, out
+            assert "ray job submit --address" in out, out
+    finally:
+        server.shutdown()
