@@ -17,6 +17,7 @@ Unknown keys are errors and every value is type- and range-checked (settings.py)
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -123,12 +124,21 @@ class Job:
         return replace(self, **own, **new)
 
 
+_NAME_SPLIT = re.compile(r"((?:[^=\\]|\\.)*)=(.*)", re.S)  # NAME up to the first '=' not escaped by a backslash
+
+
 def parse_model_entry(entry: str) -> tuple[str | None, str]:
-    """``NAME=SPEC`` -> (NAME, SPEC); a plain spec -> (None, spec). NAME may not contain '/'."""
-    name, sep, spec = entry.partition("=")
-    if sep and name.strip() and "/" not in name and spec.strip():
-        return name.strip(), spec.strip()
+    """``NAME=SPEC`` -> (NAME, SPEC); a plain spec -> (None, spec). NAME may not contain '/'; a '=' (or a
+    backslash) in NAME is written escaped, ``a\\=b=SPEC`` (a job file's `name` is escaped so: stored literally)."""
+    m = _NAME_SPLIT.fullmatch(entry)
+    if m and m.group(1).strip() and "/" not in m.group(1) and m.group(2).strip():
+        return re.sub(r"\\(.)", r"\1", m.group(1).strip()), m.group(2).strip()
     return None, entry.strip()
+
+
+def model_entry(name: str, spec: str) -> str:
+    """The entry ``NAME=SPEC`` that parse_model_entry reads back as exactly (name, spec)."""
+    return name.replace("\\", "\\\\").replace("=", "\\=") + "=" + spec
 
 
 _MODEL_KEYS = {"id", "revision", "name", "base"}
@@ -154,17 +164,14 @@ def _model_entries(raw: object, path: Path) -> tuple[tuple[str, ...], tuple[tupl
             )
         for key in ("revision", "name", "base"):
             if key in item and (
-                not isinstance(item[key], str)
-                or not item[key].strip()
-                or key == "name"
-                and ("/" in item[key] or "=" in item[key])
+                not isinstance(item[key], str) or not item[key].strip() or key == "name" and "/" in item[key]
             ):
                 raise JobFileError(
                     f"{path}: model entry {shown(item['id'])}: {key} must be a non-empty string"
-                    + (" without '/' or '='" if key == "name" else "")
+                    + (" without '/'" if key == "name" else "")
                 )
         spec = f"{item['id']}@{item['revision']}" if item.get("revision") else item["id"]
-        out.append(f"{item['name']}={spec}" if item.get("name") else spec)
+        out.append(model_entry(item["name"].strip(), spec) if item.get("name") else spec)
         if item.get("base"):
             bases.append((out[-1], item["base"].strip()))
     return tuple(out), tuple(bases)
