@@ -101,9 +101,9 @@ class DeltaTask:
 
 @dataclass(frozen=True)
 class EmbeddingTask:
-    """One embedding matrix (or an untied output head) to cluster: the worker reads it itself, like a matrix. The
-    vocabulary travels with it (the driver read the tokenizer); `threads`: BLAS threads for the sweep (0: the
-    worker's node's CPUs — the embedding phase runs alone)."""
+    """One embedding matrix (or an untied output head) to cluster: the worker reads it itself, like a matrix, and
+    uses its node's CPUs (the embedding phase runs alone). The vocabulary travels with it (the driver read the
+    tokenizer)."""
 
     model_id: str
     revision: str
@@ -112,7 +112,6 @@ class EmbeddingTask:
     settings: object  # settings.EmbeddingSettings
     hub: tuple[str, str] | None = None
     synth: tuple[str, int] | None = None
-    threads: int = 0
     kind: str = "embedding"
 
     @property
@@ -124,16 +123,8 @@ class EmbeddingTask:
         return self.info.shard
 
     @property
-    def path(self) -> str:
-        return self.info.path
-
-    @property
     def nbytes(self) -> int:
         return self.info.nbytes
-
-    @property
-    def cost(self) -> float:
-        return float(self.info.numel) * 64
 
 
 Task = MatrixTask | DeltaTask | EmbeddingTask
@@ -141,11 +132,7 @@ Task = MatrixTask | DeltaTask | EmbeddingTask
 
 def task_path(task: Task) -> str:
     """The file a task reads first (shard locality is decided by it)."""
-    if isinstance(task, EmbeddingTask):
-        return task.info.path
-    if isinstance(task, DeltaTask):
-        return task.tuned.region.path
-    return task.region.path
+    return task.info.path if isinstance(task, EmbeddingTask) else task.region.path  # a ΔW pair: its tuned matrix
 
 
 def task_paths(task: Task) -> set[str]:

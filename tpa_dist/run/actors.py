@@ -188,7 +188,7 @@ class AnalysisWorker:
 
         device = "cuda" if self.compute == "cuda" else "cpu"
         try:
-            with threadpool_limits(task.threads or os.cpu_count() or 1):
+            with threadpool_limits(os.cpu_count() or 1):
                 return analyze_embedding(task.info, task.vocab, task.settings, device)
         except MemoryError as exc:
             return failed_result(task, f"out of memory clustering it ({exc or 'MemoryError'})")

@@ -453,12 +453,9 @@ class Driver:
             progress.close()
 
     def _import_ahead(self) -> None:
-        """While the local workers analyze, import what the outputs (matplotlib) and the embedding sweep (its
-        F-test's scipy.special) will need: the driver idles then, and a small model's run is a few seconds."""
+        """While the local workers analyze, import what the outputs (matplotlib) will need: the driver idles then,
+        and a small model's run is a few seconds. (The embedding step's modules are its worker's to import.)"""
         from tpa_dist.report import plots  # noqa: F401
-
-        if any(not m.embeddings_done for m in self.models):
-            import scipy.special  # noqa: F401
 
     def _event(self, message: str) -> None:
         """Something the run worked around (a node lost): one console line, kept in the run's summary."""
