@@ -37,6 +37,42 @@ CREATE OR REPLACE MACRO block_rank(b) AS coalesce(list_position(['embedding', 'p
     'token_type_embedding', 'q_proj', 'k_proj', 'v_proj', 'qkv_proj', 'o_proj', 'router', 'gate_proj', 'up_proj',
     'gate_up_proj', 'down_proj', 'moe', 'output', 'norm', 'bias', 'other'], b), 99);
 
+-- looked_up(block_type): matrices whose rows are looked up one token at a time (token, position and token-type
+--   embeddings, the output head tied to them) rather than trained as projections: every section that reads alpha as
+--   over-/under-training (findings, the alpha flags, the random-matrix flags) leaves them out, by this one rule.
+CREATE OR REPLACE MACRO looked_up(b) AS b IN ('embedding', 'position_embedding', 'token_type_embedding', 'output');
+
+-- signed(x, digits): a difference as text with its sign (+0.23, −14.2) and never a negative zero; '0' when it
+--   rounds to zero.
+CREATE OR REPLACE MACRO signed(x, digits) AS CASE
+    WHEN x IS NULL THEN NULL
+    WHEN round(x, digits) = 0 THEN '0'
+    WHEN x > 0 THEN '+' || round(x, digits)::VARCHAR
+    ELSE '−' || round(-x, digits)::VARCHAR END;
+
+-- esd_choice(models): the one matrix per model whose spectrum the ESD figures draw — chosen in the first model that
+--   has a fitted matrix (full rank first, a down projection first, nearest the middle layer, then the lower layer,
+--   the larger, the name: no ties), and the same matrix (by name) in every other model that has it, so that panels
+--   side by side show the same matrix; a model without it gets its own choice by the same rule (same_as_first false).
+CREATE OR REPLACE MACRO esd_choice(models) AS TABLE
+WITH c AS (
+    SELECT model_id, matrix_key, block_type, layer_index, numel, actual_rank = design_rank AS full_rank,
+           max(layer_index) OVER (PARTITION BY model_id) / 2 AS middle
+    FROM matrix_analysis
+    WHERE list_contains(models, model_id) AND kind = 'matrix' AND status = 'ok' AND alpha IS NOT NULL
+      AND layer_index IS NOT NULL
+),
+own AS (
+    SELECT *, row_number() OVER (PARTITION BY model_id ORDER BY full_rank DESC, (block_type = 'down_proj') DESC,
+                                 abs(layer_index - middle), layer_index, numel DESC, matrix_key) AS rn
+    FROM c
+),
+first_choice AS (SELECT model_id, matrix_key FROM own WHERE rn = 1 ORDER BY list_position(models, model_id) LIMIT 1)
+SELECT o.model_id, o.matrix_key, o.block_type, o.full_rank, f.model_id AS chosen_in,
+       o.matrix_key = f.matrix_key AS same_as_first
+FROM own o, first_choice f
+QUALIFY row_number() OVER (PARTITION BY o.model_id ORDER BY (o.matrix_key = f.matrix_key) DESC, o.rn) = 1;
+
 -- lora_plan: per tuned model, block type and captured share of the update's energy (0.9, 0.95, 0.99): the ΔW rank
 --   each matrix needs (energy_rank_q), and the adapter parameters a LoRA would need for that captured energy —
 --   with one rank for every matrix of the block type (the largest needed, `uniform_rank`) against a rank per

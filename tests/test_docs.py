@@ -68,3 +68,74 @@ def test_the_readme_is_a_front_page():
     text = "\n".join(lines)
     for page in ("docs/how-it-works.md", "docs/database.md", "docs/cluster.md", "docs/environment.md"):
         assert f"]({page})" in text
+
+
+FENCE = re.compile(r"```(\w*)\n(.*?)```", re.S)
+
+
+def _documented_queries() -> list[tuple[str, str]]:
+    """(page, SQL) of every fenced `sql` block and every `tpa-dist sql "…"` command of a fenced shell block (report
+    section files, which bind $models, are run with the test's models)."""
+    out = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for lang, block in FENCE.findall(text):
+            if lang == "sql":
+                out.append((page.name, block))
+            elif lang in ("", "bash", "sh") and "tpa-dist sql" in block:
+                argv = shlex.split(block, comments=True)
+                for i, token in enumerate(argv):
+                    if token.endswith("tpa-dist") and argv[i + 1] == "sql":
+                        rest = argv[i + 2 :]
+                        query = next(t for t in rest if not t.startswith("--") and rest[rest.index(t) - 1] != "--db")
+                        out.append((page.name, query))
+    return out
+
+
+@pytest.fixture(scope="module")
+def docs_db(tmp_path_factory):
+    import tpa_dist
+
+    from .conftest import quiet_job
+
+    work = tmp_path_factory.mktemp("docs")
+    job = quiet_job(work / "d.duckdb", ("synth:tiny-llama", "synth:tiny-qwen3"), work / "out", embedding=False)
+    summary = tpa_dist.submit(job)
+    assert summary.ok, summary.describe()
+    return str(work / "d.duckdb")
+
+
+@pytest.mark.parametrize("page,query", _documented_queries(), ids=lambda v: v if v.endswith(".md") else "")
+def test_every_documented_query_runs_as_written(docs_db, page, query):
+    from tpa_dist.db.query import run_sql
+
+    result = run_sql(docs_db, query, None, ["synth:tiny-llama", "synth:tiny-qwen3"])
+    assert result.columns, (page, query)
+
+
+def test_the_documented_queries_are_found():
+    pages = {p for p, _ in _documented_queries()}
+    assert {"database.md", "reports.md", "README.md", "rmt.md"} <= pages, pages
+    assert any("block_rank(block_type)" in q for _, q in _documented_queries())
+
+
+def _leaf_commands(group: click.Group, path: list[str]):
+    ctx = click.Context(main, info_name="tpa-dist")
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if isinstance(cmd, click.Group):
+            yield from _leaf_commands(cmd, [*path, name])
+        else:
+            yield [*path, name], cmd
+
+
+def test_every_command_and_option_is_in_the_command_reference():
+    text = (ROOT / "docs" / "commands.md").read_text(encoding="utf-8")
+    missing = []
+    for path, cmd in _leaf_commands(main, []):
+        if f"tpa-dist {path[0]}" not in text:
+            missing.append(" ".join(path))
+        for param in cmd.params:
+            if isinstance(param, click.Option):
+                missing += [f"{' '.join(path)} {o}" for o in param.opts if o.startswith("--") and o not in text]
+    assert not missing, missing

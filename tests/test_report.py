@@ -173,11 +173,11 @@ def test_panels_of_one_line_each_are_drawn_as_one_panel():
     from tpa_dist.report import hover, plots
 
     cols = ["role", "model_id", "series", "sv_index", "sigma"]
-    one = [(role, "m", f"m {role}", k, 1 / k) for role in ("a", "b", "c") for k in range(1, 20)]
+    one = [(role, "m", f"m {role}", k, (i + 1) / k) for i, role in enumerate("abc") for k in range(1, 20)]
     png = plots.lines("T", cols, one, "sv_index", "sigma", "series", log=True, facet="role", color="model_id")
     assert _png_size(png) == (FIG_W, FIG_H)
     assert {p[2].split(" · ")[1] for p in hover.read(png)["p"]} == {"a: m a", "b: m b", "c: m c"}
-    two = one + [(role, "n", f"n {role}", k, 2 / k) for role in ("a", "b", "c") for k in range(1, 20)]
+    two = one + [(role, "n", f"n {role}", k, 10 * (i + 1) / k) for i, role in enumerate("abc") for k in range(1, 20)]
     png = plots.lines("T", cols, two, "sv_index", "sigma", "series", log=True, facet="role", color="model_id")
     assert _png_size(png) == (FIG_W, 2 * FIG_H)
 
@@ -330,7 +330,7 @@ def test_summary_first_then_contents_and_every_model_in_every_cross_model_sectio
         r = rendered[name]
         i = r.columns.index("model_id")
         assert {row[i] for row in r.rows} == {"tiny-llama", "tiny-gpt2"}, name
-    assert len(rendered["12_esd.sql"].captions) == 2 and all("chosen as" in c for c in rendered["12_esd.sql"].captions)
+    assert len(rendered["12_esd.sql"].captions) == 2 and all("chosen" in c for c in rendered["12_esd.sql"].captions)
     layer = [row for row in rendered["04_layer_by_layer.sql"].rows if row[0] == "tiny-llama" and row[1] == 0]
     blocks = [row[2] for row in layer]
     assert blocks == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], blocks

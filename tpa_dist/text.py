@@ -33,3 +33,16 @@ def printable(s: str, keep_newlines: bool = False) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def cell_number(v: float, decimals: int | None = None, significant: int = 4, sign: bool = False) -> str:
+    """A float as a table or figure shows it — `decimals` fixed places, else `significant` digits; with `sign` a
+    leading + on positive values — never as a negative zero ("-0", "-0.000", "+0"): a value that rounds to zero is
+    written unsigned."""
+    plus = "+" if sign else ""
+    text = f"{v:{plus}.{decimals}f}" if decimals is not None else f"{v:{plus}.{significant}g}"
+    if text[:1] in "+-" and float(text) == 0:
+        return text[1:]
+    if text.startswith("-") and float(text) == 0:
+        return text[1:]
+    return text

@@ -208,12 +208,12 @@ def plan_objects(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _display(v: object) -> str:
-    from tpa_dist.text import printable
+    from tpa_dist.text import cell_number, printable
 
     if v is None:
         return "NULL"
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return cell_number(v, significant=6)
     return printable(str(v))
 
 

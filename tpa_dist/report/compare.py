@@ -12,6 +12,7 @@ from pathlib import Path
 from tpa_dist.db.query import plan_objects, show_latest
 from tpa_dist.db.sandbox import close, open_sandbox
 from tpa_dist.errors import ReportError
+from tpa_dist.text import cell_number
 
 METRICS = ("alpha", "r90", "stable_rank")
 
@@ -44,14 +45,20 @@ def compare(db: str | Path, a: str, b: str, top: int = 5) -> Comparison:
         close(con)
     if not rows:
         raise ReportError(f"{a} and {b} share no block type at any relative depth: nothing to compare")
-    largest = {
-        m: sorted((r for r in rows if r[f"d_{m}"] is not None), key=lambda r: -abs(r[f"d_{m}"]))[:top] for m in METRICS
+    largest = {  # only differences that are there: an equal block is no "largest Δ"
+        m: sorted((r for r in rows if _differs(r, m)), key=lambda r: -abs(r[f"d_{m}"]))[:top] for m in METRICS
     }
     return Comparison(a, b, columns, rows, largest)
 
 
+def _differs(row: dict, metric: str) -> bool:
+    """The metric differs beyond rounding noise (1e-12 of its size) between the two models in this row."""
+    d, a = row[f"d_{metric}"], row[f"{metric}_a"]
+    return d is not None and abs(d) > 1e-12 * max(abs(a or 0.0), 1e-300)
+
+
 def _num(v: object) -> str:
-    return "" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+    return "" if v is None else cell_number(v, 3) if isinstance(v, float) else str(v)
 
 
 def format_comparison(c: Comparison, fmt: str = "table") -> str:
@@ -71,11 +78,11 @@ def format_comparison(c: Comparison, fmt: str = "table") -> str:
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
     words = {"alpha": "alpha", "r90": "90 % energy rank ratio", "stable_rank": "stable rank"}
     for metric, rows in c.largest.items():
-        lines.append(f"\nlargest Δ {words[metric]}:")
+        lines.append(f"\nlargest Δ {words[metric]}:" + ("" if rows else " none (equal in every block and depth)"))
         for r in rows:
             lines.append(
                 f"  {r['block_type']} at depth {r['depth_from']:.1f}–{r['depth_to']:.1f} (layers {r['layers_a']} of "
                 f"{c.a}, {r['layers_b']} of {c.b}): {_num(r[metric + '_a'])} → {_num(r[metric + '_b'])} "
-                f"(Δ {r['d_' + metric]:+.3f})"
+                f"(Δ {cell_number(r['d_' + metric], 3, sign=True)})"
             )
     return "\n".join(lines)

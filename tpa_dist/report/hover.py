@@ -15,6 +15,8 @@ import zlib
 
 import numpy as np
 
+from tpa_dist.text import cell_number
+
 KEY = b"tpa-hover"
 MAX_PER_ARTIST = 400  # points kept per line / scatter (evenly spaced), enough to hover along a 1000-pixel curve
 MAX_POINTS = 40_000  # per figure
@@ -24,8 +26,8 @@ def _fmt(v: object) -> str:
     if isinstance(v, (float, np.floating)):
         v = float(v)
         if math.isfinite(v) and v.is_integer() and abs(v) < 1e15:
-            return str(int(v))
-        return f"{v:.4g}"
+            return str(int(v + 0.0))  # never "-0"
+        return cell_number(v)
     return str(v)
 
 

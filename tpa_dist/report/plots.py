@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import matplotlib
 
-from tpa_dist.text import printable
+from tpa_dist.text import cell_number, printable
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -160,13 +160,19 @@ def heatmap(
     value: str,
     facet: str | None,
     label: str | None = None,
+    center: float | None = None,
 ) -> bytes:
     """One heatmap per facet (one per model), all on one colour scale; cells show their values when the grid is
-    small enough to read."""
+    small enough to read. With `center` (differences: 0) the scale diverges from it — symmetric limits, the centre
+    a neutral white, the two signs in two hues — so that no change is the quietest colour, not the loudest."""
     groups = _groups(cols, rows, facet)
-    names = sorted(groups, key=str) if facet else [None]
+    names = list(groups) if facet else [None]  # the section's order (the report's model order)
     values = [d[value] for part in groups.values() for d in part if d[value] is not None]
     vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
+    cmap = "viridis"
+    if center is not None:
+        reach = max((abs(v - center) for v in values), default=0.0) or 1.0
+        vmin, vmax, cmap = center - reach, center + reach, "RdBu_r"
     fig, axes = _panels(len(names), columns=1, sharex=False, sharey=False, layout="constrained")
     im = None
     for ax, name in zip(axes, names):
@@ -177,7 +183,7 @@ def heatmap(
         for d in part:
             if d[value] is not None:
                 grid[ys.index(d[y]), xs.index(d[x])] = d[value]
-        im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest", vmin=vmin, vmax=vmax)
+        im = ax.imshow(grid, aspect="auto", cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
         im.tpa_names = ([str(v) for v in xs], [f"{_label(y)} {v}" for v in ys], _label(label or value))  # hover.py
         ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=30, ha="right", fontsize=8)
         step = max(1, len(ys) // 16)
@@ -189,9 +195,11 @@ def heatmap(
             mid = (vmin + vmax) / 2
             for (i, j), v in np.ndenumerate(grid):
                 if not np.isnan(v):
-                    ax.text(
-                        j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="white" if v < mid else "black"
-                    )
+                    if center is None:
+                        ink = "white" if v < mid else "black"
+                    else:  # dark ink on the pale middle of a diverging scale, white on its saturated ends
+                        ink = "white" if abs(v - center) > 0.6 * (vmax - center) else "black"
+                    ax.text(j, i, cell_number(v, 2), ha="center", va="center", fontsize=8, color=ink)
     if im is not None:
         shared = " (one scale for all panels)" if len(names) > 1 else ""
         fig.colorbar(im, ax=axes, label=_label(label or value) + shared, fraction=0.04, pad=0.01, aspect=40)
@@ -232,18 +240,24 @@ def lines(
         for d in panels[name]:
             if d[x] is not None and d[y] is not None and (not log or d[y] > 0):
                 groups[str(d[series])].append((d[x], d[y], d[color] if color else d[series]))
+        drawn: dict[tuple, str] = {}  # a line's points -> the series drawn with them: coinciding lines are said
         for key in sorted(groups):
             pts = sorted(groups[key], key=lambda p: p[:2])
             own = variants[str(pts[0][2])]
             if key not in own:
                 own.append(key)
             st = {**palette.style(pts[0][2]), "linestyle": LINE_STYLES[own.index(key) % len(LINE_STYLES)]}
+            label = key
+            same = drawn.setdefault(tuple((p[0], p[1]) for p in pts), key)
+            if same != key:  # exactly on top of another line: dashed over it, and the legend says so
+                st["linestyle"] = (0, (3, 3))
+                label = f"{key} (identical to {same}: dashed over it)"
             ax.plot(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
                 marker=None if log else "o",
                 markersize=3,
-                label=key,
+                label=label,
                 **st,
             )
         if log:
@@ -361,7 +375,7 @@ def esd(
         )
         if d[value] and d[value] > 0:
             g["values"].append(d[value])
-    names = sorted(groups)
+    names = list(groups)  # the section's order (the report's model order)
     fig, axes = _panels(len(names))
     for ax, name in zip(axes, names):
         g = groups[name]

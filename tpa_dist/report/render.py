@@ -47,7 +47,8 @@ def _draw(sec: Section, cols: list[str], rows: list[tuple], palette: plots.Palet
     if sec.draw == "table" or not rows:
         return None
     if sec.draw == "heatmap":
-        return plots.heatmap(sec.title, cols, rows, o["x"], o["y"], o["value"], o.get("facet"), o.get("label"))
+        center = float(o["center"]) if "center" in o else None
+        return plots.heatmap(sec.title, cols, rows, o["x"], o["y"], o["value"], o.get("facet"), o.get("label"), center)
     if sec.draw in ("lines", "loglog"):
         return plots.lines(
             sec.title,
@@ -222,9 +223,13 @@ def _picker_rows(con: duckdb.DuckDBPyConnection, models: list[str]) -> tuple[lis
     return result.columns, result.rows
 
 
-def check_models(con: duckdb.DuckDBPyConnection, db: str | Path, models: list[str] | None) -> list[str]:
-    """The models to report: every model stored with results (matrices, or ΔW for an adapter), or the ones asked
-    for — each of which must be stored (a typo is an error naming the models there are, never an empty report)."""
+def check_models(
+    con: duckdb.DuckDBPyConnection, db: str | Path, models: list[str] | None, run: tuple[str, list[str]] | None = None
+) -> list[str]:
+    """The models to report: every model stored with results (matrices, or ΔW for an adapter) in the order they were
+    first analyzed (sql/outputs/report_models.sql), or the ones asked for — each of which must be stored (a typo is an
+    error naming the models there are, never an empty report). `run` (a run's id and its models in its job's order):
+    the models that run stored first come last, in that order."""
     tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
     if not {"models", "matrix_analysis"} <= tables:
         raise ReportError(
@@ -237,8 +242,12 @@ def check_models(con: duckdb.DuckDBPyConnection, db: str | Path, models: list[st
     if not known:
         raise ReportError(f"{db}: no model was analyzed into it (`tpa-dist status --db {db}` shows the runs)")
     if not models:
-        with_rows = {m for (m,) in con.execute("SELECT DISTINCT model_id FROM matrix_analysis").fetchall()}
-        return [m for m in known if m in with_rows] or known
+        stored = con.execute(sql_text("outputs/report_models.sql")).fetchall()
+        if run is None:
+            return [m for m, _ in stored] or known
+        run_id, order = run
+        new = {m for m, first in stored if first == run_id}
+        return [m for m, _ in stored if m not in new] + [m for m in dict.fromkeys(order) if m in new] or known
     unknown = [m for m in models if m not in known]
     if unknown:
         shown = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
@@ -261,6 +270,8 @@ def keep_other_report(out: Path, models: list[str]) -> Path | None:
     line = next((h for h in head if h.startswith("Models: ")), None)
     if line is None or line == f"Models: {_md_text(', '.join(models))}":
         return None
+    if set(line.removeprefix("Models: ").split(", ")) <= {_md_text(m) for m in models}:
+        return None  # the new report shows every model the old one did (a submit adding to the database)
     target = out / "previous" / name_for_path(line.removeprefix("Models: "))
     target.mkdir(parents=True, exist_ok=True)
     for path in [old, out / "report.html", *out.glob("[0-9][0-9]_*.png")]:
@@ -278,16 +289,18 @@ def write_report(
     figures: Sequence[Figure] = (),
     on_stage: Callable[[str], None] = lambda _stage: None,
     all_revisions: bool = False,
+    run: tuple[str, list[str]] | None = None,
 ) -> list[Rendered]:
-    """Render every section for `models` (default: all stored) into out_dir/report.md and report.html; `figures`
-    (the run's other PNGs) are drawn beside the report's and written too (a failed one is a section error)."""
+    """Render every section for `models` (default: all stored, `run`'s new models last in its order) into
+    out_dir/report.md and report.html; `figures` (the run's other PNGs) are drawn beside the report's and written too
+    (a failed one is a section error)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = load_sections(sql_dirs)
     on_stage("report")
     con = open_sandbox(db)
     try:
-        models = check_models(con, db, models)
+        models = check_models(con, db, models, run)
         show_latest(con, latest=not all_revisions)
         plan_objects(con)  # the plan views, also in databases stored before they existed
         rendered = query(con, sections, models)

@@ -12,7 +12,7 @@ from pathlib import Path
 from tpa_dist.db.sqlfiles import sql_files
 from tpa_dist.errors import ReportError
 from tpa_dist.files import read_text_limited
-from tpa_dist.text import printable
+from tpa_dist.text import cell_number, printable
 
 DRAW_KINDS = ("table", "heatmap", "lines", "loglog", "histogram", "esd")
 _HEADER = re.compile(r"^--\s*(title|shows|draw|optional):\s*(.*)$")
@@ -97,7 +97,7 @@ def cell_text(v: object) -> str:
     if v is None:
         return ""
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return cell_number(v)
     if isinstance(v, (list, tuple)):
         return ", ".join(cell_text(x) for x in v)
     return printable(str(v))

@@ -161,7 +161,8 @@ class Driver:
             store.upsert_settings(self.settings_id, self.settings.as_dict())
             if job.rmt.enabled:
                 store.upsert_settings(job.rmt.rmt_id(), {"rmt": job.rmt.as_dict()})
-            self.summary.phases["startup"] = process_age()
+            if job.argv:  # the command line's process: its start-up (an API caller's earlier work is not this run's)
+                self.summary.phases["startup"] = process_age()
             with self._phase("plan"):
                 self.plan(store)
             tasks = self.planned.tasks
@@ -365,8 +366,8 @@ class Driver:
             self.embedded.add(m.key)
 
     def _outputs(self) -> None:
-        """The seed CSV, each model's embedding files and the report for this run's models; a failure is recorded,
-        never fatal."""
+        """The seed CSV and each model's embedding files for this run's models, the report of the database; a
+        failure is recorded, never fatal."""
         from tpa_dist.db.export import write_seed_csv
         from tpa_dist.report.drawing import write_figures
         from tpa_dist.report.render import write_report
@@ -387,9 +388,11 @@ class Driver:
             s.outputs = "outputs: " + ", ".join(written) if written else None
             return
         try:
-            models = sorted({m for m, _ in s.models})
+            # the report describes the database: every model stored (latest revision), this run's new ones last in
+            # the job's order, so that a second submit adds to the report instead of replacing it
+            run = (s.run_id, [m for m, _ in s.models])
             stage = partial(self.faults.pause, db=self.job.db)
-            rendered = write_report(self.job.db, out, models, figures=self.figures, on_stage=stage)
+            rendered = write_report(self.job.db, out, None, figures=self.figures, on_stage=stage, run=run)
             written += [f"{out}/report.html", f"{out}/report.md"]
             for r in rendered:
                 if r.error:
