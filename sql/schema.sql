@@ -17,10 +17,10 @@ CREATE TABLE IF NOT EXISTS runs (
     matrices_failed INTEGER,
     matrices_reused INTEGER,      -- already stored for the same model, revision and settings
     bytes_done      BIGINT,
-    seconds         DOUBLE,       -- wall time of the analysis, Ray start-up excluded
+    seconds         DOUBLE,       -- wall time of the work (analysis and embeddings), Ray start-up excluded
     ray_startup_s   DOUBLE,
-    matrices_per_s  DOUBLE,
-    bytes_per_s     DOUBLE,
+    matrices_per_s  DOUBLE,       -- over the matrix phase (phases.analysis)
+    bytes_per_s     DOUBLE,       -- over the matrix phase
     throughput      JSON,         -- per device: matrices, bytes, seconds
     summary         VARCHAR
 );

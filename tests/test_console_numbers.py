@@ -25,3 +25,24 @@ def test_a_cut_console_cell_ends_with_an_ellipsis_and_the_footer_says_how_to_see
     assert "cells over 60 characters end with … here: --format csv or json shows them whole" in text
     assert long in format_result(QueryResult(["explanation"], [(long,)]), "csv")
     assert "…" not in format_result(QueryResult(["e"], [("short",)]), "table")
+
+
+def test_status_times_the_matrix_phase_and_the_whole_run_under_their_own_labels(tmp_path):
+    """`status` once showed `seconds` (the analysis and the embeddings) beside a rate over the matrix phase: each
+    number now has its label — analysis_s and the rates over the matrix phase, run_s the whole run."""
+    import tpa_dist
+    from tpa_dist.db.query import run_query
+    from tpa_dist.db.sqlfiles import sql_text
+
+    from .conftest import quiet_job
+
+    summary = tpa_dist.submit(quiet_job(tmp_path / "s.duckdb", ("synth:tiny-llama",), tmp_path / "o", k_max=4))
+    assert summary.ok, summary.describe()
+    result = run_query(tmp_path / "s.duckdb", sql_text("store/recent_runs.sql"), {"limit": 1})
+    row = dict(zip(result.columns, result.rows[0]))
+    assert "seconds" not in row
+    assert row["analysis_s"] == round(summary.phases["analysis"], 1)
+    assert row["mat_per_s"] == round(summary.done / summary.phases["analysis"], 2)
+    assert row["mib_per_s"] == round(summary.bytes / summary.phases["analysis"] / 2**20, 1)
+    whole = sum(v for k, v in summary.phases.items() if v and k != "writing")
+    assert abs(row["run_s"] - whole) < 0.11 and row["run_s"] > row["analysis_s"] + summary.phases["embedding"] - 0.2

@@ -318,7 +318,7 @@ class Driver:
             seconds=s.seconds,
             ray_startup_s=s.ray_startup_s,
             mps=s.done / s.analysis_s if s.analysis_s else None,
-            bps=s.bytes / s.seconds if s.seconds else None,
+            bps=s.bytes / s.analysis_s if s.analysis_s else None,
             throughput=self.by_device,
             phases={**s.phases, "writing": self.sink.write_s if self.sink else 0.0},
             summary=s.describe(),
