@@ -26,23 +26,26 @@ sys.path.insert(0, str(ROOT))
 
 
 def box_gap(x: np.ndarray, seed: int, k_max: int = 16) -> int:
-    """Tibshirani's reference (b): uniform in the box aligned with the principal axes — for comparison."""
-    from tpa_dist.compute import gap
+    """Tibshirani's reference (b), for comparison: uniform in the box aligned with the principal axes, on one 2,000-row
+    sample with 5 reference sets and the 2001 stopping rule (the single-sample form tpa-dist used before its verdict
+    averaged subsamples)."""
+    from tpa_dist.compute.kmeans import Data, fit
+
+    def log_ws(data: np.ndarray) -> list[float]:
+        d, last, out = Data(data), None, [float(np.log(Data(data).total_ss))]
+        for k in range(2, k_max + 1):
+            last = fit(d, k, seed, last)
+            out.append(float(np.log(last.inertia)))
+        return out
 
     rng = np.random.default_rng(seed)
-    rows = x if len(x) <= gap.GAP_SAMPLE else x[np.sort(rng.choice(len(x), gap.GAP_SAMPLE, replace=False))]
+    rows = x if len(x) <= 2000 else x[np.sort(rng.choice(len(x), 2000, replace=False))]
     mean = rows.mean(axis=0)
     z = (rows - mean) @ np.linalg.svd(rows - mean, full_matrices=False)[2].T
-    refs = [rng.uniform(z.min(axis=0), z.max(axis=0), size=z.shape) for _ in range(gap.GAP_REFERENCES)]
-    chains = [gap._Chain(z, seed)] + [gap._Chain(r, seed) for r in refs]
-    out = []
-    for k in range(1, k_max + 1):
-        log_w = chains[0].log_wk(k)
-        ref = np.array([c.log_wk(k) for c in chains[1:]])
-        out.append({"k": k, "gap": ref.mean() - log_w, "gap_sd": ref.std() * np.sqrt(1 + 1 / len(refs))})
-        if len(out) >= 2 and out[-2]["gap"] >= out[-1]["gap"] - out[-1]["gap_sd"]:
-            break
-    return gap.recommended_k(out)
+    refs = np.array([log_ws(rng.uniform(z.min(axis=0), z.max(axis=0), size=z.shape)) for _ in range(5)])
+    gap = refs.mean(axis=0) - np.array(log_ws(z))
+    sd = refs.std(axis=0) * np.sqrt(1 + 1 / 5)
+    return next((k + 1 for k in range(k_max - 1) if gap[k] >= gap[k + 1] - sd[k + 1]), k_max)
 
 
 def main() -> None:
@@ -52,7 +55,7 @@ def main() -> None:
     from tpa_dist.checkpoint.token_classes import token_class
     from tpa_dist.checkpoint.vocab import load_vocab
     from tpa_dist.compute.embedding import excluded_rows
-    from tpa_dist.compute.gap import gap_statistic, recommended_k
+    from tpa_dist.compute.gap import gap_verdict
     from tpa_dist.compute.kmeans import Data, fit
 
     ap = argparse.ArgumentParser()
@@ -84,7 +87,7 @@ def main() -> None:
                     "norm_eta2": eta2,
                 }
         t0 = time.perf_counter()
-        entry["recommended_k_gaussian"] = recommended_k(gap_statistic(data, 0, unit=metric == "cosine"))
+        entry["recommended_k_gaussian"] = gap_verdict(data, 0, unit=metric == "cosine").recommended_k
         entry["gap_seconds"] = time.perf_counter() - t0
         entry["recommended_k_box"] = box_gap(data, 0)
         report["metrics"][metric] = entry
@@ -95,11 +98,11 @@ def main() -> None:
         centers = rng.standard_normal((true_k, 384)) * 0.5
         blobs = np.concatenate([c + rng.standard_normal((1500, 384)) * 0.12 for c in centers])
         planted[f"planted_{true_k}"] = {
-            "gaussian": recommended_k(gap_statistic(blobs, 0)),
+            "gaussian": gap_verdict(blobs, 0).recommended_k,
             "box": box_gap(blobs, 0),
         }
     one = rng.standard_normal((8000, 384)) * np.linspace(0.05, 2, 384)
-    planted["one_anisotropic_gaussian"] = {"gaussian": recommended_k(gap_statistic(one, 0)), "box": box_gap(one, 0)}
+    planted["one_anisotropic_gaussian"] = {"gaussian": gap_verdict(one, 0).recommended_k, "box": box_gap(one, 0)}
     report["planted"] = planted
     print(json.dumps(planted), flush=True)
     Path(args.out).write_text(json.dumps(report, indent=1))

@@ -251,6 +251,15 @@ CREATE TABLE IF NOT EXISTS embedding_gap (
     log_wk     DOUBLE,
     PRIMARY KEY (model_id, revision, param_name, k)
 );
+-- gap: the mean over the subsamples; gap_se: its standard error from their spread; gap_sd: the reference sets'
+-- spread (Tibshirani's s_k); chosen: how many subsamples' own 2001 rule chose this k (the evidence of stability)
+ALTER TABLE embedding_gap ADD COLUMN IF NOT EXISTS gap_se DOUBLE;
+ALTER TABLE embedding_gap ADD COLUMN IF NOT EXISTS chosen INTEGER;
+-- the gap statistic's verdict: 'clusters' (recommended_k), 'one cloud' (1) or 'no preferred number' (recommended_k
+-- NULL: the gap still rises at the end of the range); its sentence with the evidence; the subsamples it averaged
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS verdict VARCHAR;
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS verdict_words VARCHAR;
+ALTER TABLE embedding_choice ADD COLUMN IF NOT EXISTS gap_subsamples INTEGER;
 
 -- embedding_projection: a sample of the clustered rows (≤ 5,000) on the top two principal axes, for the figure
 CREATE TABLE IF NOT EXISTS embedding_projection (

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -87,6 +88,7 @@ class Console:
             self._changed.notify_all()
 
     def wait_for(self, text: str, timeout: float = 300) -> str:
+        """The first line holding `text`, waiting for it."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
@@ -165,10 +167,14 @@ def test_auto_refuses_to_guess_among_clusters(monkeypatch):
 
 @pytest.mark.slow
 def test_an_autoscaler_adds_a_gpu_node_during_a_submit(tmp_path):
-    """A cluster whose GPU node type starts at 0: submit asks Ray's autoscaler for a GPU worker, the node joins
-    while the run goes on, and the GPU worker takes queued work (fake GPUs: the GPU code path on the CPU)."""
+    """A cluster whose CPU and GPU node types start at 0 (issue 35 B.4): submit asks Ray's autoscaler for workers,
+    both nodes join while the run goes on, and each takes its share of the queued work — batches are handed out as
+    workers come, not all to the head's worker before they join (fake GPUs: the GPU code path on the CPU)."""
     release = tmp_path / "release"
-    gpu_type = {"gpu": {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 1}}
+    gpu_type = {
+        "gpu": {"resources": {"CPU": 1, "GPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 1},
+        "cpu": {"resources": {"CPU": 1}, "node_config": {}, "min_workers": 0, "max_workers": 1},
+    }
     db = tmp_path / "c.duckdb"
     with RayProcesses(token=False) as cluster:
         cluster.head(num_cpus=1, autoscaling_config=fake_autoscaling_config(gpu_type))
@@ -181,7 +187,8 @@ def test_an_autoscaler_adds_a_gpu_node_during_a_submit(tmp_path):
         }
         console = Console(_submit(cluster, tmp_path, "synth:tiny-llama", env, "--address", cluster.address))
         console.wait_for("a new GPU worker is ready on", timeout=600)  # on the node the autoscaler launched
-        release.touch()  # the GPU worker holds queued batches now, the CPU worker its own
+        console.wait_for("a new CPU worker is ready on", timeout=600)  # the CPU node (the GPU worker holds its CPU)
+        release.touch()  # every worker holds queued batches now
         out = console.finish()
     proc = console.proc
     assert proc.returncode == 0, out
@@ -190,7 +197,7 @@ def test_an_autoscaler_adds_a_gpu_node_during_a_submit(tmp_path):
     rows = _rows(db)
     assert len(rows) == 21 and {r["status"] for r in rows} == {"ok"}
     assert {r["device"] for r in rows} == {"cpu", "fake-gpu"}, out  # both the head's CPU and the new GPU node
-    assert len({r["node"] for r in rows}) == 2
+    assert len({r["node"] for r in rows}) == 3, out  # the head and both nodes that joined mid-run
 
 
 def test_synth_presets_are_written_by_nodes_that_cannot_see_the_driver_files(ray_session, tmp_path, monkeypatch):

@@ -43,7 +43,7 @@ def _once(rows: list[dict]) -> bool:
 
 def test_fake_gpu_oom_falls_back_to_cpu_and_planner_routes(tmp_path):
     facts = _scenario("gpu_fallback", tmp_path)
-    assert facts["ok"] == [True] * 7
+    assert facts["ok"] == [True] * 6
     # ΔW pairs run on GPU workers too; an OOM re-runs the pair, exactly, on a CPU worker
     gpu, cpu = facts["delta"], facts["delta_cpu"]
     assert len(gpu) == len(cpu) == 16 and {r["status"] for r in gpu} == {"ok"}
@@ -64,7 +64,7 @@ def test_fake_gpu_oom_falls_back_to_cpu_and_planner_routes(tmp_path):
     assert planned["model.layers.0.self_attn.q_proj.weight"]["device"] == "fake-gpu"
     for key in ("model.embed_tokens.weight", "lm_head.weight", "model.layers.0.mlp.up_proj.weight"):
         assert (planned[key]["device"], planned[key]["fallback_reason"]) == ("cpu", "gpu_memory")
-    assert {r["device"] for r in facts["cpu_only"]} == {"cpu"}
+    assert {r["device"] for r in facts["cpu_only"]} == {"cpu"} and len(facts["cpu_only"]) >= 16
     # default: one GPU worker runs 4 batches at once (CUDA streams) and plans each with a quarter of the free
     # memory; --gpus-per-worker 0.25 --gpu-streams 1: 4 worker processes share the GPU, a quarter each — same routing
     for name, gpu_workers in (("shared", 1), ("fractional", 4)):

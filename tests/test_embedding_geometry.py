@@ -1,5 +1,5 @@
-"""The embedding's geometry against float64 numpy on trained weights, token classes, the gap statistic's
-recommended_k on planted and structureless data, and what a submit stores and draws."""
+"""The embedding's geometry against float64 numpy on trained weights, token classes, the gap statistic's verdict on
+planted, structureless and trained data for seeds 0–9, and what a submit stores and draws."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scipy.special import logsumexp
 import tpa_dist
 from tpa_dist.checkpoint.token_classes import token_class
 from tpa_dist.compute import embedding_geometry
-from tpa_dist.compute.gap import gap_statistic, recommended_k
+from tpa_dist.compute.gap import gap_verdict
 
 from .conftest import minilm_folder
 
@@ -103,18 +103,57 @@ def test_token_classes(text, scheme, expected):
     assert token_class(text, scheme) == expected
 
 
-def test_recommended_k_on_planted_clusters_and_on_one_cloud():
-    """The gap statistic finds planted clusters (raw and on the sphere) and answers 1 for one anisotropic Gaussian or
-    a heavy-tailed cloud — where argmax F would still pick the range's lower edge."""
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((5, 96)) * 0.5
+def _verdicts(x: np.ndarray, seeds: range, **kw: object) -> set[tuple[str, int | None]]:
+    return {(v.verdict, v.recommended_k) for v in (gap_verdict(x, seed, **kw) for seed in seeds)}
+
+
+@pytest.mark.parametrize("planted", [3, 5, 8])
+def test_the_verdict_is_the_planted_number_of_clusters_for_every_seed(planted):
+    """Planted Gaussian clusters (raw rows, and on the sphere for 5): the same k, the planted one, for seeds 0–9; the
+    evidence table says how many subsamples' own rule agreed."""
+    rng = np.random.default_rng(planted)
+    centers = rng.standard_normal((planted, 96)) * 0.5
     blobs = np.concatenate([c + rng.standard_normal((600, 96)) * 0.1 for c in centers])
-    assert recommended_k(gap_statistic(blobs, 0)) == 5
-    unit = blobs / np.linalg.norm(blobs, axis=1, keepdims=True)
-    assert recommended_k(gap_statistic(unit, 0, unit=True)) == 5
+    assert _verdicts(blobs, range(10)) == {("clusters", planted)}
+    if planted == 5:
+        unit = blobs / np.linalg.norm(blobs, axis=1, keepdims=True)
+        assert _verdicts(unit, range(10), unit=True) == {("clusters", 5)}
+    v = gap_verdict(blobs, 0)
+    assert [r["k"] for r in v.table] == list(range(1, 17)) and sum(r["chosen"] for r in v.table) == v.subsamples
+    assert v.table[planted - 1]["chosen"] >= v.subsamples // 2 and v.words().startswith(f"{planted} clusters: ")
+
+
+def test_one_gaussian_cloud_is_one_cloud_for_every_seed_and_a_heavy_tail_is_no_count():
+    """One anisotropic Gaussian: k = 1 ("one cloud") for seeds 0–9 — where argmax F would still pick the range's
+    lower edge. A heavy-tailed cloud (Student-t, 3 degrees of freedom) is not one Gaussian cloud, and is no number
+    of clusters either: never a count."""
+    rng = np.random.default_rng(0)
     one = rng.standard_normal((3000, 96)) * np.linspace(0.1, 2, 96)
-    assert recommended_k(gap_statistic(one, 0)) == 1
-    assert recommended_k(gap_statistic(rng.standard_t(3, size=(3000, 96)), 0)) == 1
+    assert _verdicts(one, range(10)) == {("one cloud", 1)}
+    assert gap_verdict(one, 0).words().startswith("one cloud: no k up to 16 clusters the rows")
+    heavy = rng.standard_t(3, size=(3000, 96))
+    assert all(v.verdict != "clusters" for v in (gap_verdict(heavy, seed) for seed in range(3)))
+
+
+def test_minilms_verdict_does_not_move_with_the_seed():
+    """all-MiniLM-L6-v2's trained embedding (cosine rows, specials left out): one verdict for seeds 0–9, where the
+    single-sample statistic answered 3, 6, 1, 9, 10, 8, 1, 1, 1, 1 — the gap rises through k = 16, so there is no
+    preferred number of clusters, and the table shows the single-sample rule's scatter over the subsamples."""
+    from tpa_dist.checkpoint.catalog import open_model
+    from tpa_dist.checkpoint.vocab import load_vocab
+    from tpa_dist.compute.embedding import excluded_rows, load_embedding
+
+    folder = minilm_folder()
+    info = next(t for t in open_model(folder).tensors() if t.param_name == "embeddings.word_embeddings.weight")
+    x = load_embedding(info)
+    excluded = excluded_rows(x, load_vocab(folder))
+    rows = x[[i for i in range(len(x)) if i not in excluded]].astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    verdicts = [gap_verdict(rows, seed, unit=True) for seed in range(10)]
+    assert {(v.verdict, v.recommended_k) for v in verdicts} == {("no preferred number", None)}
+    chosen = [r["chosen"] for r in verdicts[0].table]
+    assert max(chosen) < verdicts[0].subsamples  # one subsample's rule alone disagrees with the others
+    assert verdicts[0].words().startswith("no preferred number of clusters: the gap keeps rising to k = 16")
 
 
 def test_submit_stores_geometry_composition_and_draws_the_projection(tmp_path):
@@ -143,7 +182,7 @@ def test_submit_stores_geometry_composition_and_draws_the_projection(tmp_path):
         gaps = con.execute("SELECT count(*) FROM embedding_gap").fetchone()[0]
         points = con.execute("SELECT count(*) FROM embedding_projection").fetchone()[0]
     ((rows, _, _),) = geo
-    assert choice[0] == "cosine" and choice[3] == "max_f" and 1 <= choice[2] <= 12 and gaps >= 2
+    assert choice[0] == "cosine" and choice[3] == "max_f" and choice[2] is None and gaps == 12  # k = 1 … 12
     assert comp == (rows, choice[1]) and sum(classes.values()) == rows
     assert classes["subword"] > 1000 and classes["word_initial"] > 10000 and classes["cjk"] > 100
     assert sub == "##jhl"  # as the vocabulary writes it
@@ -153,6 +192,13 @@ def test_submit_stores_geometry_composition_and_draws_the_projection(tmp_path):
     assert png.stat().st_size > 20_000
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Embedding geometry" in md and "recommended_k" in md
+    # the headline is the gap statistic's verdict with what shapes the embedding, not the degenerate argmax-F k
+    summary_row = md.split("## Summary by model", 1)[1].split("\n## ", 1)[0]
+    assert "no preferred number (structure at every scale)" in summary_row and "| 2 (degenerate) |" in summary_row
+    findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    assert "| minilm | embedding embeddings.word_embeddings.weight | no preferred number of clusters" in findings
+    assert "what shapes it: mean cosine between tokens" in findings and "token classes: word_initial" in findings
+    assert "## How many clusters the embedding has" in md and "same for seeds 0–9" in md
     models = md.split("## Models", 1)[1].split("\n## ", 1)[0]
     assert "| f32 | 22713216 |" in models  # no torch_dtype in MiniLM's config: the stored dtype; buffers not counted
 

@@ -310,9 +310,9 @@ def test_summary_first_then_contents_and_every_model_in_every_cross_model_sectio
         "stable_rank",
         "rank_deficient_pct",
         "mean_r90_ratio",
-        "embedding_k",
-        "silhouette",
-        "degenerate",
+        "embedding_clusters",
+        "embedding_shape",
+        "max_f_k",
     ):
         assert column in summary
     assert "tiny-llama" in summary and "tiny-gpt2" in summary

@@ -7,7 +7,8 @@
 --        block type and depth. Then what holds for every model, said once ("all models"), then each model's own:
 --        the most and least compressible block types (mean 90 % energy rank ratio), the layers that stand out from
 --        their block type (alpha or r90 more than 2.5 robust deviations from the block's median), WeightWatcher's
---        flags among the projections with the caveat that applies, and rank-deficient matrices. Embeddings,
+--        flags among the projections with the caveat that applies, rank-deficient matrices, and the embedding's
+--        clusters by the gap statistic's verdict with what shapes it (geometry, token classes). Embeddings,
 --        position tables and the output head are not trained like projections (their rows are looked up, one token
 --        at a time): they are left out of the flags (looked_up() in views.sql, the rule of every flag section).
 -- draw: table
@@ -153,8 +154,32 @@ deficient AS (
            AS detail
     FROM m WHERE actual_rank < design_rank GROUP BY model_id
 ),
+classes AS (
+    SELECT model_id, param_name, token_class, count(*) / sum(count(*)) OVER (PARTITION BY model_id, param_name) AS share
+    FROM embedding_assignments
+    WHERE list_contains($models, model_id) AND cluster IS NOT NULL AND token_class IS NOT NULL
+    GROUP BY model_id, param_name, token_class
+),
+class_text AS (
+    SELECT model_id, param_name,
+           string_agg(token_class || ' ' || round(100 * share, 1) || ' %', ', ' ORDER BY share DESC, token_class)
+               AS composition
+    FROM classes GROUP BY model_id, param_name
+),
+embedding AS (  -- the gap statistic's verdict, and what does shape the embedding: its geometry and its token classes
+    SELECT c.model_id, 5 AS ord, 'embedding ' || c.param_name AS finding,
+           coalesce(c.verdict_words, 'recommended k = ' || c.recommended_k)
+           || '; what shapes it: mean cosine between tokens ' || round(g.mean_cosine, 3) || ', the top principal '
+           || 'component ' || round(100 * g.top_pc_share, 1) || ' % of the variance, participation ratio '
+           || round(g.participation_ratio, 1) || coalesce('; token classes: ' || t.composition, '') AS detail
+    FROM embedding_choice c
+    LEFT JOIN embedding_geometry g USING (model_id, revision, param_name)
+    LEFT JOIN class_text t ON t.model_id = c.model_id AND t.param_name = c.param_name
+    WHERE list_contains($models, c.model_id)
+),
 own AS (
     SELECT model_id, ord, finding, detail FROM compressible
+    UNION ALL SELECT model_id, ord, finding, detail FROM embedding
     UNION ALL SELECT model_id, ord, finding, detail FROM top_outliers
     UNION ALL SELECT model_id, ord, finding, detail FROM flags
     UNION ALL SELECT model_id, ord, finding, detail FROM deficient

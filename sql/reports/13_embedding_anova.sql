@@ -1,7 +1,8 @@
--- title: Embedding clustering: F, silhouette and inertia by k
+-- title: Embedding clustering by the seed's method: F, silhouette and inertia by k
 -- shows: for each k of the sweep, the one-way ANOVA F of the k-means clusters of the token embeddings, the
---        silhouette and the inertia (SSW); the chosen k is F's maximum (the seed's rule). A degenerate choice
---        is said under the plot.
+--        silhouette and the inertia (SSW); the chosen k is F's maximum (the seed's rule), which lands on the
+--        range's lower edge for most vocabularies — a degenerate choice is said under the plot; the number of
+--        clusters the data support is the gap statistic's verdict (the next section).
 -- draw: lines x=k y=value series=series facet=metric color=model_id sharey=false
 WITH s AS (
     SELECT model_id, revision, param_name, k, f_stat, silhouette, inertia

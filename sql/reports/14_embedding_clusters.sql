@@ -1,8 +1,8 @@
--- title: Embedding clusters of the chosen k
+-- title: Embedding clusters of the seed's chosen k (argmax F)
 -- shows: per cluster its size, centroid norm, the tokens nearest its centroid (as the vocabulary writes them;
 --        special, unused, padding and never-trained rows were left out) and what it is made of (token classes);
---        with the gap statistic's verdict: where it recommends k = 1, no k gives real clusters and the chosen
---        partition (the seed's argmax F) is a slicing of one cloud, not structure.
+--        with the gap statistic's verdict beside it: where it is "one cloud" or "no preferred number", the chosen
+--        partition (the seed's argmax F) is a slicing of the cloud, not a count of clusters.
 -- draw: table
 WITH shares AS (
     SELECT model_id, revision, param_name, cluster, "class", count,
@@ -16,7 +16,9 @@ comp AS (
     GROUP BY ALL
 )
 SELECT c.model_id, c.param_name, ch.metric, ch.chosen_k, ch.recommended_k,
-       CASE WHEN ch.recommended_k = 1 THEN 'no k gives real clusters (gap statistic)'
+       CASE WHEN ch.verdict = 'one cloud' OR (ch.verdict IS NULL AND ch.recommended_k = 1)
+                THEN 'one cloud: no k gives real clusters (gap statistic)'
+            WHEN ch.verdict = 'no preferred number' THEN 'no preferred number of clusters (gap statistic)'
             WHEN ch.recommended_k IS NULL THEN NULL
             ELSE 'the gap statistic finds ' || ch.recommended_k || ' clusters' END AS verdict,
        c.cluster, c.size, round(c.centroid_norm, 4) AS centroid_norm, comp.composition,

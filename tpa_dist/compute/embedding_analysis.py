@@ -26,7 +26,7 @@ from tpa_dist.compute.embedding import (
     sweep_ks,
 )
 from tpa_dist.compute.embedding_geometry import geometry
-from tpa_dist.compute.gap import gap_statistic, recommended_k
+from tpa_dist.compute.gap import gap_verdict
 from tpa_dist.settings import EmbeddingSettings
 
 PROJECTION_POINTS = 5000  # rows drawn in the 2-D projection (a seeded sample; every row for smaller vocabularies)
@@ -51,8 +51,11 @@ class EmbeddingResult:
     degenerate: str | None = None
     include_special: bool = False
     metric: str = "euclidean"  # the rows clustered: cosine (unit rows) or euclidean (raw)
-    recommended_k: int | None = None  # by the gap statistic; 1: no k gives real clusters
-    gaps: list[dict] = field(default_factory=list)  # k, gap, gap_sd, log_wk
+    recommended_k: int | None = None  # by the gap statistic (gap.py); 1: one cloud; None: no preferred number
+    gaps: list[dict] = field(default_factory=list)  # k, gap, gap_se, gap_sd, log_wk, chosen (of the subsamples)
+    verdict: str | None = None  # 'clusters' | 'one cloud' | 'no preferred number'
+    verdict_words: str | None = None  # the verdict in a sentence, with its evidence
+    gap_subsamples: int = 0  # the row subsamples the gap statistic averaged
     geometry: dict = field(default_factory=dict)  # embedding_geometry's columns
     classes: list[str | None] = field(default_factory=list)  # token class of every row of the matrix
     projection: list[tuple[int, float, float]] = field(default_factory=list)  # (token id, pc1, pc2) of a sample
@@ -100,7 +103,7 @@ def analyze_embedding(
     results = sweep_ks(rows, settings, device)
     best = max(results, key=f_key)
     lap("sweep")
-    gaps = gap_statistic(rows, settings.seed, k_max=min(settings.k_max, 16), unit=settings.metric == "cosine")
+    verdict = gap_verdict(rows, settings.seed, k_max=min(settings.k_max, 16), unit=settings.metric == "cosine")
     lap("gap")
     clusters = representatives(rows, best["labels"], best["k"], settings.representatives)
     tokens = [vocab.get(i) if vocab is not None else None for i in range(x.shape[0])]
@@ -128,8 +131,11 @@ def analyze_embedding(
         degenerate=degeneracy(best, results, len(keep)),
         include_special=settings.include_special,
         metric=settings.metric,
-        recommended_k=recommended_k(gaps),
-        gaps=gaps,
+        recommended_k=verdict.recommended_k,
+        gaps=verdict.table,
+        verdict=verdict.verdict,
+        verdict_words=verdict.words(),
+        gap_subsamples=verdict.subsamples,
         geometry=shape.columns,
         classes=classes,
         projection=projection,

@@ -40,6 +40,9 @@ def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: Embe
                     "run_id": run_id,
                     "metric": res.metric,
                     "recommended_k": res.recommended_k,
+                    "verdict": res.verdict,
+                    "verdict_words": res.verdict_words,
+                    "gap_subsamples": res.gap_subsamples,
                     "phase_seconds": json.dumps({k: round(v, 4) for k, v in res.phases.items()}),
                 }
             ]
@@ -50,7 +53,8 @@ def store_tables(model_id: str, revision: str, run_id: str, seed: int, res: Embe
             schema=pa.schema(
                 [(c, pa.string()) for c in key]
                 + [("k", pa.int32())]
-                + [(c, pa.float64()) for c in ("gap", "gap_sd", "log_wk")]
+                + [(c, pa.float64()) for c in ("gap", "gap_se", "gap_sd", "log_wk")]
+                + [("chosen", pa.int32())]
             ),
         ),
         "emb_projection": pa.table(

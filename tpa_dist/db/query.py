@@ -153,7 +153,12 @@ def bundled_section(name: str) -> str:
 
 
 #: columns newer than some stored databases: read as NULL from those (a read-only connection cannot add them)
-NEWER_COLUMNS = {"matrix_analysis": {"snr": "DOUBLE"}, "delta_analysis": {"snr": "DOUBLE"}}
+NEWER_COLUMNS = {
+    "matrix_analysis": {"snr": "DOUBLE"},
+    "delta_analysis": {"snr": "DOUBLE"},
+    "embedding_gap": {"gap_se": "DOUBLE", "chosen": "INTEGER"},
+    "embedding_choice": {"verdict": "VARCHAR", "verdict_words": "VARCHAR", "gap_subsamples": "INTEGER"},
+}
 
 
 def show_latest(con: duckdb.DuckDBPyConnection, latest: bool = True) -> None:

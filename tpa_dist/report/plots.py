@@ -492,10 +492,20 @@ def anova_curve(model_id: str, results: list) -> bytes:  # noqa: ANN001 - embedd
             rec = res.recommended_k
             for ax in axes:
                 ax.axvline(rec, linestyle=":", color=color, linewidth=1.5)
-            words = "no k gives real clusters" if rec == 1 else f"recommended k = {rec}"
+            words = "one cloud: no k gives real clusters" if rec == 1 else f"recommended k = {rec}"
             axes[1].annotate(
                 f"{words} (gap statistic)",
                 (max(rec, ks[0]), 0.05),
+                xycoords=("data", "axes fraction"),
+                ha="left",
+                va="bottom",
+                fontsize=8,
+                color=color,
+            )
+        elif res.verdict == "no preferred number":
+            axes[1].annotate(
+                f"gap statistic: no preferred number of clusters (its gap still rises at k = {len(res.gaps)})",
+                (ks[0], 0.05),
                 xycoords=("data", "axes fraction"),
                 ha="left",
                 va="bottom",

@@ -28,9 +28,10 @@ def embedding_tasks(model: object, settings: EmbeddingSettings) -> list[Embeddin
 def log_result(model_id: str, res: object) -> None:
     """The console line of one clustered embedding."""
     log.info(
-        "embedding %s %s: k=%d by max F (silhouette best %s, elbow %d)%s in %.1fs",
+        "embedding %s %s: %s; the seed's method: k=%d by max F (silhouette best %s, elbow %d)%s; in %.1fs",
         model_id,
         res.param_name,
+        res.verdict_words or "no gap statistic",
         res.chosen_k,
         res.silhouette_k,
         res.elbow_k,
