@@ -17,6 +17,17 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+@pytest.fixture(autouse=True)
+def _engine_as_a_user_gets_it(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that asks for `ray_session` runs its in-process submits on Ray; any other gets the engine a user's
+    fresh process would choose for its job — not Ray merely because an earlier test in this worker process started
+    it (tpa-dist joins a Ray that is already running in its process). Small jobs: the local pool."""
+    if "ray_session" not in request.fixturenames:
+        from tpa_dist.run import local
+
+        monkeypatch.setattr(local, "ray_running", lambda: False)  # this process only: subprocesses choose alone
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray for the whole session (each start costs seconds); never `ray stop`."""

@@ -36,7 +36,7 @@ GAP_REFERENCES = 3  # B per subsample (R · B = 30 reference sets in all)
 GAP_K_MAX = 16  # k = 1 … this (or fewer rows)
 GAP_AXES = 16  # principal axes the k-means runs on (all of them for narrower data)
 CANDIDATES = 4  # k-means++ candidates per new centre (greedy: the one that lowers the potential most)
-MAX_ITER = 100
+MAX_ITER = 50  # Lloyd iterations per k at most (warm starts converge in under 30 on every data set measured)
 EIGH_MAX_D = 1024  # up to this width the axes come from an eigendecomposition of the d × d covariance
 EDGE = 0.75  # a peak past this share of the k range is the range's end, not a number of clusters
 PARTS = 4  # slices of the sets run side by side (fixed, so that the answer does not depend on the core count)
@@ -146,20 +146,35 @@ def _reference_sets(
     rows: np.ndarray, axes: np.ndarray, references: int, unit: bool, rng: np.random.Generator
 ) -> list[np.ndarray]:
     """The sample and its reference sets, all on the principal axes `axes` (float32, each set centred)."""
-    m = len(rows)
+    m, d = rows.shape
     mean = rows.mean(axis=0)
     centred = rows - mean
-    # rows of G·(X − μ)/√(m−1), G standard normal m × m, are N(μ, the sample covariance): the same draws as along
-    # the principal axes, without an SVD of X; one float32 GEMM per reference set
-    scaled = (centred / np.sqrt(m - 1)).astype(np.float32)
     axes = axes.astype(np.float32)
     out = [(centred @ axes).astype(np.float32)]
+    factor = _covariance_factor(centred) if d < m else None
+    scaled = None if factor is not None else (centred / np.sqrt(m - 1)).astype(np.float32)
     for _ in range(references):
-        ref = rng.standard_normal((m, m), dtype=np.float32) @ scaled + mean.astype(np.float32)
+        if factor is not None:  # z·Lᵀ, z standard normal m × d, L Lᵀ the sample covariance: N(μ, S)
+            ref = rng.standard_normal((m, d), dtype=np.float32) @ factor.T
+        else:  # rows of G·(X − μ)/√(m−1), G standard normal m × m, are N(μ, S) too: no factorization of d × d
+            ref = rng.standard_normal((m, m), dtype=np.float32) @ scaled
+        ref += mean.astype(np.float32)
         if unit:
             ref /= np.linalg.norm(ref, axis=1, keepdims=True)
         out.append(((ref - ref.mean(axis=0)) @ axes).astype(np.float32))
     return out
+
+
+def _covariance_factor(centred: np.ndarray) -> np.ndarray | None:
+    """The Cholesky factor L (float32) of the sample covariance S = XᵀX/(m − 1) of narrow rows (d < m): a reference
+    draw is then m × d normals and one m × d × d product instead of m × m normals and m × m × d (2.6× fewer at
+    1,000 × 384, and the normals were half of the cost). None when S is singular (a constant or repeated column):
+    the m × m draw needs no factor."""
+    cov = centred.T @ centred / (len(centred) - 1)
+    try:
+        return np.linalg.cholesky(cov).astype(np.float32)
+    except np.linalg.LinAlgError:
+        return None
 
 
 def _top_axes(rows: np.ndarray, p: int, rng: np.random.Generator) -> np.ndarray:
@@ -237,9 +252,11 @@ def _lloyd(x: np.ndarray, norms: np.ndarray, centers: np.ndarray) -> tuple[np.nd
     active = np.arange(s)
     for _ in range(MAX_ITER):
         xa, c = x[active], centers[active]
-        d2 = norms[active][:, :, None] - 2 * xa @ c.transpose(0, 2, 1) + np.einsum("skp,skp->sk", c, c)[:, None]
+        d2 = xa @ c.transpose(0, 2, 1)  # ‖x‖² − 2x·c + ‖c‖², built in place; ‖x‖² added after the argmin
+        d2 *= -2
+        d2 += np.einsum("skp,skp->sk", c, c)[:, None]
         labels = np.argmin(d2, axis=2)
-        dist[active] = np.maximum(np.take_along_axis(d2, labels[:, :, None], axis=2)[:, :, 0], 0)
+        dist[active] = np.maximum(np.take_along_axis(d2, labels[:, :, None], axis=2)[:, :, 0] + norms[active], 0)
         inertia = dist[active].sum(axis=1, dtype=np.float64)
         moving = np.abs(last[active] - inertia) > TOL * inertia
         last[active] = inertia

@@ -47,9 +47,14 @@ def choose_local(address: str | None, cpu_only: bool, nbytes: int, downloading: 
         return forced == "local" and not address
     if address or constants.ray_address() or downloading:
         return False
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+    if ray_running():
         return False
     return nbytes <= LOCAL_MAX_BYTES and (cpu_only or not has_gpu())
+
+
+def ray_running() -> bool:
+    """Whether this process already runs Ray (then a submit joins it instead of starting the local pool)."""
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
 
 
 def workers_for(workers: WorkerSettings) -> int:
