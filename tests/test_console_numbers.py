@@ -46,3 +46,20 @@ def test_status_times_the_matrix_phase_and_the_whole_run_under_their_own_labels(
     assert row["mib_per_s"] == round(summary.bytes / summary.phases["analysis"] / 2**20, 1)
     whole = sum(v for k, v in summary.phases.items() if v and k != "writing")
     assert abs(row["run_s"] - whole) < 0.11 and row["run_s"] > row["analysis_s"] + summary.phases["embedding"] - 0.2
+
+
+def test_the_log_calls_a_model_by_the_name_the_user_gave_it(synth_models, tmp_path, caplog):
+    """`NAME=SPEC`: every console line about the model says NAME, never its folder's name."""
+    import logging
+
+    import tpa_dist
+
+    from .conftest import quiet_job
+
+    folder = synth_models["tiny-llama"]
+    with caplog.at_level(logging.INFO, logger="tpa_dist"):
+        summary = tpa_dist.submit(quiet_job(tmp_path / "n.duckdb", (f"mine={folder}",), tmp_path / "o", k_max=4))
+    assert summary.ok, summary.describe()
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("embedding mine model.embed_tokens.weight: ") for line in lines), lines
+    assert not [line for line in lines if folder.name in line.replace(str(folder), "")], lines  # only in its path
