@@ -249,7 +249,8 @@ def compare(model_a: str, model_b: str, db: str, top: int, fmt: str) -> None:
     from tpa_dist.report.compare import compare as run_compare
     from tpa_dist.report.compare import format_comparison
 
-    click.echo(format_comparison(run_compare(db, model_a, model_b, top), fmt))
+    text = format_comparison(run_compare(db, model_a, model_b, top), fmt)
+    click.echo(printable(text, keep_newlines=True) if fmt == "table" else text)  # names never drive the terminal
 
 
 def limits_options(func: Callable) -> Callable:
