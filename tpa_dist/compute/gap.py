@@ -198,12 +198,15 @@ def _top_axes(rows: np.ndarray, p: int, rng: np.random.Generator) -> np.ndarray:
 
 def _chains_side_by_side(x: np.ndarray, k_max: int, seed: int) -> np.ndarray:
     """_batched_chains of PARTS fixed slices of the sets on up to PARTS threads (numpy's kernels release the GIL),
-    each slice with its own seeded generator: the same answer on any number of cores."""
+    each slice with its own seeded generator: the same answer on any number of cores; BLAS single-threaded inside."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import ThreadpoolController
 
     slices = [part for part in np.array_split(np.arange(len(x)), PARTS) if len(part)]
     work = [(x[part], k_max, np.random.default_rng([seed, 0x6A9, i])) for i, part in enumerate(slices)]
-    with ThreadPoolExecutor(min(len(work), os.cpu_count() or 1)) as pool:
+    # the threads are the parallelism: each one's small GEMMs single-threaded (no PARTS × cores BLAS threads)
+    with ThreadPoolExecutor(min(len(work), os.cpu_count() or 1)) as pool, ThreadpoolController().limit(limits=1):
         return np.concatenate(list(pool.map(lambda w: _batched_chains(*w), work)))
 
 
