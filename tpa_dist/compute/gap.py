@@ -2,16 +2,17 @@
 made stable: averaged over subsamples, with a verdict that says when there is no preferred number.
 
 Gap(k) = E*[log W_k] − log W_k, W_k the pooled within-cluster sum of squares of k-means, E* over B reference sets.
-The reference is a Gaussian with the sample's own covariance (drawn as G·(X − μ)/√(m − 1), G standard normal; put on
-the sphere for cosine clustering), the null of SigClust (Liu et al. 2008) — "one cloud of this shape" — rather than
+The reference is a Gaussian with the sample's own covariance (drawn as z·Lᵀ with L the covariance's Cholesky factor
+for narrow rows, else as G·(X − μ)/√(m − 1), z and G standard normal; put on the sphere for cosine clustering), the null of SigClust (Liu et al. 2008) — "one cloud of this shape" — rather than
 Tibshirani's uniform box, which in hundreds of dimensions is not the shape of one cloud (BENCHMARKS.md).
 
 One sample and one k-means run per set made the answer move with the seed (all-MiniLM-L6-v2: 3, 6, 1 for seeds 0–2):
 log W₂ alone moved by as much as Gap(2) between k-means optima and between 2,000-row samples. Here:
 - R subsamples of m rows, each with B reference sets; every set's k-means is a warm chain k = 1 … K (each k starts
   from k − 1's centres plus the greedy k-means++ choice among several candidates, so log W_k is non-increasing),
-  all R·(B + 1) sets run side by side as one batched Lloyd iteration, on the sample's top principal axes (the same
-  axes for its references), so the whole curve costs about what one sample's early-stopped curve did;
+  all R·(B + 1) sets run side by side as one batched Lloyd iteration, on the top principal axes of the subsamples
+  together (the same axes for every set): the whole curve of 40 sets costs about 1 s on MiniLM (2 cores), a little
+  more than one sample's early-stopped curve did (BENCHMARKS.md);
 - the curve is the mean over subsamples, with its standard error from their spread (paired: differences between
   k are taken within a subsample);
 - the verdict: **one cloud** (k = 1) when no k's gap exceeds Gap(1) by 2 standard errors; else **k clusters**, the
@@ -88,7 +89,9 @@ def gap_verdict(
     rng = np.random.default_rng([seed, 0x6A9])
     m = sample if len(x) > sample else max(2, int(0.8 * len(x)))  # small data: subsamples of 80 % of the rows
     k_max = max(1, min(k_max, m - 1))
-    samples = [np.asarray(x[np.sort(rng.choice(len(x), m, replace=False))], np.float64) for _ in range(subsamples)]
+    # the rows as stored (float32 for embeddings): each subsample is made float64 only while its references are
+    # drawn (10 float64 copies at 1,000 × 2,560 would hold 200 MB, their concatenation as much again)
+    samples = [np.asarray(x[np.sort(rng.choice(len(x), m, replace=False))]) for _ in range(subsamples)]
     axes = _top_axes(np.concatenate(samples), GAP_AXES, rng)  # one set of axes for every subsample
     sets = [s for rows in samples for s in _reference_sets(rows, axes, references, unit, rng)]
     r = len(sets) // (references + 1)
@@ -146,6 +149,7 @@ def _reference_sets(
     rows: np.ndarray, axes: np.ndarray, references: int, unit: bool, rng: np.random.Generator
 ) -> list[np.ndarray]:
     """The sample and its reference sets, all on the principal axes `axes` (float32, each set centred)."""
+    rows = np.asarray(rows, np.float64)
     m, d = rows.shape
     mean = rows.mean(axis=0)
     centred = rows - mean
@@ -185,8 +189,8 @@ def _top_axes(rows: np.ndarray, p: int, rng: np.random.Generator) -> np.ndarray:
     d = rows.shape[1]
     if d <= p:
         return np.eye(d)
-    if d <= EIGH_MAX_D:  # narrow: the covariance's eigenvectors directly (d × d)
-        centred = rows - rows.mean(axis=0)
+    if d <= EIGH_MAX_D:  # narrow: the covariance's eigenvectors directly (d × d, accumulated in float64)
+        centred = rows - rows.mean(axis=0, dtype=np.float64)
         return np.linalg.eigh(centred.T @ centred)[1][:, ::-1][:, :p]
     centred = (rows - rows.mean(axis=0)).astype(np.float32)
     q = np.linalg.qr(centred @ rng.standard_normal((d, min(d, p + 10)), dtype=np.float32))[0]
