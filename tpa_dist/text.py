@@ -43,6 +43,4 @@ def cell_number(v: float, decimals: int | None = None, significant: int = 4, sig
     text = f"{v:{plus}.{decimals}f}" if decimals is not None else f"{v:{plus}.{significant}g}"
     if text[:1] in "+-" and float(text) == 0:
         return text[1:]
-    if text.startswith("-") and float(text) == 0:
-        return text[1:]
     return text
