@@ -435,3 +435,28 @@ CREATE TABLE IF NOT EXISTS rmt_traps (
     value        DOUBLE,
     PRIMARY KEY (model_id, revision, settings_id, rmt_id, matrix_key, trap)
 );
+
+-- cohorts: a census's definition — its models enumerated from a file (--models-from) or a Hub query (--hub-query),
+-- one row per listing; `members` are the specs submitted (Hub models pinned to the commit listed).
+CREATE TABLE IF NOT EXISTS cohorts (
+    name       VARCHAR NOT NULL,
+    listed_at  TIMESTAMP NOT NULL,
+    source     VARCHAR,            -- file | hub
+    query      VARCHAR,            -- the file's path, or the Hub query (author= search= filter= sort= limit=)
+    members    VARCHAR[],
+    run_id     VARCHAR,            -- the submit that listed it
+    PRIMARY KEY (name, listed_at)
+);
+
+-- cohort_members: one row per model of a listing, to join with the results (USING (model_id, revision)).
+CREATE TABLE IF NOT EXISTS cohort_members (
+    name       VARCHAR NOT NULL,
+    listed_at  TIMESTAMP NOT NULL,
+    position   INTEGER NOT NULL,   -- 1 = first listed (most downloads, with the default sort)
+    spec       VARCHAR,
+    model_id   VARCHAR,
+    revision   VARCHAR,            -- the commit listed (NULL for a spec without one)
+    downloads  BIGINT,
+    gated      VARCHAR,            -- the Hub's gated flag when listed (auto, manual), else NULL
+    PRIMARY KEY (name, listed_at, position)
+);

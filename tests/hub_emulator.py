@@ -10,14 +10,21 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 
 class HubEmulator:
     def __init__(
-        self, repos: dict[str, Path], gated: dict[str, str] | None = None, bandwidth: float | None = None
+        self,
+        repos: dict[str, Path],
+        gated: dict[str, str] | None = None,
+        bandwidth: float | None = None,
+        tags: dict[str, list[str]] | None = None,
+        downloads: dict[str, int] | None = None,
     ) -> None:
         self.repos = repos
+        self.tags = tags or {}  # repo id -> its tags (what the listing's filter= matches, e.g. base_model:finetune:X)
+        self.downloads = downloads or {}  # repo id -> downloads (the listing's default order)
         self.bandwidth = bandwidth  # bytes/s of the whole link, shared by every transfer (None: unthrottled)
         self._link_free_at = 0.0  # when the throttled link has sent everything queued so far
         self._link_lock = threading.Lock()
@@ -128,6 +135,33 @@ class HubEmulator:
                     return None
                 return repo
 
+            def _listing(self, q: dict[str, list[str]]) -> None:
+                """GET /api/models: author, search, filter (every one a tag), sort (downloads), limit."""
+                author, search = q.get("author", [""])[0], q.get("search", [""])[0].lower()
+                found = [
+                    repo
+                    for repo in hub.repos
+                    if (not author or repo.split("/")[0] == author)
+                    and search in repo.lower()
+                    and set(q.get("filter", [])) <= set(hub.tags.get(repo, []))
+                ]
+                found.sort(key=lambda r: (-hub.downloads.get(r, 0), r))
+                if "limit" in q:
+                    found = found[: int(q["limit"][0])]
+                body = [
+                    {
+                        "id": r,
+                        "modelId": r,
+                        "sha": hub.sha(r),
+                        "downloads": hub.downloads.get(r, 0),
+                        "gated": "manual" if r in hub.gated else False,
+                        "private": False,
+                        "tags": hub.tags.get(r, []),
+                    }
+                    for r in found
+                ]
+                self._send(200, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
             def do_HEAD(self) -> None:  # noqa: N802
                 self.do_GET()
 
@@ -138,6 +172,8 @@ class HubEmulator:
                     (self.command, path, self.headers.get("User-Agent", ""), self.headers.get("Range", ""))
                 )
                 parts = path.strip("/").split("/")
+                if parts == ["api", "models"]:
+                    return self._listing(parse_qs(urlparse(self.path).query))
                 if parts[:2] == ["api", "models"]:
                     repo = self._repo(parts[2:])
                     if repo is None:

@@ -50,6 +50,8 @@ def gpu_fallback(work: Path) -> dict:
 
     ray.init(num_cpus=3, num_gpus=1, include_dashboard=False, log_to_driver=False)
     os.environ["TPA_DIST_FAKE_GPU"] = "1"
+    # each submit plans once its GPU worker has answered: on a starved machine its start can take over the default 60 s
+    os.environ["TPA_DIST_FIRST_WORKER_WAIT_S"] = "900"
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = str(1 << 30)
     os.environ["TPA_DIST_INJECT_OOM_BYTES"] = "10000"
     oom = submit(_job(work, "oom", ("synth:tiny-llama",), gpus_per_worker=1.0))
@@ -62,8 +64,12 @@ def gpu_fallback(work: Path) -> dict:
     # ΔW pairs on GPU workers: the small ones on the (fake) GPU, the larger ones hit an injected OOM and re-run
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = str(1 << 30)
     os.environ["TPA_DIST_INJECT_OOM_BYTES"] = "40000"
+    # the CPU workers wait until the GPU worker has taken a pair: on a starved machine they would take all 16 first
+    held = {"TPA_DIST_INJECT_HOLD": "model.", "TPA_DIST_INJECT_HOLD_UNTIL": str(work / "gpu-took-one")}
+    os.environ.update(held, TPA_DIST_INJECT_HOLD_FOR_GPU="1")
     delta = submit(_job(work, "delta", ("synth:tiny-llama-ft",), base="synth:tiny-llama", gpus_per_worker=1.0))
-    del os.environ["TPA_DIST_INJECT_OOM_BYTES"]
+    for name in ("TPA_DIST_INJECT_OOM_BYTES", "TPA_DIST_INJECT_HOLD_FOR_GPU", *held):
+        del os.environ[name]
     delta_cpu = submit(_job(work, "delta-cpu", ("synth:tiny-llama-ft",), base="synth:tiny-llama", cpu_only=True))
 
     def deltas(name: str) -> list[dict]:

@@ -150,6 +150,16 @@ def main(verbose: bool) -> None:
     default=None,
     help="Also WeightWatcher's analyses: MP fit, shuffled ESD (correlation traps), detX, eigenvector localization.",
 )
+@click.option(
+    "--models-from", type=click.Path(dir_okay=False), help="A file of model specs, one per line (# comments): a cohort."
+)
+@click.option(
+    "--hub-query",
+    help="A cohort from the Hub's model listing: 'author=ORG search=TEXT filter=TAG sort=downloads limit=100' "
+    "(filter repeats, e.g. filter=base_model:finetune:ORG/NAME); each model pinned to the commit listed.",
+)
+@click.option("--cohort", help="The cohort's name in the database [default: the file or the query]; alone: re-run it.")
+@click.option("--relist", is_flag=True, default=None, help="List --hub-query again instead of reusing its stored list.")
 @click.option("--seed", type=int, help="Seed of k-means, of --rmt's shuffles and of synth: presets [default: 0].")
 @click.option("--quiet", is_flag=True, help="No layer-by-layer console summary at the end.")
 @click.option(
@@ -182,8 +192,10 @@ def submit(
             raise click.BadParameter("--k-range must be MIN:MAX with 2 <= MIN <= MAX", param_hint="--k-range")
         options["k_min"], options["k_max"] = int(lo), int(hi)
     job = job.with_overrides(**options, progress=False if no_progress else None, argv=tuple(sys.argv))
-    if not job.models:
-        raise click.UsageError("no models: give --models A,B (or a job file that lists them)")
+    if not job.models and not job.cohort.enabled:
+        raise click.UsageError(
+            "no models: give --models A,B, --models-from FILE or --hub-query QUERY (or a job file that lists them)"
+        )
     from tpa_dist.errors import ClusterLostError
 
     try:

@@ -49,6 +49,12 @@ def executor() -> str | None:
     return value if value in ("ray", "local") else None
 
 
+def first_worker_wait_s() -> float:
+    """TPA_DIST_FIRST_WORKER_WAIT_S: how long a Ray submit waits at most for its first workers (and every GPU worker)
+    to answer before it plans the work (default 60; planning routes matrices by the GPU workers' memory)."""
+    return number("TPA_DIST_FIRST_WORKER_WAIT_S", 60.0)
+
+
 def cache_root() -> Path:
     """TPA_DIST_CACHE: where synthetic checkpoints are written (default ~/.cache/tpa-dist)."""
     return Path(_text("TPA_DIST_CACHE") or Path.home() / ".cache" / "tpa-dist")

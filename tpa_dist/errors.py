@@ -52,6 +52,14 @@ class UnknownModelSpecError(TpaError):
     """A --models entry is neither a local folder, a synth: preset nor a Hub id."""
 
 
+class GatedModelError(UnknownModelSpecError):
+    """A gated Hub repository whose licence the token has not accepted (or no token)."""
+
+
+class ModelNotFoundError(UnknownModelSpecError):
+    """A Hub repository or revision that does not exist (or is private to the token)."""
+
+
 class UnknownPresetError(UnknownModelSpecError):
     """A synth:PRESET names no built-in synthetic preset."""
 
@@ -88,6 +96,26 @@ def unknown_preset_message(name: str, known: object) -> str:
     close = difflib.get_close_matches(name, names, n=1)
     guess = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown synthetic preset {name!r}{guess}; known: {', '.join(names)}"
+
+
+#: a model's failure, grouped in the end-of-run summary: (error class, the reason's words), first match wins
+_REASONS = (
+    (GatedModelError, "gated (accept the licence on the Hub and set HF_TOKEN)"),
+    (ModelNotFoundError, "not found or private (check the id; HF_TOKEN for private ones)"),
+    (UnsupportedFormatError, "only pickle weights or no safetensors (never unpickled)"),
+    (DiskSpaceError, "not enough disk"),
+    (DownloadError, "download failed (run again to resume)"),
+    ((HeaderError, ModelFolderError, TensorDataError), "broken checkpoint (header, index or config)"),
+    (UnknownModelSpecError, "not a model spec"),
+)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The reason a model failed, in the words the end-of-run summary groups failures by."""
+    for kind, words in _REASONS:
+        if isinstance(exc, kind):
+            return words
+    return "other (see each model's message)"
 
 
 class ReportError(TpaError):

@@ -25,7 +25,8 @@ class Faults:
     kill_marker: str | None = None  # ... or, with TPA_DIST_INJECT_KILL_MARKER, once (this file records it)
     delay_s: float = 0.0  # TPA_DIST_INJECT_DELAY_S: every task sleeps this long first
     hold: str | None = None  # TPA_DIST_INJECT_HOLD: matching matrices wait ...
-    hold_until: str | None = None  # ... TPA_DIST_INJECT_HOLD_UNTIL: until this file exists
+    hold_until: str | None = None  # ... TPA_DIST_INJECT_HOLD_UNTIL: until this file exists ...
+    hold_for_gpu: bool = False  # ... TPA_DIST_INJECT_HOLD_FOR_GPU=1: which a GPU worker's first matching task creates
     write_pause_s: float = 0.0  # TPA_DIST_INJECT_WRITE_PAUSE_S: each database write pauses inside its transaction
     pause_phase: str | None = None  # TPA_DIST_INJECT_PAUSE_PHASE: the driver waits at the start of this phase ...
     pause_until: str | None = None  # ... TPA_DIST_INJECT_PAUSE_UNTIL: until this file exists (it writes `.paused`)
@@ -52,16 +53,21 @@ class Faults:
             delay_s=number("INJECT_DELAY_S", 0.0),
             hold=text("INJECT_HOLD"),
             hold_until=text("INJECT_HOLD_UNTIL"),
+            hold_for_gpu=text("INJECT_HOLD_FOR_GPU") == "1",
             write_pause_s=number("INJECT_WRITE_PAUSE_S", 0.0),
             pause_phase=text("INJECT_PAUSE_PHASE"),
             pause_until=text("INJECT_PAUSE_UNTIL"),
             hide_prefix=text("HIDE_PREFIX"),
         )
 
-    def before_task(self, matrix_key: str, worker: str) -> None:
-        """In a worker, before a task: the delay, the hold, the kill."""
+    def before_task(self, matrix_key: str, worker: str, gpu: bool = False) -> None:
+        """In a worker, before a task: the delay, the hold, the kill. With `hold_for_gpu`, a GPU worker's matching
+        task releases the hold instead of waiting (so a test knows the GPU worker takes work, on a starved machine
+        as on a quiet one)."""
         if self.delay_s:
             time.sleep(self.delay_s)
+        if self.hold and self.hold_until and self.hold in matrix_key and self.hold_for_gpu and gpu:
+            Path(self.hold_until).touch()
         if self.hold and self.hold_until and self.hold in matrix_key:
             while not os.path.exists(self.hold_until):  # a test releases it by creating the file
                 time.sleep(0.05)

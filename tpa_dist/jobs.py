@@ -11,6 +11,7 @@ A job file::
     [delta]      subspace_rank, intruder_k, intruder_epsilon, subspace
     [rmt]        enabled, mp_fit, randomize, detx, vectors, seed, fit, fix_fingers, max_fingers, finger_thresh,
                  tolerance
+    [cohort]     name, models_from, hub_query, relist   (a census: sources/cohort.py)
 
 Unknown keys are errors and every value is type- and range-checked (settings.py) with its key in the message.
 """
@@ -28,6 +29,7 @@ from tpa_dist.files import read_text_limited
 from tpa_dist.settings import (
     SECTIONS,
     AnalysisSettings,
+    CohortSettings,
     DeltaSettings,
     EmbeddingSettings,
     RmtSettings,
@@ -45,7 +47,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 #: flat option names (CLI flags, Job.create keywords) that are not a section field of the same name
-_ALIASES = {"embedding": ("embedding", "enabled"), "rmt": ("rmt", "enabled")}
+_ALIASES = {"embedding": ("embedding", "enabled"), "rmt": ("rmt", "enabled"), "cohort": ("cohort", "name")}
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Job:
     workers: WorkerSettings = field(default_factory=WorkerSettings)
     delta: DeltaSettings = field(default_factory=DeltaSettings)
     rmt: RmtSettings = field(default_factory=RmtSettings)
+    cohort: CohortSettings = field(default_factory=CohortSettings)
     base: str | None = None  # --base: the base of every model (a spec, or "previous": each model's predecessor)
     bases: tuple[tuple[str, str], ...] = ()  # per model entry (job files' `base = "..."`): (entry, base spec)
     progress: bool = True

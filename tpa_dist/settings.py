@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shlex
 from dataclasses import MISSING, dataclass, field, fields
 
 from tpa_dist.errors import JobError
@@ -253,12 +254,98 @@ class RmtSettings:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
+HUB_SORTS = ("downloads", "likes", "created_at", "last_modified", "trending_score")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class HubQuery:
+    """What `HfApi.list_models` is asked: `author=ORG search=TEXT filter=TAG… sort=KEY limit=N` (filter repeats,
+    e.g. ``filter=base_model:finetune:Qwen/Qwen3-4B``); models come most-first by `sort` (downloads by default)."""
+
+    author: str | None = None
+    search: str | None = None
+    filters: tuple[str, ...] = ()
+    sort: str = "downloads"
+    limit: int = DEFAULT_LIMIT
+
+    def text(self) -> str:
+        """The query written back in its own grammar, keys in a fixed order (the cohort's default name)."""
+        parts = [f"author={self.author}"] if self.author else []
+        parts += [f"search={self.search}"] if self.search else []
+        parts += [f"filter={f}" for f in self.filters]
+        parts += [f"sort={self.sort}", f"limit={self.limit}"]
+        return " ".join(shlex.quote(p) for p in parts)
+
+
+def parse_hub_query(text: str) -> HubQuery:
+    """`author=Qwen filter=base_model:finetune:Qwen/Qwen3-4B limit=50` -> HubQuery; one JobError naming the part
+    that is wrong. Values with spaces are quoted as in a shell (`search='llama 2'`)."""
+    where = "--hub-query"
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise JobError(f"{where} {shown(text)}: {exc}") from None
+    values: dict[str, object] = {"filters": []}
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq or not value.strip():
+            raise JobError(f"{where}: {shown(word)} is not KEY=VALUE (keys: author, search, filter, sort, limit)")
+        value = value.strip()
+        if key == "filter":
+            values["filters"].append(value)  # type: ignore[union-attr]
+        elif key in ("author", "search"):
+            if key in values:
+                raise JobError(f"{where}: {key} given twice")
+            values[key] = value
+        elif key == "sort":
+            if value not in HUB_SORTS:
+                raise JobError(f"{where}: sort must be one of {', '.join(HUB_SORTS)}, got {shown(value)}")
+            values["sort"] = value
+        elif key == "limit":
+            if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+                raise JobError(f"{where}: limit must be an integer from 1 to {MAX_LIMIT:,}, got {shown(value)}")
+            values["limit"] = int(value)
+        else:
+            raise JobError(f"{where}: unknown key {shown(key)} (keys: author, search, filter, sort, limit)")
+    if not (values.get("author") or values.get("search") or values["filters"]):
+        raise JobError(f"{where} {shown(text)}: give at least one of author=, search=, filter=")
+    values["filters"] = tuple(values["filters"])  # type: ignore[arg-type]
+    return HubQuery(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class CohortSettings:
+    """[cohort]: a census's models enumerated rather than listed — from a file of specs or a Hub query — and stored
+    under a name (sources/cohort.py). A stored Hub listing is reused unless `relist`; `name` alone re-runs it."""
+
+    name: str | None = setting(None, "str", flag="--cohort", nullable=True)  # default: the file or the query
+    models_from: str | None = setting(None, "str", flag="--models-from", nullable=True)
+    hub_query: str | None = setting(None, "str", flag="--hub-query", nullable=True)
+    relist: bool = setting(False, "bool", flag="--relist")
+
+    def __post_init__(self) -> None:
+        check("cohort", self)
+        if self.models_from and self.hub_query:
+            raise JobError("[cohort] give models_from (--models-from) or hub_query (--hub-query), not both")
+        if self.hub_query:
+            parse_hub_query(self.hub_query)
+        if self.relist and not self.hub_query:
+            raise JobError("[cohort] relist (--relist) lists a Hub query again: give hub_query (--hub-query)")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.name or self.models_from or self.hub_query)
+
+
 SECTIONS: dict[str, type] = {
     "analysis": AnalysisSettings,
     "embedding": EmbeddingSettings,
     "workers": WorkerSettings,
     "delta": DeltaSettings,
     "rmt": RmtSettings,
+    "cohort": CohortSettings,
 }
 
 __all__ = [
@@ -266,9 +353,12 @@ __all__ = [
     "RMT_METHOD",
     "SECTIONS",
     "AnalysisSettings",
+    "CohortSettings",
+    "HubQuery",
     "DeltaSettings",
     "EmbeddingSettings",
     "RmtSettings",
     "WorkerSettings",
     "check",
+    "parse_hub_query",
 ]

@@ -27,6 +27,7 @@ from tpa_dist.db.live import live_progress
 from tpa_dist.db.sqlfiles import sql_text, statements
 from tpa_dist.errors import StoreError, StoreLockedError
 from tpa_dist.faults import NO_FAULTS, Faults
+from tpa_dist.sources.cohort import Cohort, Member
 
 #: DuckDB settings of every connection that runs SQL a user wrote (`tpa-dist sql`, report sections): the database
 #: file and nothing else — no ATTACH/COPY/EXPORT/INSTALL or file-reading functions, and no SET that undoes this.
@@ -157,6 +158,18 @@ TENSOR_SCHEMA = pa.schema(
         ("layer_index", pa.int32()),
         ("block_type", pa.string()),
         ("expert_index", pa.int32()),
+    ]
+)
+
+
+COHORT_MEMBER_SCHEMA = pa.schema(
+    [
+        ("position", pa.int32()),
+        ("spec", pa.string()),
+        ("model_id", pa.string()),
+        ("revision", pa.string()),
+        ("downloads", pa.int64()),
+        ("gated", pa.string()),
     ]
 )
 
@@ -298,6 +311,35 @@ class Store:
             self.con.register("batch_tensors", table)
             self._run("store/insert_tensors.sql", {})
             self.con.unregister("batch_tensors")
+
+    def write_cohort(self, cohort: Cohort, run_id: str) -> None:
+        """A cohort's listing and its members, in one transaction."""
+        rows = pa.Table.from_pylist(
+            [dict(m.__dict__, position=i) for i, m in enumerate(cohort.members, 1)],
+            schema=COHORT_MEMBER_SCHEMA,
+        )
+        params = dict(
+            name=cohort.name,
+            listed_at=cohort.listed_at,
+            source=cohort.source,
+            query=cohort.query,
+            members=list(cohort.specs),
+            run_id=run_id,
+        )
+        with self.transaction():
+            self.con.register("cohort_rows", rows)
+            self._run("store/cohort_insert.sql", params)
+            self._run("store/cohort_members_insert.sql", dict(name=cohort.name, listed_at=cohort.listed_at))
+            self.con.unregister("cohort_rows")
+
+    def stored_cohort(self, name: str) -> Cohort | None:
+        """The latest listing stored under `name`, or None."""
+        rows = self.con.execute(sql_text("store/cohort_latest.sql"), {"name": name}).fetchall()
+        if not rows:
+            return None
+        source, query, listed_at = rows[0][:3]
+        members = tuple(Member(*r[3:]) for r in rows)
+        return Cohort(name, source, query, listed_at, members, stored=True)
 
     def done_keys(self, model_id: str, revision: str, settings_id: str) -> set[str]:
         rows = self.con.execute(

@@ -149,7 +149,7 @@ class AnalysisWorker:
     def _analyze(self, tasks: list[Task]) -> list:
         out = []
         for task in tasks:
-            self.faults.before_task(task.matrix_key, self.worker)
+            self.faults.before_task(task.matrix_key, self.worker, gpu=self.compute != "cpu")
             try:
                 if isinstance(task, DeltaTask):
                     local = replace(task, tuned=self._localize(task.tuned), base=self._localize(task.base))

@@ -34,6 +34,7 @@ from tpa_dist.interrupts import reclaim as reclaim_signals
 from tpa_dist.jobs import Job
 from tpa_dist.report.drawing import Figure
 from tpa_dist.run.batches import EmbeddingFailure
+from tpa_dist.run.cohorts import with_cohort
 from tpa_dist.run.executor import Executor
 from tpa_dist.run.headwatch import HeadWatch
 from tpa_dist.run.headwatch import lost as head_lost
@@ -44,6 +45,7 @@ from tpa_dist.run.raystart import ray_target, start_ray
 from tpa_dist.run.results import ResultSink, RunSummary
 from tpa_dist.run.scheduler import Scheduler
 from tpa_dist.settings import WorkerSettings
+from tpa_dist.sources.cohort import Cohort
 from tpa_dist.sources.hub import Downloads, ShardFetcher
 
 log = logging.getLogger("tpa_dist")
@@ -113,16 +115,21 @@ class Driver:
         self.pool: Executor | None = None  # the run's one engine, started at its first work (_engine())
         self.watch: HeadWatch | None = None  # a joined cluster's head, watched
         self.scheduler: Scheduler | None = None
+        self.cohort: Cohort | None = None  # the census's members (--models-from, --hub-query, --cohort)
 
     # -- planning ------------------------------------------------------------------------------------------------
     def plan(self, store: Store) -> None:
         """Plan every model (run/planning.py) and take what planning found into the run's summary."""
+        self.job, self.cohort = with_cohort(self.job, store, self.summary.run_id)  # a census's members, listed
+        if self.cohort is not None:
+            self.summary.cohort = self.cohort.describe()
         self.planned = plan_job(self.job, store, self.summary.run_id)
         s = self.summary
         s.models += [m.key for m in self.planned.models] + self.planned.adapters
         s.total += self.planned.total
         s.reused += self.planned.reused
         s.warnings += self.planned.warnings
+        s.reasons.update(self.planned.reasons)
         for message in self.planned.failures:  # each was named on the console as planning met it
             s.fail(message, said=True)
 

@@ -16,7 +16,7 @@ from tpa_dist.compute.analysis import delta_base_row
 from tpa_dist.compute.rows import DeltaRow, ModelRecord
 from tpa_dist.compute.tasks import DeltaTask, LoraFactors, MatrixTask, plan_tasks
 from tpa_dist.db.store import Store, is_interrupt
-from tpa_dist.errors import TpaError, describe
+from tpa_dist.errors import TpaError, describe, failure_reason
 from tpa_dist.jobs import Job, parse_model_entry
 from tpa_dist.settings import DeltaSettings, RmtSettings
 from tpa_dist.sources.adapter import Adapter, is_adapter, open_adapter
@@ -153,6 +153,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     adapters: list[tuple[str, str]] = field(default_factory=list)  # (model_id, revision) of LoRA adapters planned
+    reasons: Counter[str] = field(default_factory=Counter)  # models that failed planning, by reason (errors.py)
 
     @property
     def tasks(self) -> list[MatrixTask | DeltaTask]:
@@ -241,6 +242,7 @@ def _plan_one(
             raise KeyboardInterrupt from None
         message = describe(exc)
         plan.failures.append(f"model {spec}: {message}")
+        plan.reasons[failure_reason(exc)] += 1
         log.error("model %s skipped: %s", spec, message)
         try:
             store.upsert_model(ModelRecord.failed(spec, message, run_id))

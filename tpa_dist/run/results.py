@@ -4,6 +4,7 @@ keeps the run's one set of counters (summary, progress bar, live progress file, 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,6 +40,8 @@ class RunSummary:
     phases: dict[str, float | None] = field(default_factory=dict)  # seconds per phase: where the time went
     matrix_failures: int = 0  # messages of `failures` that are failed matrices' (the rest: the run's other problems)
     said: list[str] = field(default_factory=list)  # failures already named on the console when they happened
+    reasons: Counter[str] = field(default_factory=Counter)  # models that failed, by reason (a census's summary)
+    cohort: str | None = None  # the census's cohort, in words (its name, size, and whether it was listed now)
 
     @property
     def ok(self) -> bool:
@@ -75,6 +78,12 @@ class RunSummary:
             + (f" ({rate:.1f} mat/s)" if self.done and analysis > 0 else "")
             + (f"; whole run {whole:.1f}s ({parts})" if whole > analysis and parts else "")
         ]
+        if self.cohort:
+            lines.append(self.cohort)
+        if self.reasons:
+            lines.append(
+                "failures by reason: " + "; ".join(f"{n} {reason}" for reason, n in self.reasons.most_common())
+            )
         said = self.said if console else []
         problems = [f for f in self.failures if f not in said]
         if said:

@@ -16,14 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tpa_dist.constants import worker_env
+from tpa_dist.constants import first_worker_wait_s, worker_env
 from tpa_dist.faults import NO_FAULTS, Faults
 from tpa_dist.run.executor import Done, Event, Lost, Raised, Worker
 from tpa_dist.settings import AnalysisSettings, WorkerSettings
 
 log = logging.getLogger("tpa_dist")
 
-FIRST_WORKER_WAIT_S = 60.0  # start() returns once a worker is ready (and every GPU worker answered), or after this
 STARTING_GRACE_S = 3.0  # ... and gives the workers still starting this long after the first is ready
 GROW_EVERY_S = 2.0  # how often free resources are looked for while batches wait
 NODE_CHECK_EVERY_S = 1.0  # how often lost workers are matched with dead nodes (one console line per node)
@@ -79,7 +78,7 @@ class WorkerPool:
     # -- start and growth ----------------------------------------------------------------------------------------
     def start(self) -> None:
         """Create the first workers on the resources free now; return once one is ready and every GPU worker has
-        answered (the planner routes by GPU memory), or after FIRST_WORKER_WAIT_S — never waiting for workers
+        answered (the planner routes by GPU memory), or after TPA_DIST_FIRST_WORKER_WAIT_S — never waiting for workers
         Ray cannot place yet. GPU and CPU workers start together (a GPU worker's CUDA context takes seconds)."""
         import ray
 
@@ -101,7 +100,7 @@ class WorkerPool:
                 conf.wait_for_workers_s,
             )
             return
-        deadline = time.monotonic() + FIRST_WORKER_WAIT_S
+        deadline = time.monotonic() + first_worker_wait_s()
         first_ready: float | None = None
         while self.probes and time.monotonic() < deadline:
             if self.ready() and not any(w.pool == "gpu" for w in self.probes.values()):

@@ -11,7 +11,9 @@ from tpa_dist import constants
 from tpa_dist.errors import (
     DiskSpaceError,
     DownloadError,
+    GatedModelError,
     ModelFolderError,
+    ModelNotFoundError,
     UnknownModelSpecError,
     UnknownPresetError,
     UnsupportedFormatError,
@@ -158,13 +160,11 @@ def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
     try:
         yield
     except GatedRepoError:
-        raise UnknownModelSpecError(
-            f"{repo_id}: gated repository — accept its licence on the Hub and set HF_TOKEN"
-        ) from None
+        raise GatedModelError(f"{repo_id}: gated repository — accept its licence on the Hub and set HF_TOKEN") from None
     except RepositoryNotFoundError:
-        raise UnknownModelSpecError(f"{repo_id}: not found (or private: set HF_TOKEN) — check the id") from None
+        raise ModelNotFoundError(f"{repo_id}: not found (or private: set HF_TOKEN) — check the id") from None
     except RevisionNotFoundError:
-        raise UnknownModelSpecError(f"{repo_id}: revision {revision!r} not found") from None
+        raise ModelNotFoundError(f"{repo_id}: revision {revision!r} not found") from None
     except LocalEntryNotFoundError:
         raise UnknownModelSpecError(
             f"{repo_id}: not in the local Hugging Face cache and the Hub cannot be reached"

@@ -1,0 +1,155 @@
+"""A census (issue 39): a cohort enumerated from a file or from the Hub's model listing (the local emulator answers
+it), pinned, stored as the cohort's definition, reused on a re-run, and each broken member failing alone with the
+failures grouped by reason."""
+
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from tpa_dist.cli import main
+from tpa_dist.errors import JobError
+from tpa_dist.settings import parse_hub_query
+
+from .hub_emulator import HubEmulator
+
+BASE_TAG = "base_model:finetune:org/base"
+
+
+def _rows(db, sql: str, params: list | None = None) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def _submit(tmp_path, *args: str) -> object:
+    db = tmp_path / "census.duckdb"
+    common = ["--db", str(db), "--output-dir", str(tmp_path / "out"), "--no-progress", "--no-embedding", "--quiet"]
+    return CliRunner().invoke(main, ["submit", *args, *common, "--no-report"])
+
+
+def test_models_from_a_file_is_a_stored_cohort(synth_models, tmp_path):
+    listing = tmp_path / "family.txt"
+    listing.write_text(
+        "# the family\n\nsynth:tiny-llama   # the base\nft=synth:tiny-llama-ft\n  \n# done\n", encoding="utf-8"
+    )
+    first = _submit(tmp_path, "--models-from", str(listing))
+    assert first.exit_code == 0, first.output
+    db = tmp_path / "census.duckdb"
+    cohorts = _rows(db, "SELECT name, source, query, members FROM cohorts")
+    assert cohorts == [(str(listing), "file", str(listing), ["synth:tiny-llama", "ft=synth:tiny-llama-ft"])]
+    members = _rows(db, "SELECT position, model_id FROM cohort_members ORDER BY position")
+    assert members == [(1, "synth:tiny-llama"), (2, "ft")]
+    stored = {m for (m,) in _rows(db, "SELECT model_id FROM models WHERE status = 'ok'")}
+    assert stored == {"synth:tiny-llama", "ft"}
+    # the same file again: the listing is reused (one row); a changed file is a new listing of the same cohort
+    again = _submit(tmp_path, "--models-from", str(listing), "--cohort", str(listing))
+    assert again.exit_code == 0 and "0 failed" in again.output, again.output
+    assert _rows(db, "SELECT count(*) FROM cohorts") == [(1,)]
+    listing.write_text("synth:tiny-llama\n", encoding="utf-8")
+    assert _submit(tmp_path, "--models-from", str(listing)).exit_code == 0
+    assert _rows(db, "SELECT count(*), min(len(members)), max(len(members)) FROM cohorts") == [(2, 1, 2)]
+
+
+def test_a_models_file_problem_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("synth:tiny-llama\nsynth:tiny\x07llama\n", encoding="utf-8")
+    result = _submit(tmp_path, "--models-from", str(bad))
+    assert result.exit_code != 0
+    assert f"--models-from {bad}, line 2" in result.output and "control character" in result.output, result.output
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n", encoding="utf-8")
+    result = _submit(tmp_path, "--models-from", str(empty))
+    assert result.exit_code != 0 and "no model in it" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("limit=5", "give at least one of author=, search=, filter="),
+        ("author=org limit=0", "limit must be an integer from 1 to 100,000"),
+        ("author=org sort=stars", "sort must be one of downloads"),
+        ("author=org colour=red", "unknown key 'colour'"),
+        ("author='org", "No closing quotation"),
+        ("author", "is not KEY=VALUE"),
+    ],
+)
+def test_a_bad_hub_query_is_one_line(query, message):
+    with pytest.raises(JobError, match=message):
+        parse_hub_query(query)
+
+
+def test_a_hub_query_is_a_pinned_cohort_reused_until_relisted(synth_models, tmp_path, monkeypatch):
+    """Five fine-tunes of org/base on the emulator (one gated, one with pickle weights only), one unrelated model:
+    `--hub-query filter=…` analyzes the five's listing pinned to their commits; the broken two fail alone, grouped
+    by reason; a re-run reuses the stored listing (the Hub is not listed again) until --relist."""
+    repos = {}
+    for i in range(3):
+        repos[f"org/ft-{i}"] = synth_models["tiny-llama"]
+    repos["org/ft-gated"] = synth_models["tiny-gpt2"]
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    (pickled / "pytorch_model.bin").write_bytes(b"not unpickled")
+    repos["org/ft-pickled"] = pickled
+    repos["org/other"] = synth_models["tiny-gpt2"]
+    tags = {r: [BASE_TAG] for r in repos if r != "org/other"}
+    downloads = {"org/ft-0": 50, "org/ft-1": 40, "org/ft-2": 30, "org/ft-gated": 20, "org/ft-pickled": 10}
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with HubEmulator(repos, gated={"org/ft-gated": "hf_x"}, tags=tags, downloads=downloads) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        result = _submit(tmp_path, "--hub-query", f"filter={BASE_TAG} limit=10", "--cohort", "fts")
+        assert result.exit_code == 1, result.output  # two members failed; the others are stored
+        listings = [p for m, p, _, _ in hub.log if p == "/api/models"]
+        assert len(listings) == 1
+        db = tmp_path / "census.duckdb"
+        members = _rows(db, "SELECT position, spec, model_id, revision, downloads, gated FROM cohort_members ORDER BY position")
+        assert [m[2] for m in members] == ["org/ft-0", "org/ft-1", "org/ft-2", "org/ft-gated", "org/ft-pickled"]
+        for _, spec, model_id, revision, _, gated in members:
+            assert revision == hub.sha(model_id) and spec == f"{model_id}@{revision}"
+            assert gated == ("manual" if model_id == "org/ft-gated" else None)
+        (query,) = _rows(db, "SELECT query FROM cohorts WHERE name = 'fts'")[0]
+        assert query == f"filter={BASE_TAG} sort=downloads limit=10"
+        status = dict(_rows(db, "SELECT model_id, status FROM models"))
+        assert status == {
+            "org/ft-0": "ok",
+            "org/ft-1": "ok",
+            "org/ft-2": "ok",
+            "org/ft-gated@" + hub.sha("org/ft-gated"): "error",
+            "org/ft-pickled@" + hub.sha("org/ft-pickled"): "error",
+        }
+        out = result.output
+        assert "failures by reason:" in out, out
+        assert "1 gated" in out and "1 only pickle weights" in out, out
+        # a re-run: the stored listing, not the Hub's (nothing listed again); --relist lists again
+        again = _submit(tmp_path, "--cohort", "fts")
+        assert "cohort 'fts': 5 models" in again.output and "stored listing reused" in again.output, again.output
+        assert len([p for _, p, _, _ in hub.log if p == "/api/models"]) == 1
+        relisted = _submit(tmp_path, "--hub-query", f"filter={BASE_TAG} limit=2", "--cohort", "fts", "--relist")
+        assert relisted.exit_code == 0, relisted.output
+        assert len([p for _, p, _, _ in hub.log if p == "/api/models"]) == 2
+        assert _rows(db, "SELECT count(*), min(len(members)) FROM cohorts WHERE name = 'fts'") == [(2, 2)]
+
+
+def test_an_unknown_cohort_name_is_one_line(tmp_path):
+    result = _submit(tmp_path, "--cohort", "nope")
+    assert result.exit_code != 0
+    assert "no cohort of that name is stored" in result.output, result.output
+
+
+def test_a_cohort_file_in_a_job_file(synth_models, tmp_path):
+    listing = tmp_path / "models.txt"
+    listing.write_text("synth:tiny-llama\n", encoding="utf-8")
+    job = tmp_path / "census.toml"
+    job.write_text(f'[cohort]\nname = "tiny"\nmodels_from = "{listing}"\n', encoding="utf-8")
+    result = _submit(tmp_path, str(job))
+    assert result.exit_code == 0, result.output
+    assert _rows(tmp_path / "census.duckdb", "SELECT name, members FROM cohorts") == [("tiny", ["synth:tiny-llama"])]
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
