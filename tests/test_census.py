@@ -110,7 +110,9 @@ def test_a_hub_query_is_a_pinned_cohort_reused_until_relisted(synth_models, tmp_
         listings = [p for m, p, _, _ in hub.log if p == "/api/models"]
         assert len(listings) == 1
         db = tmp_path / "census.duckdb"
-        members = _rows(db, "SELECT position, spec, model_id, revision, downloads, gated FROM cohort_members ORDER BY position")
+        members = _rows(
+            db, "SELECT position, spec, model_id, revision, downloads, gated FROM cohort_members ORDER BY position"
+        )
         assert [m[2] for m in members] == ["org/ft-0", "org/ft-1", "org/ft-2", "org/ft-gated", "org/ft-pickled"]
         for _, spec, model_id, revision, _, gated in members:
             assert revision == hub.sha(model_id) and spec == f"{model_id}@{revision}"
@@ -153,3 +155,66 @@ def test_a_cohort_file_in_a_job_file(synth_models, tmp_path):
     assert result.exit_code == 0, result.output
     assert _rows(tmp_path / "census.duckdb", "SELECT name, members FROM cohorts") == [("tiny", ["synth:tiny-llama"])]
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_a_census_exports_as_a_partitioned_parquet_dataset_read_back_equal(synth_models, tmp_path):
+    """Every table, spectra included, hive-partitioned by model_id — hostile model names included — reads back equal
+    with DuckDB's read_parquet; nothing is written outside --out; an existing folder is replaced only when it is an
+    earlier export."""
+    hostile = ["..", "a\\=b", "<img onerror>", "x%2Fy", "2024"]
+    models = ",".join(f"{name}=synth:tiny-llama" for name in hostile) + ",synth:tiny-qwen3"
+    result = _submit(tmp_path, "--models", models)
+    assert result.exit_code == 0, result.output
+    db = tmp_path / "census.duckdb"
+    out = tmp_path / "pub" / "dataset"
+    before = {p for p in tmp_path.rglob("*")}
+    exported = CliRunner().invoke(
+        main, ["export", "--db", str(db), "--format", "parquet", "--partition-by", "model_id", "--out", str(out)]
+    )
+    assert exported.exit_code == 0, exported.output
+    written = {p for p in tmp_path.rglob("*")} - before
+    assert all(p == out.parent or out in p.parents or p == out for p in written), sorted(written)
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    con = duckdb.connect()
+    con.execute("ATTACH $db AS src (READ_ONLY)", {"db": str(db)})
+    tables = [
+        t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'src'").fetchall()
+    ]
+    assert set(manifest["tables"]) == set(tables) and {"spectra", "matrix_analysis", "models"} <= set(tables)
+    for table in tables:
+        info = manifest["tables"][table]
+        cols = [c for (c,) in con.execute(f"SELECT name FROM pragma_table_info('src.{table}')").fetchall()]
+        listed = ", ".join(f'"{c}"' for c in cols)
+        read = info["read"].replace("'./", f"'{out}/")
+        if info["rows"] == 0:
+            continue
+        assert info["partitioned"] == ("model_id" in cols)
+        (n,) = con.execute(f"SELECT count(*) FROM {read}").fetchone()
+        assert n == info["rows"] == con.execute(f"SELECT count(*) FROM src.{table}").fetchone()[0], table
+        for a, b in ((f"src.{table}", read), (read, f"src.{table}")):
+            (diff,) = con.execute(
+                f"SELECT count(*) FROM (SELECT {listed} FROM {a} EXCEPT ALL SELECT {listed} FROM {b})"
+            ).fetchone()
+            assert diff == 0, table
+    names = {
+        m
+        for (m,) in con.execute(
+            f"SELECT DISTINCT model_id FROM {manifest['tables']['spectra']['read'].replace(chr(39) + './', chr(39) + str(out) + '/')}"
+        ).fetchall()
+    }
+    assert {"..", "a=b", "<img onerror>", "x%2Fy", "2024", "synth:tiny-qwen3"} == names
+    con.close()
+    # again: refused without --force; with it, the earlier export is replaced; a folder that is not one never is
+    again = ["export", "--db", str(db), "--partition-by", "model_id", "--out", str(out)]
+    assert CliRunner().invoke(main, again).exit_code != 0
+    assert CliRunner().invoke(main, [*again, "--force"]).exit_code == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep", encoding="utf-8")
+    refused = CliRunner().invoke(
+        main, ["export", "--db", str(db), "--partition-by", "model_id", "--out", str(mine), "--force"]
+    )
+    assert refused.exit_code != 0 and "not an earlier export" in refused.output, refused.output
+    assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep"

@@ -292,10 +292,15 @@ def limits_options(func: Callable) -> Callable:
     type=click.Choice(["csv", "json", "parquet"]),
     help="The file's format [default: from --out's suffix: .csv, .json, .parquet].",
 )
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--out", required=True, type=click.Path(), help="File to write (a folder with --partition-by).")
 @click.option("--table", help="A table or view, e.g. transformer_matrix_analysis.")
 @click.option("--query", help="One SELECT whose result to export (read-only, like tpa-dist sql).")
-@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option(
+    "--partition-by",
+    help="A Parquet dataset in the folder --out: every table (or --table's), hive-partitioned by this column "
+    "(model_id) — the way to publish a census (docs/census.md).",
+)
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists (an earlier export, for a dataset).")
 @limits_options
 def export(
     db: str,
@@ -303,13 +308,35 @@ def export(
     out: str,
     table: str | None,
     query: str | None,
+    partition_by: str | None,
     force: bool,
     timeout_s: float,
     memory_mib: int,
 ) -> None:
-    """Export a table, view or query result (csv, json or parquet) into --out and nothing else."""
-    from tpa_dist.db.export import export as run_export
+    """Export a table, view or query result (csv, json or parquet) into --out and nothing else; with --partition-by,
+    every table as a hive-partitioned Parquet dataset in the folder --out."""
     from tpa_dist.db.sandbox import bounded_memory
+
+    if partition_by is not None:
+        from tpa_dist.db.dataset import MANIFEST, export_dataset
+
+        if fmt not in (None, "parquet") or query is not None:
+            raise click.UsageError("--partition-by writes Parquet tables: no --query, and --format parquet")
+        with bounded_memory(memory_mib):
+            counts = export_dataset(
+                db,
+                out,
+                partition_by,
+                [table] if table else None,
+                overwrite=force,
+                timeout_s=timeout_s,
+                memory_mib=memory_mib,
+            )
+        click.echo(
+            f"{out}: {len(counts)} tables, {sum(counts.values()):,} rows ({out}/{MANIFEST} says how to read them)"
+        )
+        return
+    from tpa_dist.db.export import export as run_export
 
     if fmt is None:
         fmt = Path(out).suffix.lower().lstrip(".")
