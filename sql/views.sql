@@ -317,3 +317,39 @@ ORDER BY list_position(models, y.model_id), block_rank(x.block_type), x.tenth;
 
 CREATE OR REPLACE MACRO compare_models(a, b) AS TABLE
 SELECT * EXCLUDE (model_a, model_b) FROM compare_to_first([a, b]);
+
+-- cohort_profile(models): each model's profile — per block type, the median alpha, 90 % energy rank ratio and stable
+--   rank of its matrices — as (model_id, block_type, metric, feature, value) rows; only features every profiled model
+--   has, so that a family's models line up. The cohort sections (30–33) compare models by it.
+CREATE OR REPLACE MACRO cohort_profile(models) AS TABLE
+WITH p AS (
+    SELECT model_id, block_type, median(alpha) AS alpha, median(svd_90_percent_ratio) AS r90,
+           median(stable_rank) AS stable_rank
+    FROM matrix_analysis
+    WHERE list_contains(models, model_id) AND kind = 'matrix' AND status = 'ok'
+    GROUP BY ALL
+),
+long AS (UNPIVOT p ON alpha, r90, stable_rank INTO NAME metric VALUE value)
+SELECT model_id, block_type, metric, block_type || ' ' || metric AS feature, value
+FROM long
+WHERE isfinite(value)
+QUALIFY count(*) OVER (PARTITION BY block_type, metric) = (SELECT count(DISTINCT model_id) FROM p);
+
+-- cohort_z(models): every profile feature of every model as a robust z against the cohort:
+--   (value − median) / (1.4826 · MAD), or 1.2533 × the mean absolute deviation when the MAD is 0; the median and the
+--   MAD over the feature's distinct values (a census holds re-uploads and copies: each counts once, so a few
+--   identical models cannot shrink the scale); 0 when every model has the same value.
+CREATE OR REPLACE MACRO cohort_z(models) AS TABLE
+WITH p AS (SELECT * FROM cohort_profile(models)),
+v AS (SELECT DISTINCT feature, value FROM p),
+c AS (SELECT feature, median(value) AS med FROM v GROUP BY feature),
+s AS (
+    SELECT feature, any_value(med) AS med,
+           CASE WHEN median(abs(value - med)) > 0 THEN 1.4826 * median(abs(value - med))
+                ELSE 1.2533 * avg(abs(value - med)) END AS scale
+    FROM v JOIN c USING (feature)
+    GROUP BY feature
+)
+SELECT p.model_id, p.block_type, p.metric, p.feature, p.value, s.med AS cohort_median,
+       CASE WHEN s.scale > 0 THEN (p.value - s.med) / s.scale ELSE 0 END AS z
+FROM p JOIN s USING (feature);

@@ -120,6 +120,10 @@ def points(fig) -> list[list]:  # noqa: ANN001 - a laid-out matplotlib Figure
                 continue
             label = coll.get_label()
             name = "" if not label or label.startswith("_") else f"{label} · "
+            labels = getattr(coll, "tpa_labels", None)  # points that are named things (the cohort map's models)
+            if labels is not None and len(labels) == len(offsets):
+                add(offsets, [f"{labels[i]} · {xl} {_fmt(x)} · {yl} {_fmt(y)}" for i, (x, y) in enumerate(offsets)])
+                continue
             keep = _thin(len(offsets), MAX_PER_ARTIST)
             add(offsets[keep], [f"{prefix}{name}{xl} {_fmt(x)} · {yl} {_fmt(y)}" for x, y in offsets[keep]])
     return out[:MAX_POINTS]

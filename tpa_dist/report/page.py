@@ -76,6 +76,12 @@ def _toggles(models: list[str]) -> str:
 
 def _picker(data: dict) -> str:
     note = f"<p>({data['left_out']} more matrices are not offered here.)</p>" if data["left_out"] else ""
+    if data.get("models_left_out"):
+        note += (
+            f"<p>(The picker holds the first {data.get('models_shown')} models of the report; "
+            f"{data['models_left_out']} more are in the tables — <code>tpa-dist report --models A,B,…</code> "
+            "chooses which.)</p>"
+        )
     return (
         "<section id='picker'><h2 id='matrix-picker'>Matrix picker</h2>"
         "<p class='shows'>Any analyzed matrix: its singular values σ_k (log-log) and the empirical spectral density of "

@@ -10,6 +10,7 @@ All text is escaped for display: decoded tokens with control characters or broke
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -20,6 +21,7 @@ from tpa_dist.db.query import fetch_capped, plan_objects, show_latest
 from tpa_dist.db.sandbox import close, interruptible, open_sandbox
 from tpa_dist.db.sqlfiles import sql_text
 from tpa_dist.errors import ReportError, StoreError
+from tpa_dist.files import read_bytes_limited, read_text_limited, write_atomic
 from tpa_dist.report import plots
 from tpa_dist.report.drawing import Figure, Result, draw_all, write_figures
 from tpa_dist.report.page import page
@@ -65,6 +67,10 @@ def _draw(sec: Section, cols: list[str], rows: list[tuple], palette: plots.Palet
             palette=palette,
             xticks=o.get("xticks"),
         )
+    if sec.draw == "map":  # one point per model, one fixed-size figure
+        from tpa_dist.report import cohort_map
+
+        return cohort_map.draw(sec.title, cols, rows, o["point"], o["feature"], o["value"])
     if sec.draw == "histogram":
         return plots.histogram(sec.title, cols, rows, o["value"], o["series"], palette)
     return plots.esd(
@@ -117,28 +123,56 @@ def draw(
     figures: Sequence[Figure] = (),
     before: Callable[[], None] | None = None,
     models: Sequence[str] = (),
+    cached: Callable[[Rendered, str], bytes | None] = lambda _r, _key: None,
 ) -> list[Result]:
     """Draw the sections' figures and `figures` (other PNGs of the run) side by side on several cores
-    (drawing.py), every model in its colour (the report's model order); returns what each of `figures` gave."""
+    (drawing.py), every model in its colour (the report's model order); returns what each of `figures` gave. A
+    section whose figure `cached(rendered, key)` still has (the same key: the same rows, options and colours) is not
+    drawn again; `Rendered.key` keeps the key."""
     plotted = [r for r in rendered if r.error is None and r.section.draw != "table" and r.rows]
     palette = plots.Palette(list(models))
-    jobs = [(_draw, (r.section, r.columns, _figure_rows(r), palette)) for r in plotted] + [
-        (f.draw, f.args) for f in figures
-    ]
+    todo = []
+    for r in plotted:
+        rows = _figure_rows(r)
+        r.key = figure_key(r, rows, palette)
+        r.png = cached(r, r.key)
+        if r.png is None:
+            todo.append((r, rows))
+    jobs = [(_draw, (r.section, r.columns, rows, palette)) for r, rows in todo] + [(f.draw, f.args) for f in figures]
     drawn = draw_all(jobs, (KeyError, ValueError, TypeError), before)
-    for r, png in zip(plotted, drawn):
+    for (r, _), png in zip(todo, drawn):
         if isinstance(png, Exception):
             r.error = f"{r.section.name}: {type(png).__name__}: {png}"
         else:
             r.png = png
-    return drawn[len(plotted) :]
+    return drawn[len(todo) :]
+
+
+FIGURE_VERSION = "1"  # bumped when the drawing code changes what a figure of the same rows looks like
+
+
+def figure_key(r: Rendered, rows: list[tuple], palette: plots.Palette) -> str:
+    """What a section's figure shows, as a digest: its draw kind and options, title, columns, rows and the colours of
+    the models in it (tpa-dist's version included, so an upgrade redraws)."""
+    import hashlib
+
+    from tpa_dist import __version__
+
+    digest = hashlib.sha256()
+    for part in (__version__, FIGURE_VERSION, r.section.draw, sorted(r.section.options.items()), r.section.title):
+        digest.update(repr(part).encode())
+    digest.update(repr(r.columns).encode())
+    for row in rows:
+        digest.update(repr(row).encode())
+    digest.update(repr(palette.order).encode())
+    return digest.hexdigest()
 
 
 def _figure_rows(r: Rendered) -> list[tuple]:
     """The rows a figure draws: those of the first MAX_FIGURE_MODELS models (in the report's order) when the section
     has more — every model keeps its panel or line up to there, and the caption says what was left to the tables
     (the red team's 300-model report spent 13 minutes drawing 300 panels per figure no one could read)."""
-    if "model_id" not in r.columns:
+    if "model_id" not in r.columns or r.section.draw == "map":  # the map: a point per model, never more pixels
         return r.rows
     i = r.columns.index("model_id")
     models = list(dict.fromkeys(row[i] for row in r.rows))
@@ -255,6 +289,30 @@ def check_models(
     return models
 
 
+FIGURE_KEYS = ".figure-keys.json"  # beside the PNGs: each figure's key (figure_key), so an unchanged one is kept
+
+
+def _figure_keys(out: Path) -> dict[str, str]:
+    try:
+        keys = json.loads(read_text_limited(out / FIGURE_KEYS, 1 << 20))
+    except (OSError, ValueError):
+        return {}
+    return (
+        {k: v for k, v in keys.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(keys, dict) else {}
+    )
+
+
+def _cached(out: Path, keys: dict[str, str], r: Rendered, key: str) -> bytes | None:
+    """The PNG written for `r` by an earlier report, when it shows the same thing (its key matches)."""
+    path = out / f"{slug(r.section)}.png"
+    if keys.get(slug(r.section)) != key:
+        return None
+    try:
+        return read_bytes_limited(path, 64 << 20)
+    except (OSError, ValueError):
+        return None
+
+
 def keep_other_report(out: Path, models: list[str]) -> Path | None:
     """A report of another set of models in `out` is moved to out/previous/<its models>/ (report.md, report.html and
     its figures) before this one is written, and said in the log: a report never silently replaces another."""
@@ -304,10 +362,13 @@ def write_report(
         show_latest(con, latest=not all_revisions)
         plan_objects(con)  # the plan views, also in databases stored before they existed
         rendered = query(con, sections, models)
-        matrices = picker_data(*_picker_rows(con, models))
+        matrices = picker_data(*_picker_rows(con, models[:MAX_FIGURE_MODELS]))  # a census: the first models only
+        matrices["models_shown"] = min(len(models), MAX_FIGURE_MODELS)
+        matrices["models_left_out"] = max(0, len(models) - MAX_FIGURE_MODELS)
     finally:
         close(con)
-    drawn = draw(rendered, figures, before=partial(on_stage, "figures"), models=models)  # before: where each is drawn
+    keys = _figure_keys(out)
+    drawn = draw(rendered, figures, partial(on_stage, "figures"), models, partial(_cached, out, keys))
     rendered = [r for r in rendered if r.rows or r.error or not r.section.optional]
     for figure, message in zip(figures, write_figures(figures, drawn)):
         if message:  # shown as a failed section, and counted as the run's failure by the driver
@@ -318,6 +379,7 @@ def write_report(
     for r in rendered:
         if r.png:
             (out / f"{slug(r.section)}.png").write_bytes(r.png)
+    write_atomic(out / FIGURE_KEYS, json.dumps({slug(r.section): r.key for r in rendered if r.png and r.key}))
     (out / "report.md").write_text(_markdown(rendered, models), encoding="utf-8")
     (out / "report.html").write_text(page(rendered, models, matrices), encoding="utf-8")
     return rendered

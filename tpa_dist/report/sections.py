@@ -14,7 +14,7 @@ from tpa_dist.errors import ReportError
 from tpa_dist.files import read_text_limited
 from tpa_dist.text import cell_number, printable
 
-DRAW_KINDS = ("table", "heatmap", "lines", "loglog", "histogram", "esd")
+DRAW_KINDS = ("table", "heatmap", "lines", "loglog", "histogram", "esd", "map")
 _HEADER = re.compile(r"^--\s*(title|shows|draw|optional):\s*(.*)$")
 
 
@@ -42,6 +42,7 @@ class Rendered:
     error: str | None = None
     captions: list[str] = field(default_factory=list)
     note: str | None = None  # the result was cut
+    key: str | None = None  # what its figure shows, as a digest (render.figure_key): an unchanged one is not redrawn
 
 
 def parse_section(path: Path) -> Section:
