@@ -5,6 +5,7 @@ failures grouped by reason."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -218,3 +219,84 @@ def test_a_census_exports_as_a_partitioned_parquet_dataset_read_back_equal(synth
     )
     assert refused.exit_code != 0 and "not an earlier export" in refused.output, refused.output
     assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep"
+
+
+def _disk_bytes(root) -> int:
+    """Bytes of the regular files under `root` (symlinks not followed: a snapshot entry points to a blob)."""
+    import os
+
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue
+            if not os.path.islink(os.path.join(folder, name)):
+                total += st.st_size
+    return total
+
+
+def test_a_census_on_a_disk_budget_never_holds_more_than_it(synth_models, tmp_path, monkeypatch):
+    """32 two-shard models on the emulator (8.8 MiB, 8.8× the 1 MiB budget) and one whose shard alone is larger than
+    the budget: every model's matrices are stored, the census cache never holds more than 1 MiB (sampled every few
+    ms while it runs, and by its own count), it is empty at the end, the oversized shard is one error for its model,
+    and the model already in the user's Hugging Face cache is read there and left in place."""
+    import threading
+
+    import numpy as np
+    from huggingface_hub import snapshot_download
+
+    from .conftest import write_safetensors
+
+    repos = {f"org/m{i:02d}": synth_models["tiny-llama"] for i in range(32)}
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    write_safetensors(big / "model.safetensors", {"big.weight": ("F32", np.ones((600, 600), np.float32), (600, 600))})
+    repos["org/big"] = big
+    user_cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(user_cache))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    listing = tmp_path / "census.txt"
+    listing.write_text("\n".join(repos) + "\n", encoding="utf-8")
+    db = tmp_path / "census.duckdb"
+    cache = tmp_path / "census.duckdb.census-cache"
+    with HubEmulator(repos) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        mine = snapshot_download("org/m00", cache_dir=str(user_cache), endpoint=hub.url)  # the user's own copy
+        theirs = sorted(p.resolve() for p in Path(mine).glob("*.safetensors"))
+        peak, done = [0], threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _disk_bytes(cache))
+                done.wait(0.002)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            result = _submit(tmp_path, "--models-from", str(listing), "--max-cache-gib", str(1 / 1024))
+        finally:
+            done.set()
+            sampler.join()
+    assert result.exit_code == 1, result.output  # org/big's shard did not fit
+    assert "census cache: peak" in result.output and "of the 1.0 MiB budget" in result.output, result.output
+    stated = float(result.output.split("census cache: peak ")[1].split(" MiB")[0])
+    assert 0.25 < stated <= 1.0 and 0 < peak[0] <= 2**20, (stated, peak[0])
+    assert "larger than --max-cache-gib" in result.output and "model org/big" in result.output, result.output
+    counts = dict(_rows(db, "SELECT model_id, count(*) FILTER (status = 'ok') FROM matrix_analysis GROUP BY 1"))
+    assert all(counts[f"org/m{i:02d}"] == 21 for i in range(32)), counts
+    assert not cache.exists()  # every shard deleted once stored, and the cache with them
+    assert all(p.is_file() for p in theirs)  # the user's cache untouched
+    assert sum(p.stat().st_size for p in repos["org/m01"].glob("*.safetensors")) * 32 > 8 * 2**20
+
+
+def test_a_disk_budget_says_what_it_cannot_hold(tmp_path):
+    db = ["--db", str(tmp_path / "x.duckdb"), "--no-progress"]
+    with_embedding = CliRunner().invoke(main, ["submit", "--models", "synth:tiny-llama", "--max-cache-gib", "1", *db])
+    assert with_embedding.exit_code != 0 and "add --no-embedding" in with_embedding.output, with_embedding.output
+    base = ["submit", "--models", "synth:tiny-llama-ft", "--base", "synth:tiny-llama", "--no-embedding"]
+    with_base = CliRunner().invoke(main, [*base, "--max-cache-gib", "1", *db])
+    assert with_base.exit_code != 0 and "--max-cache-gib cannot be combined with --base" in with_base.output

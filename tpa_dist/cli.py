@@ -160,6 +160,12 @@ def main(verbose: bool) -> None:
 )
 @click.option("--cohort", help="The cohort's name in the database [default: the file or the query]; alone: re-run it.")
 @click.option("--relist", is_flag=True, default=None, help="List --hub-query again instead of reusing its stored list.")
+@click.option(
+    "--max-cache-gib",
+    type=float,
+    help="Hub shards fetched just in time into a cache the census owns and deleted once stored: never more than "
+    "this many GiB on disk (with --no-embedding, without --base).",
+)
 @click.option("--seed", type=int, help="Seed of k-means, of --rmt's shuffles and of synth: presets [default: 0].")
 @click.option("--quiet", is_flag=True, help="No layer-by-layer console summary at the end.")
 @click.option(

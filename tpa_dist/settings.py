@@ -324,6 +324,9 @@ class CohortSettings:
     models_from: str | None = setting(None, "str", flag="--models-from", nullable=True)
     hub_query: str | None = setting(None, "str", flag="--hub-query", nullable=True)
     relist: bool = setting(False, "bool", flag="--relist")
+    # Hub shards fetched just in time into a cache the census owns (beside the database) and deleted once stored,
+    # never more than this many GiB on disk at once (None: the Hugging Face cache, every shard kept)
+    max_cache_gib: float | None = setting(None, "float", flag="--max-cache-gib", lo=1e-6, hi=1e6, nullable=True)
 
     def __post_init__(self) -> None:
         check("cohort", self)

@@ -26,6 +26,24 @@ def cohort_name(job: Job) -> str | None:
     return f"hub: {parse_hub_query(c.hub_query).text()}" if c.hub_query else None
 
 
+def check_budget(job: Job, joined: bool) -> None:
+    """--max-cache-gib's limits, said before any work: shards are deleted once their matrices are stored, so a
+    step that reads a model's shards again later cannot run on the budget yet."""
+    if job.cohort.max_cache_gib is None:
+        return
+    why = (
+        "--base (ΔW pairs read both models' shards after their matrices)"
+        if job.base or job.bases
+        else "the embedding step (it reads its shard after every matrix): add --no-embedding"
+        if job.embedding.enabled
+        else "--address (nodes fetch their own shards; the budget is kept on one machine)"
+        if joined
+        else None
+    )
+    if why:
+        raise JobError(f"--max-cache-gib cannot be combined with {why}")
+
+
 def with_cohort(job: Job, store: Store, run_id: str) -> tuple[Job, Cohort | None]:
     """`job` with its cohort's members after its own models (each once), and the cohort (None without one). A file
     is read each time (a new listing is stored when its models changed); a Hub query is listed once and its stored,
@@ -60,4 +78,4 @@ def with_cohort(job: Job, store: Store, run_id: str) -> tuple[Job, Cohort | None
     return replace(job, models=tuple(dict.fromkeys(job.models + cohort.specs))), cohort
 
 
-__all__ = ["cohort_name", "with_cohort"]
+__all__ = ["check_budget", "cohort_name", "with_cohort"]

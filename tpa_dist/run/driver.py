@@ -34,7 +34,7 @@ from tpa_dist.interrupts import reclaim as reclaim_signals
 from tpa_dist.jobs import Job
 from tpa_dist.report.drawing import Figure
 from tpa_dist.run.batches import EmbeddingFailure
-from tpa_dist.run.cohorts import with_cohort
+from tpa_dist.run.cohorts import check_budget, with_cohort
 from tpa_dist.run.executor import Executor
 from tpa_dist.run.headwatch import HeadWatch
 from tpa_dist.run.headwatch import lost as head_lost
@@ -45,6 +45,7 @@ from tpa_dist.run.raystart import ray_target, start_ray
 from tpa_dist.run.results import ResultSink, RunSummary
 from tpa_dist.run.scheduler import Scheduler
 from tpa_dist.settings import WorkerSettings
+from tpa_dist.sources.budget import BudgetedDownloads, BudgetedShard, census_cache
 from tpa_dist.sources.cohort import Cohort
 from tpa_dist.sources.hub import Downloads, ShardFetcher
 
@@ -120,6 +121,7 @@ class Driver:
     # -- planning ------------------------------------------------------------------------------------------------
     def plan(self, store: Store) -> None:
         """Plan every model (run/planning.py) and take what planning found into the run's summary."""
+        check_budget(self.job, ray_target(self.job.workers.address)[0] is not None)
         self.job, self.cohort = with_cohort(self.job, store, self.summary.run_id)  # a census's members, listed
         if self.cohort is not None:
             self.summary.cohort = self.cohort.describe()
@@ -140,7 +142,10 @@ class Driver:
     def _start_downloads(self, spread: bool) -> None:
         """Fetch in the background the Hub shards this run reads: on one node, every pending task's (each is
         analyzed as it lands); on a cluster only the embeddings' (the driver reads those itself), since workers
-        fetch their own shards on their nodes."""
+        fetch their own shards on their nodes. A census on a disk budget fetches them in order, within it."""
+        budget = self.job.cohort.max_cache_gib
+        if budget is not None:
+            return self._start_budgeted(int(budget * 2**30))
         for m in self.models:
             if not m.source.pending:
                 continue
@@ -150,6 +155,29 @@ class Driver:
             if shards:
                 self.downloads.add(ShardFetcher(m.model_id, m.source.revision, shards, m.source.fetch))
         self.downloads.start()
+
+    def _say_cache(self) -> None:
+        """A census on a budget: the most its cache ever held, in the summary."""
+        for fetcher in self.downloads.fetchers:
+            if isinstance(fetcher, BudgetedDownloads):
+                self.summary.cohort = (self.summary.cohort + "; " if self.summary.cohort else "") + (
+                    f"census cache: peak {fetcher.peak / 2**20:.1f} MiB of the {fetcher.limit / 2**20:.1f} MiB "
+                    "budget (each shard deleted once its matrices were stored)"
+                )
+
+    def _start_budgeted(self, limit: int) -> None:
+        """--max-cache-gib: one downloader for every model's pending shards, deleting each once stored."""
+        shards = [
+            BudgetedShard(m.model_id, m.source.revision, s, m.source.fetch)
+            for m in self.models
+            for s in m.source.pending
+        ]
+        if not shards:
+            return
+        fetcher = BudgetedDownloads(shards, limit, census_cache(self.job.db))
+        for t in self.planned.tasks:
+            fetcher.track((t.model_id, t.revision, t.matrix_key), task_paths(t))
+        self.downloads.add(fetcher.start())
 
     # -- running -------------------------------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -192,6 +220,7 @@ class Driver:
                     self._execute(store, tasks)
             for message in self.downloads.join():
                 self.summary.fail(message)
+            self._say_cache()
             for i, m in enumerate(embed, 1):  # `status` says which model's embeddings, not "104/104 ETA 0s"
                 write_live_phase(job.db, self.summary, f"embeddings {i}/{len(embed)}: {m.model_id}")
                 with self._phase("embedding"):
@@ -440,7 +469,9 @@ class Driver:
 
     def _execute(self, store: Store, tasks: list[MatrixTask]) -> None:
         progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)
-        sink = ResultSink(store, self.job.db, self.summary, self.settings_id, progress, self.downloads.explains)
+        sink = ResultSink(
+            store, self.job.db, self.summary, self.settings_id, progress, self.downloads.explains, self.downloads.stored
+        )
         self.by_device = sink.by_device
         self.sink = sink
         ahead = [self.local]  # the local pool's driver idles while its workers run: import what comes next

@@ -20,6 +20,7 @@ from tpa_dist.errors import TpaError, describe, failure_reason
 from tpa_dist.jobs import Job, parse_model_entry
 from tpa_dist.settings import DeltaSettings, RmtSettings
 from tpa_dist.sources.adapter import Adapter, is_adapter, open_adapter
+from tpa_dist.sources.budget import census_cache
 from tpa_dist.sources.resolve import ModelSource, resolve
 
 log = logging.getLogger("tpa_dist")
@@ -73,11 +74,12 @@ def plan_model(
     force: bool,
     embedding: bool,
     rmt: RmtSettings | None = None,
+    census: Path | None = None,
 ) -> PlannedModel:
     """Resolve, catalog and plan `spec` (``NAME=SPEC`` names the model); raise on any problem (the caller
     records it as this model's failure). With `rmt`, a matrix counts as done only with its rmt_analysis row."""
     name, target = parse_model_entry(spec)
-    source = resolve(target, seed=seed, stream=True, name=name)
+    source = resolve(target, seed=seed, stream=True, name=name, census=census)
     catalog = open_model(source.path, remote=source.remote)
     tensors = catalog.tensors()
     revision = source.revision or f"local-{catalog.fingerprint()}"
@@ -231,6 +233,7 @@ def _plan_one(
             force=a.force,
             embedding=job.embedding.enabled,
             rmt=job.rmt if job.rmt.enabled else None,
+            census=census_cache(job.db) if job.cohort.max_cache_gib is not None else None,
         )
         if planned.key in by_key:
             first = by_key[planned.key]

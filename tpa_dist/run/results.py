@@ -118,6 +118,7 @@ class ResultSink:
         settings_id: str,
         progress: Progress,
         explains: Callable[[str], bool] = lambda _msg: False,
+        on_stored: Callable[[list[tuple[str, str, str]]], None] = lambda _keys: None,
     ) -> None:
         self.store = store
         self.db = db
@@ -125,6 +126,7 @@ class ResultSink:
         self.settings_id = settings_id
         self.progress = progress
         self.explains = explains  # errors already reported once elsewhere (a shard that never downloaded)
+        self.on_stored = on_stored  # (model, revision, matrix) of rows just committed: their shards may go
         self.by_device: dict[str, dict[str, float]] = {}
         self.deltas: list[DeltaRow] = []
         self.delta_spectra: list[tuple[DeltaRow, np.ndarray]] = []
@@ -178,6 +180,7 @@ class ResultSink:
         stamps = {"settings_id": self.settings_id, "run_id": s.run_id}
         self.store.write_batch(self.rows, self.spectra, stamps, self.reasons)
         self.store.write_deltas(self.deltas, self.delta_spectra, stamps)
+        self.on_stored([(r.model_id, r.revision, r.matrix_key) for r in self.rows])
         self.rows, self.spectra, self.reasons, self.deltas, self.delta_spectra = [], [], [], [], []
         self.store.progress(s.run_id, s.total, s.done + s.reused, s.failed, s.bytes)
         write_live_progress(self.db, s, self.progress)

@@ -144,6 +144,13 @@ class ShardFetcher:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def messages(self) -> list[str]:
+        """One line per distinct failure, naming the model."""
+        return [f"model {self.repo_id}: {m}" for m in sorted(set(self.failures().values()))]
+
+    def stored(self, keys: object) -> None:
+        """Shards of the Hugging Face cache are kept (a census on a budget deletes its own: budget.py)."""
+
     def _fail_rest(self, shards: list[PendingShard], message: str) -> None:
         with self._lock:
             for shard in shards:
@@ -202,7 +209,7 @@ class Downloads:
     def __bool__(self) -> bool:
         return bool(self.fetchers)
 
-    def add(self, fetcher: ShardFetcher) -> None:
+    def add(self, fetcher: ShardFetcher) -> None:  # or a budget.BudgetedDownloads: the same shape
         self.fetchers.append(fetcher)
         self._owner.update(dict.fromkeys(fetcher.paths(), fetcher))
 
@@ -228,8 +235,14 @@ class Downloads:
         out = []
         for fetcher in self.fetchers:
             fetcher.join()
-            out += [f"model {fetcher.repo_id}: {m}" for m in sorted(set(fetcher.failures().values()))]
+            out += fetcher.messages()
         return out
+
+    def stored(self, keys: list[tuple[str, str, str]]) -> None:
+        """Rows of these tasks (model, revision, matrix) are stored: a census on a budget deletes the shards no
+        task still reads."""
+        for fetcher in self.fetchers:
+            fetcher.stored(keys)
 
 
 __all__ = ["Downloads", "PendingShard", "ShardFetcher", "is_disk_full", "read_remote_header"]

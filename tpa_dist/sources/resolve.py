@@ -62,15 +62,18 @@ def split_revision(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def resolve(spec: str, seed: int = 0, stream: bool = False, name: str | None = None) -> ModelSource:
+def resolve(
+    spec: str, seed: int = 0, stream: bool = False, name: str | None = None, census: Path | None = None
+) -> ModelSource:
     """Find or materialize the checkpoint folder a model spec names; `name` overrides the stored model_id. With
-    `stream`, a Hub model's shards are left to download during the analysis (see open_hub_stream)."""
+    `stream`, a Hub model's shards are left to download during the analysis (see open_hub_stream), into `census`
+    when given (a census on a disk budget)."""
     spec = spec.strip()
-    source = _resolve(spec, seed, stream)
+    source = _resolve(spec, seed, stream, census)
     return replace(source, model_id=name) if name else source
 
 
-def _resolve(spec: str, seed: int, stream: bool) -> ModelSource:
+def _resolve(spec: str, seed: int, stream: bool, census: Path | None = None) -> ModelSource:
     if spec.startswith("synth:"):
         from tpa_dist.sources.synth.derived import all_presets, write_any
 
@@ -87,7 +90,9 @@ def _resolve(spec: str, seed: int, stream: bool) -> ModelSource:
     repo_id, revision = split_revision(spec)
     if repo_id.count("/") == 1 and all(repo_id.split("/")):
         _check_hub_id(spec, repo_id)
-        return open_hub_stream(repo_id, revision, spec=spec) if stream else download(repo_id, revision, spec=spec)
+        if stream:
+            return open_hub_stream(repo_id, revision, spec=spec, census=census)
+        return download(repo_id, revision, spec=spec)
     raise UnknownModelSpecError(
         f"{spec!r} is not a local folder, a synth:PRESET, or a Hub id like org/name[@revision] (no such folder)"
     )
@@ -172,9 +177,9 @@ def _hub_errors(repo_id: str, revision: str | None) -> Iterator[None]:
         ) from None
 
 
-def _plan(repo_id: str, kwargs: dict, target: Path) -> list | None:
-    """The dry-run file list (sizes, cache state, commit); free disk checked. None when the Hub refuses (the
-    real download then says why)."""
+def _plan(repo_id: str, kwargs: dict, target: Path, check_disk: bool = True) -> list | None:
+    """The dry-run file list (sizes, cache state, commit); free disk checked (not for a census on a budget: its
+    shards come and go). None when the Hub refuses (the real download then says why)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import DryRunError
 
@@ -182,7 +187,8 @@ def _plan(repo_id: str, kwargs: dict, target: Path) -> list | None:
         plan = snapshot_download(repo_id, dry_run=True, **kwargs)
     except DryRunError:
         return None
-    _check_disk(plan, target)
+    if check_disk:
+        _check_disk(plan, target)
     return plan
 
 
@@ -249,10 +255,14 @@ def download(
     raise AssertionError("unreachable")
 
 
-def open_hub_stream(repo_id: str, revision: str | None = None, *, spec: str | None = None) -> ModelSource:
+def open_hub_stream(
+    repo_id: str, revision: str | None = None, *, spec: str | None = None, census: Path | None = None
+) -> ModelSource:
     """Prepare a Hub model for analysis while it downloads: small files (config, index, tokenizer) are
     fetched now, each missing shard's header is read by HTTP Range, and the shards themselves are left to a
-    ShardFetcher (`source.pending`). Offline, or with everything cached, this is `download`."""
+    ShardFetcher (`source.pending`). Offline, or with everything cached, this is `download`. With `census` (a
+    census's own cache, --max-cache-gib), the shards missing from the Hugging Face cache go there instead, on a
+    budget (budget.py); those already in the Hugging Face cache are read in place."""
     from huggingface_hub import snapshot_download
 
     from tpa_dist.sources.hub import PendingShard, read_remote_header
@@ -262,19 +272,27 @@ def open_hub_stream(repo_id: str, revision: str | None = None, *, spec: str | No
         return download(repo_id, revision, spec=spec)
     kwargs = _hub_kwargs(revision, None)
     with _hub_errors(repo_id, revision):
-        plan = _plan(repo_id, kwargs, _target(None, kwargs))
+        plan = _plan(repo_id, kwargs, _target(None, kwargs), check_disk=census is None)
+    sha = plan[0].commit_hash if plan else None
+
+    def where(f: object) -> str:
+        if census is None:
+            return str(f.local_path)
+        return str(census / f"models--{repo_id.replace('/', '--')}" / "snapshots" / sha / f.filename)
+
     pending = sorted(  # in file order: the dry run lists them in whatever order its threads finished
-        PendingShard(f.filename, str(f.local_path), int(f.file_size or 0))
+        PendingShard(f.filename, where(f), int(f.file_size or 0))
         for f in plan or []
         if f.filename.endswith(".safetensors") and f.will_download
     )
     if not plan or not pending:
         return download(repo_id, revision, spec=spec)
-    sha = plan[0].commit_hash
     small = dict(kwargs, revision=sha, allow_patterns=[p for p in HUB_ALLOW_PATTERNS if p != "*.safetensors"])
     with _hub_errors(repo_id, revision):
         path = Path(snapshot_download(repo_id, **small))
     path.mkdir(parents=True, exist_ok=True)
     headers = {s.filename: read_remote_header(repo_id, s, sha, kwargs["endpoint"]) for s in pending}
     fetch = {k: kwargs[k] for k in ("endpoint", "cache_dir", "local_dir")}
+    if census is not None:
+        fetch["cache_dir"] = str(census)
     return ModelSource(spec, repo_id, path, "hub", revision=sha, pending=tuple(pending), remote=headers, fetch=fetch)
