@@ -222,18 +222,23 @@ def test_a_census_exports_as_a_partitioned_parquet_dataset_read_back_equal(synth
 
 
 def _disk_bytes(root) -> int:
-    """Bytes of the regular files under `root` (symlinks not followed: a snapshot entry points to a blob)."""
+    """Bytes of the regular files under `root` that were all there at one instant (symlinks not followed: a
+    snapshot entry points to a blob). The walk lists them, then each is looked at again: a file still there was there
+    when the walk ended (files come and go while the walk runs; a sum over the walk alone would add a deleted file to
+    the one that replaced it)."""
     import os
 
-    total = 0
+    seen = []
     for folder, _, files in os.walk(root):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(folder, name))
-            except FileNotFoundError:
-                continue
-            if not os.path.islink(os.path.join(folder, name)):
-                total += st.st_size
+        seen += [os.path.join(folder, name) for name in files]
+    total = 0
+    for path in seen:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not os.path.islink(path):
+            total += st.st_size
     return total
 
 
@@ -300,3 +305,40 @@ def test_a_disk_budget_says_what_it_cannot_hold(tmp_path):
     base = ["submit", "--models", "synth:tiny-llama-ft", "--base", "synth:tiny-llama", "--no-embedding"]
     with_base = CliRunner().invoke(main, [*base, "--max-cache-gib", "1", *db])
     assert with_base.exit_code != 0 and "--max-cache-gib cannot be combined with --base" in with_base.output
+
+
+def test_the_census_guide_runs_as_written(synth_models, tmp_path, monkeypatch):
+    """docs/census.md, command by command and query by query, against the emulator serving Qwen/Qwen3-0.6B's
+    fine-tunes (tiny weights under the real names)."""
+    from tpa_dist.db.query import run_sql
+
+    from .test_docs import FENCE, ROOT, _commands
+
+    text = (ROOT / "docs" / "census.md").read_text(encoding="utf-8")
+    tag = ["base_model:finetune:Qwen/Qwen3-0.6B"]
+    repos = {"Qwen/Qwen3-0.6B": synth_models["tiny-qwen3"]}
+    repos.update({f"user{i}/Qwen3-0.6B-ft-{i}": synth_models["tiny-qwen3"] for i in range(3)})
+    repos["other/unrelated"] = synth_models["tiny-llama"]
+    tags = {r: tag for r in repos if "-ft-" in r}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with HubEmulator(repos, tags=tags, downloads={r: 10 + i for i, r in enumerate(tags)}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        fences = FENCE.findall(text)
+        commands = [c for lang, block in fences if lang == "bash" for c in _commands(f"```bash\n{block}```")]
+        assert [c[0] for c in commands] == ["submit", "submit", "export"], commands
+        for argv in commands:
+            result = CliRunner().invoke(main, [*argv, "--no-progress"] if argv[0] == "submit" else argv)
+            assert result.exit_code == 0, (argv, result.output)
+    assert (tmp_path / "census-parquet" / "manifest.json").is_file() and not (
+        tmp_path / "census.duckdb.census-cache"
+    ).exists()
+    blocks = [(lang, block) for lang, block in fences if lang in ("sql", "duckdb")]
+    assert [lang for lang, _ in blocks] == ["sql", "sql", "duckdb"]
+    members = run_sql("census.duckdb", blocks[0][1], None, None)
+    assert [r[1] for r in members.rows] == ["user2/Qwen3-0.6B-ft-2", "user1/Qwen3-0.6B-ft-1", "user0/Qwen3-0.6B-ft-0"]
+    assert len(run_sql("census.duckdb", blocks[1][1], None, None).rows) == 3
+    read = duckdb.connect().execute(blocks[2][1]).fetchall()
+    assert [r[0] for r in read] == sorted(tags) and all(r[1] > 0 for r in read)

@@ -470,7 +470,14 @@ class Driver:
     def _execute(self, store: Store, tasks: list[MatrixTask]) -> None:
         progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)
         sink = ResultSink(
-            store, self.job.db, self.summary, self.settings_id, progress, self.downloads.explains, self.downloads.stored
+            store,
+            self.job.db,
+            self.summary,
+            self.settings_id,
+            progress,
+            self.downloads.explains,
+            self.downloads.stored,
+            self.downloads.waiting,
         )
         self.by_device = sink.by_device
         self.sink = sink

@@ -119,6 +119,7 @@ class ResultSink:
         progress: Progress,
         explains: Callable[[str], bool] = lambda _msg: False,
         on_stored: Callable[[list[tuple[str, str, str]]], None] = lambda _keys: None,
+        urgent: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.db = db
@@ -127,6 +128,7 @@ class ResultSink:
         self.progress = progress
         self.explains = explains  # errors already reported once elsewhere (a shard that never downloaded)
         self.on_stored = on_stored  # (model, revision, matrix) of rows just committed: their shards may go
+        self.urgent = urgent  # something waits for rows to be committed (a download on a disk budget)
         self.by_device: dict[str, dict[str, float]] = {}
         self.deltas: list[DeltaRow] = []
         self.delta_spectra: list[tuple[DeltaRow, np.ndarray]] = []
@@ -170,7 +172,8 @@ class ResultSink:
     def maybe_flush(self) -> None:
         """Flush when enough rows are buffered or enough time has passed."""
         buffered = len(self.rows) + len(self.deltas)
-        if buffered >= FLUSH_ROWS or (buffered and time.monotonic() - self.last_flush >= FLUSH_SECONDS):
+        due = time.monotonic() - self.last_flush >= FLUSH_SECONDS or self.urgent()
+        if buffered >= FLUSH_ROWS or (buffered and due):
             self.flush()
 
     def flush(self) -> None:

@@ -167,7 +167,9 @@ class Scheduler:
             self._maintain()
             if not (self.queue or self.inflight):
                 break
-            for event in self.pool.poll(0.5):
+            # batches waiting for a shard that is downloading: look again soon (it lands between worker events)
+            gated = self.gate is not None and any(self._waiting(b) for b in self.queue)
+            for event in self.pool.poll(0.05 if gated else 0.5):
                 self._ended(event)
             self.on_idle()
 

@@ -4,8 +4,8 @@ never exceed the budget. A shard larger than the budget is one error for its mod
 user already had in their own Hugging Face cache are read in place and never counted or deleted (they are not
 pending: resolve.py sends only missing shards here).
 
-One thread downloads, one shard at a time: it reserves the shard's whole size before the first byte, so a partial
-file is inside the budget too; it waits while the budget is full and goes on as stored shards are deleted."""
+DOWNLOADERS threads take the shards in order: each reserves its shard's whole size before the first byte (a partial
+file is inside the budget too), waits while the budget is full and goes on as stored shards are deleted."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from pathlib import Path
 from tpa_dist.sources.hub import COMING, READY, PendingShard, ShardState, is_disk_full
 
 log = logging.getLogger("tpa_dist")
+
+DOWNLOADERS = 4  # shards fetched at once (a small shard costs more in requests than in bytes)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class BudgetedDownloads:
         self.root = root
         self.used = 0  # bytes reserved: on disk, or being downloaded
         self.peak = 0  # the most ever reserved
+        self.blocked = False  # the next shard waits for stored ones to be deleted (results should be written now)
         self.pending_reads: dict[str, int] = {}  # path -> tasks still to store
         self._reads: dict[tuple[str, str, str], set[str]] = {}  # (model, revision, matrix) -> the files it reads
         self._size = {s.shard.local_path: s.shard.size for s in shards}
@@ -57,7 +60,11 @@ class BudgetedDownloads:
         self._failed: dict[str, tuple[str, str]] = {}  # path -> (repo, message)
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fetch within budget", daemon=True)
+        self._next = 0  # the next shard a downloader takes (in the run's order)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"fetch within budget {i}", daemon=True)
+            for i in range(DOWNLOADERS)
+        ]
 
     # -- what the run tells it ----------------------------------------------------------------------------------
     def track(self, key: tuple[str, str, str], paths: Iterable[str]) -> None:
@@ -86,14 +93,18 @@ class BudgetedDownloads:
     # -- the shape the scheduler's gate and the driver expect (hub.ShardFetcher's) -------------------------------
     def start(self) -> BudgetedDownloads:
         self._clear_leftovers()
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def paths(self) -> set[str]:
         return set(self._size)
 
+    def _ended(self) -> bool:
+        return all(t.ident is not None and not t.is_alive() for t in self._threads)
+
     def state(self, path: str) -> ShardState:
-        ended = self._thread.ident is not None and not self._thread.is_alive()
+        ended = self._ended()  # read first: no race with the last download's add
         with self._cond:
             if path in self._ready:
                 return READY
@@ -117,8 +128,9 @@ class BudgetedDownloads:
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the downloads; once no task reads a shard any more, the cache's own files go too (locks, refs)."""
-        self._thread.join(timeout)
-        if not self._thread.is_alive() and not self.pending_reads:
+        for thread in self._threads:
+            thread.join(timeout)
+        if self._ended() and not self.pending_reads:
             shutil.rmtree(self.root, ignore_errors=True)
 
     # -- the work ------------------------------------------------------------------------------------------------
@@ -132,7 +144,9 @@ class BudgetedDownloads:
         """Wait until `size` more bytes fit the budget; False when stopped."""
         with self._cond:
             while self.used + size > self.limit and not self._stop.is_set():
+                self.blocked = True
                 self._cond.wait(0.5)
+            self.blocked = False
             if self._stop.is_set():
                 return False
             self.used += size
@@ -165,10 +179,17 @@ class BudgetedDownloads:
             self._ready.discard(path)
         self._release(path)
 
+    def _take(self) -> BudgetedShard | None:
+        with self._cond:
+            if self._next >= len(self.shards):
+                return None
+            self._next += 1
+            return self.shards[self._next - 1]
+
     def _run(self) -> None:
         from huggingface_hub import hf_hub_download
 
-        for item in self.shards:
+        while (item := self._take()) is not None:
             path, size = item.shard.local_path, self._size[item.shard.local_path]
             if self._stop.is_set():
                 self._fail(item, "download stopped (interrupted)")

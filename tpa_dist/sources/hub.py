@@ -151,6 +151,8 @@ class ShardFetcher:
     def stored(self, keys: object) -> None:
         """Shards of the Hugging Face cache are kept (a census on a budget deletes its own: budget.py)."""
 
+    blocked = False  # never waits for stored results (a census on a budget does)
+
     def _fail_rest(self, shards: list[PendingShard], message: str) -> None:
         with self._lock:
             for shard in shards:
@@ -237,6 +239,10 @@ class Downloads:
             fetcher.join()
             out += fetcher.messages()
         return out
+
+    def waiting(self) -> bool:
+        """Whether a download waits for stored results (a census on a budget): the sink writes at once."""
+        return any(f.blocked for f in self.fetchers)
 
     def stored(self, keys: list[tuple[str, str, str]]) -> None:
         """Rows of these tasks (model, revision, matrix) are stored: a census on a budget deletes the shards no
