@@ -53,8 +53,11 @@ def _child_report(n: int, work: Path) -> dict:
     write_report(db, work / f"out{n}", models)
     again = time.perf_counter() - t0
     html = (work / f"out{n}" / "report.html").stat().st_size
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the drawing processes, largest
     return {"models": n, "report_s": first, "unchanged_report_s": again, "peak_rss_mib": peak_rss_mib(),
-            "report_html_mib": html / 2**20}  # fmt: skip
+            "drawing_process_peak_rss_mib": children, "report_html_mib": html / 2**20}  # fmt: skip
 
 
 def _build(n: int, work: Path) -> None:
