@@ -32,9 +32,13 @@ def cohort(synth_models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def full_report(cohort, tmp_path_factory):
-    """The report of all 500 models, written once."""
+    """The report of all 500 models, written once (its folder: the report's .out)."""
     db, models = cohort
-    return render.write_report(db, tmp_path_factory.mktemp("report") / "all", models)
+    out = tmp_path_factory.mktemp("report") / "all"
+    rendered = render.write_report(db, out, models)
+    for r in rendered:
+        r.out = out
+    return rendered
 
 
 def _size(png: bytes) -> tuple[int, int]:
@@ -70,9 +74,13 @@ def test_a_cohort_report_finds_outliers_groups_and_maps_every_model(cohort, full
 def test_no_figure_grows_past_its_cap_and_an_unchanged_one_is_not_drawn_again(
     cohort, full_report, tmp_path, monkeypatch
 ):
-    """The figures of 17 models (a cohort just past the cap) and of 500 are the same sizes; writing the same report
-    again draws nothing; a change to one model's alphas redraws only what shows them."""
+    """At 500 models every figure is within its 16-model cap (at most 1000 × 8000 px: 8 rows of 2 panels); writing
+    the same report again draws nothing and keeps every PNG; a change to one model's alphas redraws only what shows
+    them."""
     source, models = cohort
+    sizes = {r.section.name: _size(r.png) for r in full_report if r.png}
+    assert len(sizes) >= 9 and all(w <= 1000 and h <= 8000 for w, h in sizes.values()), sizes
+    assert sizes["32_cohort_map.sql"] == (1000, 700)
     drawn: list[int] = []
     real = render.draw_all
 
@@ -81,23 +89,17 @@ def test_no_figure_grows_past_its_cap_and_an_unchanged_one_is_not_drawn_again(
         return real(jobs, *args, **kwargs)
 
     monkeypatch.setattr(render, "draw_all", counting)
-    out = tmp_path / "few"
-    few = {r.section.name: r.png for r in render.write_report(source, out, models[:17]) if r.png}
-    many = {r.section.name: _size(r.png) for r in full_report if r.png}
-    sizes = {name: _size(png) for name, png in few.items()}
-    assert sizes == many, {
-        k: (sizes.get(k), many.get(k)) for k in set(sizes) | set(many) if sizes.get(k) != many.get(k)
-    }
-    assert all(w <= 1000 and h <= 8000 for w, h in many.values()), many
-    again = {r.section.name: r.png for r in render.write_report(source, out, models[:17]) if r.png}
-    assert drawn == [len(few), 0] and again == few
+    out = tmp_path / "copy"
+    shutil.copytree(full_report[0].out, out)
+    again = {r.section.name: r.png for r in render.write_report(source, out, models) if r.png}
+    assert drawn == [0] and again == {r.section.name: r.png for r in full_report if r.png}
     db = tmp_path / "copy.duckdb"
     shutil.copyfile(source, db)
     con = duckdb.connect(str(db))
     con.execute("UPDATE matrix_analysis SET alpha = alpha * 2 WHERE model_id = $m", {"m": models[3]})
     con.close()
-    render.write_report(db, out, models[:17])
-    assert 0 < drawn[2] < len(few)  # what shows that model's alphas is drawn again, the rest is kept
+    render.write_report(db, out, models)
+    assert 0 < drawn[1] < len(again)  # what shows that model's alphas is drawn again, the rest is kept
 
 
 def test_a_report_of_16_models_has_no_cohort_sections(cohort):
