@@ -74,3 +74,37 @@ def test_an_embedding_that_kills_its_worker_fails_alone_and_the_run_ends(tmp_pat
     assert {k for k, (s, _) in rows.items() if s != "ok"} == {killer}, out
     assert embedded == 0
     assert f"embedding analysis failed: {killer}: the worker process died while analyzing it, 3 times" in out, out
+
+
+_WHAT_IT_IMPORTS = r"""
+import json, sys
+import tpa_dist
+from tpa_dist.jobs import Job
+from tpa_dist.run.actors import AnalysisWorker
+from tpa_dist.settings import AnalysisSettings
+
+job = Job.create(models=("synth:tiny-llama",), db=sys.argv[1], progress=False, embedding=False, report=False)
+summary = tpa_dist.submit(job)
+driver = {name: name in sys.modules for name in ("ray", "matplotlib", "scipy.stats")}
+AnalysisWorker(AnalysisSettings())  # what a local pool's forked worker builds
+print(json.dumps({"ok": summary.ok, "done": summary.done, "driver": driver, "worker_ray": "ray" in sys.modules}))
+"""
+
+
+def test_a_small_model_on_the_local_pool_imports_neither_ray_nor_matplotlib(tmp_path):
+    """A local-pool submit without a report pays for what it uses: no Ray (0.4 s) in the driver or in a worker, no
+    matplotlib, no scipy.stats."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TPA_DIST_EXECUTOR", "RAY_ADDRESS")}
+    out = subprocess.run(
+        [sys.executable, "-c", _WHAT_IT_IMPORTS, str(tmp_path / "i.duckdb")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts["ok"] and facts["done"] == 21, out.stderr
+    assert facts["driver"] == {"ray": False, "matplotlib": False, "scipy.stats": False}, facts
+    assert facts["worker_ray"] is False

@@ -58,13 +58,9 @@ class AnalysisWorker:
             self.compute, self.device, self.free_bytes = "cpu", "cpu", 0
         self.host = socket.gethostname()
         self.node = self.host
-        try:
-            import ray
-
-            if ray.is_initialized():  # get_runtime_context() alone would start a Ray instance
-                self.node = ray.get_runtime_context().get_node_id()
-        except ImportError:  # in-process use (benchmarks) on a machine without Ray
-            pass
+        ray = sys.modules.get("ray")  # a Ray actor's process has it; a local pool's never imports it (0.4 s)
+        if ray is not None and ray.is_initialized():  # get_runtime_context() alone would start a Ray instance
+            self.node = ray.get_runtime_context().get_node_id()
         self.worker = f"{self.host}:{os.getpid()}"
         self._fetched: dict[tuple, str] = {}
         self._thread = threading.local()  # a GPU actor's concurrent calls: one CUDA stream per calling thread

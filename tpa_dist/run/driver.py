@@ -406,7 +406,6 @@ class Driver:
         failure is recorded, never fatal."""
         from tpa_dist.db.export import write_seed_csv
         from tpa_dist.report.drawing import write_figures
-        from tpa_dist.report.render import write_report
 
         s, out = self.summary, self.job.output_dir
         if not s.models:
@@ -423,6 +422,8 @@ class Driver:
                     s.fail(message)
             s.outputs = "outputs: " + ", ".join(written) if written else None
             return
+        from tpa_dist.report.render import write_report  # matplotlib with it (0.6 s): only when there is a report
+
         try:
             # the report describes the database: every model stored (latest revision), this run's new ones last in
             # the job's order, so that a second submit adds to the report instead of replacing it
@@ -481,7 +482,7 @@ class Driver:
         )
         self.by_device = sink.by_device
         self.sink = sink
-        ahead = [self.local]  # the local pool's driver idles while its workers run: import what comes next
+        ahead = [self.local and self.job.report]  # the local pool's driver idles while its workers run: import what comes next
 
         def idle() -> None:
             sink.maybe_flush()
