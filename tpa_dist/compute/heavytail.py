@@ -16,7 +16,9 @@ import numpy as np
 EVALS_THRESH = 1e-5  # weightwatcher's EVALS_THRESH
 MIN_EVALS = 8  # weightwatcher's DEFAULT_MIN_EVALS
 SMALL_N = 20  # below this weightwatcher switches to its small-N estimator
-_CHUNK = 1 << 20  # (i, j) pairs evaluated at a time
+_CHUNK = 1 << 16  # (i, j) pairs evaluated at a time on the CPU: row blocks this thin keep to the j ≥ i triangle
+# (bench: 5.8 ms against 20.6 ms for 1,024 eigenvalues with 1 << 20, the whole square in one block; equal results)
+_TORCH_CHUNK = 16 << 20  # ... on a GPU
 
 
 def _alphas(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -40,7 +42,8 @@ def _ks_numpy(logx: np.ndarray, n: np.ndarray, alphas: np.ndarray) -> np.ndarray
         i = np.arange(i0, i1)
         t = logx[None, i0:] - logx[i0:i1, None]
         t *= (1.0 - alphas[i0:i1])[:, None]
-        np.exp(t, out=t)
+        with np.errstate(over="ignore"):  # only entries j < i can overflow, and they are zeroed below
+            np.exp(t, out=t)
         np.subtract(1.0, t, out=t)
         t -= (np.arange(i0, n_total)[None, :] - i[:, None]) / n[i0:i1, None]
         np.abs(t, out=t)
@@ -59,7 +62,7 @@ def _ks_torch(logx: np.ndarray, n: np.ndarray, alphas: np.ndarray, device: str) 
     n_total = len(logx)
     j = torch.arange(n_total, device=device, dtype=torch.float64)
     out = torch.empty(n_total - 1, dtype=torch.float64, device=device)
-    rows = max(1, (16 * _CHUNK) // n_total)
+    rows = max(1, _TORCH_CHUNK // n_total)
     for i0 in range(0, n_total - 1, rows):
         i1 = min(n_total - 1, i0 + rows)
         i = j[i0:i1, None]
