@@ -342,3 +342,23 @@ def test_the_census_guide_runs_as_written(synth_models, tmp_path, monkeypatch):
     assert len(run_sql("census.duckdb", blocks[1][1], None, None).rows) == 3
     read = duckdb.connect().execute(blocks[2][1]).fetchall()
     assert [r[0] for r in read] == sorted(tags) and all(r[1] > 0 for r in read)
+
+
+@pytest.mark.parametrize(
+    ("sha", "filename"),
+    [
+        ("0" * 40, "../../outside.safetensors"),
+        ("0" * 40, "/etc/passwd.safetensors"),
+        ("../../" + "0" * 34, "model.safetensors"),
+        (None, "model.safetensors"),
+        ("0" * 40, "a\\..\\..\\b.safetensors"),
+    ],
+)
+def test_a_hostile_mirror_cannot_place_a_shard_outside_the_census_cache(tmp_path, sha, filename):
+    from tpa_dist.errors import DownloadError
+    from tpa_dist.sources.resolve import census_path
+
+    with pytest.raises(DownloadError, match="not a file of one commit"):
+        census_path(tmp_path, "org/name", sha, filename)
+    inside = census_path(tmp_path, "org/name", "a" * 40, "sub/model-00001.safetensors")
+    assert inside == tmp_path / "models--org--name" / "snapshots" / ("a" * 40) / "sub" / "model-00001.safetensors"

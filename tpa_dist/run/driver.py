@@ -482,7 +482,9 @@ class Driver:
         )
         self.by_device = sink.by_device
         self.sink = sink
-        ahead = [self.local and self.job.report]  # the local pool's driver idles while its workers run: import what comes next
+        ahead = [
+            self.local and self.job.report
+        ]  # the local pool's driver idles while its workers run: import what comes next
 
         def idle() -> None:
             sink.maybe_flush()

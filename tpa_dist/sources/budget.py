@@ -62,8 +62,7 @@ class BudgetedDownloads:
         self._stop = threading.Event()
         self._next = 0  # the next shard a downloader takes (in the run's order)
         self._threads = [
-            threading.Thread(target=self._run, name=f"fetch within budget {i}", daemon=True)
-            for i in range(DOWNLOADERS)
+            threading.Thread(target=self._run, name=f"fetch within budget {i}", daemon=True) for i in range(DOWNLOADERS)
         ]
 
     # -- what the run tells it ----------------------------------------------------------------------------------

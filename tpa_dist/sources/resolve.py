@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tpa_dist import constants
 from tpa_dist.errors import (
@@ -255,6 +256,19 @@ def download(
     raise AssertionError("unreachable")
 
 
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def census_path(census: Path, repo_id: str, sha: str | None, filename: str) -> Path:
+    """Where hf_hub_download puts `filename` of `repo_id` at commit `sha` in the census's cache — refused (one
+    DownloadError naming the repo) unless the commit is a sha and the file's name stays inside its snapshot: both
+    come from the server, and a hostile mirror must not place a shard outside the cache."""
+    parts = PurePosixPath(filename).parts
+    if not (sha and _SHA.fullmatch(sha)) or not parts or ".." in parts or filename.startswith("/") or "\\" in filename:
+        raise DownloadError(f"{repo_id}: the Hub listed {filename!r} at commit {sha!r}: not a file of one commit")
+    return census / f"models--{repo_id.replace('/', '--')}" / "snapshots" / sha / Path(*parts)
+
+
 def open_hub_stream(
     repo_id: str, revision: str | None = None, *, spec: str | None = None, census: Path | None = None
 ) -> ModelSource:
@@ -278,7 +292,7 @@ def open_hub_stream(
     def where(f: object) -> str:
         if census is None:
             return str(f.local_path)
-        return str(census / f"models--{repo_id.replace('/', '--')}" / "snapshots" / sha / f.filename)
+        return str(census_path(census, repo_id, sha, f.filename))
 
     pending = sorted(  # in file order: the dry run lists them in whatever order its threads finished
         PendingShard(f.filename, where(f), int(f.file_size or 0))
