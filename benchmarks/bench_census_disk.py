@@ -16,26 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-
-def _disk_bytes(root) -> int:
-    """Bytes of the regular files under `root` that were all there at one instant (symlinks not followed: a
-    snapshot entry points to a blob). The walk lists them, then each is looked at again: a file still there was there
-    when the walk ended (files come and go while the walk runs; a sum over the walk alone would add a deleted file to
-    the one that replaced it)."""
-    import os
-
-    seen = []
-    for folder, _, files in os.walk(root):
-        seen += [os.path.join(folder, name) for name in files]
-    total = 0
-    for path in seen:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if not os.path.islink(path):
-            total += st.st_size
-    return total
+from tests.hub_emulator import HubEmulator, disk_bytes
 
 
 def _census(work: Path, listing: Path, budget_mib: float | None, watch: Path) -> dict:
@@ -50,7 +31,7 @@ def _census(work: Path, listing: Path, budget_mib: float | None, watch: Path) ->
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _disk_bytes(watch))
+            peak[0] = max(peak[0], disk_bytes(watch))
             done.wait(0.002)
 
     sampler = threading.Thread(target=sample)
@@ -69,7 +50,7 @@ def _census(work: Path, listing: Path, budget_mib: float | None, watch: Path) ->
         "wall_s": wall,
         "peak_on_disk_mib": peak[0] / 2**20,
         "peak_counted_mib": stated,
-        "left_on_disk_mib": _disk_bytes(watch) / 2**20,
+        "left_on_disk_mib": disk_bytes(watch) / 2**20,
     }
 
 
@@ -81,7 +62,6 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/census_disk.json")
     args = ap.parse_args()
     from benchmarks.common import synth_folder
-    from tests.hub_emulator import HubEmulator
 
     folder = synth_folder("tiny-llama")
     repos = {f"org/m{i:04d}": folder for i in range(args.models)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,8 +22,10 @@ class HubEmulator:
         bandwidth: float | None = None,
         tags: dict[str, list[str]] | None = None,
         downloads: dict[str, int] | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.repos = repos
+        self.latency = latency  # seconds every request waits before it is answered (a distant Hub's round trip)
         self.tags = tags or {}  # repo id -> its tags (what the listing's filter= matches, e.g. base_model:finetune:X)
         self.downloads = downloads or {}  # repo id -> downloads (the listing's default order)
         self.bandwidth = bandwidth  # bytes/s of the whole link, shared by every transfer (None: unthrottled)
@@ -166,6 +169,10 @@ class HubEmulator:
                 self.do_GET()
 
             def do_GET(self) -> None:  # noqa: N802
+                if hub.latency:
+                    import time
+
+                    time.sleep(hub.latency)
                 path = unquote(urlparse(self.path).path)
                 hub.log.append((self.command, path, "Authorization" in self.headers, self.headers.get("Range", "")))
                 hub.agents.append(
@@ -251,3 +258,22 @@ class HubEmulator:
                 self._error(404, "EntryNotFound", "unknown route")
 
         return Handler
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes of the regular files under `root` that were all there at one instant (symlinks not followed: a
+    snapshot entry points to a blob). The walk lists them, then each is looked at again: a file still there was there
+    when the walk ended (files come and go while the walk runs; a sum over the walk alone would add a deleted file to
+    the one that replaced it)."""
+    seen = []
+    for folder, _, files in os.walk(root):
+        seen += [os.path.join(folder, name) for name in files]
+    total = 0
+    for path in seen:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not os.path.islink(path):
+            total += st.st_size
+    return total

@@ -15,7 +15,7 @@ from tpa_dist.cli import main
 from tpa_dist.errors import JobError
 from tpa_dist.settings import parse_hub_query
 
-from .hub_emulator import HubEmulator
+from .hub_emulator import HubEmulator, disk_bytes
 
 BASE_TAG = "base_model:finetune:org/base"
 
@@ -221,27 +221,6 @@ def test_a_census_exports_as_a_partitioned_parquet_dataset_read_back_equal(synth
     assert (mine / "notes.txt").read_text(encoding="utf-8") == "keep"
 
 
-def _disk_bytes(root) -> int:
-    """Bytes of the regular files under `root` that were all there at one instant (symlinks not followed: a
-    snapshot entry points to a blob). The walk lists them, then each is looked at again: a file still there was there
-    when the walk ended (files come and go while the walk runs; a sum over the walk alone would add a deleted file to
-    the one that replaced it)."""
-    import os
-
-    seen = []
-    for folder, _, files in os.walk(root):
-        seen += [os.path.join(folder, name) for name in files]
-    total = 0
-    for path in seen:
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if not os.path.islink(path):
-            total += st.st_size
-    return total
-
-
 def test_a_census_on_a_disk_budget_never_holds_more_than_it(synth_models, tmp_path, monkeypatch):
     """32 two-shard models on the emulator (8.8 MiB, 8.8× the 1 MiB budget) and one whose shard alone is larger than
     the budget: every model's matrices are stored, the census cache never holds more than 1 MiB (sampled every few
@@ -276,7 +255,7 @@ def test_a_census_on_a_disk_budget_never_holds_more_than_it(synth_models, tmp_pa
 
         def sample() -> None:
             while not done.is_set():
-                peak[0] = max(peak[0], _disk_bytes(cache))
+                peak[0] = max(peak[0], disk_bytes(cache))
                 done.wait(0.002)
 
         sampler = threading.Thread(target=sample)

@@ -101,6 +101,25 @@ class Console:
                     raise AssertionError(f"no line with {text!r} within {timeout} s:\n{self.text}")
                 self._changed.wait(left)
 
+    def cpu_workers_ready(self) -> int:
+        """CPU workers the console has announced: those ready at the start (`workers: G GPU, C CPU`) and each one
+        ready later (`a new CPU worker is ready on …`) — a starved machine starts some after the start's grace."""
+        lines = [line for line in self.lines if line is not None]
+        first = next((int(m.group(1)) for line in lines if (m := re.search(r"workers: \d+ GPU, (\d+) CPU", line))), 0)
+        return first + sum("a new CPU worker is ready on" in line for line in lines)
+
+    def wait_for_cpu_workers(self, n: int, timeout: float = 300) -> None:
+        """Until `n` CPU workers are ready (announced on the console), waiting for them."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.cpu_workers_ready() < n:
+                if None in self.lines:
+                    raise AssertionError(f"the submit ended with fewer than {n} CPU workers ready:\n{self.text}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"fewer than {n} CPU workers ready within {timeout} s:\n{self.text}")
+                self._changed.wait(left)
+
     def finish(self, timeout: float = 900) -> str:
         self.proc.wait(timeout=timeout)  # an upper bound for a hang
         self._thread.join(timeout=60)
@@ -124,10 +143,10 @@ def test_a_node_killed_mid_run_loses_nothing(tmp_path, spare):
         cluster.head(num_cpus=1).worker("w1").worker("w2")
         cluster.wait_for_nodes(3)
         console = Console(_submit(cluster, tmp_path, "synth:tiny-mixtral", hold, "--address", cluster.address))
-        console.wait_for("workers: 0 GPU, 3 CPU")  # each worker now holds its first batches
+        console.wait_for_cpu_workers(3)  # each worker now holds its first batches
         if spare:
             cluster.worker("w3")
-            console.wait_for("a new CPU worker is ready on")  # and takes queued batches at once
+            console.wait_for_cpu_workers(4)  # and takes queued batches at once
         cluster.kill_node("w1")
         release.touch()
         out = console.finish()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -75,11 +76,14 @@ def plan_model(
     embedding: bool,
     rmt: RmtSettings | None = None,
     census: Path | None = None,
+    resolved: Future[ModelSource] | None = None,
 ) -> PlannedModel:
     """Resolve, catalog and plan `spec` (``NAME=SPEC`` names the model); raise on any problem (the caller
-    records it as this model's failure). With `rmt`, a matrix counts as done only with its rmt_analysis row."""
+    records it as this model's failure). With `rmt`, a matrix counts as done only with its rmt_analysis row.
+    `resolved`: the spec already being resolved ahead (Resolver), its outcome taken from there."""
     name, target = parse_model_entry(spec)
-    source = resolve(target, seed=seed, stream=True, name=name, census=census)
+    source = resolved.result() if resolved is not None else resolve(target, seed=seed, stream=True, name=name,
+                                                                     census=census)  # fmt: skip
     catalog = open_model(source.path, remote=source.remote)
     tensors = catalog.tensors()
     revision = source.revision or f"local-{catalog.fingerprint()}"
@@ -171,6 +175,52 @@ class Plan:
         self.warnings += [f"{planned.model_id}: {w}" for w in planned.catalog.warnings]
 
 
+RESOLVE_AHEAD = 8  # Hub models resolved at once ahead of planning (each is a few requests: listing, headers)
+
+
+class Resolver:
+    """Resolves the Hub entries of a job a few at a time ahead of the one being planned: a census of Hub models
+    spends its planning on round trips (the dry run, the small files, each shard's header by Range), which threads
+    overlap. Local folders and synth: presets are resolved in order by planning itself."""
+
+    def __init__(self, job: Job, specs: list[str]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.job = job
+        self.census = census_cache(job.db) if job.cohort.max_cache_gib is not None else None
+        self.hub = [s for s in specs if _hub_entry(s)]
+        self.futures: dict[str, Future[ModelSource]] = {}
+        many = len(self.hub) > 1 and RESOLVE_AHEAD > 1
+        self.pool = ThreadPoolExecutor(RESOLVE_AHEAD, thread_name_prefix="resolve") if many else None
+        self.next = 0
+
+    def take(self, spec: str) -> Future[ModelSource] | None:
+        """The resolution of `spec` under way (None: planning resolves it itself), with the next ones started."""
+        if self.pool is None or spec not in self.hub:
+            return None
+        while self.next < len(self.hub) and len(self.futures) < 2 * RESOLVE_AHEAD:
+            ahead = self.hub[self.next]
+            self.next += 1
+            name, target = parse_model_entry(ahead)
+            self.futures[ahead] = self.pool.submit(
+                resolve, target, seed=self.job.analysis.seed, stream=True, name=name, census=self.census
+            )
+        return self.futures.pop(spec, None)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _hub_entry(spec: str) -> bool:
+    """Whether a --models entry names a Hub repo (org/name[@rev], not a folder that exists)."""
+    from tpa_dist.sources.resolve import split_revision
+
+    _, target = parse_model_entry(spec)
+    repo, _ = split_revision(target)
+    return not target.startswith(("synth:", "/", ".", "~")) and repo.count("/") == 1 and not Path(target).exists()
+
+
 def plan_job(job: Job, store: Store, run_id: str) -> Plan:
     """Plan every model of `job` (an entry listed again is planned once: planning is linear in the models), its
     record and tensor inventory written to `store`; then the bases and the ΔW pairs."""
@@ -180,16 +230,20 @@ def plan_job(job: Job, store: Store, run_id: str) -> Plan:
     by_entry: dict[str, PlannedModel] = {}
     listed = Counter(job.models)
     adapters: dict[str, Adapter] = {}
-    for spec in listed:
-        if listed[spec] > 1:
-            plan.warnings.append(f"model {spec}: listed {listed[spec]} times; analyzed once")
-        adapter = _adapter_of(spec, plan)
-        if adapter is not None:
-            adapters[spec] = adapter
-            continue
-        planned = _plan_one(job, store, spec, by_key, plan, run_id, settings_id)
-        if planned is not None:
-            by_entry[spec] = planned
+    resolver = Resolver(job, list(listed))
+    try:
+        for spec in listed:
+            if listed[spec] > 1:
+                plan.warnings.append(f"model {spec}: listed {listed[spec]} times; analyzed once")
+            adapter = _adapter_of(spec, plan)
+            if adapter is not None:
+                adapters[spec] = adapter
+                continue
+            planned = _plan_one(job, store, spec, by_key, plan, run_id, settings_id, resolver.take(spec))
+            if planned is not None:
+                by_entry[spec] = planned
+    finally:
+        resolver.close()
     for spec, adapter in adapters.items():
         if adapter is False:
             continue
@@ -221,7 +275,14 @@ def plan_job(job: Job, store: Store, run_id: str) -> Plan:
 
 
 def _plan_one(
-    job: Job, store: Store, spec: str, by_key: dict, plan: Plan, run_id: str, settings_id: str
+    job: Job,
+    store: Store,
+    spec: str,
+    by_key: dict,
+    plan: Plan,
+    run_id: str,
+    settings_id: str,
+    resolved: Future[ModelSource] | None = None,
 ) -> PlannedModel | None:
     try:
         a = job.analysis
@@ -234,6 +295,7 @@ def _plan_one(
             embedding=job.embedding.enabled,
             rmt=job.rmt if job.rmt.enabled else None,
             census=census_cache(job.db) if job.cohort.max_cache_gib is not None else None,
+            resolved=resolved,
         )
         if planned.key in by_key:
             first = by_key[planned.key]
