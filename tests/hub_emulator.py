@@ -14,6 +14,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 
+HOLD_REPO_S = 60.0  # the longest a held repo's request waits (a test that never releases it fails, not hangs)
+
+
 class HubEmulator:
     def __init__(
         self,
@@ -38,6 +41,8 @@ class HubEmulator:
         self.cut_once: set[str] = set()  # file names whose first GET is cut short
         self.ignore_range = False  # act as a server that answers a Range request with the whole file (200)
         self.hold: dict[str, threading.Event] = {}  # file name -> whole-file GETs wait until the event is set
+        self.hold_repo: dict[str, threading.Event] = {}  # repo id -> every request about it waits for the event ...
+        self.hold_timeouts: list[str] = []  # ... at most HOLD_REPO_S; the repos whose wait ended that way
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -179,6 +184,10 @@ class HubEmulator:
                     (self.command, path, self.headers.get("User-Agent", ""), self.headers.get("Range", ""))
                 )
                 parts = path.strip("/").split("/")
+                about = "/".join(parts[2:4] if parts[:2] == ["api", "models"] else parts[:2])
+                held = hub.hold_repo.get(about)
+                if held is not None and not held.wait(HOLD_REPO_S):
+                    hub.hold_timeouts.append(about)
                 if parts == ["api", "models"]:
                     return self._listing(parse_qs(urlparse(self.path).query))
                 if parts[:2] == ["api", "models"]:

@@ -277,6 +277,56 @@ def test_a_census_on_a_disk_budget_never_holds_more_than_it(synth_models, tmp_pa
     assert sum(p.stat().st_size for p in repos["org/m01"].glob("*.safetensors")) * 32 > 8 * 2**20
 
 
+def test_a_census_analyzes_its_first_models_while_later_ones_are_still_resolved(synth_models, tmp_path, monkeypatch):
+    """20 Hub models; every request about the last one waits until the run has stored matrices (its live progress
+    counts them). A census whose planning had to end before its analysis began would sit at that request: the
+    emulator's wait would end at its bound instead of being released, and the model planned last would not be
+    counted as planned while the analysis ran."""
+    import threading
+
+    from tpa_dist.db.live import live_progress
+
+    repos = {f"org/s{i:02d}": synth_models["tiny-llama"] for i in range(20)}
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("TPA_DIST_EXECUTOR", "local")  # no Ray start-up: the engine is not what is tested here
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    listing = tmp_path / "census.txt"
+    listing.write_text("\n".join(repos) + "\n", encoding="utf-8")
+    db = tmp_path / "census.duckdb"
+    release, ended, stored_first = threading.Event(), threading.Event(), []
+    with HubEmulator(repos) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub.hold_repo["org/s19"] = release
+
+        def watch() -> None:  # releases org/s19 once the live progress counts a stored matrix
+            while not ended.is_set():
+                live = live_progress(db)
+                if live is not None and live.done > 0:
+                    stored_first.append(live.done)
+                    release.set()
+                    return
+                ended.wait(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            result = _submit(tmp_path, "--models-from", str(listing))
+        finally:
+            ended.set()
+            release.set()
+            watcher.join()
+        assert hub.hold_timeouts == [], "org/s19 was never released: the analysis had not started"
+    assert result.exit_code == 0, result.output
+    assert stored_first and stored_first[0] > 0
+    streamed = int(result.output.split(" model(s) planned while the analysis ran")[0].rsplit("\n", 1)[-1])
+    assert 1 <= streamed <= 19, result.output
+    counts = dict(_rows(db, "SELECT model_id, count(*) FILTER (status = 'ok') FROM matrix_analysis GROUP BY 1"))
+    assert counts == {repo: 21 for repo in repos}, counts
+    runs = _rows(db, "SELECT status, matrices_total, matrices_done FROM runs")
+    assert runs == [("ok", 420, 420)], runs
+
+
 def test_a_disk_budget_says_what_it_cannot_hold(tmp_path):
     db = ["--db", str(tmp_path / "x.duckdb"), "--no-progress"]
     with_embedding = CliRunner().invoke(main, ["submit", "--models", "synth:tiny-llama", "--max-cache-gib", "1", *db])

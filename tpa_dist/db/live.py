@@ -49,6 +49,8 @@ class LiveProgress:
         eta = (self.total - self.finished) / rate if rate else float("nan")
         if self.phase == "analysis":
             now = f", ETA {eta:.0f}s"
+        elif self.phase.startswith("analysis ("):  # a census still being planned: the total grows
+            now = f", ETA of what is planned {eta:.0f}s {self.phase[len('analysis ') :]}"
         elif self.phase in ("planning", "starting workers"):
             now = f"; now {self.phase}"
         else:
@@ -76,6 +78,7 @@ def write_live_progress(db: str | os.PathLike[str], summary, progress) -> None: 
         elapsed_s=elapsed,
         by_device=dict(progress.by_device),
         matrices_per_s=progress.done / elapsed if elapsed > 0 else None,
+        phase=f"analysis ({progress.note}; the total grows)" if progress.note else "analysis",
     )
     _publish(db, doc)
 

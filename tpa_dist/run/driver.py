@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -23,7 +24,7 @@ from functools import partial
 from pathlib import Path
 
 from tpa_dist import __version__
-from tpa_dist.compute.tasks import MatrixTask, task_paths
+from tpa_dist.compute.tasks import MatrixTask, Task, task_paths
 from tpa_dist.db.live import write_live_phase
 from tpa_dist.db.store import Store, is_interrupt
 from tpa_dist.errors import ClusterLostError, JobError, TpaError
@@ -39,7 +40,7 @@ from tpa_dist.run.executor import Executor
 from tpa_dist.run.headwatch import HeadWatch
 from tpa_dist.run.headwatch import lost as head_lost
 from tpa_dist.run.local import LocalPool, choose_local
-from tpa_dist.run.planning import Plan, PlannedModel, plan_job
+from tpa_dist.run.planning import STREAM_AFTER, Plan, PlannedModel, Planner
 from tpa_dist.run.progress import Progress
 from tpa_dist.run.raystart import ray_target, start_ray
 from tpa_dist.run.results import ResultSink, RunSummary
@@ -96,6 +97,9 @@ def check_output_dir(path: str | Path) -> None:
         raise JobError(f"--output-dir {out}: cannot create it ({exc.strerror or exc})") from None
 
 
+FEED_SLICE_S = 0.05  # a census's planning between two looks at the engine's events (_feed)
+
+
 class Driver:
     """One submit: plans every model, dispatches batches, writes results, returns a RunSummary."""
 
@@ -117,67 +121,133 @@ class Driver:
         self.watch: HeadWatch | None = None  # a joined cluster's head, watched
         self.scheduler: Scheduler | None = None
         self.cohort: Cohort | None = None  # the census's members (--models-from, --hub-query, --cohort)
+        self.planner: Planner | None = None  # a census's planning, going on while its analysis runs (_feed)
+        self.budgeted: BudgetedDownloads | None = None  # --max-cache-gib: the one downloader of every shard
+        self.progress: Progress | None = None
+        self._taken = [0, 0, 0, 0, 0]  # of the plan's models, adapters, ΔW tasks, warnings, failures: those taken
+        self._reasons_taken: Counter[str] = Counter()
+        self.spread = False  # the work spreads over a cluster's nodes (they fetch their own shards)
 
     # -- planning ------------------------------------------------------------------------------------------------
     def plan(self, store: Store) -> None:
-        """Plan every model (run/planning.py) and take what planning found into the run's summary."""
+        """Plan the models (run/planning.py): all of them, or for a census (more than STREAM_AFTER entries) up to
+        the first one with work, the rest planned while the analysis runs (_feed)."""
         check_budget(self.job, ray_target(self.job.workers.address)[0] is not None)
         self.job, self.cohort = with_cohort(self.job, store, self.summary.run_id)  # a census's members, listed
         if self.cohort is not None:
             self.summary.cohort = self.cohort.describe()
-        self.planned = plan_job(self.job, store, self.summary.run_id)
-        s = self.summary
-        s.models += [m.key for m in self.planned.models] + self.planned.adapters
-        s.total += self.planned.total
-        s.reused += self.planned.reused
-        s.warnings += self.planned.warnings
-        s.reasons.update(self.planned.reasons)
-        for message in self.planned.failures:  # each was named on the console as planning met it
+        planner = self.planner = Planner(self.job, store, self.summary.run_id)
+        self.planned = planner.plan
+        stream = len(planner.entries) > STREAM_AFTER
+        try:
+            while planner.remaining and not (stream and planner.pending):
+                planner.step()
+            if not planner.remaining:
+                planner.finish()
+        except BaseException:
+            planner.close()
+            raise
+        self._take_planned()
+
+    def _take_planned(self) -> tuple[list[PlannedModel], list[Task]]:
+        """What planning found since the last call, into the run's summary: the new models and tasks to compute."""
+        p, s, taken = self.planned, self.summary, self._taken
+        models, adapters = p.models[taken[0] :], p.adapters[taken[1] :]
+        deltas, warnings, failures = p.delta_tasks[taken[2] :], p.warnings[taken[3] :], p.failures[taken[4] :]
+        self._taken = [len(p.models), len(p.adapters), len(p.delta_tasks), len(p.warnings), len(p.failures)]
+        s.models += [m.key for m in models] + adapters
+        s.total, s.reused = p.total, p.reused
+        s.warnings += warnings
+        s.reasons.update(p.reasons - self._reasons_taken)  # planning's counts only grow
+        self._reasons_taken = Counter(p.reasons)
+        for message in failures:  # each was named on the console as planning met it
             s.fail(message, said=True)
+        return models, [t for m in models for t in m.todo] + deltas
+
+    @property
+    def streaming(self) -> bool:
+        """A census whose planning goes on (entries, adapters or pairs not planned yet)."""
+        return self.planner is not None and not self.planner.finished
+
+    def _feed(self) -> list[Task] | None:
+        """Between the engine's events: plan more of a census for about FEED_SLICE_S (never waiting longer on a Hub
+        model's resolution: results keep being stored), its shards' downloads started and its tasks counted; the new
+        tasks, or None once planning has ended."""
+        planner = self.planner
+        if planner is None or planner.finished:
+            return None
+        t0, first = time.perf_counter(), planner.next
+        try:
+            while planner.remaining and (left := FEED_SLICE_S - (time.perf_counter() - t0)) > 0:
+                if not planner.ready(left):  # its Hub resolution still under way: look at the engine first
+                    break
+                planner.step()
+            if not planner.remaining:
+                planner.finish()
+        except BaseException:
+            planner.close()
+            raise
+        models, new = self._take_planned()
+        self._add_downloads(models, new)
+        if self.progress is not None:
+            self.progress.grow(len(new), sum(t.nbytes for t in new), self._planning_words())
+        self.summary.streamed += planner.next - first
+        self.summary.streamed_s += time.perf_counter() - t0
+        return new
+
+    def _planning_words(self) -> str | None:
+        """The progress line's note while a census is still being planned."""
+        p = self.planner
+        if p is None or p.finished:
+            return None
+        return f"{p.next} of {len(p.entries)} models planned"
 
     @property
     def models(self) -> list[PlannedModel]:
         return self.planned.models
 
-    def _start_downloads(self, spread: bool) -> None:
-        """Fetch in the background the Hub shards this run reads: on one node, every pending task's (each is
-        analyzed as it lands); on a cluster only the embeddings' (the driver reads those itself), since workers
+    def _add_downloads(self, models: list[PlannedModel], tasks: list[Task]) -> None:
+        """Fetch in the background the Hub shards these models' tasks read: on one node, every pending task's (each
+        is analyzed as it lands); on a cluster only the embeddings' (the driver reads those itself), since workers
         fetch their own shards on their nodes. A census on a disk budget fetches them in order, within it."""
         budget = self.job.cohort.max_cache_gib
         if budget is not None:
-            return self._start_budgeted(int(budget * 2**30))
-        for m in self.models:
+            return self._add_budgeted(models, tasks, int(budget * 2**30))
+        read: set[str] = set()
+        if not self.spread and any(m.source.pending for m in models):
+            read = {p for t in tasks for p in task_paths(t)}
+        for m in models:
             if not m.source.pending:
                 continue
             needed = {t.path for t in m.embeddings} if not m.embeddings_done else set()
-            paths = needed if spread else needed | {p for t in m.todo + self.planned.delta_tasks for p in task_paths(t)}
+            paths = needed | read
             shards = [s for s in m.source.pending if s.local_path in paths]
             if shards:
                 self.downloads.add(ShardFetcher(m.model_id, m.source.revision, shards, m.source.fetch))
-        self.downloads.start()
 
     def _say_cache(self) -> None:
         """A census on a budget: the most its cache ever held, in the summary."""
-        for fetcher in self.downloads.fetchers:
-            if isinstance(fetcher, BudgetedDownloads):
-                self.summary.cohort = (self.summary.cohort + "; " if self.summary.cohort else "") + (
-                    f"census cache: peak {fetcher.peak / 2**20:.1f} MiB of the {fetcher.limit / 2**20:.1f} MiB "
-                    "budget (each shard deleted once its matrices were stored)"
-                )
+        if self.budgeted is not None:
+            fetcher = self.budgeted
+            self.summary.cohort = (self.summary.cohort + "; " if self.summary.cohort else "") + (
+                f"census cache: peak {fetcher.peak / 2**20:.1f} MiB of the {fetcher.limit / 2**20:.1f} MiB "
+                "budget (each shard deleted once its matrices were stored)"
+            )
 
-    def _start_budgeted(self, limit: int) -> None:
-        """--max-cache-gib: one downloader for every model's pending shards, deleting each once stored."""
-        shards = [
-            BudgetedShard(m.model_id, m.source.revision, s, m.source.fetch)
-            for m in self.models
-            for s in m.source.pending
-        ]
-        if not shards:
-            return
-        fetcher = BudgetedDownloads(shards, limit, census_cache(self.job.db))
-        for t in self.planned.tasks:
-            fetcher.track((t.model_id, t.revision, t.matrix_key), task_paths(t))
-        self.downloads.add(fetcher.start())
+    def _add_budgeted(self, models: list[PlannedModel], tasks: list[Task], limit: int) -> None:
+        """--max-cache-gib: one downloader for every model's pending shards, deleting each once stored; a census
+        still being planned adds its next models' shards as they are planned (the downloader waits for them)."""
+        shards = [BudgetedShard(m.model_id, m.source.revision, s, m.source.fetch) for m in models
+                  for s in m.source.pending]  # fmt: skip
+        tracked = [((t.model_id, t.revision, t.matrix_key), task_paths(t)) for t in tasks]
+        if self.budgeted is None:
+            if not shards and not self.streaming:
+                return
+            self.budgeted = BudgetedDownloads([], limit, census_cache(self.job.db))
+        self.budgeted.extend(shards, tracked)
+        self.downloads.add(self.budgeted)
+        if not self.streaming:
+            self.budgeted.close()
 
     # -- running -------------------------------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -200,27 +270,32 @@ class Driver:
                 self.summary.phases["startup"] = process_age()
             with self._phase("plan"):
                 self.plan(store)
-            tasks = self.planned.tasks
-            embed = [m for m in self.models if not m.embeddings_done]
+            tasks = self.planned.tasks  # a census still being planned: its first model's (the rest come in _feed)
             # a cluster (an address, or a multi-node Ray already running) fetches shards on its nodes
             self.joined = ray_target(job.workers.address)[0] is not None
-            self._start_downloads(spread=self.joined or _multi_node())
+            self.spread = self.joined or _multi_node()
+            self._add_downloads(self.models, tasks)
+            self.downloads.start()
             self.local = choose_local(
-                job.workers.address, job.workers.cpu_only, sum(t.nbytes for t in tasks), bool(self.downloads)
+                job.workers.address,
+                job.workers.cpu_only,
+                self._expected(sum(t.nbytes for t in tasks)),
+                bool(self.downloads) or (self.streaming and self.planner.hub),
             )
-            if (tasks or embed) and not self.local:  # a fully resumed run needs no Ray at all
+            if (tasks or any(not m.embeddings_done for m in self.models)) and not self.local:  # resumed: no Ray
                 self.summary.ray_startup_s = start_ray(job.workers.address)
                 reclaim_signals()  # Ray's driver takes SIGTERM for a stack trace; a stop must end the run cleanly
                 if self.joined:
                     self._watch_head()
                 self.summary.phases["ray_startup"] = self.summary.ray_startup_s
                 t0 = time.perf_counter()
-            if tasks:
+            if tasks or self.streaming:
                 with self._phase("analysis"):
                     self._execute(store, tasks)
             for message in self.downloads.join():
                 self.summary.fail(message)
             self._say_cache()
+            embed = [m for m in self.models if not m.embeddings_done]
             for i, m in enumerate(embed, 1):  # `status` says which model's embeddings, not "104/104 ETA 0s"
                 write_live_phase(job.db, self.summary, f"embeddings {i}/{len(embed)}: {m.model_id}")
                 with self._phase("embedding"):
@@ -251,6 +326,12 @@ class Driver:
                     self.watch.stop()
         return self.summary
 
+    def _expected(self, planned: int) -> int:
+        """What the run will have of something it has `planned` of so far (tasks, bytes): for a census still being
+        planned, as much per entry to come as per entry planned."""
+        p = self.planner
+        return planned * len(p.entries) // max(1, p.next) if p is not None and p.remaining else planned
+
     def _watch_head(self) -> None:
         """On a joined cluster: notice within seconds that its head is gone (headwatch.py)."""
         import ray
@@ -271,7 +352,8 @@ class Driver:
 
             pool = WorkerPool(self.settings, workers, on_event=self._event, faults=self.faults)
             if self.joined:
-                pool.request(*wanted_workers(workers, self.planned.tasks))
+                tasks = self.planned.tasks
+                pool.request(*wanted_workers(workers, tasks, self._expected(len(tasks))))
         self.pool = pool
         write_live_phase(self.job.db, self.summary, "starting workers")
         pool.start()
@@ -282,7 +364,8 @@ class Driver:
                 len(pool.ready("cpu")),
                 workers.threads_per_worker,
             )
-        gate = self.downloads.state if self.downloads else None
+        fetching = self.downloads or (self.streaming and self.planner is not None and self.planner.hub)
+        gate = self.downloads.state if fetching else None
         self.scheduler = Scheduler(
             pool, self.settings.block_bytes, lambda _r, _f: None, lambda: None, gate, workers.wait_for_workers_s
         )
@@ -470,6 +553,8 @@ class Driver:
 
     def _execute(self, store: Store, tasks: list[MatrixTask]) -> None:
         progress = Progress(len(tasks), sum(t.nbytes for t in tasks), enabled=self.job.progress)
+        progress.note = self._planning_words()
+        self.progress = progress
         sink = ResultSink(
             store,
             self.job.db,
@@ -495,7 +580,7 @@ class Driver:
         try:
             engine = self._engine()
             engine.on_results, engine.on_idle = sink.add, idle
-            engine.run(tasks)
+            engine.run(tasks, self._feed if self.streaming else None)
             sink.flush()
         except KeyboardInterrupt:
             sink.flush()  # finished results are whole rows: keep them, then stop
@@ -514,10 +599,12 @@ class Driver:
         self.summary.warnings.append(message)
 
 
-def wanted_workers(workers: WorkerSettings, tasks: list[MatrixTask]) -> tuple[int, int]:
+def wanted_workers(workers: WorkerSettings, tasks: list[MatrixTask], expected: int | None = None) -> tuple[int, int]:
     """(CPU, GPU) workers a run on a cluster asks Ray's autoscaler for: the settings', else one CPU worker per four
-    tasks (at most 256) and one GPU worker when there are matrices and GPUs are not excluded."""
-    cpus = workers.request_cpus if workers.request_cpus is not None else min(256, max(1, -(-len(tasks) // 4)))
+    tasks (`expected` of them: a census still being planned has more to come; at most 256) and one GPU worker when
+    there are matrices and GPUs are not excluded."""
+    n = len(tasks) if expected is None else expected
+    cpus = workers.request_cpus if workers.request_cpus is not None else min(256, max(1, -(-n // 4)))
     if workers.request_gpus is not None:
         return cpus, workers.request_gpus
     matrices = any(t.kind in ("matrix", "delta") for t in tasks)

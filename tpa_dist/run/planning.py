@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -175,6 +175,7 @@ class Plan:
         self.warnings += [f"{planned.model_id}: {w}" for w in planned.catalog.warnings]
 
 
+STREAM_AFTER = 16  # a job of more entries than this (a census) is planned while it runs: the first model, then the rest
 RESOLVE_AHEAD = 8  # Hub models resolved at once ahead of planning (each is a few requests: listing, headers)
 
 
@@ -189,6 +190,7 @@ class Resolver:
         self.job = job
         self.census = census_cache(job.db) if job.cohort.max_cache_gib is not None else None
         self.hub = [s for s in specs if _hub_entry(s)]
+        self._hub = set(self.hub)
         self.futures: dict[str, Future[ModelSource]] = {}
         many = len(self.hub) > 1 and RESOLVE_AHEAD > 1
         self.pool = ThreadPoolExecutor(RESOLVE_AHEAD, thread_name_prefix="resolve") if many else None
@@ -196,8 +198,23 @@ class Resolver:
 
     def take(self, spec: str) -> Future[ModelSource] | None:
         """The resolution of `spec` under way (None: planning resolves it itself), with the next ones started."""
-        if self.pool is None or spec not in self.hub:
+        if self.pool is None or spec not in self._hub:
             return None
+        self._ahead()
+        return self.futures.pop(spec, None)
+
+    def ready(self, spec: str, timeout: float) -> bool:
+        """Whether planning `spec` now would not wait on the network (its resolution has ended, or planning does
+        it itself), waiting at most `timeout` seconds for that."""
+        if self.pool is None or spec not in self._hub:
+            return True
+        self._ahead()
+        future = self.futures.get(spec)
+        if future is not None:
+            wait([future], timeout)
+        return future is None or future.done()
+
+    def _ahead(self) -> None:
         while self.next < len(self.hub) and len(self.futures) < 2 * RESOLVE_AHEAD:
             ahead = self.hub[self.next]
             self.next += 1
@@ -205,7 +222,6 @@ class Resolver:
             self.futures[ahead] = self.pool.submit(
                 resolve, target, seed=self.job.analysis.seed, stream=True, name=name, census=self.census
             )
-        return self.futures.pop(spec, None)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -222,56 +238,109 @@ def _hub_entry(spec: str) -> bool:
 
 
 def plan_job(job: Job, store: Store, run_id: str) -> Plan:
-    """Plan every model of `job` (an entry listed again is planned once: planning is linear in the models), its
-    record and tensor inventory written to `store`; then the bases and the ΔW pairs."""
-    plan = Plan()
-    settings_id = job.analysis.settings_id()
-    by_key: dict[tuple[str, str], PlannedModel] = {}
-    by_entry: dict[str, PlannedModel] = {}
-    listed = Counter(job.models)
-    adapters: dict[str, Adapter] = {}
-    resolver = Resolver(job, list(listed))
+    """Plan every model of `job` at once (Planner, step by step to the end)."""
+    planner = Planner(job, store, run_id)
     try:
-        for spec in listed:
-            if listed[spec] > 1:
-                plan.warnings.append(f"model {spec}: listed {listed[spec]} times; analyzed once")
-            adapter = _adapter_of(spec, plan)
-            if adapter is not None:
-                adapters[spec] = adapter
-                continue
-            planned = _plan_one(job, store, spec, by_key, plan, run_id, settings_id, resolver.take(spec))
-            if planned is not None:
-                by_entry[spec] = planned
+        while planner.remaining:
+            planner.step()
+        planner.finish()
     finally:
-        resolver.close()
-    for spec, adapter in adapters.items():
-        if adapter is False:
-            continue
-        base_spec = job.base_of(spec) or adapter.base
-        if base_spec is None:
-            plan.failures.append(
-                f"model {spec}: a LoRA adapter whose config names no base (base_model_name_or_path): give --base"
-            )
-            continue
-        base = by_entry.get(base_spec) or _plan_one(job, store, base_spec, by_key, plan, run_id, settings_id)
-        if base is None:
-            plan.failures.append(f"model {spec}: its base {base_spec} could not be planned; no ΔW analysis")
-            continue
-        by_entry.setdefault(base_spec, base)
-        _plan_adapter(job, store, spec, adapter, base, plan, run_id, settings_id)
-    for spec in listed:
-        if spec in adapters:
-            continue
-        base_spec = job.base_of(spec)
-        if base_spec is None or spec not in by_entry:
-            continue
-        base = by_entry.get(base_spec) or _plan_one(job, store, base_spec, by_key, plan, run_id, settings_id)
-        if base is None:
-            plan.failures.append(f"model {spec}: its base {base_spec} could not be planned; no ΔW analysis")
-        elif base.key != by_entry[spec].key:
-            by_entry.setdefault(base_spec, base)
-            _plan_pair(job, store, by_entry[spec], base, plan, run_id, settings_id)
-    return plan
+        planner.close()
+    return planner.plan
+
+
+class Planner:
+    """Plans a job's entries one at a time, in the job's order (an entry listed again is planned once: planning is
+    linear in the models), each model's record and tensor inventory written to `store`; then (`finish`) the
+    adapters, the bases and the ΔW pairs. The driver plans a census's first model, starts the analysis, and plans
+    the rest between the engine's events (streaming planning); a short job is planned whole first."""
+
+    def __init__(self, job: Job, store: Store, run_id: str) -> None:
+        self.job, self.store, self.run_id = job, store, run_id
+        self.plan = Plan()
+        self.settings_id = job.analysis.settings_id()
+        self.listed = Counter(job.models)
+        self.entries = list(self.listed)
+        self.next = 0  # the next entry to plan
+        self.finished = False  # adapters and pairs planned too: nothing more will come
+        self.by_key: dict[tuple[str, str], PlannedModel] = {}
+        self.by_entry: dict[str, PlannedModel] = {}
+        self.adapters: dict[str, Adapter | bool] = {}
+        self.resolver = Resolver(job, self.entries)
+        self.hub = bool(self.resolver.hub)  # some entry names a Hub repo (its shards may have to be fetched)
+
+    @property
+    def remaining(self) -> int:
+        """Entries not planned yet (adapters and pairs come after them: finish())."""
+        return len(self.entries) - self.next
+
+    @property
+    def pending(self) -> int:
+        """Tasks planned so far that are left to compute."""
+        return self.plan.total - self.plan.reused
+
+    def ready(self, timeout: float) -> bool:
+        """Whether the next entry can be planned without waiting on the network (at most `timeout` s for it)."""
+        return self.resolver.ready(self.entries[self.next], timeout)
+
+    def step(self) -> None:
+        """Plan the next entry (a failure is recorded as that model's, never raised; an interrupt is)."""
+        spec = self.entries[self.next]
+        self.next += 1
+        plan = self.plan
+        if self.listed[spec] > 1:
+            plan.warnings.append(f"model {spec}: listed {self.listed[spec]} times; analyzed once")
+        adapter = _adapter_of(spec, plan)
+        if adapter is not None:
+            self.adapters[spec] = adapter
+            return
+        planned = self._one(spec, self.resolver.take(spec))
+        if planned is not None:
+            self.by_entry[spec] = planned
+        if not self.remaining:
+            self.resolver.close()
+
+    def finish(self) -> None:
+        """After every entry: each LoRA adapter against its base, then the ΔW pairs of --base."""
+        if self.finished:
+            return
+        self.finished = True
+        job, plan = self.job, self.plan
+        for spec, adapter in self.adapters.items():
+            if adapter is False or adapter is True:
+                continue
+            base_spec = job.base_of(spec) or adapter.base
+            if base_spec is None:
+                plan.failures.append(
+                    f"model {spec}: a LoRA adapter whose config names no base (base_model_name_or_path): give --base"
+                )
+                continue
+            base = self._base(base_spec)
+            if base is None:
+                plan.failures.append(f"model {spec}: its base {base_spec} could not be planned; no ΔW analysis")
+                continue
+            _plan_adapter(job, self.store, spec, adapter, base, plan, self.run_id, self.settings_id)
+        for spec in self.listed:
+            base_spec = job.base_of(spec)
+            if spec in self.adapters or base_spec is None or spec not in self.by_entry:
+                continue
+            base = self._base(base_spec)
+            if base is None:
+                plan.failures.append(f"model {spec}: its base {base_spec} could not be planned; no ΔW analysis")
+            elif base.key != self.by_entry[spec].key:
+                _plan_pair(job, self.store, self.by_entry[spec], base, plan, self.run_id, self.settings_id)
+
+    def close(self) -> None:
+        self.resolver.close()
+
+    def _base(self, spec: str) -> PlannedModel | None:
+        base = self.by_entry.get(spec) or self._one(spec)
+        if base is not None:
+            self.by_entry.setdefault(spec, base)
+        return base
+
+    def _one(self, spec: str, resolved: Future[ModelSource] | None = None) -> PlannedModel | None:
+        return _plan_one(self.job, self.store, spec, self.by_key, self.plan, self.run_id, self.settings_id, resolved)
 
 
 def _plan_one(

@@ -42,6 +42,8 @@ class RunSummary:
     said: list[str] = field(default_factory=list)  # failures already named on the console when they happened
     reasons: Counter[str] = field(default_factory=Counter)  # models that failed, by reason (a census's summary)
     cohort: str | None = None  # the census's cohort, in words (its name, size, and whether it was listed now)
+    streamed: int = 0  # entries planned while the analysis ran (a census), and the seconds that took
+    streamed_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -78,6 +80,11 @@ class RunSummary:
             + (f" ({rate:.1f} mat/s)" if self.done and analysis > 0 else "")
             + (f"; whole run {whole:.1f}s ({parts})" if whole > analysis and parts else "")
         ]
+        if self.streamed:
+            lines.append(
+                f"{self.streamed} model(s) planned while the analysis ran ({self.streamed_s:.1f}s of planning, "
+                "inside the analysis time)"
+            )
         if self.cohort:
             lines.append(self.cohort)
         if self.reasons:

@@ -144,32 +144,40 @@ class Scheduler:
         return self.gate is not None and any(self.gate(p).coming for p in batch.paths)
 
     # -- running -------------------------------------------------------------------------------------------------
-    def run(self, tasks: list[Task] | None = None) -> None:
+    def run(self, tasks: list[Task] | None = None, feed: Callable[[], list[Task] | None] | None = None) -> None:
         """Plan `tasks` (if given) and run every queued batch to a result (rows, or the failures of tasks that
-        cannot run). After the engine gave up for want of workers, the work fails at once with that reason."""
+        cannot run). `feed()`, called between events until it returns None, gives more tasks (a census planned
+        while it runs). After the engine gave up for want of workers, the work fails at once with that reason."""
         if tasks:
             self.plan(tasks)
-        if self.given_up is not None:
-            self._fail_queue(self.given_up)
-            return
         try:
-            self._loop()
+            self._loop(feed)
         except KeyboardInterrupt:  # stop the tasks in flight
             self.pool.cancel()
             raise
 
-    def _loop(self) -> None:
-        while self.queue or self.inflight:
+    def _loop(self, feed: Callable[[], list[Task] | None] | None) -> None:
+        while self.queue or self.inflight or feed is not None:
             check_interrupt()
+            if feed is not None:
+                more = feed()
+                if more is None:
+                    feed = None
+                elif more:
+                    self.plan(more)
+            if self.given_up is not None:
+                self._fail_queue(self.given_up)
             if self.gate:
                 self._drop_unfetchable()
             self._launch()
             self._maintain()
             if not (self.queue or self.inflight):
-                break
-            # batches waiting for a shard that is downloading: look again soon (it lands between worker events)
-            gated = self.gate is not None and any(self._waiting(b) for b in self.queue)
-            for event in self.pool.poll(0.05 if gated else 0.5):
+                if feed is None:
+                    break
+                continue  # nothing to wait for: plan more at once
+            # batches waiting for a shard that is downloading, or more to plan: look again soon
+            soon = feed is not None or (self.gate is not None and any(self._waiting(b) for b in self.queue))
+            for event in self.pool.poll(0.05 if soon else 0.5):
                 self._ended(event)
             self.on_idle()
 

@@ -43,7 +43,8 @@ def census_cache(db: str | os.PathLike[str]) -> Path:
 
 class BudgetedDownloads:
     """Downloads every pending shard of a run, in order, within `limit` bytes on disk; `stored(paths)` says that
-    tasks reading these files are stored (a file is deleted when its last task is)."""
+    tasks reading these files are stored (a file is deleted when its last task is). A census planned while it runs
+    `extend`s it model by model; its downloaders wait for more shards until `close()`."""
 
     def __init__(self, shards: list[BudgetedShard], limit: int, root: Path) -> None:
         self.shards = shards
@@ -55,6 +56,7 @@ class BudgetedDownloads:
         self.pending_reads: dict[str, int] = {}  # path -> tasks still to store
         self._reads: dict[tuple[str, str, str], set[str]] = {}  # (model, revision, matrix) -> the files it reads
         self._size = {s.shard.local_path: s.shard.size for s in shards}
+        self._closed = False  # no more shards will come (extend)
         self._on_disk: set[str] = set()
         self._ready: set[str] = set()
         self._failed: dict[str, tuple[str, str]] = {}  # path -> (repo, message)
@@ -68,12 +70,27 @@ class BudgetedDownloads:
     # -- what the run tells it ----------------------------------------------------------------------------------
     def track(self, key: tuple[str, str, str], paths: Iterable[str]) -> None:
         """The task `key` (model, revision, matrix) will read `paths`: each of them stays until it is stored; call
-        before start()."""
+        before the shards' downloads can start (before start(), or in extend())."""
         mine = {p for p in paths if p in self._size}
         if mine:
             self._reads[key] = mine
         for path in mine:
             self.pending_reads[path] = self.pending_reads.get(path, 0) + 1
+
+    def extend(self, shards: list[BudgetedShard], tasks: Iterable[tuple[tuple[str, str, str], Iterable[str]]]) -> None:
+        """More shards, after those given, and the tasks (key, paths) that read them (track)."""
+        with self._cond:
+            self._size.update({s.shard.local_path: s.shard.size for s in shards})
+            for key, paths in tasks:
+                self.track(key, paths)
+            self.shards.extend(shards)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more shards will come: the downloaders end once every shard given is taken."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def stored(self, keys: Iterable[tuple[str, str, str]]) -> None:
         """These tasks' rows are stored: the files no task still needs are deleted."""
@@ -179,9 +196,12 @@ class BudgetedDownloads:
         self._release(path)
 
     def _take(self) -> BudgetedShard | None:
+        """The next shard in the run's order; waits for more while the census is still being planned."""
         with self._cond:
-            if self._next >= len(self.shards):
-                return None
+            while self._next >= len(self.shards):
+                if self._closed or self._stop.is_set():
+                    return None
+                self._cond.wait(0.5)
             self._next += 1
             return self.shards[self._next - 1]
 

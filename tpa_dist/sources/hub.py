@@ -207,15 +207,21 @@ class Downloads:
     def __init__(self) -> None:
         self.fetchers: list[ShardFetcher] = []
         self._owner: dict[str, ShardFetcher] = {}
+        self.started = False
 
     def __bool__(self) -> bool:
         return bool(self.fetchers)
 
     def add(self, fetcher: ShardFetcher) -> None:  # or a budget.BudgetedDownloads: the same shape
-        self.fetchers.append(fetcher)
+        """Own `fetcher`'s files (again, after it was extended), started at once when the others are."""
+        if fetcher not in self.fetchers:
+            self.fetchers.append(fetcher)
+            if self.started:
+                fetcher.start()
         self._owner.update(dict.fromkeys(fetcher.paths(), fetcher))
 
     def start(self) -> None:
+        self.started = True
         for fetcher in self.fetchers:
             fetcher.start()
 
