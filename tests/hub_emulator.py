@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-
 HOLD_REPO_S = 60.0  # the longest a held repo's request waits (a test that never releases it fails, not hangs)
 
 

@@ -202,7 +202,8 @@ def open_model(path: str | os.PathLike[str], remote: Mapping[str, FileHeader] | 
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not weight_map:
             raise ModelFolderError(str(index_path), "has no weight_map object")
-        shards = sorted({_safe_shard(root, v, index_path, remote) for v in weight_map.values()})
+        named = {v if isinstance(v, str) else repr(v): v for v in weight_map.values()}  # each file checked once
+        shards = sorted({_safe_shard(root, v, index_path, remote) for v in named.values()})
         clean = {str(k): str(v) for k, v in weight_map.items()}
         return ModelCatalog(root, shards, config, config_error, clean, dict(remote))
     shards = sorted({p.name for p in root.glob("*.safetensors") if p.is_file()} | set(remote))

@@ -13,6 +13,7 @@ strike (MAX_LOSSES of those fail a batch: a cluster losing nodes faster than it 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from tpa_dist.compute.analysis import failed_row
 from tpa_dist.compute.tasks import EmbeddingTask, Task, task_path
@@ -37,7 +38,7 @@ class Batch:
     suspect: bool = False
     paths: frozenset[str] = field(default=frozenset(), compare=False)  # files it reads (download gating)
 
-    @property
+    @cached_property
     def shard(self) -> str:
         """The file its first task reads: shard locality is decided by it."""
         return task_path(self.tasks[0])

@@ -157,14 +157,18 @@ class Scheduler:
             raise
 
     def _loop(self, feed: Callable[[], list[Task] | None] | None) -> None:
-        while self.queue or self.inflight or feed is not None:
+        fed: list[Task] = []  # tasks fed and not queued yet: batched together while the queue has work
+        while self.queue or self.inflight or feed is not None or fed:
             check_interrupt()
             if feed is not None:
                 more = feed()
                 if more is None:
                     feed = None
-                elif more:
-                    self.plan(more)
+                else:
+                    fed += more
+            if fed and (feed is None or len(self.queue) < INFLIGHT_PER_WORKER * max(1, len(self.pool.ready()))):
+                self.plan(fed)
+                fed = []
             if self.given_up is not None:
                 self._fail_queue(self.given_up)
             if self.gate:
@@ -175,9 +179,10 @@ class Scheduler:
                 if feed is None:
                     break
                 continue  # nothing to wait for: plan more at once
-            # batches waiting for a shard that is downloading, or more to plan: look again soon
-            soon = feed is not None or (self.gate is not None and any(self._waiting(b) for b in self.queue))
-            for event in self.pool.poll(0.05 if soon else 0.5):
+            # more to plan: only look (planning is this loop's work meanwhile, and waits itself on what it needs);
+            # batches waiting for a shard that is downloading: look again soon (it lands between worker events)
+            gated = self.gate is not None and any(self._waiting(b) for b in self.queue)
+            for event in self.pool.poll(0.0 if feed is not None else 0.05 if gated else 0.5):
                 self._ended(event)
             self.on_idle()
 
@@ -208,9 +213,12 @@ class Scheduler:
         wants_cpu = sum(1 for b in waiting if b.pool == "cpu" or not self.pool.alive("gpu"))
         wants_gpu = sum(1 for b in waiting if b.pool == "gpu" or b.fallback_reason is None)
         self.pool.maintain(wants_cpu, wants_gpu)
+        if self.inflight:  # work is running: nothing waits for workers yet
+            self._stuck_since = None
+            return
         ready = self.pool.ready()
         stuck = [b for b in waiting if not any(self._could_take(w, b) for w in ready)]
-        if not stuck or self.inflight:
+        if not stuck:
             self._stuck_since = None
             return
         now = time.monotonic()
