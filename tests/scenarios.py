@@ -56,9 +56,7 @@ def gpu_fallback(work: Path) -> dict:
     os.environ["TPA_DIST_INJECT_OOM_BYTES"] = "10000"
     oom = submit(_job(work, "oom", ("synth:tiny-llama",), gpus_per_worker=1.0))
     del os.environ["TPA_DIST_INJECT_OOM_BYTES"]
-    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "400000"
-    planner = submit(_job(work, "plan", ("synth:tiny-llama",), gpus_per_worker=1.0, gpu_streams=1))
-    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "1600000"  # 4 streams of one worker share it: 400000 each, as above
+    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "1600000"  # 4 streams of one worker share it: 400000 each
     shared = submit(_job(work, "shared", ("synth:tiny-llama",)))
     fractional = submit(_job(work, "fractional", ("synth:tiny-llama",), gpus_per_worker=0.25, gpu_streams=1))
     # ΔW pairs on GPU workers: the small ones on the (fake) GPU, the larger ones hit an injected OOM and re-run
@@ -84,13 +82,12 @@ def gpu_fallback(work: Path) -> dict:
         return out
 
     return {
-        "ok": [oom.ok, planner.ok, shared.ok, fractional.ok, delta.ok, delta_cpu.ok],
+        "ok": [oom.ok, shared.ok, fractional.ok, delta.ok, delta_cpu.ok],
         "delta": deltas("delta"),
         "delta_cpu": deltas("delta-cpu"),
         "shared": _rows(str(work / "shared.duckdb")),
         "fractional": _rows(str(work / "fractional.duckdb")),
         "oom": _rows(str(work / "oom.duckdb")),
-        "planner": _rows(str(work / "plan.duckdb")),
         "cpu_only": _rows(str(work / "delta-cpu.duckdb")),  # --cpu-only with a GPU there: the models' matrices too
     }
 
