@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import peak_rss_mib
+from benchmarks.common import peak_rss_mib, run_child
 
 
 def _child(n: int, work: Path, stream: bool) -> dict:
@@ -58,13 +56,7 @@ def _child(n: int, work: Path, stream: bool) -> dict:
 
 
 def _run_child(n: int, work: Path, stream: bool) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_census_stream", "--child", str(n), str(work), str(int(stream))],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child("benchmarks.bench_census_stream", n, work, int(stream))
 
 
 def main() -> None:

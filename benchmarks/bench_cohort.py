@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import peak_rss_mib
+from benchmarks.common import peak_rss_mib, run_child
 
 
 def _child_plan(n: int, work: Path) -> dict:
@@ -73,13 +71,7 @@ def _build(n: int, work: Path) -> None:
 
 
 def _run_child(kind: str, n: int, work: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_cohort", "--child", kind, str(n), str(work)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child("benchmarks.bench_cohort", kind, n, work)
 
 
 def main() -> None:

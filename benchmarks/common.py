@@ -20,6 +20,18 @@ def median_time(fn: Callable[[], object], runs: int = 3, sync: Callable[[], None
     return statistics.median(times)
 
 
+def run_child(module: str, *args: object) -> dict:
+    """`python -m module --child ARGS...` in a fresh process: the JSON object its last line of output holds."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", module, "--child", *map(str, args)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def peak_rss_mib() -> float:
     """Peak RSS of this process image (VmHWM), MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():

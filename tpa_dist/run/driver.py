@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from functools import partial
@@ -139,15 +139,21 @@ class Driver:
         planner = self.planner = Planner(self.job, store, self.summary.run_id)
         self.planned = planner.plan
         stream = len(planner.entries) > STREAM_AFTER
+        self._plan_while(lambda: not (stream and planner.pending))
+        self._take_planned()
+
+    def _plan_while(self, more: Callable[[], bool]) -> None:
+        """Plan the next entries while `more()` says so; once every entry is, the adapters and pairs too. The planner
+        (its resolving threads) is closed on any exception."""
+        planner = self.planner
         try:
-            while planner.remaining and not (stream and planner.pending):
+            while planner.remaining and more():
                 planner.step()
             if not planner.remaining:
                 planner.finish()
         except BaseException:
             planner.close()
             raise
-        self._take_planned()
 
     def _take_planned(self) -> tuple[list[PlannedModel], list[Task]]:
         """What planning found since the last call, into the run's summary: the new models and tasks to compute."""
@@ -177,16 +183,12 @@ class Driver:
         if planner is None or planner.finished:
             return None
         t0, first = time.perf_counter(), planner.next
-        try:
-            while planner.remaining and (left := FEED_SLICE_S - (time.perf_counter() - t0)) > 0:
-                if not planner.ready(left):  # its Hub resolution still under way: look at the engine first
-                    break
-                planner.step()
-            if not planner.remaining:
-                planner.finish()
-        except BaseException:
-            planner.close()
-            raise
+
+        def more() -> bool:  # time left, and the next entry's Hub resolution ended (else: the engine first)
+            left = FEED_SLICE_S - (time.perf_counter() - t0)
+            return left > 0 and planner.ready(left)
+
+        self._plan_while(more)
         models, new = self._take_planned()
         self._add_downloads(models, new)
         if self.progress is not None:
