@@ -327,6 +327,50 @@ def test_a_census_analyzes_its_first_models_while_later_ones_are_still_resolved(
     assert runs == [("ok", 420, 420)], runs
 
 
+def test_planned_models_are_recorded_in_batches_and_a_refused_row_fails_only_its_model(
+    synth_models, tmp_path, monkeypatch
+):
+    """A census records its planned models RECORD_BATCH at a time (one transaction each); a batch the database
+    refuses is recorded model by model, and the one model it still refuses is that model's failure — out of the plan,
+    its failure row stored — while the others keep their rows and tasks."""
+    from tpa_dist.db.store import Store
+    from tpa_dist.errors import StoreError
+    from tpa_dist.jobs import Job
+    from tpa_dist.run.planning import RECORD_BATCH, plan_job
+
+    folder = synth_models["tiny-llama"]
+    names = [f"m{i:02d}" for i in range(RECORD_BATCH + 4)]
+    job = Job.create(models=tuple(f"{n}={folder}" for n in names), db=str(tmp_path / "p.duckdb"))
+    batches: list[list[str]] = []
+    record_models = Store.record_models
+
+    def many(self, models):  # noqa: ANN001, ANN202
+        batches.append([r.model_id for r, _ in models])
+        if len(models) > 1 and any(r.model_id == "m03" for r, _ in models):
+            raise StoreError("refused the batch")
+        if [r.model_id for r, _ in models] == ["m03"]:
+            raise StoreError("refused m03")
+        return record_models(self, models)
+
+    monkeypatch.setattr(Store, "record_models", many)
+    store = Store(job.db)
+    try:
+        plan = plan_job(job, store, "run-1")
+    finally:
+        store.close()
+    assert batches[0] == names[:RECORD_BATCH]  # the first batch, whole, refused ...
+    assert batches[1 : RECORD_BATCH + 1] == [[n] for n in names[:RECORD_BATCH]]  # ... then model by model
+    assert batches[RECORD_BATCH + 1 :] == [names[RECORD_BATCH:]]  # the rest in one batch
+    assert [m.model_id for m in plan.models] == [n for n in names if n != "m03"]
+    assert plan.total == 21 * (len(names) - 1) and len(plan.tasks) == plan.total
+    assert len(plan.failures) == 1 and "refused m03" in plan.failures[0] and plan.failures[0].startswith("model m03=")
+    rows = dict(_rows(job.db, "SELECT model_id, status FROM models"))
+    assert {m: s for m, s in rows.items() if s == "ok"} == {n: "ok" for n in names if n != "m03"}
+    assert [m for m, s in rows.items() if s == "error"] == [f"m03={folder}"]
+    tensors = dict(_rows(job.db, "SELECT model_id, count(*) FROM tensors GROUP BY 1"))
+    assert tensors == {n: 21 for n in names if n != "m03"}
+
+
 def test_a_disk_budget_says_what_it_cannot_hold(tmp_path):
     db = ["--db", str(tmp_path / "x.duckdb"), "--no-progress"]
     with_embedding = CliRunner().invoke(main, ["submit", "--models", "synth:tiny-llama", "--max-cache-gib", "1", *db])

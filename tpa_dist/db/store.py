@@ -144,6 +144,23 @@ def _check_ours(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         )
 
 
+MODEL_SCHEMA = pa.schema(
+    [
+        ("model_id", pa.string()),
+        ("revision", pa.string()),
+        ("source_path", pa.string()),
+        ("architecture", pa.string()),
+        ("config", pa.string()),
+        ("config_error", pa.string()),
+        ("num_shards", pa.int32()),
+        ("num_tensors", pa.int32()),
+        ("num_params", pa.int64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
 TENSOR_SCHEMA = pa.schema(
     [
         ("model_id", pa.string()),
@@ -286,6 +303,18 @@ class Store:
 
     def record_model(self, record: ModelRecord, tensors: Sequence[TensorInfo]) -> None:
         """A model's row and its tensor inventory, in one transaction."""
+        self.record_models([(record, tensors)])
+
+    def record_models(self, models: Sequence[tuple[ModelRecord, Sequence[TensorInfo]]]) -> None:
+        """Models' rows and their tensor inventories, in one transaction (a census records its models a batch at a
+        time: each statement costs milliseconds, whatever its rows)."""
+        rows = pa.Table.from_pylist(
+            [
+                {name: json.dumps(r.config or {}) if name == "config" else getattr(r, name) for name in MODEL_COLUMNS}
+                for r, _ in models
+            ],
+            schema=MODEL_SCHEMA,
+        )
         table = pa.Table.from_pylist(
             [
                 {
@@ -302,14 +331,17 @@ class Store:
                     "block_type": t.block_type,
                     "expert_index": t.expert_index,
                 }
+                for record, tensors in models
                 for t in tensors
             ],
             schema=TENSOR_SCHEMA,
         )
         with self.transaction():
-            self.upsert_model(record)
+            self.con.register("batch_models", rows)
             self.con.register("batch_tensors", table)
+            self._run("store/insert_models.sql", {})
             self._run("store/insert_tensors.sql", {})
+            self.con.unregister("batch_models")
             self.con.unregister("batch_tensors")
 
     def write_cohort(self, cohort: Cohort, run_id: str) -> None:

@@ -149,6 +149,7 @@ class Driver:
         try:
             while planner.remaining and more():
                 planner.step()
+            planner.flush()  # the planned models' rows, before their tasks are handed out
             if not planner.remaining:
                 planner.finish()
         except BaseException:

@@ -174,7 +174,14 @@ class Plan:
             log.warning("%s: %s", planned.spec, planned.catalog.config_error)
         self.warnings += [f"{planned.model_id}: {w}" for w in planned.catalog.warnings]
 
+    def _remove(self, planned: PlannedModel) -> None:
+        """Take back a model whose row could not be recorded (before any of its tasks was handed out)."""
+        del self.models[next(i for i, m in enumerate(self.models) if m is planned)]
+        self.total -= len(planned.tasks)
+        self.reused -= len(planned.tasks) - len(planned.todo)
 
+
+RECORD_BATCH = 16  # models planned before their rows are written, in one transaction (each statement costs ~4 ms)
 STREAM_AFTER = 16  # a job of more entries than this (a census) is planned while it runs: the first model, then the rest
 RESOLVE_AHEAD = 8  # Hub models resolved at once ahead of planning (each is a few requests: listing, headers)
 
@@ -266,6 +273,7 @@ class Planner:
         self.by_key: dict[tuple[str, str], PlannedModel] = {}
         self.by_entry: dict[str, PlannedModel] = {}
         self.adapters: dict[str, Adapter | bool] = {}
+        self.unrecorded: list[PlannedModel] = []  # planned, their rows not written yet (flush: RECORD_BATCH at once)
         self.resolver = Resolver(job, self.entries)
         self.hub = bool(self.resolver.hub)  # some entry names a Hub repo (its shards may have to be fetched)
 
@@ -297,13 +305,41 @@ class Planner:
         planned = self._one(spec, self.resolver.take(spec))
         if planned is not None:
             self.by_entry[spec] = planned
+        if len(self.unrecorded) >= RECORD_BATCH:
+            self.flush()
         if not self.remaining:
             self.resolver.close()
+
+    def flush(self) -> None:
+        """Record the models planned since the last flush (their rows and tensor inventories) in one transaction —
+        before any of their tasks runs. A batch the database refuses is recorded model by model; a model it still
+        refuses is that model's failure, taken out of the plan."""
+        batch, self.unrecorded = self.unrecorded, []
+        if not batch:
+            return
+        try:
+            self.store.record_models([(m.record(self.run_id), m.tensors) for m in batch])
+            return
+        except Exception as exc:  # noqa: BLE001 - retried one model at a time
+            if is_interrupt(exc):
+                raise KeyboardInterrupt from None
+        for m in batch:
+            try:
+                self.store.record_model(m.record(self.run_id), m.tensors)
+            except Exception as exc:  # noqa: BLE001 - this model's failure
+                if is_interrupt(exc):
+                    raise KeyboardInterrupt from None
+                self.plan._remove(m)
+                self.by_key.pop(m.key, None)
+                for spec in [spec for spec, p in self.by_entry.items() if p is m]:
+                    del self.by_entry[spec]
+                _failed(self.store, self.plan, m.spec, exc, self.run_id)
 
     def finish(self) -> None:
         """After every entry: each LoRA adapter against its base, then the ΔW pairs of --base."""
         if self.finished:
             return
+        self.flush()
         self.finished = True
         job, plan = self.job, self.plan
         for spec, adapter in self.adapters.items():
@@ -337,10 +373,15 @@ class Planner:
         base = self.by_entry.get(spec) or self._one(spec)
         if base is not None:
             self.by_entry.setdefault(spec, base)
+        self.flush()  # the base's row before its pairs are planned
+        if base is not None and self.by_key.get(base.key) is not base:
+            return None  # the database refused its row
         return base
 
     def _one(self, spec: str, resolved: Future[ModelSource] | None = None) -> PlannedModel | None:
-        return _plan_one(self.job, self.store, spec, self.by_key, self.plan, self.run_id, self.settings_id, resolved)
+        return _plan_one(
+            self.job, self.store, spec, self.by_key, self.plan, self.run_id, self.settings_id, resolved, self.unrecorded
+        )
 
 
 def _plan_one(
@@ -352,7 +393,10 @@ def _plan_one(
     run_id: str,
     settings_id: str,
     resolved: Future[ModelSource] | None = None,
+    unrecorded: list[PlannedModel] | None = None,
 ) -> PlannedModel | None:
+    """Plan one entry into `plan` (a failure is recorded as that model's); its row is written now, or, with
+    `unrecorded`, left there for the planner's next flush."""
     try:
         a = job.analysis
         planned = plan_model(
@@ -370,22 +414,30 @@ def _plan_one(
             first = by_key[planned.key]
             plan.warnings.append(f"model {spec}: same model and revision as {first.spec}; analyzed once")
             return first
-        store.record_model(planned.record(run_id), planned.tensors)
+        if unrecorded is None:
+            store.record_model(planned.record(run_id), planned.tensors)
+        else:
+            unrecorded.append(planned)
     except Exception as exc:  # noqa: BLE001 - any problem of one model is that model's failure
         if is_interrupt(exc):
             raise KeyboardInterrupt from None
-        message = describe(exc)
-        plan.failures.append(f"model {spec}: {message}")
-        plan.reasons[failure_reason(exc)] += 1
-        log.error("model %s skipped: %s", spec, message)
-        try:
-            store.upsert_model(ModelRecord.failed(spec, message, run_id))
-        except TpaError as store_exc:  # a database that cannot take even this: said once, the run goes on
-            log.error("model %s: could not record the failure: %s", spec, store_exc)
+        _failed(store, plan, spec, exc, run_id)
         return None
     by_key[planned.key] = planned
     plan._add(planned)
     return planned
+
+
+def _failed(store: Store, plan: Plan, spec: str, exc: Exception, run_id: str) -> None:
+    """`spec` could not be planned (or recorded): its failure in the plan, on the console and in the database."""
+    message = describe(exc)
+    plan.failures.append(f"model {spec}: {message}")
+    plan.reasons[failure_reason(exc)] += 1
+    log.error("model %s skipped: %s", spec, message)
+    try:
+        store.upsert_model(ModelRecord.failed(spec, message, run_id))
+    except TpaError as store_exc:  # a database that cannot take even this: said once, the run goes on
+        log.error("model %s: could not record the failure: %s", spec, store_exc)
 
 
 def _plan_pair(
