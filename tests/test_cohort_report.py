@@ -116,3 +116,15 @@ def test_a_report_of_16_models_has_no_cohort_sections(cohort):
         close(con)
     assert [r.rows for r in small] == [[], [], []] and all(r.error is None for r in small)
     assert all(r.rows for r in large)
+
+
+def test_the_console_shows_the_first_16_models_layer_by_layer_and_counts_the_rest(cohort):
+    """A census's console does not run to thousands of lines: the first 16 models layer by layer, then one line."""
+    from tpa_dist.report.console import MAX_CONSOLE_MODELS, layer_summary
+
+    db, models = cohort
+    text = layer_summary(db, models)
+    shown = {line.split("🔹 ", 1)[1].split(" — ")[0] for line in text.splitlines() if line.startswith("🔹 ")}
+    assert shown == set(models[:MAX_CONSOLE_MODELS]) and MAX_CONSOLE_MODELS == 16
+    assert text.splitlines()[-1].startswith(f"… and {len(models) - 16} more model(s), not shown layer by layer")
+    assert "… and" not in layer_summary(db, models[:16])

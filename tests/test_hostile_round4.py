@@ -143,3 +143,21 @@ def test_model_specs_that_cannot_work_are_named_once_while_planning(tmp_path):
         named = [i for i, line in enumerate(lines) if f"model {spec}" in line]
         assert len(named) == 1 and named[0] < first_worker, (spec, out)  # once, before any worker started
     assert "4 model(s) skipped while planning, each named above" in out, out
+
+
+def test_status_never_lets_a_model_name_in_the_live_progress_drive_the_terminal(tmp_path):
+    """The live progress a running submit publishes names the model whose embeddings it clusters; `status` prints it
+    (beside the recent runs, and alone while the writer holds the lock) as text, never as terminal control."""
+    import os
+    import time
+
+    from tpa_dist.db.live import LiveProgress, _publish
+    from tpa_dist.db.store import Store
+
+    db = tmp_path / "s.duckdb"
+    store = Store(db)
+    store.start_run("r1", "tpa-dist submit", {"models": [f"evil{OSC}name"]}, {}, "host")
+    store.close()
+    _publish(db, LiveProgress("r1", os.getpid(), time.time(), 10, 1, 0, 0, 0, phase=f"embeddings 1/1: evil{OSC}name"))
+    out = CliRunner().invoke(main, ["status", "--db", str(db)]).output
+    assert "now embeddings 1/1: evil" in out and "\x1b" not in out and "\x07" not in out, repr(out)

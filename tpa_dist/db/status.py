@@ -8,6 +8,7 @@ from tpa_dist.db.live import live_progress
 from tpa_dist.db.query import format_result, run_query
 from tpa_dist.db.sqlfiles import sql_text
 from tpa_dist.errors import StoreLockedError
+from tpa_dist.text import printable
 
 
 def status_text(db: str | Path, limit: int = 10) -> str:
@@ -18,10 +19,10 @@ def status_text(db: str | Path, limit: int = 10) -> str:
         doc = live_progress(db)
         if doc is None:
             return f"{db} is being written by a running submit; no progress published yet"
-        return "in flight (database locked by its writer):\n" + doc.describe()
+        return "in flight (database locked by its writer):\n" + printable(doc.describe())  # a model name in its phase
     text = format_result(result, "table")
     doc = live_progress(db)
     running = {row[0] for row in result.rows if row[2] == "running"}
     if doc and doc.run_id in running:
-        text += "\n\nlast published progress:\n" + doc.describe()
+        text += "\n\nlast published progress:\n" + printable(doc.describe())
     return text

@@ -10,15 +10,19 @@ from tpa_dist.db.store import connect_db
 from tpa_dist.text import printable
 
 RULE = "=" * 80
+MAX_CONSOLE_MODELS = 16  # models shown layer by layer (a census's console would run to thousands of lines; the
+# report's cohort form starts past the same number)
 
 
 def layer_summary(db: str | Path, models: list[str]) -> str:
     """Per model, per layer, per block type: shape, rank, 90 % energy rank, heavy-tail alpha, sparsity, μ, σ; the
-    name and shape columns as wide as their longest entry, so long block names keep the columns aligned."""
+    name and shape columns as wide as their longest entry, so long block names keep the columns aligned. The first
+    MAX_CONSOLE_MODELS models are shown; a line says how many more the report and the database hold."""
+    shown, more = models[:MAX_CONSOLE_MODELS], len(models) - MAX_CONSOLE_MODELS
     con = connect_db(db, read_only=True)
     try:
         show_latest(con)
-        rows = con.execute(sql_text("console/layer_summary.sql"), {"models": models}).fetchall()
+        rows = con.execute(sql_text("console/layer_summary.sql"), {"models": shown}).fetchall()
     finally:
         con.close()
     out = [RULE, "LAYER-BY-LAYER MATRIX ANALYSIS", RULE]
@@ -43,4 +47,10 @@ def layer_summary(db: str | Path, models: list[str]) -> str:
             f"      SVD 90%: {int(r90):>4}/{design} ({100 * r90 / design:.1f}%) | Sparsity: {100 * sparsity:.1f}% "
             f"| μ={mean: .4f} σ={std: .4f}"
         )
+    if more > 0:
+        out += [
+            "",
+            f"… and {more} more model(s), not shown layer by layer: report.html has every model (its cohort "
+            "section ranks them), and `tpa-dist sql` every row",
+        ]
     return "\n".join(out)
