@@ -21,7 +21,7 @@ from tpa_dist.checkpoint.catalog import open_model
 from tpa_dist.compute import shuffle
 from tpa_dist.compute.analysis import analyze_task
 from tpa_dist.compute.powerlaw_fits import chosen_fit
-from tpa_dist.compute.rmt import vector_columns
+from tpa_dist.compute.rmt import mp_fit, vector_columns
 from tpa_dist.compute.tasks import tasks_for_tensor
 from tpa_dist.settings import RmtSettings
 
@@ -37,7 +37,7 @@ LAYERS = (
 TRAPPED = "encoder.layer.1.attention.self.query"
 PLANTED = ((7, 300), (150, 20), (333, 111))  # (row, col) of the planted large entries
 INTEGERS = ("N", "M", "num_evals", "matrix_rank", "rank_loss", "weak_rank_loss", "num_pl_spikes", "num_spikes")
-INTEGERS += ("detX_num", "num_ERG_spikes", "ERG_gap", "num_traps", "rand_num_spikes", "layer_id", "rf")
+INTEGERS += ("detX_num", "num_ERG_spikes", "ERG_gap", "layer_id", "rf")  # the traps: a random draw's (below)
 FLOATS = ("Q", "sv_max", "sv_min", "entropy", "alpha", "xmin", "xmax", "D", "sigma", "alpha_weighted")
 FLOATS += ("log_alpha_norm", "norm", "log_norm", "spectral_norm", "log_spectral_norm", "lambda_max", "stable_rank")
 FLOATS += ("sigma_mp", "mp_softrank", "bulk_min", "bulk_max", "W_scale", "detX_val", "detX_val_unrescaled")
@@ -69,6 +69,7 @@ def ww_details(folder):
     import weightwatcher as ww
 
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
+    np.random.seed(0)  # its shuffles draw from numpy's global generator: one fixed draw, the same in every run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         details = ww.WeightWatcher(model=str(folder)).analyze(
@@ -144,20 +145,26 @@ def test_randomized_columns_agree_within_the_shuffles_own_spread(folder, db, ww_
     the same matrix — within 5 standard deviations of 12 draws, plus 0.5 % — and WeightWatcher's (one unseeded draw
     each, its softrank and distance from a second draw) within 5 % of tpa-dist's: a matrix with a large element
     shuffles into a right-skewed max eigenvalue (MiniLM's layer 0 output.dense: draws 66.1–67.0, WeightWatcher
-    66.5 and 67.7 in two runs). Traps are counted exactly (a planted 5.0 is far beyond any shuffle's edge)."""
+    66.5 and 67.7 in two runs). The traps' count is a draw's too: within the draws' counts."""
     ours = _ours(db[0])
     weights = load_file(str(folder / "model.safetensors"))
     rng = np.random.default_rng(1)
     for name, mine in ours.items():
         theirs = ww_details.loc[name]
         w = weights[f"{name}.weight"].astype(np.float64)
-        draws = [sl.svdvals(rng.permutation(w.ravel()).reshape(w.shape))[0] ** 2 for _ in range(12)]
+        shuffled = [np.sort(sl.svdvals(rng.permutation(w.ravel()).reshape(w.shape)) ** 2) for _ in range(12)]
+        draws = [evals[-1] for evals in shuffled]
+        traps = [mp_fit(evals, max(w.shape), min(w.shape))["num_spikes"] for evals in shuffled]
         spread = 5 * np.std(draws) / np.mean(draws) + 0.005
         assert mine["max_rand_eval"] == pytest.approx(np.mean(draws), rel=spread), name
         for col in ("max_rand_eval", "rand_bulk_max", "ww_softrank", "rand_sigma_mp"):
             assert mine[col] == pytest.approx(float(theirs[col]), rel=0.05), (name, col)
         assert mine["rand_distance"] == pytest.approx(float(theirs["rand_distance"]), rel=0.1, abs=0.02), name
-        assert mine["num_traps"] == int(theirs["num_traps"]), name
+        # the traps a draw finds: ours and WeightWatcher's among the counts of 12 independent numpy draws (all
+        # equal for most matrices; MiniLM's layer 0 output.dense shuffles into 1 or 2 — WeightWatcher found 2 in one
+        # run of the suite, where this test once asked for equality)
+        for count in (mine["num_traps"], mine["rand_num_spikes"], int(theirs["num_traps"])):
+            assert min(traps) <= count <= max(traps), (name, count, sorted(set(traps)))
 
 
 def test_planted_traps_found_by_both_and_named_by_position(db, ww_details):
