@@ -260,8 +260,13 @@ def test_values_rewritten_under_the_same_header_size_and_mtime_are_a_new_revisio
 
     folder = write_synthetic("tiny-llama", tmp_path / "m")
     db = tmp_path / "r.duckdb"
-    job = Job.create(
-        models=(f"llama={folder}",), db=str(db), output_dir=str(tmp_path / "o"), progress=False, embedding=False
+    job = Job.create(  # the reports this test reads are written below
+        models=(f"llama={folder}",),
+        db=str(db),
+        output_dir=str(tmp_path / "o"),
+        progress=False,
+        embedding=False,
+        report=False,
     )
     first = submit(job)
     shard = next(folder.glob("*.safetensors"))
