@@ -278,15 +278,21 @@ def test_a_census_on_a_disk_budget_never_holds_more_than_it(synth_models, tmp_pa
 
 
 def test_a_census_analyzes_its_first_models_while_later_ones_are_still_resolved(synth_models, tmp_path, monkeypatch):
-    """20 Hub models; every request about the last one waits until the run has stored matrices (its live progress
-    counts them). A census whose planning had to end before its analysis began would sit at that request: the
-    emulator's wait would end at its bound instead of being released, and the model planned last would not be
-    counted as planned while the analysis ran."""
+    """20 Hub models and two broken ones among them; every request about the last one waits until the run has stored
+    matrices (its live progress counts them). A census whose planning had to end before its analysis began would sit
+    at that request: the emulator's wait would end at its bound instead of being released. The members that fail
+    while the analysis runs fail alone, grouped by reason in the summary."""
     import threading
 
     from tpa_dist.db.live import live_progress
 
-    repos = {f"org/s{i:02d}": synth_models["tiny-llama"] for i in range(20)}
+    good = {f"org/s{i:02d}": synth_models["tiny-llama"] for i in range(20)}
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    (pickled / "pytorch_model.bin").write_bytes(b"not unpickled")
+    repos = {**dict(list(good.items())[:12]), "org/gated": synth_models["tiny-gpt2"], "org/pickled": pickled}
+    repos.update(good)  # the two broken ones planned while the analysis runs
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("TPA_DIST_EXECUTOR", "local")  # no Ray start-up: the engine is not what is tested here
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -295,7 +301,7 @@ def test_a_census_analyzes_its_first_models_while_later_ones_are_still_resolved(
     listing.write_text("\n".join(repos) + "\n", encoding="utf-8")
     db = tmp_path / "census.duckdb"
     release, ended, stored_first = threading.Event(), threading.Event(), []
-    with HubEmulator(repos) as hub:
+    with HubEmulator(repos, gated={"org/gated": "hf_x"}) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         hub.hold_repo["org/s19"] = release
 
@@ -317,14 +323,16 @@ def test_a_census_analyzes_its_first_models_while_later_ones_are_still_resolved(
             release.set()
             watcher.join()
         assert hub.hold_timeouts == [], "org/s19 was never released: the analysis had not started"
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the two broken members
     assert stored_first and stored_first[0] > 0
     streamed = int(result.output.split(" model(s) planned while the analysis ran")[0].rsplit("\n", 1)[-1])
-    assert 1 <= streamed <= 19, result.output
+    assert 3 <= streamed <= 21, result.output  # the broken two and org/s19 among them
+    assert "failures by reason: " in result.output and "1 gated" in result.output, result.output
+    assert "1 only pickle weights" in result.output, result.output
     counts = dict(_rows(db, "SELECT model_id, count(*) FILTER (status = 'ok') FROM matrix_analysis GROUP BY 1"))
-    assert counts == {repo: 21 for repo in repos}, counts
-    runs = _rows(db, "SELECT status, matrices_total, matrices_done FROM runs")
-    assert runs == [("ok", 420, 420)], runs
+    assert counts == {repo: 21 for repo in good}, counts
+    runs = _rows(db, "SELECT status, matrices_total, matrices_done, matrices_failed FROM runs")
+    assert runs == [("failed", 420, 420, 0)], runs
 
 
 def test_planned_models_are_recorded_in_batches_and_a_refused_row_fails_only_its_model(
