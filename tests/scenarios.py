@@ -58,7 +58,8 @@ def gpu_fallback(work: Path) -> dict:
     del os.environ["TPA_DIST_INJECT_OOM_BYTES"]
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "1600000"  # 4 streams of one worker share it: 400000 each
     shared = submit(_job(work, "shared", ("synth:tiny-llama",)))
-    fractional = submit(_job(work, "fractional", ("synth:tiny-llama",), gpus_per_worker=0.25, gpu_streams=1))
+    os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = "800000"  # 2 worker processes share it: 400000 each, as above
+    fractional = submit(_job(work, "fractional", ("synth:tiny-llama",), gpus_per_worker=0.5, gpu_streams=1))
     # ΔW pairs on GPU workers: the small ones on the (fake) GPU, the larger ones hit an injected OOM and re-run
     os.environ["TPA_DIST_FAKE_GPU_MEMORY"] = str(1 << 30)
     os.environ["TPA_DIST_INJECT_OOM_BYTES"] = "40000"

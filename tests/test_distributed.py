@@ -63,9 +63,9 @@ def test_fake_gpu_oom_falls_back_to_cpu_and_planner_routes(tmp_path):
     assert {r["device"] for r in facts["cpu_only"]} == {"cpu"} and len(facts["cpu_only"]) >= 16
     # the planner routes by each batch's share of the free memory (400,000 bytes): the attention matrices fit it, the
     # embedding, the head and the MLP do not. Default: one GPU worker runs 4 batches at once (CUDA streams), each
-    # planned with a quarter of the free memory; --gpus-per-worker 0.25 --gpu-streams 1: 4 worker processes share the
-    # GPU, a quarter each — the same routing
-    for name, gpu_workers in (("shared", 1), ("fractional", 4)):
+    # planned with a quarter of the free memory; --gpus-per-worker 0.5 --gpu-streams 1: 2 worker processes share the
+    # GPU, half each — the same routing
+    for name, gpu_workers in (("shared", 1), ("fractional", 2)):
         rows = {r["matrix_key"]: r for r in facts[name] if r["kind"] == "matrix"}
         assert _once(facts[name]) and len(rows) == 16
         assert rows["model.layers.0.self_attn.q_proj.weight"]["device"] == "fake-gpu"
