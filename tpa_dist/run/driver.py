@@ -319,6 +319,8 @@ class Driver:
             self.summary.fail(f"run stopped: {describe_failure(exc)}")
             raise
         finally:
+            if self.planner is not None:  # an interrupted census: its Hub resolutions ahead are dropped, not awaited
+                self.planner.close()
             self._stop_engine(completed=False)
             self.summary.seconds = time.perf_counter() - t0
             try:
