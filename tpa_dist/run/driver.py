@@ -143,18 +143,14 @@ class Driver:
         self._take_planned()
 
     def _plan_while(self, more: Callable[[], bool]) -> None:
-        """Plan the next entries while `more()` says so; once every entry is, the adapters and pairs too. The planner
-        (its resolving threads) is closed on any exception."""
+        """Plan the next entries while `more()` says so; once every entry is, the adapters and pairs too. (run()'s
+        `finally` closes the planner, however the run ends.)"""
         planner = self.planner
-        try:
-            while planner.remaining and more():
-                planner.step()
-            planner.flush()  # the planned models' rows, before their tasks are handed out
-            if not planner.remaining:
-                planner.finish()
-        except BaseException:
-            planner.close()
-            raise
+        while planner.remaining and more():
+            planner.step()
+        planner.flush()  # the planned models' rows, before their tasks are handed out
+        if not planner.remaining:
+            planner.finish()
 
     def _take_planned(self) -> tuple[list[PlannedModel], list[Task]]:
         """What planning found since the last call, into the run's summary: the new models and tasks to compute."""
