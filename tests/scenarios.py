@@ -173,6 +173,7 @@ def hub_nodes(work: Path) -> dict:
             for m, p, ua, rng in hub.agents
             if m == "GET" and "/resolve/" in p and p.endswith(".safetensors")
         ]
+        census = _census_on_nodes(work, c.address)
         ray.shutdown()
         c.shutdown()
     return {
@@ -180,6 +181,87 @@ def hub_nodes(work: Path) -> dict:
         "describe": summary.describe(),
         "rows": _rows(str(work / "hub.duckdb")),
         "fetches": agents,
+        "census": census,
+    }
+
+
+#: a census on a disk budget kept on every node: 0.5 MiB each, against 30 two-shard models of 0.27 MiB
+NODE_BUDGET_MIB = 0.5
+
+
+def _census_on_nodes(work: Path, address: str) -> dict:
+    """On the same cluster: 30 two-shard Hub models (16× the per-node budget in all) and one whose single shard is
+    larger than the budget, `--max-cache-gib` kept by each node; one model already in each node's own cache. Each
+    node's census cache is sampled on disk while the run goes on (a watcher that never sleeps longer than 2 ms)."""
+    import numpy as np
+    import ray
+    from huggingface_hub import snapshot_download
+
+    from tests.conftest import write_safetensors
+    from tests.hub_emulator import HubEmulator
+    from tpa_dist.run.driver import submit
+    from tpa_dist.sources.node_budget import disk_bytes
+    from tpa_dist.sources.resolve import cache_dir
+    from tpa_dist.sources.synth.writer import write_synthetic
+
+    llama = write_synthetic("tiny-llama", cache_dir() / "synth" / "tiny-llama-seed0")
+    big = work / "big"
+    big.mkdir()
+    (big / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    write_safetensors(big / "model.safetensors", {"big.weight": ("F32", np.ones((600, 600), np.float32), (600, 600))})
+    repos = {f"org/c{i:02d}": llama for i in range(30)}
+    repos["org/big"] = big
+    listing = work / "census.txt"
+    listing.write_text("\n".join(repos) + "\n", encoding="utf-8")
+    nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0]
+    roots = [work / "nodes" / n / "tpa-census" for n in nodes]
+    peaks = {str(r): 0 for r in roots}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            for r in roots:
+                if r.exists():
+                    peaks[str(r)] = max(peaks[str(r)], disk_bytes(r))
+            done.wait(0.002)
+
+    with HubEmulator(repos) as hub:
+        os.environ["HF_ENDPOINT"] = hub.url
+        users = [  # the user's own copy of org/c00 on each node: read there, never counted, never deleted
+            snapshot_download("org/c00", cache_dir=str(work / "nodes" / n), endpoint=hub.url) for n in nodes
+        ]
+        theirs = sorted(str(p.resolve()) for u in users for p in Path(u).glob("*.safetensors"))
+        hub.agents.clear()
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            job = _job(work, "census", (), address=address, models_from=str(listing))
+            summary = submit(job.with_overrides(max_cache_gib=NODE_BUDGET_MIB / 1024))
+        finally:
+            done.set()
+            sampler.join()
+        fetched = [
+            (p, ua, rng)
+            for m, p, ua, rng in hub.agents
+            if m == "GET" and "/resolve/" in p and p.endswith(".safetensors")
+        ]
+    con = duckdb.connect(str(work / "census.duckdb"), read_only=True)
+    counts = dict(
+        con.execute("SELECT model_id, count(*) FILTER (status = 'ok') FROM matrix_analysis GROUP BY 1").fetchall()
+    )
+    con.close()
+    return {
+        "ok": summary.ok,
+        "describe": summary.describe(),
+        "failures": summary.failures,
+        "node_caches": summary.node_caches,
+        "sampled_peaks": peaks,
+        "left": [str(p) for r in roots for p in r.rglob("*") if p.is_file()],
+        "counts": counts,
+        "fetched": fetched,
+        "shard_bytes": sum(p.stat().st_size for p in llama.glob("*.safetensors")),
+        "theirs": [(p, os.path.isfile(p)) for p in theirs],
+        "limit": int(NODE_BUDGET_MIB * 2**20),
     }
 
 

@@ -164,15 +164,21 @@ def test_download_command_into_a_plain_folder(hub, tmp_path):
     ]
 
 
-def test_two_nodes_fetch_only_their_own_shards(tmp_path):
+@pytest.fixture(scope="module")
+def hub_nodes(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One two-node cluster for both tests below (its start costs seconds): a Hub model, then a census on a budget."""
+    from .test_distributed import _scenario
+
+    return _scenario("hub_nodes", tmp_path_factory.mktemp("hub-nodes"))
+
+
+def test_two_nodes_fetch_only_their_own_shards(hub_nodes):
     """Worker nodes that cannot see the driver's Hub cache fetch, one file at a time, exactly the shards of the
     tasks they run (shard-local scheduling keeps a shard's tasks on one node); the driver reads headers only."""
     import collections
     import re
 
-    from .test_distributed import _scenario
-
-    facts = _scenario("hub_nodes", tmp_path)
+    facts = hub_nodes
     assert facts["ok"], facts["describe"]
     ran = collections.defaultdict(set)
     for r in facts["rows"]:
@@ -190,6 +196,43 @@ def test_two_nodes_fetch_only_their_own_shards(tmp_path):
     for node, shards in fetched.items():
         assert len(shards) == len(set(shards))  # each file once per node
         assert set(shards) == ran[node]  # only the shards its tasks needed
+
+
+def test_a_census_keeps_its_disk_budget_on_every_node(hub_nodes):
+    """--max-cache-gib on a cluster: 30 two-shard models (16× the 0.5 MiB budget in all, each node fetching several
+    times its budget) and one whose shard alone is larger than it. Every model's matrices are stored; each node's
+    census cache never held more than the budget — sampled on disk every 2 ms by the test, and by the node's own walk
+    after each download; it is empty at the end; the oversized shard is one error for its model; the model already in
+    each node's own Hugging Face cache is read there, never fetched, never deleted."""
+    import re
+
+    facts = hub_nodes["census"]
+    limit = facts["limit"]
+    assert not facts["ok"] and len(facts["failures"]) == 1, facts["describe"]
+    assert "org/big" in facts["failures"][0] and "larger than --max-cache-gib" in facts["failures"][0], facts
+    counts = facts["counts"]
+    assert all(counts[f"org/c{i:02d}"] == 21 for i in range(30)), counts
+    reports = facts["node_caches"]
+    assert len(reports) == 2, reports  # both nodes worked, each kept its own ledger
+    for r in reports:
+        assert 0 < r["peak"] <= limit and 0 < r["measured_peak"] <= limit, r
+        assert r["fetched"] > 2 * limit, r  # more than twice its budget went through each node's cache
+    sampled = facts["sampled_peaks"]
+    assert len(sampled) == 2 and all(0 < v <= limit for v in sampled.values()), sampled
+    assert sum(r["fetched"] for r in reports) >= 5 * limit
+    assert facts["shard_bytes"] * 30 >= 5 * limit
+    assert facts["left"] == [], facts["left"]  # every node's census cache emptied at the end
+    by_node: dict[str, list[str]] = {}
+    for path, agent, rng in facts["fetched"]:
+        node = re.search(r"tpa-node/(\w+)", agent)
+        if node is None:  # the driver: headers by Range only
+            assert rng.startswith("bytes=0-"), (path, rng)
+            continue
+        by_node.setdefault(node.group(1), []).append(path)
+    assert len(by_node) == 2, list(by_node)
+    assert not any("org/c00/" in p for paths in by_node.values() for p in paths)  # each node's own copy
+    assert facts["theirs"] and all(present for _, present in facts["theirs"]), facts["theirs"]
+    assert "census cache on 2 node(s)" in facts["describe"], facts["describe"]
 
 
 def test_analysis_starts_before_the_download_ends(ray_session, hub, tmp_path, monkeypatch):

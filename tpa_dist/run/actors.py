@@ -20,6 +20,7 @@ from tpa_dist.compute.analysis import analyze_delta, analyze_task, failed_row
 from tpa_dist.compute.tasks import DeltaTask, EmbeddingTask, Task, relocate, task_path, task_paths
 from tpa_dist.faults import NO_FAULTS, Faults
 from tpa_dist.settings import AnalysisSettings
+from tpa_dist.sources.node_budget import NodeBudget, NodeFile, NodeLedger
 
 
 def gpu_compute_device(faults: Faults = NO_FAULTS) -> tuple[str, str, int]:
@@ -38,7 +39,13 @@ def gpu_compute_device(faults: Faults = NO_FAULTS) -> tuple[str, str, int]:
 class AnalysisWorker:
     """One analysis process with a fixed BLAS thread count (run as a Ray actor)."""
 
-    def __init__(self, settings: AnalysisSettings, gpu: bool = False, faults: Faults = NO_FAULTS) -> None:
+    def __init__(
+        self,
+        settings: AnalysisSettings,
+        gpu: bool = False,
+        faults: Faults = NO_FAULTS,
+        budget: NodeBudget | None = None,
+    ) -> None:
         from threadpoolctl import threadpool_limits
 
         self._limits = threadpool_limits(limits=settings.threads)
@@ -63,6 +70,11 @@ class AnalysisWorker:
             self.node = ray.get_runtime_context().get_node_id()
         self.worker = f"{self.host}:{os.getpid()}"
         self._fetched: dict[tuple, str] = {}
+        self._sizes: dict[tuple, int] = {}  # (repo, revision, file) -> its size, as the Hub announces it
+        self.budget = budget  # a census's disk budget on this node (--max-cache-gib on a cluster)
+        cache = constants.node_cache()
+        self.node_cache = os.path.join(cache, self.node) if cache else None  # None: the Hugging Face cache
+        self.ledger = NodeLedger(budget, self._census_root()) if budget is not None else None
         self._thread = threading.local()  # a GPU actor's concurrent calls: one CUDA stream per calling thread
 
     def describe(self) -> dict[str, object]:
@@ -76,23 +88,25 @@ class AnalysisWorker:
 
     def _localize(self, task: Task) -> Task:
         """Every file of a task that this node cannot see is made local: a Hub model's files (its shard, and those
-        of an FP8 scale or GPTQ/AWQ companions) fetched, that file alone, into the node's own cache; a synthetic
-        preset written there whole (it is deterministic in its seed)."""
+        of an FP8 scale or GPTQ/AWQ companions) fetched, that file alone, into the node's own cache (a census on a
+        budget: into its node cache, held by `_hold`); a synthetic preset written there whole (it is deterministic
+        in its seed)."""
         if task.hub is None and task.synth is None:
             return task
         missing = sorted(p for p in task_paths(task) if not self.faults.visible(p))
         if not missing:
             return task
         root = task_path(task)[: -len(task.shard)]  # every path of a task is <folder>/<file in the repo>
-        cache = constants.node_cache()
-        node_cache = os.path.join(cache, self.node) if cache else None
         if task.synth is not None:
-            folder = self._synth_folder(task.synth, node_cache)
+            folder = self._synth_folder(task.synth, self.node_cache)
             return relocate(task, {p: os.path.join(folder, p[len(root) :]) for p in missing})
         from huggingface_hub import hf_hub_download
 
         moved = {}
         for path in missing:
+            if self.ledger is not None:
+                moved[path] = self._fetch_budgeted(task.hub, path[len(root) :])
+                continue
             key = (task.hub, path)
             if key not in self._fetched:
                 self._fetched[key] = hf_hub_download(
@@ -100,11 +114,92 @@ class AnalysisWorker:
                     path[len(root) :],
                     revision=task.hub[1],
                     endpoint=constants.hf_endpoint(),
-                    cache_dir=node_cache,
+                    cache_dir=self.node_cache,
                     user_agent={"tpa-node": self.node},
                 )
             moved[path] = self._fetched[key]
         return relocate(task, moved)
+
+    # -- a census's disk budget on this node (sources/node_budget.py) ---------------------------------------------
+    def _census_root(self) -> Path:
+        from huggingface_hub import constants as hf
+
+        # the node's id in the path too: nodes sharing a home folder (NFS) keep a budget each
+        return Path(self.node_cache or hf.HF_HOME) / "tpa-census" / self.budget.census / self.node
+
+    def _user_copy(self, hub: tuple[str, str], filename: str) -> str | None:
+        """The node's own Hugging Face cache's copy of a file, if it has one (read in place, never counted)."""
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(hub[0], filename, cache_dir=self.node_cache, revision=hub[1])
+        return found if isinstance(found, str) and os.path.isfile(found) else None
+
+    def _node_files(self, task: Task) -> list[NodeFile]:
+        """The Hub files `task` reads that must come into the census's node cache."""
+        out = []
+        for sub in (task.tuned, task.base) if isinstance(task, DeltaTask) else (task,):
+            if sub.hub is None:
+                continue
+            root = task_path(sub)[: -len(sub.shard)]
+            for path in sorted(p for p in task_paths(sub) if not self.faults.visible(p)):
+                if not self._user_copy(sub.hub, path[len(root) :]):
+                    out.append(self._node_file(sub.hub, path[len(root) :]))
+        return out
+
+    def _node_file(self, hub: tuple[str, str], filename: str) -> NodeFile:
+        """One Hub file in the census's node cache, with its size as the Hub announces it (asked once)."""
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        from tpa_dist.sources.resolve import census_path
+
+        key = (hub[0], hub[1], filename)
+        if key not in self._sizes:
+            url = hf_hub_url(hub[0], filename, revision=hub[1], endpoint=constants.hf_endpoint())
+            self._sizes[key] = int(get_hf_file_metadata(url).size or 0)
+        where = census_path(self.ledger.root, hub[0], hub[1], filename)
+        return NodeFile(hub[0], hub[1], filename, str(where), self._sizes[key])
+
+    def _hold(self, task: Task, held: list[NodeFile]) -> None:
+        """Reserve the files `task` reads unless `held` has them already (a batch's tasks share their shard): the
+        files held before are let go first, so a worker never waits holding anything."""
+        files = self._node_files(task)
+        if {f.path for f in files} <= {f.path for f in held}:
+            return
+        if held:
+            self.ledger.release(held)
+            held.clear()
+        self.ledger.reserve(files)
+        held.extend(files)
+
+    def _fetch_budgeted(self, hub: tuple[str, str], filename: str) -> str:
+        from huggingface_hub import hf_hub_download
+
+        from tpa_dist.errors import DownloadError
+
+        mine = self._user_copy(hub, filename)
+        if mine:
+            return mine
+        f = self._node_file(hub, filename)
+        got = hf_hub_download(
+            hub[0],
+            filename,
+            revision=hub[1],
+            endpoint=constants.hf_endpoint(),
+            cache_dir=str(self.ledger.root),
+            user_agent={"tpa-node": self.node},
+        )
+        size = os.path.getsize(got)
+        if size != f.size:
+            self.ledger.release([f], failed=True)
+            raise DownloadError(f"{hub[0]}/{filename}: the Hub sent {size} bytes, not the {f.size} it announced")
+        self.ledger.fetched(f, size)
+        return got
+
+    def finish_node_cache(self) -> dict[str, object] | None:
+        """The run's end: this node's census cache emptied; its peaks and the bytes it fetched (None: no budget)."""
+        if self.ledger is None:
+            return None
+        return dict(self.ledger.finish(), node=self.node, host=self.host)
 
     def _synth_folder(self, synth: tuple[str, int], node_cache: str | None) -> str:
         """The node's own copy of a synthetic preset, written once per node (a file lock keeps the workers of one
@@ -143,10 +238,24 @@ class AnalysisWorker:
             return self._analyze(tasks)
 
     def _analyze(self, tasks: list[Task]) -> list:
+        held: list[NodeFile] = []  # a census on a budget: the files this batch holds on the node now
+        try:
+            out = self._analyze_holding(tasks, held)
+        finally:
+            if self.ledger is not None and held:
+                self.ledger.release(held)
+        for result in out:
+            if isinstance(result, tuple):
+                result[0].update(node=self.node, worker=self.worker, device=self.device)
+        return out
+
+    def _analyze_holding(self, tasks: list[Task], held: list[NodeFile]) -> list:
         out = []
         for task in tasks:
             self.faults.before_task(task.matrix_key, self.worker, gpu=self.compute != "cpu")
             try:
+                if self.ledger is not None:
+                    self._hold(task, held)
                 if isinstance(task, DeltaTask):
                     local = replace(task, tuned=self._localize(task.tuned), base=self._localize(task.base))
                 else:
@@ -157,9 +266,6 @@ class AnalysisWorker:
                 out.append(failed_result(task, f"cannot fetch {task.shard}: {exc}"))
                 continue
             out.append(self._one(local))
-        for result in out:
-            if isinstance(result, tuple):
-                result[0].update(node=self.node, worker=self.worker, device=self.device)
         return out
 
     def _one(self, task: Task) -> object:

@@ -26,7 +26,7 @@ def cohort_name(job: Job) -> str | None:
     return f"hub: {parse_hub_query(c.hub_query).text()}" if c.hub_query else None
 
 
-def check_budget(job: Job, joined: bool) -> None:
+def check_budget(job: Job) -> None:
     """--max-cache-gib's limits, said before any work: shards are deleted once their matrices are stored, so a
     step that reads a model's shards again later cannot run on the budget yet."""
     if job.cohort.max_cache_gib is None:
@@ -36,8 +36,6 @@ def check_budget(job: Job, joined: bool) -> None:
         if job.base or job.bases
         else "the embedding step (it reads its shard after every matrix): add --no-embedding"
         if job.embedding.enabled
-        else "--address (nodes fetch their own shards; the budget is kept on one machine)"
-        if joined
         else None
     )
     if why:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
 import socket
 import sys
 import time
@@ -49,6 +50,7 @@ from tpa_dist.settings import WorkerSettings
 from tpa_dist.sources.budget import BudgetedDownloads, BudgetedShard, census_cache
 from tpa_dist.sources.cohort import Cohort
 from tpa_dist.sources.hub import Downloads, ShardFetcher
+from tpa_dist.sources.node_budget import NodeBudget, census_name
 
 log = logging.getLogger("tpa_dist")
 
@@ -132,7 +134,7 @@ class Driver:
     def plan(self, store: Store) -> None:
         """Plan the models (run/planning.py): all of them, or for a census (more than STREAM_AFTER entries) up to
         the first one with work, the rest planned while the analysis runs (_feed)."""
-        check_budget(self.job, ray_target(self.job.workers.address)[0] is not None)
+        check_budget(self.job)
         self.job, self.cohort = with_cohort(self.job, store, self.summary.run_id)  # a census's members, listed
         if self.cohort is not None:
             self.summary.cohort = self.cohort.describe()
@@ -210,6 +212,8 @@ class Driver:
         is analyzed as it lands); on a cluster only the embeddings' (the driver reads those itself), since workers
         fetch their own shards on their nodes. A census on a disk budget fetches them in order, within it."""
         budget = self.job.cohort.max_cache_gib
+        if budget is not None and self.spread:  # each node fetches its own within the budget (node_budget.py)
+            return
         if budget is not None:
             return self._add_budgeted(models, tasks, int(budget * 2**30))
         read: set[str] = set()
@@ -225,13 +229,36 @@ class Driver:
                 self.downloads.add(ShardFetcher(m.model_id, m.source.revision, shards, m.source.fetch))
 
     def _say_cache(self) -> None:
-        """A census on a budget: the most its cache ever held, in the summary."""
+        """A census on a budget: the most its cache ever held (on each node of a cluster), in the summary; a cluster's
+        node caches emptied."""
+        said = None
         if self.budgeted is not None:
             fetcher = self.budgeted
-            self.summary.cohort = (self.summary.cohort + "; " if self.summary.cohort else "") + (
+            said = (
                 f"census cache: peak {fetcher.peak / 2**20:.1f} MiB of the {fetcher.limit / 2**20:.1f} MiB "
                 "budget (each shard deleted once its matrices were stored)"
             )
+        elif self.node_budget is not None and hasattr(self.pool, "finish_node_caches"):
+            reports = self.pool.finish_node_caches()
+            self.summary.node_caches = reports
+            if reports:
+                peak = max(r["peak"] for r in reports)
+                measured = max(r["measured_peak"] for r in reports)
+                said = (
+                    f"census cache on {len(reports)} node(s): peak {peak / 2**20:.1f} MiB reserved, "
+                    f"{measured / 2**20:.1f} MiB found on disk, of the {self.node_budget.limit / 2**20:.1f} MiB "
+                    f"budget per node; {sum(r['fetched'] for r in reports) / 2**20:.1f} MiB fetched in all"
+                )
+        if said:
+            self.summary.cohort = (self.summary.cohort + "; " if self.summary.cohort else "") + said
+
+    @property
+    def node_budget(self) -> NodeBudget | None:
+        """A census's disk budget kept on every node: on a cluster, whose nodes fetch their own shards."""
+        budget = self.job.cohort.max_cache_gib
+        if budget is None or not self.spread:
+            return None
+        return NodeBudget(int(budget * 2**30), census_name(socket.gethostname(), str(self.job.db)), self.summary.run_id)
 
     def _add_budgeted(self, models: list[PlannedModel], tasks: list[Task], limit: int) -> None:
         """--max-cache-gib: one downloader for every model's pending shards, deleting each once stored; a census
@@ -273,6 +300,8 @@ class Driver:
             # a cluster (an address, or a multi-node Ray already running) fetches shards on its nodes
             self.joined = ray_target(job.workers.address)[0] is not None
             self.spread = self.joined or _multi_node()
+            if self.node_budget is not None:  # nodes fetch into caches of their own: none here may be read uncounted
+                shutil.rmtree(census_cache(job.db), ignore_errors=True)
             self._add_downloads(self.models, tasks)
             self.downloads.start()
             self.local = choose_local(
@@ -351,7 +380,7 @@ class Driver:
         else:
             from tpa_dist.run.workerpool import WorkerPool
 
-            pool = WorkerPool(self.settings, workers, on_event=self._event, faults=self.faults)
+            pool = WorkerPool(self.settings, workers, on_event=self._event, faults=self.faults, budget=self.node_budget)
             if self.joined:
                 tasks = self.planned.tasks
                 pool.request(*wanted_workers(workers, tasks, self._expected(len(tasks))))

@@ -42,6 +42,7 @@ class RunSummary:
     said: list[str] = field(default_factory=list)  # failures already named on the console when they happened
     reasons: Counter[str] = field(default_factory=Counter)  # models that failed, by reason (a census's summary)
     cohort: str | None = None  # the census's cohort, in words (its name, size, and whether it was listed now)
+    node_caches: list[dict] = field(default_factory=list)  # a census's budget on a cluster: each node's report
     streamed: int = 0  # entries planned while the analysis ran (a census), and the seconds that took
     streamed_s: float = 0.0
 

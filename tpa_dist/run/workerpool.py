@@ -20,6 +20,7 @@ from tpa_dist.constants import first_worker_wait_s, worker_env
 from tpa_dist.faults import NO_FAULTS, Faults
 from tpa_dist.run.executor import Done, Event, Lost, Raised, Worker
 from tpa_dist.settings import AnalysisSettings, WorkerSettings
+from tpa_dist.sources.node_budget import NodeBudget
 
 log = logging.getLogger("tpa_dist")
 
@@ -40,9 +41,11 @@ class WorkerPool:
         workers: WorkerSettings,
         on_event: Callable[[str], None] = lambda _message: None,
         faults: Faults = NO_FAULTS,
+        budget: NodeBudget | None = None,
     ) -> None:
         self.settings = settings
         self.faults = faults
+        self.budget = budget  # a census's disk budget on every node (sources/node_budget.py)
         self.conf = workers
         self.on_event = on_event  # one line per lost node (or worker), also kept in the run's summary
         self.workers: list[Worker] = []
@@ -132,10 +135,10 @@ class WorkerPool:
         if pool == "gpu":
             actor = remote.options(
                 num_cpus=gpu_cpus, num_gpus=conf.gpus_per_worker, max_concurrency=conf.gpu_streams, **self._opts
-            ).remote(self.settings, True, self.faults)
+            ).remote(self.settings, True, self.faults, self.budget)
         else:
             actor = remote.options(num_cpus=conf.threads_per_worker, **self._opts).remote(
-                self.settings, False, self.faults
+                self.settings, False, self.faults, self.budget
             )
         worker = Worker(actor, pool, wid=len(self.workers))
         self.workers.append(worker)
@@ -379,6 +382,24 @@ class WorkerPool:
                 "to join (--wait-for-workers), then fails"
             )
             self.on_event(f"node {gone[0].host} ({node[:8]}) lost mid-run with {len(gone)} worker(s); {where}")
+
+    def finish_node_caches(self, timeout: float = 60.0) -> list[dict]:
+        """A census on a disk budget: each node's cache emptied by one of its live workers; what each node reports
+        (its peaks and the bytes it fetched). A node without a live worker keeps its files until the next run."""
+        import ray
+
+        if self.budget is None:
+            return []
+        one = {w.node: w for w in self.ready()}
+        calls = [w.actor.finish_node_cache.remote() for w in one.values()]
+        done, _ = ray.wait(calls, num_returns=len(calls), timeout=timeout)
+        reports = []
+        for ref in done:
+            try:
+                reports.append(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - a node lost at the end: its files go with it or next run
+                log.warning("a node's census cache could not be emptied: %s", exc)
+        return [r for r in reports if r]
 
     def shutdown(self) -> None:
         """Stop every worker (no restarts, so no retry chatter after the run); report losses not reported yet."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tpa_dist.sources.hub import COMING, READY, PendingShard, ShardState, is_disk_full
+from tpa_dist.sources.node_budget import size_text
 
 log = logging.getLogger("tpa_dist")
 
@@ -218,8 +219,9 @@ class BudgetedDownloads:
             if size > self.limit:
                 self._fail(
                     item,
-                    f"{item.shard.filename} is {size / 2**30:.2f} GiB, larger than --max-cache-gib "
-                    f"{self.limit / 2**30:g}: its matrices cannot be analyzed within the budget",
+                    f"{item.shard.filename} is {size_text(size)}, larger than --max-cache-gib "
+                    f"{self.limit / 2**30:g} ({size_text(self.limit)}): its matrices cannot be analyzed within the "
+                    "budget",
                 )
                 continue
             if not self._reserve(size):
