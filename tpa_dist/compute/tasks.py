@@ -29,6 +29,7 @@ class MatrixTask:
     expert_index: int | None
     note: str | None = None  # why a tensor is skipped (kind "skipped")
     hub: tuple[str, str] | None = None  # (repo id, commit sha): a node that cannot see `shard` fetches it
+    sizes: tuple[tuple[str, int], ...] = ()  # (path, bytes) of the files it reads, known when planned (a Hub model)
     synth: tuple[str, int] | None = None  # (preset, seed): a node that cannot see `shard` writes the preset itself
     rmt: RmtSettings | None = None  # --rmt: WeightWatcher's analyses too (compute/rmt_task.py)
 

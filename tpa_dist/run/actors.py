@@ -71,6 +71,7 @@ class AnalysisWorker:
         self.worker = f"{self.host}:{os.getpid()}"
         self._fetched: dict[tuple, str] = {}
         self._sizes: dict[tuple, int] = {}  # (repo, revision, file) -> its size, as the Hub announces it
+        self._users: dict[tuple, str | None] = {}  # (repo, revision, file) -> the node user's own copy, if any
         self.budget = budget  # a census's disk budget on this node (--max-cache-gib on a cluster)
         cache = constants.node_cache()
         self.node_cache = os.path.join(cache, self.node) if cache else None  # None: the Hugging Face cache
@@ -131,8 +132,11 @@ class AnalysisWorker:
         """The node's own Hugging Face cache's copy of a file, if it has one (read in place, never counted)."""
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(hub[0], filename, cache_dir=self.node_cache, revision=hub[1])
-        return found if isinstance(found, str) and os.path.isfile(found) else None
+        key = (hub[0], hub[1], filename)
+        if key not in self._users:  # looked up once a run: the user's own cache is not ours to change
+            found = try_to_load_from_cache(hub[0], filename, cache_dir=self.node_cache, revision=hub[1])
+            self._users[key] = found if isinstance(found, str) and os.path.isfile(found) else None
+        return self._users[key]
 
     def _node_files(self, task: Task) -> list[NodeFile]:
         """The Hub files `task` reads that must come into the census's node cache."""
@@ -141,18 +145,22 @@ class AnalysisWorker:
             if sub.hub is None:
                 continue
             root = task_path(sub)[: -len(sub.shard)]
+            sizes = dict(sub.sizes)
             for path in sorted(p for p in task_paths(sub) if not self.faults.visible(p)):
                 if not self._user_copy(sub.hub, path[len(root) :]):
-                    out.append(self._node_file(sub.hub, path[len(root) :]))
+                    out.append(self._node_file(sub.hub, path[len(root) :], sizes.get(path)))
         return out
 
-    def _node_file(self, hub: tuple[str, str], filename: str) -> NodeFile:
-        """One Hub file in the census's node cache, with its size as the Hub announces it (asked once)."""
+    def _node_file(self, hub: tuple[str, str], filename: str, size: int | None = None) -> NodeFile:
+        """One Hub file in the census's node cache, with its size as planning found it, else as the Hub announces
+        it (asked once)."""
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         from tpa_dist.sources.resolve import census_path
 
         key = (hub[0], hub[1], filename)
+        if size:
+            self._sizes[key] = size
         if key not in self._sizes:
             url = hf_hub_url(hub[0], filename, revision=hub[1], endpoint=constants.hf_endpoint())
             self._sizes[key] = int(get_hf_file_metadata(url).size or 0)
@@ -180,6 +188,8 @@ class AnalysisWorker:
         if mine:
             return mine
         f = self._node_file(hub, filename)
+        if os.path.exists(f.path):  # held, and here (a snapshot link appears once its blob is whole)
+            return f.path
         got = hf_hub_download(
             hub[0],
             filename,

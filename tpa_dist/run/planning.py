@@ -6,6 +6,7 @@ data."""
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,7 @@ from tpa_dist.checkpoint.catalog import ModelCatalog, TensorInfo, find_embedding
 from tpa_dist.checkpoint.reader import Region
 from tpa_dist.compute.analysis import delta_base_row
 from tpa_dist.compute.rows import DeltaRow, ModelRecord
-from tpa_dist.compute.tasks import DeltaTask, LoraFactors, MatrixTask, plan_tasks
+from tpa_dist.compute.tasks import DeltaTask, LoraFactors, MatrixTask, plan_tasks, task_paths
 from tpa_dist.db.store import Store, is_interrupt
 from tpa_dist.errors import TpaError, describe, failure_reason
 from tpa_dist.jobs import Job, parse_model_entry
@@ -66,6 +67,19 @@ class PlannedModel:
         )
 
 
+def file_sizes(task: MatrixTask, announced: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    """The sizes of the files a Hub task reads (a node keeping a disk budget reserves them before fetching): as the
+    Hub announced them for shards still to come, from the disk for those here."""
+    out = []
+    for path in sorted(task_paths(task)):
+        size = announced.get(path)
+        if size is None and os.path.isfile(path):
+            size = os.path.getsize(path)
+        if size:
+            out.append((path, int(size)))
+    return tuple(out)
+
+
 def plan_model(
     spec: str,
     store: Store,
@@ -89,7 +103,8 @@ def plan_model(
     revision = source.revision or f"local-{catalog.fingerprint()}"
     tasks = plan_tasks(source.model_id, revision, tensors, catalog.config)
     if source.kind == "hub" and source.revision:  # nodes that cannot see the driver's cache fetch shards
-        tasks = [replace(t, hub=(source.model_id, source.revision)) for t in tasks]
+        announced = {s.local_path: s.size for s in source.pending}
+        tasks = [replace(t, hub=(source.model_id, source.revision), sizes=file_sizes(t, announced)) for t in tasks]
     elif source.kind == "synth":  # ... and write a synthetic preset themselves (it is deterministic in its seed)
         tasks = [replace(t, synth=(target.split(":", 1)[1], seed)) for t in tasks]
     done = set() if force else store.done_keys(source.model_id, revision, settings_id)

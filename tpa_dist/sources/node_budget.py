@@ -69,6 +69,12 @@ class BudgetExceeded(DownloadError):
     """The files one task reads are larger than the node's budget."""
 
 
+def _overhead(ledger_bytes: int, new_files: int) -> int:
+    """The ledger's own bytes on disk, counted in the budget too: the file and its next copy while it is replaced,
+    with room for the entries about to be added."""
+    return 2 * (ledger_bytes + 512 * new_files)
+
+
 def size_text(nbytes: int) -> str:
     """A budget's bytes in words: GiB from one GiB, MiB below."""
     return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.2f} MiB"
@@ -136,8 +142,11 @@ class NodeLedger:
             ok = False
         if not ok:  # an earlier run's leftovers (or none): this run's cache starts empty
             self._wipe()
-            state = {"run": self.budget.run_id, "files": {}, "peak": 0, "measured_peak": 0, "fetched": 0}
+            state = self._fresh()
         return state
+
+    def _fresh(self) -> dict:
+        return {"run": self.budget.run_id, "files": {}, "peak": 0, "measured_peak": 0, "fetched": 0}
 
     def _wipe(self) -> None:
         for entry in self.root.iterdir():
@@ -154,7 +163,7 @@ class NodeLedger:
         they do not fit; BudgetExceeded when they could never fit."""
         files = list({f.path: f for f in files}.values())
         total = sum(f.size for f in files)
-        if total > self.budget.limit:
+        if total + _overhead(len(json.dumps(self._fresh())), len(files)) > self.budget.limit:
             what = files[0].filename if len(files) == 1 else " and ".join(f.filename for f in files)
             raise BudgetExceeded(
                 f"{what} {'is' if len(files) == 1 else 'are together'} {size_text(total)}, larger than --max-cache-gib "
@@ -171,7 +180,7 @@ class NodeLedger:
             table = state["files"]
             self._drop_dead(table)
             need = sum(f.size for f in files if self._key(f) not in table)
-            used = sum(e["size"] for e in table.values())
+            used = sum(e["size"] for e in table.values()) + _overhead(len(json.dumps(state)), len(files))
             idle = sorted((e["used_at"], k) for k, e in table.items() if not e["holders"] and e["ready"])
             mine = {self._key(f) for f in files}
             while used + need > self.budget.limit and idle:
@@ -187,7 +196,7 @@ class NodeLedger:
                 entry = table.setdefault(self._key(f), {"size": f.size, "holders": [], "ready": False})
                 entry["holders"].append(self.holder)
                 entry["used_at"] = now
-            state["peak"] = max(state["peak"], used + need)
+            state["peak"] = max(state["peak"], sum(e["size"] for e in table.values()))
             return True
 
     def fetched(self, f: NodeFile, nbytes: int) -> None:
