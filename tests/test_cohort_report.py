@@ -82,13 +82,13 @@ def test_no_figure_grows_past_its_cap_and_an_unchanged_one_is_not_drawn_again(
     assert len(sizes) >= 9 and all(w <= 1000 and h <= 8000 for w, h in sizes.values()), sizes
     assert sizes["32_cohort_map.sql"] == (1000, 700)
     drawn: list[int] = []
-    real = render.draw_all
+    real = render.Drawing
 
     def counting(jobs, *args, **kwargs):
         drawn.append(len(jobs))
         return real(jobs, *args, **kwargs)
 
-    monkeypatch.setattr(render, "draw_all", counting)
+    monkeypatch.setattr(render, "Drawing", counting)
     out = tmp_path / "copy"
     shutil.copytree(full_report[0].out, out)
     again = {r.section.name: r.png for r in render.write_report(source, out, models) if r.png}

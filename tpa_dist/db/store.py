@@ -29,6 +29,34 @@ from tpa_dist.errors import StoreError, StoreLockedError
 from tpa_dist.faults import NO_FAULTS, Faults
 from tpa_dist.sources.cohort import Cohort, Member
 
+
+class _PandasWithheld:
+    """An import finder that refuses pandas (see _arrow_without_pandas)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("pandas withheld from pyarrow's first look", name=name)
+
+
+def _arrow_without_pandas() -> None:
+    """pyarrow, on its first conversion of Python objects, imports pandas (0.4 s, on a run's critical path) only to ask
+    whether they are pandas objects; none of ours ever is. That one look is made here with pandas withheld, so
+    pyarrow's shim records it as absent; pandas stays importable by anyone who imports it (pyarrow's explicit
+    pandas functions included)."""
+    import sys
+
+    if "pandas" in sys.modules:
+        return
+    finder = _PandasWithheld()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(finder)
+
+
+_arrow_without_pandas()
+
 #: DuckDB settings of every connection that runs SQL a user wrote (`tpa-dist sql`, report sections): the database
 #: file and nothing else — no ATTACH/COPY/EXPORT/INSTALL or file-reading functions, and no SET that undoes this.
 SANDBOX = {
@@ -194,11 +222,16 @@ COHORT_MEMBER_SCHEMA = pa.schema(
 class Store:
     """The driver's writer connection. Every batch is one transaction: whole or absent."""
 
-    def __init__(self, path: str | Path, faults: Faults = NO_FAULTS) -> None:
+    def __init__(self, path: str | Path, faults: Faults = NO_FAULTS, checked: bool = False) -> None:
+        """`checked`: this process opened the file as a Store before (its schema made and checked): only connect."""
         self.path = Path(path)
         self.faults = faults
         created = not self.path.exists()
         self.con = connect_db(self.path)
+        if checked:
+            st = self.path.stat()
+            self._identity = (st.st_dev, st.st_ino)
+            return
         try:
             for stmt in statements(sql_text("schema.sql")) + statements(sql_text("views.sql")):
                 self.con.execute(stmt)

@@ -2,8 +2,8 @@
 
 A report's figures are independent and matplotlib is single-threaded, so with several cores the figures of one
 report take about the time of the largest few instead of their sum (bench_small: ~1 s of a small model's 2 s
-report). Children are forked after the queries ran and matplotlib was imported, draw from the rows they inherited
-and send back PNG bytes; they never touch the database, ignore Ctrl-C (the parent handles it), die with the parent
+report). Children are forked once the figures' queries ran (matplotlib imported), draw from the rows they inherited
+and send back PNG bytes while the parent queries the report's tables (`Drawing`: started, then its `results()`); they never touch the database, ignore Ctrl-C (the parent handles it), die with the parent
 whatever kills it, and are terminated at once when the parent is interrupted. Where forking is not safe — not
 Linux, Ray's gRPC threads live in this process, or this process is itself a daemonic worker — or there is one core
 or one figure, figures are drawn here, one after another.
@@ -55,36 +55,66 @@ def can_fork() -> bool:
     return not (ray is not None and ray.is_initialized())
 
 
+class Drawing:
+    """Figures being drawn: forked children start at once (see the module docstring) and the caller goes on — the
+    report's table queries run meanwhile — until `results()`. Where children cannot be forked, the figures are drawn
+    one after another in `results()`."""
+
+    def __init__(
+        self, jobs: Sequence[Job], errors: tuple[type[Exception], ...], before: Callable[[], None] | None = None
+    ) -> None:
+        global _jobs, _before
+        self.jobs, self.errors, self.before = jobs, errors, before
+        self.pool: ProcessPoolExecutor | None = None
+        self.futures: list = []
+        workers = min(len(jobs), os.cpu_count() or 1)
+        if workers < 2 or not can_fork():
+            return
+        _jobs, _before = jobs, before  # inherited by the forked children: nothing of the rows is sent to them
+        try:
+            self.pool = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork"), initializer=child_of, initargs=(os.getpid(),)
+            )
+            self.futures = [self.pool.submit(_draw_one, i) for i in range(len(jobs))]  # (all children fork here)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            _jobs, _before = (), None
+
+    def results(self) -> list[Result]:
+        """draw(*args) of every job, in order: its PNG bytes (or None), or the exception of type `errors` it raised."""
+        if self.pool is None:
+            if self.before is not None and self.jobs:
+                self.before()
+            return [_guarded(job, self.errors) for job in self.jobs]
+        try:
+            out: list[Result] = []
+            for f in self.futures:
+                try:
+                    out.append(f.result())
+                except self.errors as exc:
+                    out.append(exc)
+            self.pool.shutdown()
+            self.pool = None
+            return out
+        except BaseException:  # Ctrl-C, SIGTERM or a failure: the children stop now, nothing waits on them
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """The children stop now (the caller was interrupted or failed)."""
+        if self.pool is not None:
+            stop_pool(self.pool)
+            self.pool = None
+
+
 def draw_all(
     jobs: Sequence[Job], errors: tuple[type[Exception], ...], before: Callable[[], None] | None = None
 ) -> list[Result]:
     """draw(*args) for every (draw, args) job, in order: its PNG bytes (or None), or the exception of type `errors`
     it raised. `before()` runs where each figure is drawn, first (injected faults)."""
-    global _jobs, _before
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers < 2 or not can_fork():
-        if before is not None and jobs:
-            before()
-        return [_guarded(job, errors) for job in jobs]
-    _jobs, _before = jobs, before  # inherited by the forked children: nothing of the rows is sent to them
-    pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("fork"), initializer=child_of, initargs=(os.getpid(),)
-    )
-    try:
-        futures = [pool.submit(_draw_one, i) for i in range(len(jobs))]
-        out: list[Result] = []
-        for f in futures:
-            try:
-                out.append(f.result())
-            except errors as exc:
-                out.append(exc)
-        pool.shutdown()
-        return out
-    except BaseException:  # Ctrl-C, SIGTERM or a failure: the children stop now, nothing waits on them
-        stop_pool(pool)
-        raise
-    finally:
-        _jobs, _before = (), None
+    return Drawing(jobs, errors, before).results()
 
 
 def _guarded(job: Job, errors: tuple[type[Exception], ...]) -> Result:

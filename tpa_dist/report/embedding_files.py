@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tpa_dist.compute.embedding_analysis import EmbeddingResult, _public
 from tpa_dist.report.drawing import Figure
+
+if TYPE_CHECKING:  # (the analysis module brings scipy.linalg: 0.2 s that a run without embeddings never needs)
+    from tpa_dist.compute.embedding_analysis import EmbeddingResult
 
 
 def stored_results(db: str | Path, model_id: str, revision: str) -> list[EmbeddingResult]:
     """The embedding analyses of one (model, revision) as the database holds them: what the per-model files and
     figure are made from, so that they always match the stored rows (and are rewritten from them when missing)."""
+    from tpa_dist.compute.embedding_analysis import EmbeddingResult
     from tpa_dist.db.sqlfiles import sql_text
     from tpa_dist.db.store import connect_db
 
@@ -115,6 +119,7 @@ def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) ->
     import csv
     import io
 
+    from tpa_dist.compute.embedding_analysis import _public
     from tpa_dist.files import write_atomic
 
     folder, name = model_folder(out_dir, model_id)

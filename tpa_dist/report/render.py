@@ -23,7 +23,7 @@ from tpa_dist.db.sqlfiles import sql_text
 from tpa_dist.errors import ReportError, StoreError
 from tpa_dist.files import read_bytes_limited, read_text_limited, write_atomic
 from tpa_dist.report import plots
-from tpa_dist.report.drawing import Figure, Result, draw_all, write_figures
+from tpa_dist.report.drawing import Drawing, Figure, Result, write_figures
 from tpa_dist.report.page import page
 from tpa_dist.report.picker import picker_data
 from tpa_dist.report.sections import (
@@ -129,26 +129,49 @@ def draw(
     (drawing.py), every model in its colour (the report's model order); returns what each of `figures` gave. A
     section whose figure `cached(rendered, key)` still has (the same key: the same rows, options and colours) is not
     drawn again; `Rendered.key` keeps the key."""
-    plotted = [r for r in rendered if r.error is None and r.section.draw != "table" and r.rows]
-    palette = plots.Palette(list(models))
-    todo = []
-    for r in plotted:
-        rows = _figure_rows(r)
-        r.key = figure_key(r, rows, palette)
-        r.png = cached(r, r.key)
-        if r.png is None:
-            todo.append((r, rows))
-    jobs = [(_draw, (r.section, r.columns, rows, palette)) for r, rows in todo] + [(f.draw, f.args) for f in figures]
-    drawn = draw_all(jobs, (KeyError, ValueError, TypeError), before)
-    for (r, _), png in zip(todo, drawn):
-        if isinstance(png, Exception):
-            r.error = f"{r.section.name}: {type(png).__name__}: {png}"
-        else:
-            r.png = png
-    return drawn[len(todo) :]
+    return SectionDrawing(rendered, figures, before, models, cached).finish()
 
 
-FIGURE_VERSION = "1"  # bumped when the drawing code changes what a figure of the same rows looks like
+class SectionDrawing:
+    """`draw`, started now and finished later: the children draw while the caller queries the table sections."""
+
+    def __init__(
+        self,
+        rendered: list[Rendered],
+        figures: Sequence[Figure] = (),
+        before: Callable[[], None] | None = None,
+        models: Sequence[str] = (),
+        cached: Callable[[Rendered, str], bytes | None] = lambda _r, _key: None,
+    ) -> None:
+        plotted = [r for r in rendered if r.error is None and r.section.draw != "table" and r.rows]
+        palette = plots.Palette(list(models))
+        self.todo: list[Rendered] = []
+        jobs = []
+        for r in plotted:
+            rows = _figure_rows(r)
+            r.key = figure_key(r, rows, palette)
+            r.png = cached(r, r.key)
+            if r.png is None:
+                self.todo.append(r)
+                jobs.append((_draw, (r.section, r.columns, rows, palette)))
+        jobs += [(f.draw, f.args) for f in figures]
+        self.drawing = Drawing(jobs, (KeyError, ValueError, TypeError), before)
+
+    def finish(self) -> list[Result]:
+        """Each section's PNG (or its error) into its Rendered; what each of `figures` gave."""
+        drawn = self.drawing.results()
+        for r, png in zip(self.todo, drawn):
+            if isinstance(png, Exception):
+                r.error = f"{r.section.name}: {type(png).__name__}: {png}"
+            else:
+                r.png = png
+        return drawn[len(self.todo) :]
+
+    def stop(self) -> None:
+        self.drawing.stop()
+
+
+FIGURE_VERSION = "2"  # bumped when the drawing code changes what a figure of the same rows looks like
 
 
 def figure_key(r: Rendered, rows: list[tuple], palette: plots.Palette) -> str:
@@ -357,18 +380,28 @@ def write_report(
     sections = load_sections(sql_dirs)
     on_stage("report")
     con = open_sandbox(db)
+    drawing: SectionDrawing | None = None
     try:
         models = check_models(con, db, models, run)
         show_latest(con, latest=not all_revisions)
         plan_objects(con)  # the plan views, also in databases stored before they existed
-        rendered = query(con, sections, models)
+        # the figures' sections first: they are drawn (forked children) while the tables' queries run
+        figured = query(con, [s for s in sections if s.draw != "table"], models)
+        keys = _figure_keys(out)
+        drawing = SectionDrawing(figured, figures, partial(on_stage, "figures"), models, partial(_cached, out, keys))
+        tables = iter(query(con, [s for s in sections if s.draw == "table"], models))
+        plotted = iter(figured)
+        rendered = [next(plotted) if s.draw != "table" else next(tables) for s in sections]  # the sections' order
         matrices = picker_data(*_picker_rows(con, models[:MAX_FIGURE_MODELS]))  # a census: the first models only
         matrices["models_shown"] = min(len(models), MAX_FIGURE_MODELS)
         matrices["models_left_out"] = max(0, len(models) - MAX_FIGURE_MODELS)
+    except BaseException:
+        if drawing is not None:
+            drawing.stop()
+        raise
     finally:
         close(con)
-    keys = _figure_keys(out)
-    drawn = draw(rendered, figures, partial(on_stage, "figures"), models, partial(_cached, out, keys))
+    drawn = drawing.finish()
     rendered = [r for r in rendered if r.rows or r.error or not r.section.optional]
     for figure, message in zip(figures, write_figures(figures, drawn)):
         if message:  # shown as a failed section, and counted as the run's failure by the driver

@@ -436,7 +436,7 @@ class Driver:
     def _record(self, status: str) -> None:
         """Record the run's end again, after the outputs changed it."""
         try:
-            store = Store(self.job.db, self.faults)
+            store = Store(self.job.db, self.faults, checked=True)  # this run made and checked its schema
             try:
                 self._finish(store, status)
             finally:
