@@ -84,11 +84,16 @@ def test_no_figure_grows_past_its_cap_and_an_unchanged_one_is_not_drawn_again(
     drawn: list[int] = []
     real = render.Drawing
 
-    def counting(jobs, *args, **kwargs):
-        drawn.append(len(jobs))
-        return real(jobs, *args, **kwargs)
+    class Counting(real):  # one per report: how many figures it was given to draw
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            drawn.append(0)
 
-    monkeypatch.setattr(render, "Drawing", counting)
+        def add(self, job) -> None:  # noqa: ANN001
+            drawn[-1] += 1
+            super().add(job)
+
+    monkeypatch.setattr(render, "Drawing", Counting)
     out = tmp_path / "copy"
     shutil.copytree(full_report[0].out, out)
     again = {r.section.name: r.png for r in render.write_report(source, out, models) if r.png}

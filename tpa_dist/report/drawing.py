@@ -2,9 +2,9 @@
 
 A report's figures are independent and matplotlib is single-threaded, so with several cores the figures of one
 report take about the time of the largest few instead of their sum (bench_small: ~1 s of a small model's 2 s
-report). Children are forked once the figures' queries ran (matplotlib imported), draw from the rows they inherited
-and send back PNG bytes while the parent queries the report's tables (`Drawing`: started, then its `results()`); they never touch the database, ignore Ctrl-C (the parent handles it), die with the parent
-whatever kills it, and are terminated at once when the parent is interrupted. Where forking is not safe — not
+report). Children are forked at the first figure (matplotlib imported), take each figure's rows by pipe as soon as
+its query returned and send back PNG bytes while the parent runs the next queries (`Drawing`); they never touch the
+database, ignore Ctrl-C (the parent handles it), die with the parent whatever kills it, and are terminated at once when the parent is interrupted. Where forking is not safe — not
 Linux, Ray's gRPC threads live in this process, or this process is itself a daemonic worker — or there is one core
 or one figure, figures are drawn here, one after another.
 """
@@ -36,14 +36,12 @@ class Figure:
 
 Job = tuple[Callable[..., bytes | None], tuple]  # draw, args: draw(*args) gives the PNG bytes
 
-_jobs: Sequence[Job] = ()
-_before: Callable[[], None] | None = None
+_before: Callable[[], None] | None = None  # inherited by the forked children (injected faults)
 
 
-def _draw_one(i: int) -> bytes | None:
+def _draw_one(draw: Callable[..., bytes | None], args: tuple) -> bytes | None:
     if _before is not None:
         _before()
-    draw, args = _jobs[i]
     return draw(*args)
 
 
@@ -56,31 +54,38 @@ def can_fork() -> bool:
 
 
 class Drawing:
-    """Figures being drawn: forked children start at once (see the module docstring) and the caller goes on — the
-    report's table queries run meanwhile — until `results()`. Where children cannot be forked, the figures are drawn
-    one after another in `results()`."""
+    """Figures drawn as they are added: the first `add` forks the children (see the module docstring) and each job
+    goes to them as soon as it is added — the report adds a figure the moment its query returned and goes on with
+    the next queries — until `results()`. Where children cannot be forked, the jobs are drawn one after another in
+    `results()`. `workers`: at most this many children (the jobs expected)."""
 
     def __init__(
-        self, jobs: Sequence[Job], errors: tuple[type[Exception], ...], before: Callable[[], None] | None = None
+        self, errors: tuple[type[Exception], ...], before: Callable[[], None] | None = None, workers: int = 2
     ) -> None:
-        global _jobs, _before
-        self.jobs, self.errors, self.before = jobs, errors, before
-        self.pool: ProcessPoolExecutor | None = None
+        self.errors, self.before = errors, before
+        self.jobs: list[Job] = []
         self.futures: list = []
-        workers = min(len(jobs), os.cpu_count() or 1)
-        if workers < 2 or not can_fork():
-            return
-        _jobs, _before = jobs, before  # inherited by the forked children: nothing of the rows is sent to them
-        try:
+        self.pool: ProcessPoolExecutor | None = None
+        workers = min(workers, os.cpu_count() or 1)
+        if workers >= 2 and can_fork():
             self.pool = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("fork"), initializer=child_of, initargs=(os.getpid(),)
             )
-            self.futures = [self.pool.submit(_draw_one, i) for i in range(len(jobs))]  # (all children fork here)
+
+    def add(self, job: Job) -> None:
+        """Draw `job` (draw, args): its arguments go to a child by pipe (they did not exist when it forked)."""
+        global _before
+        self.jobs.append(job)
+        if self.pool is None:
+            return
+        _before = self.before  # the children fork at the first submit and inherit it
+        try:
+            self.futures.append(self.pool.submit(_draw_one, *job))
         except BaseException:
             self.stop()
             raise
         finally:
-            _jobs, _before = (), None
+            _before = None
 
     def results(self) -> list[Result]:
         """draw(*args) of every job, in order: its PNG bytes (or None), or the exception of type `errors` it raised."""
@@ -114,7 +119,10 @@ def draw_all(
 ) -> list[Result]:
     """draw(*args) for every (draw, args) job, in order: its PNG bytes (or None), or the exception of type `errors`
     it raised. `before()` runs where each figure is drawn, first (injected faults)."""
-    return Drawing(jobs, errors, before).results()
+    drawing = Drawing(errors, before, workers=len(jobs))
+    for job in jobs:
+        drawing.add(job)
+    return drawing.results()
 
 
 def _guarded(job: Job, errors: tuple[type[Exception], ...]) -> Result:

@@ -129,43 +129,52 @@ def draw(
     (drawing.py), every model in its colour (the report's model order); returns what each of `figures` gave. A
     section whose figure `cached(rendered, key)` still has (the same key: the same rows, options and colours) is not
     drawn again; `Rendered.key` keeps the key."""
-    return SectionDrawing(rendered, figures, before, models, cached).finish()
+    drawing = SectionDrawing(figures, before, models, cached)
+    for r in rendered:
+        drawing.add(r)
+    return drawing.finish()
 
 
 class SectionDrawing:
-    """`draw`, started now and finished later: the children draw while the caller queries the table sections."""
+    """`draw`, a section at a time: each section's figure goes to the drawing children as soon as its query returned
+    (`add`), while the caller runs the next queries; `figures` are sent first (their data is ready)."""
 
     def __init__(
         self,
-        rendered: list[Rendered],
         figures: Sequence[Figure] = (),
         before: Callable[[], None] | None = None,
         models: Sequence[str] = (),
         cached: Callable[[Rendered, str], bytes | None] = lambda _r, _key: None,
+        workers: int = 2,
     ) -> None:
-        plotted = [r for r in rendered if r.error is None and r.section.draw != "table" and r.rows]
-        palette = plots.Palette(list(models))
+        self.palette = plots.Palette(list(models))
+        self.cached = cached
         self.todo: list[Rendered] = []
-        jobs = []
-        for r in plotted:
-            rows = _figure_rows(r)
-            r.key = figure_key(r, rows, palette)
-            r.png = cached(r, r.key)
-            if r.png is None:
-                self.todo.append(r)
-                jobs.append((_draw, (r.section, r.columns, rows, palette)))
-        jobs += [(f.draw, f.args) for f in figures]
-        self.drawing = Drawing(jobs, (KeyError, ValueError, TypeError), before)
+        self.figures = len(figures)
+        self.drawing = Drawing((KeyError, ValueError, TypeError), before, workers=workers)
+        for f in figures:
+            self.drawing.add((f.draw, f.args))
+
+    def add(self, r: Rendered) -> None:
+        """A queried section: its figure drawn unless it has none or `cached` still has it."""
+        if r.error is not None or r.section.draw == "table" or not r.rows:
+            return
+        rows = _figure_rows(r)
+        r.key = figure_key(r, rows, self.palette)
+        r.png = self.cached(r, r.key)
+        if r.png is None:
+            self.todo.append(r)
+            self.drawing.add((_draw, (r.section, r.columns, rows, self.palette)))
 
     def finish(self) -> list[Result]:
         """Each section's PNG (or its error) into its Rendered; what each of `figures` gave."""
         drawn = self.drawing.results()
-        for r, png in zip(self.todo, drawn):
+        for r, png in zip(self.todo, drawn[self.figures :]):
             if isinstance(png, Exception):
                 r.error = f"{r.section.name}: {type(png).__name__}: {png}"
             else:
                 r.png = png
-        return drawn[len(self.todo) :]
+        return drawn[: self.figures]
 
     def stop(self) -> None:
         self.drawing.stop()
@@ -385,13 +394,15 @@ def write_report(
         models = check_models(con, db, models, run)
         show_latest(con, latest=not all_revisions)
         plan_objects(con)  # the plan views, also in databases stored before they existed
-        # the figures' sections first: they are drawn (forked children) while the tables' queries run
-        figured = query(con, [s for s in sections if s.draw != "table"], models)
         keys = _figure_keys(out)
-        drawing = SectionDrawing(figured, figures, partial(on_stage, "figures"), models, partial(_cached, out, keys))
-        tables = iter(query(con, [s for s in sections if s.draw == "table"], models))
-        plotted = iter(figured)
-        rendered = [next(plotted) if s.draw != "table" else next(tables) for s in sections]  # the sections' order
+        figured = sum(s.draw != "table" for s in sections) + len(figures)
+        drawing = SectionDrawing(figures, partial(on_stage, "figures"), models, partial(_cached, out, keys), figured)
+        order = sorted(range(len(sections)), key=lambda i: sections[i].draw == "table")  # figures' queries first
+        done: dict[int, Rendered] = {}
+        for i in order:  # each figure drawn as soon as its query returned, while the next ones run
+            (done[i],) = query(con, [sections[i]], models)
+            drawing.add(done[i])
+        rendered = [done[i] for i in range(len(sections))]  # the sections' order
         matrices = picker_data(*_picker_rows(con, models[:MAX_FIGURE_MODELS]))  # a census: the first models only
         matrices["models_shown"] = min(len(models), MAX_FIGURE_MODELS)
         matrices["models_left_out"] = max(0, len(models) - MAX_FIGURE_MODELS)
