@@ -1,5 +1,5 @@
 """python -m tpa_dist: the tpa-dist command line."""
 
-from tpa_dist.cli import main
+from tpa_dist.cli import entry
 
-main()
+entry()
