@@ -380,10 +380,11 @@ def write_report(
     on_stage: Callable[[str], None] = lambda _stage: None,
     all_revisions: bool = False,
     run: tuple[str, list[str]] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> list[Rendered]:
     """Render every section for `models` (default: all stored, `run`'s new models last in its order) into
     out_dir/report.md and report.html; `figures` (the run's other PNGs) are drawn beside the report's and written too
-    (a failed one is a section error)."""
+    (a failed one is a section error). `meanwhile()` runs once the queries are done, while the figures are drawn."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = load_sections(sql_dirs)
@@ -412,6 +413,12 @@ def write_report(
         raise
     finally:
         close(con)
+    try:
+        if meanwhile is not None:
+            meanwhile()
+    except BaseException:
+        drawing.stop()
+        raise
     drawn = drawing.finish()
     rendered = [r for r in rendered if r.rows or r.error or not r.section.optional]
     for figure, message in zip(figures, write_figures(figures, drawn)):

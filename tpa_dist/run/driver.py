@@ -523,13 +523,21 @@ class Driver:
         s, out = self.summary, self.job.output_dir
         if not s.models:
             return
-        written = []
-        try:
-            written.append(str(write_seed_csv(self.job.db, s.models, out)))
-        except Exception as exc:  # noqa: BLE001
-            s.fail(f"CSV not written: {describe_failure(exc)}")
+        written: list[str] = []
+        csv_done = []
+
+        def seed_csv() -> None:  # once: while the report's figures are drawn, or here without a report
+            if csv_done:
+                return
+            csv_done.append(True)
+            try:
+                written.insert(0, str(write_seed_csv(self.job.db, s.models, out)))
+            except Exception as exc:  # noqa: BLE001
+                s.fail(f"CSV not written: {describe_failure(exc)}")
+
         self._model_files()
         if not self.job.report:  # --no-report: the seed's per-model figures all the same
+            seed_csv()
             for message in write_figures(self.figures):
                 if message:
                     s.fail(message)
@@ -542,12 +550,16 @@ class Driver:
             # the job's order, so that a second submit adds to the report instead of replacing it
             run = (s.run_id, [m for m, _ in s.models])
             stage = partial(self.faults.pause, db=self.job.db)
-            rendered = write_report(self.job.db, out, None, figures=self.figures, on_stage=stage, run=run)
+            rendered = write_report(
+                self.job.db, out, None, figures=self.figures, on_stage=stage, run=run, meanwhile=seed_csv
+            )
+            seed_csv()
             written += [f"{out}/report.html", f"{out}/report.md"]
             for r in rendered:
                 if r.error:
                     s.fail(f"report section {r.error}")
         except Exception as exc:  # noqa: BLE001
+            seed_csv()
             s.fail(f"report not written: {describe_failure(exc)}")
             for message in write_figures(self.figures):  # the seed's figures all the same
                 if message:
