@@ -182,6 +182,10 @@ def submit(
     **options: object,
 ) -> None:
     """Analyze every weight matrix of every model and store the results."""
+    from tpa_dist.report import drawserver
+
+    if not no_report:  # matplotlib imported on a spare core while this process imports, plans and analyzes
+        drawserver.start()
     from tpa_dist.jobs import Job, load_job
     from tpa_dist.run.driver import submit as run_submit
 
@@ -198,6 +202,8 @@ def submit(
             raise click.BadParameter("--k-range must be MIN:MAX with 2 <= MIN <= MAX", param_hint="--k-range")
         options["k_min"], options["k_max"] = int(lo), int(hi)
     job = job.with_overrides(**options, progress=False if no_progress else None, argv=tuple(sys.argv))
+    if not job.report:  # the job file's [outputs] said so
+        drawserver.stop()
     if not job.models and not job.cohort.enabled:
         raise click.UsageError(
             "no models: give --models A,B, --models-from FILE or --hub-query QUERY (or a job file that lists them)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import sys
+import pickle
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tpa_dist.files import write_atomic
 from tpa_dist.processes import child_of, stop_pool
+from tpa_dist.report import drawserver
+from tpa_dist.report.drawserver import can_fork, draw_job
 
 Result = bytes | None | Exception
 
@@ -36,82 +38,87 @@ class Figure:
 
 Job = tuple[Callable[..., bytes | None], tuple]  # draw, args: draw(*args) gives the PNG bytes
 
-_before: Callable[[], None] | None = None  # inherited by the forked children (injected faults)
-
-
-def _draw_one(draw: Callable[..., bytes | None], args: tuple) -> bytes | None:
-    if _before is not None:
-        _before()
-    return draw(*args)
-
-
-def can_fork() -> bool:
-    """Whether figures may be drawn in forked children here (see the module docstring)."""
-    if not sys.platform.startswith("linux") or multiprocessing.current_process().daemon:
-        return False  # (macOS frameworks are not fork-safe; Windows has no fork)
-    ray = sys.modules.get("ray")
-    return not (ray is not None and ray.is_initialized())
-
 
 class Drawing:
-    """Figures drawn as they are added: the first `add` forks the children (see the module docstring) and each job
-    goes to them as soon as it is added — the report adds a figure the moment its query returned and goes on with
-    the next queries — until `results()`. Where children cannot be forked, the jobs are drawn one after another in
-    `results()`. `workers`: at most this many children (the jobs expected)."""
+    """Figures drawn as they are added: each job goes to the drawing processes as soon as it is added — the report
+    adds a figure the moment its query returned and goes on with the next queries — until `results()`. Where a
+    drawing server runs (drawserver.py: the command line starts one) it draws them; else the first `add` forks
+    children here (see the module docstring); where neither can be, the jobs are drawn one after another in
+    `results()`. `workers`: at most this many children of its own (the jobs expected)."""
 
     def __init__(
         self, errors: tuple[type[Exception], ...], before: Callable[[], None] | None = None, workers: int = 2
     ) -> None:
         self.errors, self.before = errors, before
         self.jobs: list[Job] = []
-        self.futures: list = []
+        self.where: list[tuple[str, object]] = []  # per job: ("server", id) | ("pool", future) | ("here", None)
+        self.server = drawserver.running()
         self.pool: ProcessPoolExecutor | None = None
         workers = min(workers, os.cpu_count() or 1)
-        if workers >= 2 and can_fork():
+        if self.server is None and workers >= 2 and can_fork():
             self.pool = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("fork"), initializer=child_of, initargs=(os.getpid(),)
             )
 
     def add(self, job: Job) -> None:
-        """Draw `job` (draw, args): its arguments go to a child by pipe (they did not exist when it forked)."""
-        global _before
+        """Draw `job` (draw, args): its arguments go to a drawing process by pipe."""
         self.jobs.append(job)
-        if self.pool is None:
-            return
-        _before = self.before  # the children fork at the first submit and inherit it
         try:
-            self.futures.append(self.pool.submit(_draw_one, *job))
+            if self.server is not None:
+                try:
+                    self.where.append(("server", self.server.send(self.before, *job)))
+                    return
+                except (OSError, pickle.PicklingError, AttributeError, TypeError):  # gone, or a job that cannot go
+                    pass
+            if self.pool is not None:  # the children fork at the first submit
+                self.where.append(("pool", self.pool.submit(draw_job, self.before, *job)))
+                return
         except BaseException:
             self.stop()
             raise
-        finally:
-            _before = None
+        self.where.append(("here", None))
 
     def results(self) -> list[Result]:
         """draw(*args) of every job, in order: its PNG bytes (or None), or the exception of type `errors` it raised."""
-        if self.pool is None:
-            if self.before is not None and self.jobs:
-                self.before()
-            return [_guarded(job, self.errors) for job in self.jobs]
         try:
+            ids = [ref for kind, ref in self.where if kind == "server"]
+            try:
+                served = iter(self.server.receive(ids)) if ids else iter(())
+            except (EOFError, OSError):  # the server died: what it had is drawn here
+                served = None
             out: list[Result] = []
-            for f in self.futures:
-                try:
-                    out.append(f.result())
-                except self.errors as exc:
-                    out.append(exc)
-            self.pool.shutdown()
-            self.pool = None
+            for (kind, ref), job in zip(self.where, self.jobs):
+                if kind == "server" and served is not None:
+                    out.append(self._own(next(served)))
+                elif kind == "pool":
+                    try:
+                        out.append(ref.result())
+                    except self.errors as exc:
+                        out.append(exc)
+                else:
+                    out.append(_guarded((draw_job, (self.before, *job)), self.errors))
+            if self.pool is not None:
+                self.pool.shutdown()
+                self.pool = None
             return out
-        except BaseException:  # Ctrl-C, SIGTERM or a failure: the children stop now, nothing waits on them
+        except BaseException:  # Ctrl-C, SIGTERM or a failure: the drawing stops now, nothing waits on it
             self.stop()
             raise
 
+    def _own(self, result: object) -> Result:
+        """A served result: PNG bytes, or a figure's error of the kinds asked for; any other exception is raised."""
+        if isinstance(result, BaseException) and not isinstance(result, self.errors):
+            raise result
+        return result  # type: ignore[return-value]
+
     def stop(self) -> None:
-        """The children stop now (the caller was interrupted or failed)."""
+        """The drawing stops now (the caller was interrupted or failed)."""
         if self.pool is not None:
             stop_pool(self.pool)
             self.pool = None
+        if self.server is not None:
+            drawserver.stop()
+            self.server = None
 
 
 def draw_all(

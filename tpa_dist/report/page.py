@@ -12,7 +12,7 @@ import json
 from importlib import resources
 
 from tpa_dist.report import hover
-from tpa_dist.report.plots import OKABE_ITO
+from tpa_dist.report.palette import OKABE_ITO
 from tpa_dist.report.sections import Rendered, cell_text, hint, lead, slug
 from tpa_dist.text import printable
 

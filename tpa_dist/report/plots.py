@@ -12,10 +12,10 @@ import io
 import math
 import textwrap
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import matplotlib
 
+from tpa_dist.report.palette import LINE_STYLES, OKABE_ITO, Palette  # noqa: F401 - the figures' colours
 from tpa_dist.text import cell_number, printable
 
 matplotlib.use("Agg")
@@ -27,9 +27,6 @@ from tpa_dist.report import hover  # noqa: E402
 FIG_W, FIG_H, DPI = 1000, 500, 100
 PANEL_COLUMNS = 2  # small multiples of line plots, histograms and ESDs
 ANNOTATE_CELLS = (40, 12)  # heatmap cells carry their values up to 40 rows × 12 columns
-#: Okabe & Ito (2008), the colour-blind-safe qualitative palette
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def _layout(fig: object, **kwargs: object) -> None:
@@ -68,21 +65,6 @@ def _log_axes(ax) -> None:  # noqa: ANN001
     ax.minorticks_off()
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(FuncFormatter(_decade))
-
-
-@dataclass
-class Palette:
-    """The colour (and, past eight, line style) of every model of a report, fixed by the report's model order so a
-    model looks the same in every figure; any other series takes the next one by first use."""
-
-    order: list[str] = field(default_factory=list)
-
-    def style(self, name: object) -> dict[str, object]:
-        key = str(name)
-        if key not in self.order:
-            self.order.append(key)
-        i = self.order.index(key)
-        return {"color": OKABE_ITO[i % len(OKABE_ITO)], "linestyle": LINE_STYLES[(i // len(OKABE_ITO)) % 4]}
 
 
 def panel_grid(panels: int, columns: int = PANEL_COLUMNS) -> tuple[int, int]:

@@ -22,9 +22,9 @@ from tpa_dist.db.sandbox import close, interruptible, open_sandbox
 from tpa_dist.db.sqlfiles import sql_text
 from tpa_dist.errors import ReportError, StoreError
 from tpa_dist.files import read_bytes_limited, read_text_limited, write_atomic
-from tpa_dist.report import plots
 from tpa_dist.report.drawing import Drawing, Figure, Result, write_figures
 from tpa_dist.report.page import page
+from tpa_dist.report.palette import Palette
 from tpa_dist.report.picker import picker_data
 from tpa_dist.report.sections import (
     Rendered,
@@ -44,10 +44,13 @@ MAX_FIGURE_MODELS = 16  # models drawn in one figure (panels or lines); the tabl
 SECTION_TIMEOUT_S = 300.0  # a section's query still running after this is interrupted (its section fails)
 
 
-def _draw(sec: Section, cols: list[str], rows: list[tuple], palette: plots.Palette) -> bytes | None:
+def _draw(sec: Section, cols: list[str], rows: list[tuple], palette: Palette) -> bytes | None:
+    """One section's figure (run where figures are drawn: drawing.py; matplotlib is imported there)."""
     o = sec.options
     if sec.draw == "table" or not rows:
         return None
+    from tpa_dist.report import plots
+
     if sec.draw == "heatmap":
         center = float(o["center"]) if "center" in o else None
         return plots.heatmap(sec.title, cols, rows, o["x"], o["y"], o["value"], o.get("facet"), o.get("label"), center)
@@ -147,7 +150,7 @@ class SectionDrawing:
         cached: Callable[[Rendered, str], bytes | None] = lambda _r, _key: None,
         workers: int = 2,
     ) -> None:
-        self.palette = plots.Palette(list(models))
+        self.palette = Palette(list(models))
         self.cached = cached
         self.todo: list[Rendered] = []
         self.figures = len(figures)
@@ -183,7 +186,7 @@ class SectionDrawing:
 FIGURE_VERSION = "2"  # bumped when the drawing code changes what a figure of the same rows looks like
 
 
-def figure_key(r: Rendered, rows: list[tuple], palette: plots.Palette) -> str:
+def figure_key(r: Rendered, rows: list[tuple], palette: Palette) -> str:
     """What a section's figure shows, as a digest: its draw kind and options, title, columns, rows and the colours of
     the models in it (tpa-dist's version included, so an upgrade redraws)."""
     import hashlib

@@ -631,9 +631,14 @@ class Driver:
             progress.close()
 
     def _import_ahead(self) -> None:
-        """While the local workers analyze, import what the outputs (matplotlib) will need: the driver idles then,
-        and a small model's run is a few seconds. (The embedding step's modules are its worker's to import.)"""
-        from tpa_dist.report import plots  # noqa: F401
+        """While the local workers analyze, import what the outputs will need (matplotlib too, unless a drawing server
+        has it): the driver idles then, and a small model's run is a few seconds. (The embedding step's modules are
+        its worker's to import.)"""
+        from tpa_dist.report import drawserver
+
+        if drawserver.running() is None:  # (with a drawing server, matplotlib is imported there, not here)
+            from tpa_dist.report import plots  # noqa: F401
+        from tpa_dist.report import render  # noqa: F401
 
     def _event(self, message: str) -> None:
         """Something the run worked around (a node lost): one console line, kept in the run's summary."""

@@ -1,0 +1,48 @@
+"""The drawing server (report/drawserver.py): a submit's figures drawn by a process forked at its start, which
+imported matplotlib on a spare core — the run itself never imports it — and, when that server is gone, drawn by the
+run itself: the report is whole either way."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+SCRIPT = r"""
+import json, os, signal, sys
+from pathlib import Path
+from tpa_dist.report import drawserver
+drawserver.start()
+import tpa_dist
+from tpa_dist.jobs import Job
+
+work = Path(sys.argv[1])
+def run(name):
+    job = Job.create(models=("synth:tiny-llama",), db=str(work / f"{name}.duckdb"), output_dir=str(work / name),
+                     progress=False, embedding=False)
+    summary = tpa_dist.submit(job)
+    return {"ok": summary.ok, "pngs": sorted(p.name for p in (work / name).glob("*.png"))}
+
+served = run("served")
+facts = {"served": served, "matplotlib_here": "matplotlib" in sys.modules, "server": drawserver.running() is not None}
+os.kill(drawserver.running().proc.pid, signal.SIGKILL)  # the server lost: the next report is drawn here
+drawserver.running() is None or drawserver._server.proc.join(10)
+facts["alone"] = run("alone")
+facts["matplotlib_after"] = "matplotlib" in sys.modules
+print(json.dumps(facts))
+"""
+
+
+def test_a_submit_draws_its_figures_in_the_drawing_server_and_without_it(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TPA_DIST_EXECUTOR", "RAY_ADDRESS")}
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts["server"] and facts["served"]["ok"], facts
+    assert len(facts["served"]["pngs"]) >= 5, facts  # every figure of the report, drawn by the server
+    assert facts["matplotlib_here"] is False  # the run itself never imported matplotlib
+    assert facts["alone"]["ok"] and facts["alone"]["pngs"] == facts["served"]["pngs"], facts
+    assert facts["matplotlib_after"] is True  # drawn here once the server was gone
