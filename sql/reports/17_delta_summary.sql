@@ -5,6 +5,7 @@
 --        subspaces.
 -- draw: table
 -- optional: true
+-- needs: delta_analysis
 SELECT model_id, base_model_id, count(*) FILTER (status = 'ok') AS compared,
        count(*) FILTER (status = 'ok' AND actual_rank > 0) AS changed,
        count(*) FILTER (status = 'ok' AND actual_rank = 0) AS unchanged,

@@ -4,6 +4,7 @@
 --        the one before it).
 -- draw: lines x=layer_index y=value series=pair facet=block_type color=model_id label=relative_update
 -- optional: true
+-- needs: delta_analysis
 SELECT model_id, model_id || ' vs ' || base_model_id AS pair, block_type, layer_index, avg(relative_update) AS value
 FROM delta_analysis
 WHERE list_contains($models, model_id) AND status = 'ok' AND layer_index IS NOT NULL

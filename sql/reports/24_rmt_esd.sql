@@ -5,6 +5,7 @@
 --        little beyond noise.
 -- draw: esd value=eigenvalue series=series alpha=alpha xmin=xmin facet=model_id bulk_max=bulk_max q=Q
 -- optional: true
+-- needs: rmt_analysis
 SELECT c.model_id, c.model_id || ': ' || c.matrix_key AS series, m.alpha, m.xmin, r.bulk_max, r.Q,
        unnest(list_filter(list_transform(s.singular_values, lambda x: x * x), lambda x: x > 1e-5)) AS eigenvalue,
        c.model_id || ': ' || c.matrix_key || ' — ' || r.num_spikes || ' eigenvalues beyond the bulk edge, mp_softrank '

@@ -5,6 +5,7 @@
 --        these entries; a trained layer without traps shuffles into a pure Marchenko–Pastur bulk.
 -- draw: table
 -- optional: true
+-- needs: rmt_analysis
 SELECT r.model_id, r.matrix_key, r.rand_num_spikes AS traps, round(r.max_rand_eval, 4) AS max_shuffled_eval,
        round(r.rand_bulk_max, 4) AS shuffled_bulk_edge,
        string_agg('(' || t.row_index || ', ' || t.col_index || ') = ' || round(t.value, 4), '; ' ORDER BY t.trap)

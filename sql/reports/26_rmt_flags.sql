@@ -6,6 +6,7 @@
 --        up, not trained as projections (looked_up() in views.sql, the rule of the findings and alpha flags).
 -- draw: table
 -- optional: true
+-- needs: rmt_analysis
 WITH d AS (SELECT *, looked_up(block_type) AS looked_up FROM weightwatcher_details
            WHERE list_contains($models, model_id)),
 flags AS (

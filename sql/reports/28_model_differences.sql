@@ -4,6 +4,7 @@
 --        |Δr90| first, with each model's layers there (`tpa-dist compare A B` for one pair, every row).
 -- draw: table
 -- optional: true
+-- needs: models>1
 SELECT model_b AS model, model_a AS against, block_type, depth_from, depth_to, layers_a, layers_b,
        round(d_alpha, 3) AS d_alpha, round(d_r90, 3) AS d_r90, round(d_stable_rank, 2) AS d_stable_rank
 FROM compare_to_first($models)

@@ -4,6 +4,7 @@
 --        there, negative (blue): more; white: no change (a diverging scale centred on 0, the same reach both ways).
 -- draw: heatmap x=block_type y=depth value=value facet=panel label=Δ_r90 center=0
 -- optional: true
+-- needs: models>1
 SELECT model_b AS model_id, model_b || ' − ' || model_a AS panel, block_type, depth_from AS depth, d_r90 AS value
 FROM compare_to_first($models)
 WHERE d_r90 IS NOT NULL

@@ -7,6 +7,7 @@
 --        most (its value against the cohort's median of the same matrix).
 -- draw: table
 -- optional: true
+-- needs: models>16
 WITH z AS (SELECT * FROM cohort_z($models)),
 score AS (
     SELECT model_id, sqrt(avg(z * z)) AS score, max(abs(z)) AS max_abs_z, count(*) AS features

@@ -6,6 +6,7 @@
 --        largest distance of a member to the first.
 -- draw: table
 -- optional: true
+-- needs: models>16
 WITH p AS (SELECT model_id, feature, value FROM cohort_profile($models)),
 pairs AS (
     SELECT a.model_id AS first, b.model_id AS member,

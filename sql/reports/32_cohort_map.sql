@@ -5,6 +5,7 @@
 --        look alike sit together; outliers (some |z| > 3.5) are orange and named; the pointer names every point.
 -- draw: map point=model_id feature=feature value=z
 -- optional: true
+-- needs: models>16
 SELECT model_id, feature, z
 FROM cohort_z($models)
 WHERE len($models) > 16

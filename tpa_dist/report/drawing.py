@@ -95,6 +95,8 @@ class Drawing:
                         out.append(ref.result())
                     except self.errors as exc:
                         out.append(exc)
+                    except pickle.PicklingError:  # a job that cannot go to a child is drawn here
+                        out.append(_guarded((draw_job, (self.before, *job)), self.errors))
                 else:
                     out.append(_guarded((draw_job, (self.before, *job)), self.errors))
             if self.pool is not None:

@@ -98,11 +98,36 @@ def render(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list
     return out
 
 
-def query(con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[str]) -> list[Rendered]:
-    """Every section's rows (a failed query is that section's error)."""
+def _needs_met(con: duckdb.DuckDBPyConnection, sec: Section, models: list[str], known: dict[str, bool]) -> bool:
+    """Whether an optional section's `-- needs:` hold (tables with rows, checked once per report; models>N)."""
+    for need in sec.needs:
+        if need.startswith("models>"):
+            if len(models) <= int(need[len("models>") :]):
+                return False
+            continue
+        if need not in known:
+            try:
+                rows = con.execute("SELECT EXISTS (SELECT 1 FROM query_table($t))", {"t": need}).fetchall()
+                known[need] = bool(rows[0][0])
+            except duckdb.Error:  # no such table here: the query itself will say so
+                known[need] = True
+        if not known[need]:
+            return False
+    return True
+
+
+def query(
+    con: duckdb.DuckDBPyConnection, sections: list[Section], models: list[str], known: dict[str, bool] | None = None
+) -> list[Rendered]:
+    """Every section's rows (a failed query is that section's error); an optional section whose `needs` do not hold
+    has none, unqueried. `known`: tables found empty or not so far (shared by a report's calls)."""
     out = []
+    known = {} if known is None else known
     for sec in sections:
         r = Rendered(sec)
+        if sec.needs and not _needs_met(con, sec, models, known):
+            out.append(r)
+            continue
         try:
             params = {"models": models} if "$models" in sec.query else None
             work = partial(fetch_capped, con, sec.query, params, MAX_FETCH_ROWS, MAX_FETCH_BYTES)
@@ -380,7 +405,7 @@ def write_report(
     models: list[str] | None = None,
     sql_dirs: tuple[str | Path, ...] = (),
     figures: Sequence[Figure] = (),
-    on_stage: Callable[[str], None] = lambda _stage: None,
+    on_stage: Callable[[str], None] | None = None,
     all_revisions: bool = False,
     run: tuple[str, list[str]] | None = None,
     meanwhile: Callable[[], None] | None = None,
@@ -391,7 +416,8 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections = load_sections(sql_dirs)
-    on_stage("report")
+    if on_stage is not None:
+        on_stage("report")
     con = open_sandbox(db)
     drawing: SectionDrawing | None = None
     try:
@@ -400,11 +426,13 @@ def write_report(
         plan_objects(con)  # the plan views, also in databases stored before they existed
         keys = _figure_keys(out)
         figured = sum(s.draw != "table" for s in sections) + len(figures)
-        drawing = SectionDrawing(figures, partial(on_stage, "figures"), models, partial(_cached, out, keys), figured)
+        before = partial(on_stage, "figures") if on_stage is not None else None  # where each figure is drawn
+        drawing = SectionDrawing(figures, before, models, partial(_cached, out, keys), figured)
         order = sorted(range(len(sections)), key=lambda i: sections[i].draw == "table")  # figures' queries first
         done: dict[int, Rendered] = {}
+        known: dict[str, bool] = {}
         for i in order:  # each figure drawn as soon as its query returned, while the next ones run
-            (done[i],) = query(con, [sections[i]], models)
+            (done[i],) = query(con, [sections[i]], models, known)
             drawing.add(done[i])
         rendered = [done[i] for i in range(len(sections))]  # the sections' order
         matrices = picker_data(*_picker_rows(con, models[:MAX_FIGURE_MODELS]))  # a census: the first models only

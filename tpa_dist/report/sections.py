@@ -15,7 +15,8 @@ from tpa_dist.files import read_text_limited
 from tpa_dist.text import cell_number, printable
 
 DRAW_KINDS = ("table", "heatmap", "lines", "loglog", "histogram", "esd", "map")
-_HEADER = re.compile(r"^--\s*(title|shows|draw|optional):\s*(.*)$")
+_HEADER = re.compile(r"^--\s*(title|shows|draw|optional|needs):\s*(.*)$")
+_NEED = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*|models>\d+)$")  # a table that must have rows, or models>N
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Section:
     options: dict[str, str]
     query: str
     optional: bool = False  # left out of the report when it has no rows (e.g. ΔW sections without --base)
+    needs: tuple[str, ...] = ()  # not queried unless each holds: TABLE has rows, models>N (an optional section's)
 
     @property
     def name(self) -> str:
@@ -46,7 +48,9 @@ class Rendered:
 
 
 def parse_section(path: Path) -> Section:
-    """Read a section file: `-- title:`, `-- shows:` (continued by `--` lines), `-- draw: KIND k=v ...`."""
+    """Read a section file: `-- title:`, `-- shows:` (continued by `--` lines), `-- draw: KIND k=v ...`,
+    `-- optional: true`, `-- needs: TABLE, models>N` (an optional section not queried when a table it reads has no
+    rows or the report has too few models: each query costs ~20 ms, and most reports have no ΔW, RMT or cohort)."""
     try:
         text = read_text_limited(path, 1 << 20) if isinstance(path, Path) else path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -71,7 +75,13 @@ def parse_section(path: Path) -> Section:
         raise ReportError(f"{path}: unknown draw kind {kind!r} (one of {', '.join(DRAW_KINDS)})")
     options = dict(o.split("=", 1) for o in opts if "=" in o)
     optional = meta.get("optional", "").strip().lower() in ("true", "yes")
-    return Section(path, meta["title"], meta.get("shows", ""), kind, options, text, optional)
+    needs = tuple(n.strip() for n in meta.get("needs", "").split(",") if n.strip())
+    bad = [n for n in needs if not _NEED.match(n)]
+    if bad:
+        raise ReportError(f"{path}: `-- needs:` takes table names and models>N, not {bad[0]!r}")
+    if needs and not optional:
+        raise ReportError(f"{path}: `-- needs:` is for optional sections (`-- optional: true`)")
+    return Section(path, meta["title"], meta.get("shows", ""), kind, options, text, optional, needs)
 
 
 def load_sections(extra_dirs: tuple[str | Path, ...] = ()) -> list[Section]:
