@@ -185,7 +185,7 @@ def hub_nodes(work: Path) -> dict:
     }
 
 
-#: a census on a disk budget kept on every node: 0.5 MiB each, against 30 two-shard models of 0.27 MiB
+#: a census on a disk budget kept on every node: 0.5 MiB each, against 30 two-shard models of 0.31 MiB
 NODE_BUDGET_MIB = 0.5
 
 
@@ -201,10 +201,17 @@ def _census_on_nodes(work: Path, address: str) -> dict:
     from tests.hub_emulator import HubEmulator
     from tpa_dist.run.driver import submit
     from tpa_dist.sources.node_budget import disk_bytes
-    from tpa_dist.sources.resolve import cache_dir
-    from tpa_dist.sources.synth.writer import write_synthetic
 
-    llama = write_synthetic("tiny-llama", cache_dir() / "synth" / "tiny-llama-seed0")
+    llama = work / "two-shards"  # two matrices, one per shard (160 KB each): the bytes of a census, few tasks
+    llama.mkdir()
+    (llama / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    index = {}
+    for i, name in enumerate(("model.layers.0.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight"), 1):
+        shard = f"model-0000{i}-of-00002.safetensors"
+        values = np.random.default_rng(i).standard_normal((200, 200)).astype(np.float32)
+        write_safetensors(llama / shard, {name: ("F32", values, (200, 200))})
+        index[name] = shard
+    (llama / "model.safetensors.index.json").write_text(json.dumps({"weight_map": index}), encoding="utf-8")
     big = work / "big"
     big.mkdir()
     (big / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
