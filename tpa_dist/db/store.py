@@ -228,10 +228,13 @@ class Store:
         self.faults = faults
         created = not self.path.exists()
         self.con = connect_db(self.path)
-        if checked:
-            st = self.path.stat()
-            self._identity = (st.st_dev, st.st_ino)
-            return
+        if not checked:
+            self._prepare(created)
+        st = self.path.stat()
+        self._identity = (st.st_dev, st.st_ino)  # the file this connection writes (see _check_file)
+
+    def _prepare(self, created: bool) -> None:
+        """The schema and views made (idempotent), earlier versions' tables migrated, the row columns checked."""
         try:
             for stmt in statements(sql_text("schema.sql")) + statements(sql_text("views.sql")):
                 self.con.execute(stmt)
@@ -240,8 +243,6 @@ class Store:
             if created:
                 _remove_new(self.path)
             raise StoreError(f"{self.path}: cannot create the tables: {_cause(exc)}") from None
-        st = self.path.stat()
-        self._identity = (st.st_dev, st.st_ino)  # the file this connection writes (see _check_file)
         self._migrate()
         for name, declared in (
             ("matrix_analysis", set(MATRIX_COLUMNS) | set(STAMPED)),

@@ -11,7 +11,6 @@ or one figure, figures are drawn here, one after another.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
 from collections.abc import Callable, Sequence
@@ -20,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tpa_dist.files import write_atomic
-from tpa_dist.processes import child_of, stop_pool
+from tpa_dist.processes import stop_pool
 from tpa_dist.report import drawserver
-from tpa_dist.report.drawserver import can_fork, draw_job
+from tpa_dist.report.drawserver import can_fork, draw_job, fork_pool
 
 Result = bytes | None | Exception
 
@@ -56,9 +55,7 @@ class Drawing:
         self.pool: ProcessPoolExecutor | None = None
         workers = min(workers, os.cpu_count() or 1)
         if self.server is None and workers >= 2 and can_fork():
-            self.pool = ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("fork"), initializer=child_of, initargs=(os.getpid(),)
-            )
+            self.pool = fork_pool(workers)
 
     def add(self, job: Job) -> None:
         """Draw `job` (draw, args): its arguments go to a drawing process by pipe."""

@@ -31,6 +31,13 @@ def can_fork() -> bool:
     return not (ray is not None and ray.is_initialized())
 
 
+def fork_pool(workers: int) -> ProcessPoolExecutor:
+    """Drawing children forked from this process (matplotlib and what else it imported inherited), each dying with
+    it (processes.child_of); they fork at the pool's first submit."""
+    ctx = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=child_of, initargs=(os.getpid(),))
+
+
 def draw_job(before: Callable[[], None] | None, draw: Callable[..., bytes | None], args: tuple) -> bytes | None:
     """One figure, where figures are drawn: `before()` first (injected faults), then draw(*args)."""
     if before is not None:
@@ -60,9 +67,8 @@ def _serve(conn: Any, parent: int, workers: int) -> None:
     try:
         while (message := conn.recv()) is not None:
             i, before, draw, args = message
-            if pool is None:  # the children fork here, before the pool's own thread starts
-                ctx = multiprocessing.get_context("fork")
-                pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=child_of, initargs=(os.getpid(),))
+            if pool is None:  # the children fork at its first submit, before the pool's own thread starts
+                pool = fork_pool(workers)
             pool.submit(draw_job, before, draw, args).add_done_callback(partial(reply, i))
     except (EOFError, OSError):  # the parent is gone
         pass
@@ -134,4 +140,4 @@ def stop() -> None:
         _server = None
 
 
-__all__ = ["DrawServer", "can_fork", "draw_job", "running", "start", "stop"]
+__all__ = ["DrawServer", "can_fork", "draw_job", "fork_pool", "running", "start", "stop"]
