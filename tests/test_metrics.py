@@ -69,6 +69,22 @@ def test_spectral_metrics_match_definitions(name):
         assert got["actual_rank"] == 7
 
 
+def test_quantile_is_numpys_bit_for_bit():
+    """The SNR's quartiles (metrics.quantile, without numpy's quantile machinery) equal numpy.quantile exactly, on
+    spectra of every length (1 and 2 included), with ties and across magnitudes."""
+    from tpa_dist.compute.metrics import quantile
+
+    rng = np.random.default_rng(8)
+    for i in range(3000):
+        n = int(rng.integers(1, 700)) if i > 2 else i + 1
+        values = (
+            rng.integers(0, 4, n).astype(float) if i % 4 == 0 else rng.standard_normal(n) * 10.0 ** rng.uniform(-8, 8)
+        )
+        ascending = np.sort(values)
+        for q in (0.25, 0.75, 0.5, 0.1, 0.999):
+            assert quantile(ascending, q) == np.quantile(ascending, q), (n, q)
+
+
 def test_zero_matrix():
     got = spectral_metrics(np.zeros(8), 10, 8)
     assert got["actual_rank"] == 0 and got["svd_90_percent_rank"] == 0

@@ -596,10 +596,11 @@ def test_a_report_of_other_models_is_kept_not_replaced(two_models, tmp_path):
     assert "Models: tiny-gpt2" in (out / "report.md").read_text()
 
 
-def test_an_optional_sections_needs_spare_its_query_and_bad_needs_are_one_line(tmp_path):
-    """`-- needs:` of an optional section: not queried (a query that would fail shows no error) when its table is
-    empty or the report has too few models; queried when they hold; a needs line that is not a table name or
-    models>N, or one on a section that is not optional, is one error naming the file."""
+def test_a_sections_needs_spare_its_query_and_bad_needs_are_one_line(tmp_path):
+    """`-- needs:`: a section is not queried (a query that would fail shows no error) when its table is empty or
+    the report has too few models — optional or not (a section that is not optional shows no rows, as its query
+    would); queried when they hold; a needs line that is not a table name or models>N is one error naming the
+    file."""
     import duckdb as ddb
 
     from tpa_dist.errors import ReportError
@@ -617,13 +618,14 @@ def test_an_optional_sections_needs_spare_its_query_and_bad_needs_are_one_line(t
     spared = section("a.sql", f"-- title: a\n-- optional: true\n-- needs: empty_t\n{failing}")
     few = section("b.sql", f"-- title: b\n-- optional: true\n-- needs: full_t, models>1\n{failing}")
     runs = section("c.sql", "-- title: c\n-- optional: true\n-- needs: full_t, models>1\nSELECT x FROM full_t")
-    a, b = render.query(con, [spared, few], ["m"])
-    assert (a.rows, a.error, b.rows, b.error) == ([], None, [], None)
+    shown = section("e.sql", f"-- title: e\n-- needs: empty_t\n{failing}")
+    a, b, e = render.query(con, [spared, few, shown], ["m"])
+    assert (a.rows, a.error, b.rows, b.error, e.rows, e.error) == ([], None, [], None, [], None)
     (c,) = render.query(con, [runs], ["m", "n"])
     assert c.rows == [(1,)] and c.error is None
     for text, words in (
         ("-- title: d\n-- optional: true\n-- needs: x; DROP TABLE full_t\nSELECT 1", "takes table names"),
-        ("-- title: e\n-- needs: full_t\nSELECT 1", "is for optional sections"),
+        ("-- title: f\n-- needs: models>two\nSELECT 1", "takes table names"),
     ):
         with pytest.raises(ReportError, match=words):
             section("bad.sql", text)

@@ -4,6 +4,7 @@
 --        range's lower edge for most vocabularies — a degenerate choice is said under the plot; the number of
 --        clusters the data support is the gap statistic's verdict (the next section).
 -- draw: lines x=k y=value series=series facet=metric color=model_id sharey=false
+-- needs: embedding_sweep
 WITH s AS (
     SELECT model_id, revision, param_name, k, f_stat, silhouette, inertia
     FROM embedding_sweep WHERE list_contains($models, model_id)

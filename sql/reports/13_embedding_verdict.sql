@@ -5,6 +5,7 @@
 --        k stands out); per k the mean gap, its standard error over the subsamples and how many subsamples' own
 --        2001 rule chose it — one subsample's rule alone is the seed-dependent answer this replaces.
 -- draw: table
+-- needs: embedding_gap
 SELECT g.model_id, g.param_name, g.k, round(g.gap, 4) AS gap, round(g.gap_se, 4) AS gap_se,
        g.chosen || ' of ' || c.gap_subsamples AS chosen_by_subsamples,
        CASE WHEN g.k = c.recommended_k THEN '← ' || c.verdict

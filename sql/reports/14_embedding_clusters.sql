@@ -4,6 +4,7 @@
 --        with the gap statistic's verdict beside it: where it is "one cloud" or "no preferred number", the chosen
 --        partition (the seed's argmax F) is a slicing of the cloud, not a count of clusters.
 -- draw: table
+-- needs: embedding_clusters
 WITH shares AS (
     SELECT model_id, revision, param_name, cluster, "class", count,
            round(100.0 * count / sum(count) OVER (PARTITION BY model_id, revision, param_name, cluster)) AS pct

@@ -4,6 +4,7 @@
 --        layers in at least two of the models has its panel.
 -- draw: lines x=depth y=value series=model_id facet=block_type color=model_id label=svd_90_percent_ratio
 -- optional: true
+-- needs: models>1
 WITH m AS (
     SELECT model_id, block_type, svd_90_percent_ratio,
            round(layer_index / greatest(max(layer_index) OVER (PARTITION BY model_id), 1), 2) AS depth

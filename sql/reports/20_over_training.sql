@@ -6,6 +6,7 @@
 --        Models that are not declared checkpoints of one run are not drawn as a time series.
 -- draw: lines x=checkpoint y=value series=block_type facet=metric color=block_type sharey=false xticks=model_id
 -- optional: true
+-- needs: models>1
 WITH chain AS (  -- --base previous: every model after the first has ΔW against the one before it
     SELECT count(DISTINCT model_id) AS linked FROM delta_analysis
     WHERE list_position($models, model_id) > 1

@@ -5,6 +5,7 @@
 --        Viswanath's isotropy I(W) (1 = isotropic) before and after their all-but-the-top post-processing; the row
 --        norms and their rank correlation with the token id (BPE ids follow merge order, roughly frequency).
 -- draw: table
+-- needs: embedding_geometry
 SELECT model_id, param_name, rows, cols, round(mean_cosine, 4) AS mean_cosine,
        round(mean_cosine_centered, 5) AS mean_cosine_centered, round(top_pc_share, 4) AS top_pc_share,
        round(participation_ratio, 1) AS participation_ratio, round(isotropy, 4) AS isotropy,

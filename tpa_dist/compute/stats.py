@@ -27,7 +27,7 @@ class RunningStats:
 
     def update(self, block: np.ndarray) -> None:
         """Add a float64 numpy block."""
-        flat = block.reshape(-1)
+        flat = block.ravel(order="K")  # a view of a transposed (Fortran-ordered) block too, never a copy
         if flat.size == 0:
             return
         with np.errstate(over="ignore", invalid="ignore"):

@@ -28,7 +28,7 @@ class Section:
     options: dict[str, str]
     query: str
     optional: bool = False  # left out of the report when it has no rows (e.g. ΔW sections without --base)
-    needs: tuple[str, ...] = ()  # not queried unless each holds: TABLE has rows, models>N (an optional section's)
+    needs: tuple[str, ...] = ()  # not queried unless each holds: TABLE has rows, models>N (optional or not)
 
     @property
     def name(self) -> str:
@@ -49,8 +49,9 @@ class Rendered:
 
 def parse_section(path: Path) -> Section:
     """Read a section file: `-- title:`, `-- shows:` (continued by `--` lines), `-- draw: KIND k=v ...`,
-    `-- optional: true`, `-- needs: TABLE, models>N` (an optional section not queried when a table it reads has no
-    rows or the report has too few models: each query costs ~20 ms, and most reports have no ΔW, RMT or cohort)."""
+    `-- optional: true`, `-- needs: TABLE, models>N` (a section not queried when a table it reads has no rows or the
+    report has too few models — left out when optional, '(no rows)' otherwise, as its query would have said: each
+    query costs ~20 ms, and most reports have no ΔW, RMT, embedding or cohort rows)."""
     try:
         text = read_text_limited(path, 1 << 20) if isinstance(path, Path) else path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -79,8 +80,6 @@ def parse_section(path: Path) -> Section:
     bad = [n for n in needs if not _NEED.match(n)]
     if bad:
         raise ReportError(f"{path}: `-- needs:` takes table names and models>N, not {bad[0]!r}")
-    if needs and not optional:
-        raise ReportError(f"{path}: `-- needs:` is for optional sections (`-- optional: true`)")
     return Section(path, meta["title"], meta.get("shows", ""), kind, options, text, optional, needs)
 
 

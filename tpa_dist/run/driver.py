@@ -609,9 +609,7 @@ class Driver:
         )
         self.by_device = sink.by_device
         self.sink = sink
-        ahead = [
-            self.local and self.job.report
-        ]  # the local pool's driver idles while its workers run: import what comes next
+        ahead = [self.local]  # the local pool's driver idles while its workers run: import what comes next
 
         def idle() -> None:
             sink.maybe_flush()
@@ -631,9 +629,13 @@ class Driver:
             progress.close()
 
     def _import_ahead(self) -> None:
-        """While the local workers analyze, import what the outputs will need (matplotlib too, unless a drawing server
-        has it): the driver idles then, and a small model's run is a few seconds. (The embedding step's modules are
-        its worker's to import.)"""
+        """While the local workers analyze, import what the first write and the outputs will need (matplotlib too,
+        unless a drawing server has it): the driver idles then, and a small model's run is a few seconds. (The
+        embedding step's modules are its worker's to import.)"""
+        import numpy.ma  # noqa: F401 - pyarrow's first conversion of a numpy array looks it up: 0.03 s of the flush
+
+        if not self.job.report:
+            return
         from tpa_dist.report import drawserver
 
         if drawserver.running() is None:  # (with a drawing server, matplotlib is imported there, not here)
