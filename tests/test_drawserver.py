@@ -46,3 +46,40 @@ def test_a_submit_draws_its_figures_in_the_drawing_server_and_without_it(tmp_pat
     assert facts["matplotlib_here"] is False  # the run itself never imported matplotlib
     assert facts["alone"]["ok"] and facts["alone"]["pngs"] == facts["served"]["pngs"], facts
     assert facts["matplotlib_after"] is True  # drawn here once the server was gone
+
+
+REPORT_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+import tpa_dist
+from tpa_dist.cli import main
+from tpa_dist.jobs import Job
+from tpa_dist.report import drawserver
+
+work = Path(sys.argv[1])
+db = str(work / "r.duckdb")
+job = Job.create(models=("synth:tiny-llama",), db=db, output_dir=str(work / "first"), progress=False, embedding=False,
+                 report=False)
+assert tpa_dist.submit(job).ok and "matplotlib" not in sys.modules
+code = 0
+try:
+    main(["report", "--db", db, "--out", str(work / "out")], standalone_mode=False)
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "server": drawserver.running() is not None, "matplotlib_here": "matplotlib" in sys.modules,
+                  "pngs": sorted(p.name for p in (work / "out").glob("*.png"))}))
+"""
+
+
+def test_the_report_command_draws_in_the_drawing_server(tmp_path):
+    """`tpa-dist report` starts the drawing server first thing, as submit does: its figures are drawn there and the
+    command's own process never imports matplotlib."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TPA_DIST_EXECUTOR", "RAY_ADDRESS")}
+    out = subprocess.run(
+        [sys.executable, "-c", REPORT_SCRIPT, str(tmp_path)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    facts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert facts["code"] == 0 and facts["server"], facts
+    assert len(facts["pngs"]) >= 5, facts
+    assert facts["matplotlib_here"] is False, facts

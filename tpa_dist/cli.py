@@ -251,6 +251,9 @@ def submit(
 @click.option("--all-revisions", is_flag=True, help="Show every stored revision of a model, not only its latest.")
 def report(db: str, out: str | None, models: str | None, sql_dirs: tuple[str, ...], all_revisions: bool) -> None:
     """Write report.md and a self-contained report.html from the SQL report sections."""
+    from tpa_dist.report import drawserver
+
+    drawserver.start()  # matplotlib imported on a spare core while this process opens the database and queries
     from tpa_dist.report.render import write_report
 
     out = out or str(Path(db).parent / "outputs")
