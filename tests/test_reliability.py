@@ -50,6 +50,35 @@ except StoreError as exc:
 """
 
 
+def test_a_batch_with_stored_matrices_replaces_them_and_appends_the_rest(tmp_path):
+    """Batches are appended (plain INSERTs); one that meets a stored matrix (--force, an error row run again) is rolled
+    back and written again as a replacement: the stored row and its spectrum become the new ones, the new matrix is
+    added, nothing is doubled."""
+    import duckdb
+    import numpy as np
+
+    from tpa_dist.compute.rows import MatrixRow
+    from tpa_dist.db.store import Store
+
+    def row(key: str, rank: int) -> MatrixRow:
+        r = MatrixRow("m", "r", key, key, None, 0, "q_proj", "matrix", "(8, 4)", 8, 4, 32, "F32", "s", 128)
+        r.update(design_rank=4, energy_rank_90=rank)
+        return r
+
+    store = Store(tmp_path / "r.duckdb")
+    first = [row("a", 1), row("b", 2)]
+    store.write_batch(first, [(r, np.full(4, 1.0)) for r in first], {"settings_id": "s", "run_id": "r1"})
+    again = [row("b", 3), row("c", 4)]
+    store.write_batch(again, [(r, np.full(4, 2.0)) for r in again], {"settings_id": "s", "run_id": "r2"})
+    store.close()
+    con = duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True)
+    got = con.execute("SELECT matrix_key, energy_rank_90, run_id FROM matrix_analysis ORDER BY 1").fetchall()
+    spectra = con.execute("SELECT matrix_key, singular_values[1] FROM spectra ORDER BY 1").fetchall()
+    con.close()
+    assert got == [("a", 1, "r1"), ("b", 3, "r2"), ("c", 4, "r2")]
+    assert spectra == [("a", 1.0), ("b", 2.0), ("c", 2.0)]
+
+
 def test_disk_full_while_writing_keeps_database_whole(tmp_path):
     db = tmp_path / "full.duckdb"
     from tpa_dist.db.store import Store

@@ -305,6 +305,10 @@ class Store:
         try:
             for stmt in statements(sql_text(name)):
                 self.con.execute(stmt, params)
+        except duckdb.ConstraintException as exc:
+            if name == "store/append_batch.sql":  # a key stored already: the caller replaces instead
+                raise _KeyStored(str(exc)) from None
+            raise StoreError(f"{self.path}: cannot write ({_cause(exc)})") from None
         except (duckdb.Error, RuntimeError) as exc:
             _reraise_interrupt(exc)
             raise StoreError(f"{self.path}: cannot write ({_cause(exc)})") from None
@@ -503,10 +507,21 @@ class Store:
             }
         )
         rmt = _rmt_tables([r for r in rows if r.rmt is not None and r.status == "ok"], stamps)
+        try:
+            self._write_rows(batch_rows, batch_spectra, rmt, "store/append_batch.sql")
+        except _KeyStored:  # rolled back: some matrix has a row already (--force, an error row re-run)
+            self._write_rows(batch_rows, batch_spectra, rmt, "store/insert_batch.sql")
+        if self.faults.write_pause_s:
+            Path(f"{self.path}.writing").unlink(missing_ok=True)
+
+    def _write_rows(self, rows: pa.Table, spectra: pa.Table, rmt: tuple[pa.Table, pa.Table] | None, sql: str) -> None:
+        """One batch in one transaction, by `sql`: store/append_batch.sql (plain INSERTs: an upsert costs DuckDB
+        ~12 ms more per batch, and most batches are new matrices) raises _KeyStored where a key is stored already;
+        store/insert_batch.sql replaces."""
         with self.transaction():
-            self.con.register("batch_rows", batch_rows)
-            self.con.register("batch_spectra", batch_spectra)
-            self._run("store/insert_batch.sql", {})
+            self.con.register("batch_rows", rows)
+            self.con.register("batch_spectra", spectra)
+            self._run(sql, {})  # (_KeyStored leaves the tables registered: the retry registers them anew)
             self.con.unregister("batch_rows")
             self.con.unregister("batch_spectra")
             if rmt is not None:
@@ -516,8 +531,6 @@ class Store:
                 self.con.unregister("batch_rmt")
                 self.con.unregister("batch_traps")
             self._write_pause()
-        if self.faults.write_pause_s:
-            Path(f"{self.path}.writing").unlink(missing_ok=True)
 
 
 def _rmt_tables(rows: list[MatrixRow], stamps: dict[str, object]) -> tuple[pa.Table, pa.Table] | None:
@@ -574,6 +587,10 @@ def _reraise_interrupt(exc: BaseException | None) -> None:
     """Turn DuckDB's report of a Ctrl-C back into KeyboardInterrupt, so the run stops as interrupted."""
     if is_interrupt(exc):
         raise KeyboardInterrupt from None
+
+
+class _KeyStored(Exception):
+    """An appended batch met a key that is stored already (its transaction is rolled back by _Transaction)."""
 
 
 class _Transaction:
