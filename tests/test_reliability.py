@@ -53,11 +53,11 @@ except StoreError as exc:
 def test_a_batch_with_stored_matrices_replaces_them_and_appends_the_rest(tmp_path):
     """Batches are appended (plain INSERTs); one that meets a stored matrix (--force, an error row run again) is rolled
     back and written again as a replacement: the stored row and its spectrum become the new ones, the new matrix is
-    added, nothing is doubled."""
+    added, nothing is doubled — matrix batches and ΔW batches alike."""
     import duckdb
     import numpy as np
 
-    from tpa_dist.compute.rows import MatrixRow
+    from tpa_dist.compute.rows import DeltaRow, MatrixRow
     from tpa_dist.db.store import Store
 
     def row(key: str, rank: int) -> MatrixRow:
@@ -77,6 +77,21 @@ def test_a_batch_with_stored_matrices_replaces_them_and_appends_the_rest(tmp_pat
     con.close()
     assert got == [("a", 1, "r1"), ("b", 3, "r2"), ("c", 4, "r2")]
     assert spectra == [("a", 1.0), ("b", 2.0), ("c", 2.0)]
+
+    def delta(key: str, rank: int) -> DeltaRow:  # ΔW batches the same way
+        d = DeltaRow("m", "r", "base", "r0", key, key, None, 0, "q_proj", "(8, 4)", 8, 4, "F32", "F32")
+        d.update(actual_rank=rank)
+        return d
+
+    store = Store(tmp_path / "r.duckdb")
+    for batch, run in (([delta("a", 1), delta("b", 2)], "r1"), ([delta("b", 3), delta("c", 4)], "r2")):
+        store.write_deltas(batch, [(d, np.full(4, 1.0)) for d in batch], {"settings_id": "s", "run_id": run})
+    store.close()
+    con = duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True)
+    got = con.execute("SELECT matrix_key, actual_rank, run_id FROM delta_analysis ORDER BY 1").fetchall()
+    assert got == [("a", 1, "r1"), ("b", 3, "r2"), ("c", 4, "r2")]
+    assert con.execute("SELECT count(*) FROM delta_spectra").fetchone() == (3,)
+    con.close()
 
 
 def test_disk_full_while_writing_keeps_database_whole(tmp_path):

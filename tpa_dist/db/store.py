@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -300,13 +300,15 @@ class Store:
                 "written. Run the submit again"
             )
 
-    def _run(self, name: str, params: dict[str, object]) -> None:
+    def _run(self, name: str, params: dict[str, object], appending: bool = False) -> None:
+        """Run store/NAME.sql's statements; `appending`: a key that is stored already raises _KeyStored (the caller
+        writes a replacement instead), every other failure is a StoreError naming the file."""
         self._check_file()
         try:
             for stmt in statements(sql_text(name)):
                 self.con.execute(stmt, params)
         except duckdb.ConstraintException as exc:
-            if name == "store/append_batch.sql":  # a key stored already: the caller replaces instead
+            if appending:
                 raise _KeyStored(str(exc)) from None
             raise StoreError(f"{self.path}: cannot write ({_cause(exc)})") from None
         except (duckdb.Error, RuntimeError) as exc:
@@ -452,12 +454,8 @@ class Store:
         if not rows:
             return
         batch, batch_spectra = _delta_tables(rows, spectra, stamps)
-        with self.transaction():
-            self.con.register("batch_deltas", batch)
-            self.con.register("batch_delta_spectra", batch_spectra)
-            self._run("store/insert_delta_batch.sql", {})
-            self.con.unregister("batch_deltas")
-            self.con.unregister("batch_delta_spectra")
+        tables = {"batch_deltas": batch, "batch_delta_spectra": batch_spectra}
+        self._append(tables, "store/append_delta_batch.sql", "store/insert_delta_batch.sql")
 
     def done_deltas(
         self, model_id: str, revision: str, base_model_id: str, base_revision: str, settings_id: str
@@ -507,30 +505,43 @@ class Store:
             }
         )
         rmt = _rmt_tables([r for r in rows if r.rmt is not None and r.status == "ok"], stamps)
-        try:
-            self._write_rows(batch_rows, batch_spectra, rmt, "store/append_batch.sql")
-        except _KeyStored:  # rolled back: some matrix has a row already (--force, an error row re-run)
-            self._write_rows(batch_rows, batch_spectra, rmt, "store/insert_batch.sql")
+        rmt_tables = {"batch_rmt": rmt[0], "batch_traps": rmt[1]} if rmt is not None else {}
+
+        def then() -> None:  # inside the same transaction
+            if rmt_tables:
+                self._with_tables(rmt_tables, "store/insert_rmt.sql")
+            self._write_pause()
+
+        tables = {"batch_rows": batch_rows, "batch_spectra": batch_spectra}
+        self._append(tables, "store/append_batch.sql", "store/insert_batch.sql", then)
         if self.faults.write_pause_s:
             Path(f"{self.path}.writing").unlink(missing_ok=True)
 
-    def _write_rows(self, rows: pa.Table, spectra: pa.Table, rmt: tuple[pa.Table, pa.Table] | None, sql: str) -> None:
-        """One batch in one transaction, by `sql`: store/append_batch.sql (plain INSERTs: an upsert costs DuckDB
-        ~12 ms more per batch, and most batches are new matrices) raises _KeyStored where a key is stored already;
-        store/insert_batch.sql replaces."""
-        with self.transaction():
-            self.con.register("batch_rows", rows)
-            self.con.register("batch_spectra", spectra)
-            self._run(sql, {})  # (_KeyStored leaves the tables registered: the retry registers them anew)
-            self.con.unregister("batch_rows")
-            self.con.unregister("batch_spectra")
-            if rmt is not None:
-                self.con.register("batch_rmt", rmt[0])
-                self.con.register("batch_traps", rmt[1])
-                self._run("store/insert_rmt.sql", {})
-                self.con.unregister("batch_rmt")
-                self.con.unregister("batch_traps")
-            self._write_pause()
+    def _append(
+        self, tables: dict[str, pa.Table], append: str, replace: str, then: Callable[[], None] | None = None
+    ) -> None:
+        """`tables` registered and written in one transaction by `append` (plain INSERTs: DuckDB's upsert costs ~12 ms
+        more per batch, and a batch's results are new rows but for a --force run or an error row run again); where a
+        key is stored already that transaction is rolled back and the batch written by `replace` (INSERT OR REPLACE).
+        `then()` runs inside the transaction, after the rows."""
+        for sql in (append, replace):
+            try:
+                with self.transaction():
+                    self._with_tables(tables, sql, appending=sql == append)
+                    if then is not None:
+                        then()
+                return
+            except _KeyStored:  # rolled back by the transaction
+                continue
+
+    def _with_tables(self, tables: dict[str, pa.Table], sql: str, appending: bool = False) -> None:
+        """Run `sql` with `tables` registered under their names (unregistered after; a _KeyStored leaves them for the
+        retry, which registers them anew)."""
+        for name, table in tables.items():
+            self.con.register(name, table)
+        self._run(sql, {}, appending)
+        for name in tables:
+            self.con.unregister(name)
 
 
 def _rmt_tables(rows: list[MatrixRow], stamps: dict[str, object]) -> tuple[pa.Table, pa.Table] | None:
