@@ -161,3 +161,40 @@ def test_status_never_lets_a_model_name_in_the_live_progress_drive_the_terminal(
     _publish(db, LiveProgress("r1", os.getpid(), time.time(), 10, 1, 0, 0, 0, phase=f"embeddings 1/1: evil{OSC}name"))
     out = CliRunner().invoke(main, ["status", "--db", str(db)]).output
     assert "now embeddings 1/1: evil" in out and "\x1b" not in out and "\x07" not in out, repr(out)
+
+
+def test_printable_escapes_exactly_the_dangerous_code_points_fast_path_or_not():
+    """text.printable returns a string with nothing to escape as it is (its fast path) and otherwise escapes each
+    control, format, surrogate, unassigned, line/paragraph separator and U+FFFD — compared, on random strings drawn
+    from every kind of code point, with the definition written out here."""
+    import random
+    import unicodedata
+
+    from tpa_dist.text import printable
+
+    def reference(s: str, keep_newlines: bool) -> str:
+        out = []
+        for ch in s:
+            if keep_newlines and ch in "\n\t":
+                out.append(ch)
+            elif unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Cn", "Zl", "Zp") or ch == "\ufffd":
+                out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"U+{ord(ch):04X}")
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    pools = [
+        "abc XYZ 09_-./",  # plain ASCII: the fast path
+        "\x00\x1b\x7f\n\t\r",  # controls
+        "\u202e\u200b\ufeff\u2028\u2029\ufffd",  # format, separators, the replacement character
+        "\u00a0\ue000\U000f0000",  # no-break space and private use: kept (not printable to str.isprintable)
+        "éßЖ中文🙂\u0301",  # letters of other scripts, an emoji, a combining mark
+        "\ud800\udfff\U000e0080\u0378",  # lone surrogates, unassigned
+    ]
+    rng = random.Random(4)
+    for _ in range(4000):
+        chosen = rng.sample(pools, rng.randint(1, 3))
+        s = "".join(rng.choice(rng.choice(chosen)) for _ in range(rng.randint(0, 12)))
+        for keep in (False, True):
+            assert printable(s, keep) == reference(s, keep), repr(s)
+    assert printable("model.layers.0.q_proj") == "model.layers.0.q_proj"
