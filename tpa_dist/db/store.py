@@ -307,11 +307,9 @@ class Store:
         try:
             for stmt in statements(sql_text(name)):
                 self.con.execute(stmt, params)
-        except duckdb.ConstraintException as exc:
-            if appending:
-                raise _KeyStored(str(exc)) from None
-            raise StoreError(f"{self.path}: cannot write ({_cause(exc)})") from None
         except (duckdb.Error, RuntimeError) as exc:
+            if appending and isinstance(exc, duckdb.ConstraintException):
+                raise _KeyStored(str(exc)) from None
             _reraise_interrupt(exc)
             raise StoreError(f"{self.path}: cannot write ({_cause(exc)})") from None
 
@@ -524,15 +522,18 @@ class Store:
         more per batch, and a batch's results are new rows but for a --force run or an error row run again); where a
         key is stored already that transaction is rolled back and the batch written by `replace` (INSERT OR REPLACE).
         `then()` runs inside the transaction, after the rows."""
-        for sql in (append, replace):
-            try:
-                with self.transaction():
-                    self._with_tables(tables, sql, appending=sql == append)
-                    if then is not None:
-                        then()
-                return
-            except _KeyStored:  # rolled back by the transaction
-                continue
+        try:
+            self._in_transaction(tables, append, then, appending=True)
+        except _KeyStored:  # rolled back by the transaction
+            self._in_transaction(tables, replace, then)
+
+    def _in_transaction(
+        self, tables: dict[str, pa.Table], sql: str, then: Callable[[], None] | None, appending: bool = False
+    ) -> None:
+        with self.transaction():
+            self._with_tables(tables, sql, appending)
+            if then is not None:
+                then()
 
     def _with_tables(self, tables: dict[str, pa.Table], sql: str, appending: bool = False) -> None:
         """Run `sql` with `tables` registered under their names (unregistered after; a _KeyStored leaves them for the
