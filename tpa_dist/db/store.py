@@ -435,11 +435,7 @@ class Store:
     def write_embedding(self, tables: dict[str, pa.Table]) -> None:
         """Store one embedding analysis (emb_sweep, emb_choice, emb_clusters, emb_assignments) atomically."""
         with self.transaction():
-            for name, table in tables.items():
-                self.con.register(name, table)
-            self._run("store/insert_embedding.sql", {})
-            for name in tables:
-                self.con.unregister(name)
+            self._with_tables(tables, "store/insert_embedding.sql")
 
     def transaction(self) -> _Transaction:
         self._check_file()
