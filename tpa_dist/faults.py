@@ -75,7 +75,7 @@ class Faults:
             if self.kill_marker:
                 if Path(self.kill_marker).exists():
                     return
-                Path(self.kill_marker).write_text(f"{worker} {matrix_key}\n")
+                _write_whole(self.kill_marker, f"{worker} {matrix_key}\n")
             os.kill(os.getpid(), signal.SIGKILL)
 
     def gpu_oom(self, nbytes: int) -> bool:
@@ -91,12 +91,19 @@ class Faults:
         phase name first, so a test knows the run is there)."""
         if self.pause_phase != phase or not self.pause_until:
             return
-        Path(f"{db}.paused").write_text(phase)
+        _write_whole(f"{db}.paused", phase)
         from tpa_dist.interrupts import check
 
         while not os.path.exists(self.pause_until):
             check()
             time.sleep(0.05)
+
+
+def _write_whole(path: str, text: str) -> None:
+    """Write a marker a test polls for so that it never sees it empty: a file beside it, renamed into place."""
+    part = f"{path}.{os.getpid()}.part"
+    Path(part).write_text(text)
+    os.replace(part, path)
 
 
 NO_FAULTS = Faults()
