@@ -1,5 +1,5 @@
-"""The drawing server (report/drawserver.py): a submit's figures drawn by a process forked at its start, which
-imported matplotlib on a spare core — the run itself never imports it — and, when that server is gone, drawn by the
+"""The drawing server (report/drawserver.py): a submit's figures — the report's and each model's embedding figures —
+drawn by a process forked at its start, which imported matplotlib on a spare core — the run itself never imports it — and, when that server is gone, drawn by the
 run itself: the report is whole either way."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 SCRIPT = r"""
 import json, os, signal, sys
@@ -20,9 +21,9 @@ from tpa_dist.jobs import Job
 work = Path(sys.argv[1])
 def run(name):
     job = Job.create(models=("synth:tiny-llama",), db=str(work / f"{name}.duckdb"), output_dir=str(work / name),
-                     progress=False, embedding=False)
+                     progress=False, k_min=2, k_max=4)
     summary = tpa_dist.submit(job)
-    return {"ok": summary.ok, "pngs": sorted(p.name for p in (work / name).glob("*.png"))}
+    return {"ok": summary.ok, "pngs": sorted(str(p.relative_to(work / name)) for p in (work / name).rglob("*.png"))}
 
 served = run("served")
 facts = {"served": served, "matplotlib_here": "matplotlib" in sys.modules, "server": drawserver.running() is not None}
@@ -43,6 +44,8 @@ def test_a_submit_draws_its_figures_in_the_drawing_server_and_without_it(tmp_pat
     facts = json.loads(out.stdout.strip().splitlines()[-1])
     assert facts["server"] and facts["served"]["ok"], facts
     assert len(facts["served"]["pngs"]) >= 5, facts  # every figure of the report, drawn by the server
+    per_model = {Path(p).name for p in facts["served"]["pngs"] if "/" in p}  # the embedding step's figures too
+    assert per_model == {"anova_curve.png", "embedding_projection.png"}, facts
     assert facts["matplotlib_here"] is False  # the run itself never imported matplotlib
     assert facts["alone"]["ok"] and facts["alone"]["pngs"] == facts["served"]["pngs"], facts
     assert facts["matplotlib_after"] is True  # drawn here once the server was gone

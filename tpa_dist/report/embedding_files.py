@@ -99,18 +99,26 @@ def model_files(out_dir: Path, model_id: str) -> list[Path]:
 
 def anova_figure(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> Figure:
     """The seed's anova_curve.png (F, silhouette and inertia against k), to be drawn with the report's figures."""
-    from tpa_dist.report.plots import anova_curve
-
-    return Figure(model_folder(out_dir, model_id)[0] / "anova_curve.png", anova_curve, (model_id, results))
+    return Figure(model_folder(out_dir, model_id)[0] / "anova_curve.png", _draw_anova, (model_id, results))
 
 
 def projection_figure(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> Figure:
     """embedding_projection.png: the rows on their top two principal axes, by cluster and by token class."""
+    return Figure(model_folder(out_dir, model_id)[0] / "embedding_projection.png", _draw_projection, (model_id, results))
+
+
+def _draw_anova(model_id: str, results: list[EmbeddingResult]) -> bytes:
+    """anova_curve.png's bytes, where figures are drawn (matplotlib is imported there, never in the run itself)."""
+    from tpa_dist.report.plots import anova_curve
+
+    return anova_curve(model_id, results)
+
+
+def _draw_projection(model_id: str, results: list[EmbeddingResult]) -> bytes:
+    """embedding_projection.png's bytes, where figures are drawn."""
     from tpa_dist.report.plots import embedding_projection
 
-    return Figure(
-        model_folder(out_dir, model_id)[0] / "embedding_projection.png", embedding_projection, (model_id, results)
-    )
+    return embedding_projection(model_id, results)
 
 
 def write_files(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> list[Path]:
