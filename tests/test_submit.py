@@ -189,6 +189,9 @@ def test_cli_submit_sql_inspect_synth(ray_session, tmp_path, monkeypatch):
     assert res.exit_code == 0 and "(1 row)" in res.output
     res = runner.invoke(main, ["sql", "--db", "data/nope.duckdb", "SELECT 1"])
     assert res.exit_code == 2 and "no such database" in res.output
+    res = runner.invoke(main, ["report", "--db", "data/nope.duckdb", "--out", "nope-report"])
+    assert res.exit_code == 2 and "no such database" in res.output
+    assert not (tmp_path / "nope-report").exists()  # a report that cannot run leaves no folder behind
     res = runner.invoke(main, ["inspect", "synth:tiny-mixtral"])
     assert res.exit_code == 0 and "block_sparse_moe.experts.3.w2.weight" in res.output and "router" in res.output
     res = runner.invoke(main, ["synth", "tiny-gpt2", "--out", "g2"])

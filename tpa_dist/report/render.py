@@ -414,13 +414,13 @@ def write_report(
     out_dir/report.md and report.html; `figures` (the run's other PNGs) are drawn beside the report's and written too
     (a failed one is a section error). `meanwhile()` runs once the queries are done, while the figures are drawn."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     sections = load_sections(sql_dirs)
     if on_stage is not None:
         on_stage("report")
     con = open_sandbox(db)
     drawing: SectionDrawing | None = None
     try:
+        out.mkdir(parents=True, exist_ok=True)  # once the database opened: a report that cannot run leaves no folder
         models = check_models(con, db, models, run)
         show_latest(con, latest=not all_revisions)
         plan_objects(con)  # the plan views, also in databases stored before they existed
