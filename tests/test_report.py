@@ -185,6 +185,23 @@ def test_panels_of_one_line_each_are_drawn_as_one_panel():
     assert _png_size(png) == (FIG_W, 2 * FIG_H)
 
 
+def test_a_figure_laid_out_once_is_drawn_once(monkeypatch):
+    """A tight-layout figure is drawn once, into its PNG: savefig's extra layout draw was 12 % of a report's figures."""
+    from matplotlib.figure import Figure
+
+    from tpa_dist.report import plots
+
+    draws = []
+    draw = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda fig, renderer: draws.append(1) or draw(fig, renderer))
+    cols = ["model_id", "value"]
+    rows = [(m, v / 7) for m in ("a", "b", "c") for v in range(1, 40)]
+    png = plots.histogram("T", cols, rows, "value", "model_id")
+    assert png.startswith(b"\x89PNG") and len(draws) == 1
+    png = plots.lines("T", ["x", "y", "s"], [(k, 1 / k, s) for s in "pq" for k in range(1, 9)], "x", "y", "s", log=True)
+    assert png.startswith(b"\x89PNG") and len(draws) == 2
+
+
 def test_malformed_section_named(tmp_path):
     bad = tmp_path / "bad.sql"
     bad.write_text("SELECT 1;\n")

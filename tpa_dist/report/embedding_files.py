@@ -104,7 +104,9 @@ def anova_figure(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -
 
 def projection_figure(out_dir: Path, model_id: str, results: list[EmbeddingResult]) -> Figure:
     """embedding_projection.png: the rows on their top two principal axes, by cluster and by token class."""
-    return Figure(model_folder(out_dir, model_id)[0] / "embedding_projection.png", _draw_projection, (model_id, results))
+    return Figure(
+        model_folder(out_dir, model_id)[0] / "embedding_projection.png", _draw_projection, (model_id, results)
+    )
 
 
 def _draw_anova(model_id: str, results: list[EmbeddingResult]) -> bytes:
