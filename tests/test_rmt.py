@@ -89,6 +89,7 @@ def db(folder, tmp_path_factory):
         embedding=False,
         rmt=True,
         num_workers=2,
+        report=False,  # the report tests below write theirs with `tpa-dist report`
     )
     assert tpa_dist.submit(job).ok
     return work / "r.duckdb", job

@@ -44,6 +44,7 @@ def four_run(ray_session, synth_models, tmp_path_factory):
         db=str(out / "tpa.duckdb"),
         output_dir=str(out / "outputs"),
         progress=False,
+        report=False,  # the report is test_report's; the per-model embedding files are written without it
     )
     return job, submit(job)
 
@@ -107,9 +108,9 @@ def test_seed_csv_and_view(four_run):
 
 def test_resume_reuses_and_force_recomputes(four_run):
     job, first = four_run
-    again = submit(job.with_overrides(report=False))  # the report is another test's: only what is analyzed here
+    again = submit(job)
     assert again.ok and again.done == 0 and again.reused == first.total
-    forced = submit(job.with_overrides(force=True, models=job.models[:1], report=False))
+    forced = submit(job.with_overrides(force=True, models=job.models[:1], embedding=False))
     assert forced.done == forced.total > 0
     con = duckdb.connect(job.db, read_only=True)
     dupes = con.execute(
