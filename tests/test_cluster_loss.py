@@ -107,7 +107,8 @@ def test_a_shared_cluster_that_loses_every_worker_then_its_head(tmp_path):
 def test_addresses_say_which_cluster_and_fail_in_one_line(tmp_path):
     """`--address auto` says which cluster it joined; SIGTERM ends a joined run cleanly; a cluster that wants a token,
     a token it rejects, the job server's port (an HTTP server answers there), an http:// URL and a stale RAY_ADDRESS
-    read by `auto` are one line each, exit 2, within a minute (all five side by side), saying what to do."""
+    read by `auto` are one line each, exit 2, saying what to do, all five side by side within 20 s (a rejected or
+    missing token is asked of the GCS before ray.init, which would retry it for ~21 s)."""
     with RayProcesses() as cluster:
         cluster.head(num_cpus=1)
         joined = _submit(cluster, tmp_path, "synth:tiny-llama", {"RAY_ADDRESS": cluster.address}, "--address", "auto")
@@ -154,7 +155,7 @@ def test_addresses_say_which_cluster_and_fail_in_one_line(tmp_path):
         finally:
             server.shutdown()
         took = time.monotonic() - t0
-    assert took < 60, (took, outs)
+    assert took < 20, (took, outs)  # 6 s beside two CPU hogs; ray.init alone retries a rejected token for ~21 s
     for name, (out, code) in outs.items():
         lines = [line for line in out.splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (name, out)

@@ -102,6 +102,16 @@ def _probe(address: str) -> None:
     raise AddressError(f"something answers at {address}, but not as a Ray cluster's GCS. {JOB_SERVER_HINT}")
 
 
+def _authenticate(address: str) -> None:
+    """Ray's own GCS client, before ray.init: a cluster that rejects this machine's token, or wants one it was not
+    given, raises AuthenticationError at once — ray.init retries for ~20 s before it says so."""
+    if "://" in address:  # a Ray Client address (ray://): no GCS to ask
+        return
+    from ray._raylet import GcsClient
+
+    GcsClient(address=address)
+
+
 class AddressError(ValueError):
     """An address that is not a GCS's: its message is the whole error line."""
 
@@ -208,6 +218,7 @@ def start_ray(address: str | None, num_cpus: int | None = None) -> float:
         try:
             _probe(target)
             with _joining(target, origin):
+                _authenticate(target)
                 ray.init(address=target, **quiet)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as exc:
             failure = exc
