@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,11 +23,16 @@ from tpa_dist.text import printable
 DEFAULT_DB = "data/tpa.duckdb"
 
 
+_program: list[float] = []  # the process is the `tpa-dist` command (entry): when it started
+_began: list[float] = []  # when this command began: the process's start, or main()'s call from another program
+
+
 class _Group(click.Group):
     """The command group: TpaError, and click's own usage errors (a missing option, a bad value), -> one line
     `error: …` on stderr and exit 2, never a traceback or a usage block."""
 
     def main(self, *args: object, **kwargs: object) -> object:
+        _began[:] = [_program[0] if _program else time.monotonic()]  # a call from a program: from this call on
         if kwargs.get("standalone_mode", True) is False:
             return super().main(*args, **kwargs)
         try:
@@ -201,7 +207,9 @@ def submit(
         if not (lo.isdigit() and hi.isdigit() and 2 <= int(lo) <= int(hi)):
             raise click.BadParameter("--k-range must be MIN:MAX with 2 <= MIN <= MAX", param_hint="--k-range")
         options["k_min"], options["k_max"] = int(lo), int(hi)
-    job = job.with_overrides(**options, progress=False if no_progress else None, argv=tuple(sys.argv))
+    job = job.with_overrides(
+        **options, progress=False if no_progress else None, argv=tuple(sys.argv), started=_began[0] if _began else None
+    )
     if not job.report:  # the job file's [outputs] said so
         drawserver.stop()
     if not job.models and not job.cohort.enabled:
@@ -560,6 +568,9 @@ def entry() -> None:
     """The `tpa-dist` command: `main`, then the process ends at once — every file is closed and written by then, and
     the interpreter's teardown (freeing matplotlib, DuckDB, numpy: 0.25 s after a small submit) would change nothing
     on disk. Where Ray runs in this process its own exit handlers stop what it started, so the usual exit is kept."""
+    from tpa_dist.processes import process_started
+
+    _program[:] = [process_started()]  # the start-up the summary reports: the interpreter's and the imports' too
     code: int | str | None = 0
     try:
         main()

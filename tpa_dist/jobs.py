@@ -71,6 +71,7 @@ class Job:
     progress: bool = True
     report: bool = True  # --no-report: store the results and the CSV, skip report.md/html and its figures
     argv: tuple[str, ...] = field(default=(), compare=False)
+    started: float | None = field(default=None, compare=False)  # the command's start (time.monotonic), set by the CLI
 
     def __post_init__(self) -> None:
         check("job", self)

@@ -7,6 +7,8 @@ import logging
 import os
 import signal
 import sys
+import time
+from pathlib import Path
 
 log = logging.getLogger("tpa_dist")
 
@@ -37,3 +39,18 @@ def stop_pool(pool: object) -> None:
         except (OSError, ValueError):
             pass
     pool.shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (interpreter start-up and imports), or None where /proc cannot say."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_started() -> float:
+    """When this process started, on time.monotonic's clock (now, where /proc cannot say)."""
+    return time.monotonic() - (process_age() or 0.0)

@@ -10,7 +10,6 @@ is isolated: whatever it raises becomes that model's recorded failure, and the o
 from __future__ import annotations
 
 import logging
-import os
 import platform
 import shutil
 import socket
@@ -68,16 +67,6 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:  # pragma: no cover
             out[name] = "absent"
     return out
-
-
-def process_age() -> float | None:
-    """Seconds since this process started (interpreter start-up and imports, before the run), or None."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _multi_node() -> bool:
@@ -284,7 +273,7 @@ class Driver:
         status = "failed"
         t0 = time.perf_counter()
         try:
-            config = {k: v for k, v in asdict(job).items() if k != "argv"}
+            config = {k: v for k, v in asdict(job).items() if k not in ("argv", "started")}
             store.start_run(
                 self.summary.run_id, " ".join(job.argv or sys.argv), config, versions(), socket.gethostname()
             )
@@ -292,8 +281,8 @@ class Driver:
             store.upsert_settings(self.settings_id, self.settings.as_dict())
             if job.rmt.enabled:
                 store.upsert_settings(job.rmt.rmt_id(), {"rmt": job.rmt.as_dict()})
-            if job.argv:  # the command line's process: its start-up (an API caller's earlier work is not this run's)
-                self.summary.phases["startup"] = process_age()
+            if job.started is not None:  # the command line's start-up (an API caller's earlier work is not this run's)
+                self.summary.phases["startup"] = max(0.0, time.monotonic() - job.started)
             with self._phase("plan"):
                 self.plan(store)
             tasks = self.planned.tasks  # a census still being planned: its first model's (the rest come in _feed)
