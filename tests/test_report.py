@@ -613,6 +613,26 @@ def test_a_report_of_other_models_is_kept_not_replaced(two_models, tmp_path):
     assert "Models: tiny-gpt2" in (out / "report.md").read_text()
 
 
+def test_links_planted_in_the_report_folder_are_replaced_never_followed(two_models, tmp_path):
+    """report.md, report.html and a figure's name planted as links to files outside the folder: the report replaces
+    the links with its own files and the files outside keep their bytes."""
+    job, _ = two_models
+    out, outside = tmp_path / "rep", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    names = ("report.md", "report.html", "05_compressibility.png")
+    for name in names:
+        (outside / name).write_text("not yours\n")
+        (out / name).symlink_to(outside / name)
+    res = CliRunner().invoke(main, ["report", "--db", job.db, "--out", str(out), "--models", "tiny-llama"])
+    assert res.exit_code == 0, res.output
+    for name in names:
+        assert (outside / name).read_text() == "not yours\n", name
+        assert not (out / name).is_symlink() and (out / name).stat().st_size > 1000, name
+    assert "Models: tiny-llama" in (out / "report.md").read_text()
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no temporary file left beside them
+
+
 def test_a_sections_needs_spare_its_query_and_bad_needs_are_one_line(tmp_path):
     """`-- needs:`: a section is not queried (a query that would fail shows no error) when its table is empty or
     the report has too few models — optional or not (a section that is not optional shows no rows, as its query

@@ -379,12 +379,13 @@ def keep_other_report(out: Path, models: list[str]) -> Path | None:
     import logging
     import shutil
 
-    from tpa_dist.files import name_for_path
+    from tpa_dist.files import name_for_path, open_regular
 
     old = out / "report.md"
     if not old.is_file():
         return None
-    head = old.read_text(encoding="utf-8", errors="replace").splitlines()[:3]
+    with open_regular(old) as fh:  # its first lines only, whatever the file has become
+        head = fh.read(1 << 16).decode("utf-8", errors="replace").splitlines()[:3]
     line = next((h for h in head if h.startswith("Models: ")), None)
     if line is None or line == f"Models: {_md_text(', '.join(models))}":
         return None
@@ -458,10 +459,10 @@ def write_report(
                 Rendered(Section(Path(figure.path.name), figure.path.name, "", "table", {}, ""), error=message)
             )
     keep_other_report(out, models)
-    for r in rendered:
+    for r in rendered:  # each file whole or not at all, and a link planted in the folder replaced, never followed
         if r.png:
-            (out / f"{slug(r.section)}.png").write_bytes(r.png)
+            write_atomic(out / f"{slug(r.section)}.png", r.png)
     write_atomic(out / FIGURE_KEYS, json.dumps({slug(r.section): r.key for r in rendered if r.png and r.key}))
-    (out / "report.md").write_text(_markdown(rendered, models), encoding="utf-8")
-    (out / "report.html").write_text(page(rendered, models, matrices), encoding="utf-8")
+    write_atomic(out / "report.md", _markdown(rendered, models))
+    write_atomic(out / "report.html", page(rendered, models, matrices))
     return rendered
