@@ -202,6 +202,29 @@ def test_a_figure_laid_out_once_is_drawn_once(monkeypatch):
     assert png.startswith(b"\x89PNG") and len(draws) == 2
 
 
+def test_the_anova_figures_warning_is_a_line_of_its_own_and_names_stay_escaped(monkeypatch):
+    """anova_curve.png's title and its degeneracy warning on lines of their own (the title's line break was escaped
+    to a literal \\x0a with every other control character: one line cut off at both edges), a tensor name's own
+    newline and ESC still escaped."""
+    from types import SimpleNamespace
+
+    from tpa_dist.report import plots
+
+    titles = []
+    png = plots._png
+    monkeypatch.setattr(plots, "_png", lambda fig: titles.append(fig._suptitle.get_text()) or png(fig))
+    sweep = [{"k": k, "f_stat": 100.0 / k, "silhouette": 0.1, "inertia": 50.0 - k} for k in range(2, 8)]
+    res = SimpleNamespace(
+        sweep=sweep, param_name="wte\n\x1b[31mevil", rows=90, vocab_rows=100, cols=8, chosen_k=2, recommended_k=None,
+        verdict="no preferred number", gaps=[0.1] * 6, degenerate="F is largest at the edge of the swept range",
+    )  # fmt: skip
+    assert plots.anova_curve("org/m\x07", [res]).startswith(b"\x89PNG")
+    lines = titles[0].split("\n")
+    assert lines[0].startswith("org/m\\x07: k-means of the token embeddings"), lines
+    assert lines[1].startswith("wte\\x0a\\x1b[31mevil: k = 2 is degenerate — F is largest"), lines
+    assert len(lines) == 2 and not any(ord(c) < 32 for line in lines for c in line), lines
+
+
 def test_malformed_section_named(tmp_path):
     bad = tmp_path / "bad.sql"
     bad.write_text("SELECT 1;\n")

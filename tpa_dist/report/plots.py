@@ -37,12 +37,21 @@ def _layout(fig: object, **kwargs: object) -> None:
     from matplotlib.text import Text
 
     for text in fig.findobj(Text):
+        if getattr(text, "tpa_printable", False):  # composed of escaped parts, its line breaks meant (_lines_title)
+            continue
         raw = text.get_text()
         clean = printable(raw)
         if clean != raw:
             text.set_text(clean)
     fig.tight_layout(**kwargs)
     fig.set_layout_engine(None)
+
+
+def _lines_title(fig: object, lines: list[str], **kwargs: object) -> None:
+    """A title of several lines, each already made printable: its line breaks stay line breaks (_layout would
+    escape them as it escapes a name's)."""
+    title = fig.suptitle("\n".join(lines), **kwargs)
+    title.tpa_printable = True
 
 
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
@@ -519,12 +528,15 @@ def anova_curve(model_id: str, results: list) -> bytes:  # noqa: ANN001 - embedd
                 color=color,
             )
         if res.degenerate:
-            warnings.append(f"{res.param_name}: k = {res.chosen_k} is degenerate — {res.degenerate}")
+            warnings.append(
+                f"{printable(res.param_name)}: k = {res.chosen_k} is degenerate — {printable(res.degenerate)}"
+            )
     axes[-1].set_xlabel("number of clusters k")
     axes[0].legend(loc="best", fontsize=7)
-    title = f"{model_id}: k-means of the token embeddings (chosen k = argmax F, dashed; recommended k, dotted)"
-    if warnings:
-        title += "\n" + "\n".join(textwrap.fill(w, 140) for w in warnings)
-    fig.suptitle(title, fontsize=9, color="#a00" if warnings else "black")
+    title = (
+        f"{printable(model_id)}: k-means of the token embeddings (chosen k = argmax F, dashed; recommended k, dotted)"
+    )
+    lines = [title, *(line for w in warnings for line in textwrap.wrap(w, 140))]
+    _lines_title(fig, lines, fontsize=9, color="#a00" if warnings else "black")
     _layout(fig)
     return _png(fig)
