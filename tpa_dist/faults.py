@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tpa_dist.files import write_atomic
+
 FAKE_GPU_MEMORY = 16 << 30
 
 
@@ -75,7 +77,7 @@ class Faults:
             if self.kill_marker:
                 if Path(self.kill_marker).exists():
                     return
-                _write_whole(self.kill_marker, f"{worker} {matrix_key}\n")
+                write_atomic(self.kill_marker, f"{worker} {matrix_key}\n")  # a polling test never sees it empty
             os.kill(os.getpid(), signal.SIGKILL)
 
     def gpu_oom(self, nbytes: int) -> bool:
@@ -91,19 +93,12 @@ class Faults:
         phase name first, so a test knows the run is there)."""
         if self.pause_phase != phase or not self.pause_until:
             return
-        _write_whole(f"{db}.paused", phase)
+        write_atomic(f"{db}.paused", phase)  # whole: a test polling for it never reads it empty
         from tpa_dist.interrupts import check
 
         while not os.path.exists(self.pause_until):
             check()
             time.sleep(0.05)
-
-
-def _write_whole(path: str, text: str) -> None:
-    """Write a marker a test polls for so that it never sees it empty: a file beside it, renamed into place."""
-    part = f"{path}.{os.getpid()}.part"
-    Path(part).write_text(text)
-    os.replace(part, path)
 
 
 NO_FAULTS = Faults()

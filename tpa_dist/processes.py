@@ -41,16 +41,12 @@ def stop_pool(pool: object) -> None:
     pool.shutdown(wait=False, cancel_futures=True)  # type: ignore[attr-defined]
 
 
-def process_age() -> float | None:
-    """Seconds since this process started (interpreter start-up and imports), or None where /proc cannot say."""
+def process_started() -> float:
+    """When this process started, on time.monotonic's clock (now, where /proc cannot say): the start-up of a command
+    counts the interpreter's and the imports' seconds too."""
     try:
         ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+        return time.monotonic() - max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
-        return None
-
-
-def process_started() -> float:
-    """When this process started, on time.monotonic's clock (now, where /proc cannot say)."""
-    return time.monotonic() - (process_age() or 0.0)
+        return time.monotonic()

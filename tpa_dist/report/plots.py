@@ -33,7 +33,7 @@ def _layout(fig: object, **kwargs: object) -> None:
     """tight_layout, after every text of the figure is made printable: a tensor or model name cannot put a control
     character on the figure (nor into matplotlib's missing-glyph warning on the terminal). The layout is then fixed:
     tight_layout leaves a placeholder layout engine behind, for which savefig draws the whole figure once more
-    before it draws it into the PNG (12 % of the report's figures' CPU, the same bytes)."""
+    before it draws it into the PNG (a small report's 17 figures: 34 whole-figure draws, now 21; the same bytes)."""
     from matplotlib.text import Text
 
     for text in fig.findobj(Text):
